@@ -1,0 +1,85 @@
+# sift — build, test and benchmark.
+#   make              libsift.a, sift-repl, sift.so (in build/)
+#   make deps         install missing Debian packages (needs root / sudo)
+#   make test         every test (C unit tests, gradient checks, Lua tests); last line "N passed, N failed"
+#   make test-asan    the same suite built with -fsanitize=address,undefined (in build-asan/)
+#   make bench-kernels  GFLOP/s of linear forward/backward next to bare cblas_sgemm
+#   make install PREFIX=/usr/local
+BUILD    ?= build
+PREFIX   ?= /usr/local
+CC       ?= cc
+LUA_INC  ?= /usr/include/lua5.4
+BLAS_INC ?= /usr/include/x86_64-linux-gnu/openblas-pthread
+OPT      ?= -O2 -march=native
+WERROR   ?= -Werror
+SAN      ?=
+CFLAGS   += -std=gnu11 $(OPT) -g -Wall -Wextra $(WERROR) -fPIC -fopenmp -I$(BLAS_INC) $(SAN)
+LDLIBS   += -lopenblas -lcjson -lm -lpthread
+LDFLAGS  += -fopenmp $(SAN)
+
+CORE_SRC  := $(sort $(wildcard core/*.c))
+CORE_OBJ  := $(CORE_SRC:%.c=$(BUILD)/%.o)
+BIND_SRC  := $(filter-out lua/repl.c,$(sort $(wildcard lua/*.c)))
+BIND_OBJ  := $(BIND_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_LIB  := $(BUILD)/tests/gradcheck.o
+
+LIB   := $(BUILD)/libsift.a
+REPL  := $(BUILD)/sift-repl
+LUAMOD:= $(BUILD)/sift.so
+
+.PHONY: all test test-asan test-c deps bench bench-kernels clean install demo
+all: $(LIB) $(REPL) $(LUAMOD) $(TEST_BIN) $(BUILD)/bench_kernels
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I$(LUA_INC) -MMD -MP -c $< -o $@
+
+$(LIB): $(CORE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(REPL): $(BUILD)/lua/repl.o $(BIND_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ -llua5.4 -lreadline $(LDLIBS)
+
+$(LUAMOD): $(BIND_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_LIB) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench_kernels: $(BUILD)/scripts/bench_kernels.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+test: all
+	@tests/run_all.sh $(BUILD)
+
+test-c: $(TEST_BIN)
+	@tests/run_all.sh $(BUILD) c
+
+test-asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -march=native" SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
+	@ASAN_OPTIONS=detect_leaks=1 tests/run_all.sh build-asan
+
+bench-kernels: $(BUILD)/bench_kernels
+	$(BUILD)/bench_kernels
+
+bench: bench-kernels
+
+deps:
+	@./scripts/install_deps.sh
+
+demo: all
+	$(REPL) examples/00_demo.lua
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/5.4 $(DESTDIR)$(PREFIX)/share/lua/5.4/sift
+	install -m 755 $(REPL) $(DESTDIR)$(PREFIX)/bin/sift-repl
+	install -m 755 $(LUAMOD) $(DESTDIR)$(PREFIX)/lib/lua/5.4/sift.so
+	if ls lua/sift/*.lua >/dev/null 2>&1; then install -m 644 lua/sift/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.4/sift/; fi
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

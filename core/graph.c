@@ -1,0 +1,310 @@
+/* graph.c — tape recording, buffer pool, reverse pass and leaf-gradient hooks. See graph.h. */
+#include "graph.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct sf_graph {
+    sf_node *nodes;
+    int n_nodes, cap_nodes;
+    sf_tensor **owned; /* graph-owned tensors (outputs, scratch) */
+    int n_owned, cap_owned;
+    sf_storage **pool; /* idle storages, reused by exact size */
+    int n_pool, cap_pool;
+    int recording;
+    int backward_done;
+    int in_backward;
+};
+
+static int grow(void **arr, int *cap, int need, size_t elem) {
+    if (need <= *cap) return 0;
+    int nc = *cap ? *cap * 2 : 64;
+    while (nc < need) nc *= 2;
+    void *p = realloc(*arr, (size_t)nc * elem);
+    if (!p) return -1;
+    *arr = p;
+    *cap = nc;
+    return 0;
+}
+
+sf_graph *sf_graph_new(void) {
+    sf_graph *g = calloc(1, sizeof *g);
+    if (!g) return sf_fail_null(SF_ERR_NOMEM, "out of memory (graph)");
+    g->recording = 1;
+    return g;
+}
+
+int sf_graph_set_recording(sf_graph *g, int on) {
+    int old = g->recording;
+    g->recording = on;
+    return old;
+}
+int sf_graph_recording(const sf_graph *g) { return g->recording; }
+int sf_graph_num_nodes(const sf_graph *g) { return g->n_nodes; }
+const sf_node *sf_graph_node(const sf_graph *g, int i) { return (i >= 0 && i < g->n_nodes) ? &g->nodes[i] : NULL; }
+
+/* ---- pool ---- */
+static sf_storage *pool_take(sf_graph *g, size_t nbytes) {
+    for (int i = g->n_pool - 1; i >= 0; i--)
+        if (g->pool[i]->nbytes == nbytes) {
+            sf_storage *s = g->pool[i];
+            g->pool[i] = g->pool[--g->n_pool];
+            return s;
+        }
+    return NULL;
+}
+
+/* Gives the tensor's storage back to the pool when nobody else uses it; releases the tensor. */
+static void recycle_tensor(sf_graph *g, sf_tensor *t) {
+    if (!t) return;
+    if (t->refcount == 1 && t->storage && t->storage->refcount == 1 && !t->storage->release &&
+        grow((void **)&g->pool, &g->cap_pool, g->n_pool + 1, sizeof *g->pool) == 0) {
+        g->pool[g->n_pool++] = t->storage;
+        t->storage = NULL;
+    }
+    sf_tensor_release(t);
+}
+
+void sf_graph_trim(sf_graph *g) {
+    for (int i = 0; i < g->n_pool; i++) sf_storage_release(g->pool[i]);
+    g->n_pool = 0;
+}
+
+size_t sf_graph_pool_bytes(const sf_graph *g) {
+    size_t b = 0;
+    for (int i = 0; i < g->n_pool; i++) b += g->pool[i]->nbytes;
+    return b;
+}
+
+size_t sf_graph_owned_bytes(const sf_graph *g) {
+    size_t b = 0;
+    for (int i = 0; i < g->n_owned; i++)
+        if (g->owned[i]->storage && g->owned[i]->storage->refcount == 1) b += g->owned[i]->storage->nbytes;
+    return b;
+}
+
+static sf_tensor *pooled_tensor(sf_graph *g, sf_dtype dt, int ndim, const int64_t *shape, int zero) {
+    int64_t n = sf_shape_numel(ndim, shape);
+    if (n < 0) return NULL;
+    sf_tensor tmp = {.dtype = dt, .ndim = ndim};
+    for (int i = 0; i < ndim; i++) tmp.shape[i] = shape[i];
+    size_t nb = sf_tensor_nbytes(&tmp);
+    sf_storage *s = pool_take(g, nb);
+    sf_tensor *t;
+    if (s) {
+        t = sf_tensor_from_storage(s, 0, dt, ndim, shape);
+        sf_storage_release(s); /* the tensor now holds the only reference */
+        if (!t) return NULL;
+        if (zero) memset(s->data, 0, nb);
+    } else {
+        t = zero ? sf_tensor_zeros(dt, ndim, shape) : sf_tensor_new(dt, ndim, shape);
+        if (!t) return NULL;
+    }
+    return t;
+}
+
+sf_tensor *sf_graph_adopt(sf_graph *g, sf_tensor *t) {
+    if (!t) return NULL;
+    if (grow((void **)&g->owned, &g->cap_owned, g->n_owned + 1, sizeof *g->owned)) {
+        sf_tensor_release(t);
+        return sf_fail_null(SF_ERR_NOMEM, "out of memory (graph tensor list)");
+    }
+    g->owned[g->n_owned++] = t;
+    return t;
+}
+
+sf_tensor *sf_graph_tensor_dtype(sf_graph *g, sf_dtype dt, int ndim, const int64_t *shape) {
+    return sf_graph_adopt(g, pooled_tensor(g, dt, ndim, shape, 0));
+}
+sf_tensor *sf_graph_tensor(sf_graph *g, int ndim, const int64_t *shape) {
+    return sf_graph_adopt(g, pooled_tensor(g, SF_F32, ndim, shape, 0));
+}
+sf_tensor *sf_graph_tensor_zeros(sf_graph *g, int ndim, const int64_t *shape) {
+    return sf_graph_adopt(g, pooled_tensor(g, SF_F32, ndim, shape, 1));
+}
+sf_tensor *sf_graph_scratch(sf_graph *g, int ndim, const int64_t *shape) {
+    return pooled_tensor(g, SF_F32, ndim, shape, 0);
+}
+void sf_graph_recycle(sf_graph *g, sf_tensor *t) { recycle_tensor(g, t); }
+sf_tensor *sf_graph_tensor_like(sf_graph *g, const sf_tensor *t) { return sf_graph_tensor(g, t->ndim, t->shape); }
+
+/* ---- recording ---- */
+static void node_clear(sf_node *n) {
+    for (int i = 0; i < n->n_in; i++) sf_tensor_release(n->in[i]);
+    for (int i = 0; i < n->n_saved; i++) sf_tensor_release(n->saved[i]);
+    memset(n, 0, sizeof *n);
+}
+
+sf_node *sf_graph_record(sf_graph *g, const char *op, sf_backward_fn backward, sf_tensor *out,
+                         sf_tensor *const *in, int n_in) {
+    if (!g->recording || n_in > SF_NODE_MAX_IN) return NULL;
+    int any = 0;
+    for (int i = 0; i < n_in; i++)
+        if (in[i] && in[i]->requires_grad) any = 1;
+    if (!any) return NULL;
+    if (grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1, sizeof *g->nodes)) {
+        sf_fail(SF_ERR_NOMEM, "out of memory (tape)");
+        return NULL;
+    }
+    g->backward_done = 0;
+    sf_node *n = &g->nodes[g->n_nodes];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->backward = backward;
+    n->out = out;
+    n->n_in = n_in;
+    for (int i = 0; i < n_in; i++) {
+        n->in[i] = in[i];
+        sf_tensor_retain(in[i]);
+    }
+    out->requires_grad = 1;
+    out->is_leaf = 0;
+    out->ag_node = g->n_nodes;
+    g->n_nodes++;
+    return n;
+}
+
+sf_status sf_node_save(sf_node *n, sf_tensor *t) {
+    if (n->n_saved >= SF_NODE_MAX_SAVED) return sf_fail(SF_ERR_STATE, "op %s saves too many tensors", n->op);
+    sf_tensor_retain(t);
+    n->saved[n->n_saved++] = t;
+    return SF_OK;
+}
+
+void sf_graph_reset(sf_graph *g) {
+    for (int i = 0; i < g->n_nodes; i++) node_clear(&g->nodes[i]);
+    g->n_nodes = 0;
+    for (int i = 0; i < g->n_owned; i++) {
+        sf_tensor *t = g->owned[i];
+        t->ag_node = -1;
+        recycle_tensor(g, t->ag_grad);
+        t->ag_grad = NULL;
+        recycle_tensor(g, t);
+    }
+    g->n_owned = 0;
+    g->backward_done = 0;
+}
+
+void sf_graph_free(sf_graph *g) {
+    if (!g) return;
+    sf_graph_reset(g);
+    sf_graph_trim(g);
+    free(g->nodes);
+    free(g->owned);
+    free(g->pool);
+    free(g);
+}
+
+/* ---- backward ---- */
+sf_tensor *sf_graph_grad(sf_graph *g, sf_tensor *t) {
+    if (!t || !t->requires_grad) return NULL;
+    if (t->is_leaf && !t->hook && !t->sparse) {
+        if (!t->grad) {
+            t->grad = sf_tensor_zeros(SF_F32, t->ndim, t->shape);
+            if (!t->grad) return NULL;
+        }
+        return t->grad;
+    }
+    if (!t->ag_grad) t->ag_grad = pooled_tensor(g, SF_F32, t->ndim, t->shape, 1);
+    return t->ag_grad;
+}
+
+static sf_status add_into(sf_tensor *dst, const sf_tensor *src) {
+    float *d = sf_f32(dst);
+    const float *s = sf_f32(src);
+    int64_t n = sf_tensor_numel(src);
+    for (int64_t i = 0; i < n; i++) d[i] += s[i];
+    return SF_OK;
+}
+
+sf_sparse_grad *sf_graph_sparse_grad(sf_graph *g, sf_tensor *t) {
+    (void)g;
+    if (!t || !t->requires_grad || !t->sparse || !t->sparse->sampled) return NULL;
+    return t->sparse;
+}
+
+/* A leaf's last consumer has run: hand its gradient to the hook, or leave it in t->grad. */
+static sf_status finish_leaf(sf_graph *g, sf_tensor *t) {
+    if (t->sparse) { /* gather the wanted entries of a dense contribution, if any, and recycle it */
+        sf_tensor *gbuf = t->ag_grad;
+        t->ag_grad = NULL;
+        if (gbuf) {
+            const float *d = sf_f32(gbuf);
+            float *vals = t->sparse->values;
+            const int64_t *idx = t->sparse->idx;
+            for (int64_t i = 0; i < t->sparse->k; i++) vals[i] += d[idx[i]];
+            recycle_tensor(g, gbuf);
+        }
+        if (t->hook) t->hook(t, NULL, t->hook_user);
+        return SF_OK;
+    }
+    if (!t->hook) return SF_OK; /* accumulated straight into t->grad */
+    sf_tensor *gbuf = sf_graph_grad(g, t);
+    if (!gbuf) return SF_ERR_NOMEM;
+    t->ag_grad = NULL;
+    sf_hook_result r = t->hook(t, gbuf, t->hook_user);
+    if (r == SF_HOOK_KEEP) {
+        if (!t->grad) {
+            t->grad = gbuf; /* hand over the buffer itself */
+            return SF_OK;
+        }
+        add_into(t->grad, gbuf);
+    }
+    recycle_tensor(g, gbuf);
+    return SF_OK;
+}
+
+sf_status sf_graph_backward(sf_graph *g, sf_tensor *out, const sf_tensor *seed) {
+    if (g->backward_done) return sf_fail(SF_ERR_STATE, "backward already ran on this forward pass; run forward again");
+    if (!out || !out->requires_grad || out->ag_node < 0 || out->ag_node >= g->n_nodes ||
+        g->nodes[out->ag_node].out != out)
+        return sf_fail(SF_ERR_STATE, "backward: the output was not computed on this tape from trainable inputs");
+    if (seed ? !sf_tensor_same_shape(seed, out) || seed->dtype != SF_F32 : sf_tensor_numel(out) != 1)
+        return sf_fail(SF_ERR_ARG, "backward: the seed gradient must have the output's shape (or the output be a scalar)");
+
+    /* count the consumers of every leaf */
+    for (int k = 0; k < g->n_nodes; k++)
+        for (int i = 0; i < g->nodes[k].n_in; i++) g->nodes[k].in[i]->ag_pending = 0;
+    for (int k = 0; k < g->n_nodes; k++)
+        for (int i = 0; i < g->nodes[k].n_in; i++) g->nodes[k].in[i]->ag_pending++;
+
+    sf_tensor *go = sf_graph_grad(g, out);
+    if (!go) return sf_fail(SF_ERR_NOMEM, "backward: out of memory for the seed gradient");
+    if (seed)
+        memcpy(sf_f32(go), sf_f32(seed), sf_tensor_nbytes(seed));
+    else
+        sf_f32(go)[0] = 1.0f;
+
+    g->backward_done = 1;
+    g->in_backward = 1;
+    sf_status st = SF_OK;
+    for (int k = out->ag_node; k >= 0; k--) {
+        sf_node *n = &g->nodes[k];
+        if (n->out->ag_grad && st == SF_OK) {
+            st = n->backward(g, n);
+            recycle_tensor(g, n->out->ag_grad);
+            n->out->ag_grad = NULL;
+        }
+        for (int i = 0; i < n->n_in; i++) {
+            sf_tensor *t = n->in[i];
+            if (t->requires_grad && t->is_leaf && --t->ag_pending == 0 && st == SF_OK) st = finish_leaf(g, t);
+        }
+    }
+    /* nodes recorded after `out` never got a gradient; leaves only they use are not finished */
+    g->in_backward = 0;
+    return st;
+}
+
+/* ---- parameters ---- */
+void sf_param_set_trainable(sf_tensor *t, int trainable) { t->requires_grad = trainable ? 1 : 0; }
+void sf_param_set_hook(sf_tensor *t, sf_grad_hook hook, void *user) {
+    t->hook = hook;
+    t->hook_user = user;
+}
+void sf_param_zero_grad(sf_tensor *t) {
+    if (t->grad) memset(sf_f32(t->grad), 0, sf_tensor_nbytes(t->grad));
+}
+void sf_param_drop_grad(sf_tensor *t) {
+    sf_tensor_release(t->grad);
+    t->grad = NULL;
+}

@@ -1,0 +1,229 @@
+/* model_forward.c — the forward pass of every architecture on the tape (so backward is the tape's
+ * reverse pass), the task heads and the losses. One function per block kind; the shapes of every
+ * intermediate are noted. Does not implement kernels (ops_*.c) nor generation (generate.c). */
+#include <string.h>
+
+#include "lora.h"
+#include "model.h"
+
+#define TRY(x)                                   \
+    do {                                         \
+        if (!(x)) return sf_last_status() ? sf_last_status() : SF_ERR_STATE; \
+    } while (0)
+
+/* i64 (B, T) tensor on the graph */
+static sf_tensor *ids_tensor(sf_graph *g, int64_t B, int64_t T) {
+    int64_t shape[2] = {B, T};
+    return sf_graph_tensor_dtype(g, SF_I64, 2, shape);
+}
+
+/* Block linears go through the LoRA hook (a plain linear when the weight has no adapter). */
+#define LIN(g, x, w, b, lay) sf_lora_linear(g, m->lora, x, w, b, lay)
+
+static sf_tensor *gpt2_block(sf_graph *g, const sf_model *m, const sf_layer *L, sf_tensor *x, sf_tensor *mask) {
+    const sf_model_config *c = &m->cfg;
+    int64_t C = c->d_model;
+    sf_tensor *h = sf_layernorm(g, x, L->ln1_w, L->ln1_b, c->norm_eps);              // (B, T, C)
+    sf_tensor *qkv = h ? LIN(g, h, L->wqkv, L->bqkv, SF_W_IN_OUT) : NULL;      // (B, T, 3C)
+    if (!qkv) return NULL;
+    sf_tensor *q = sf_slice_cols(g, qkv, 0, C), *k = sf_slice_cols(g, qkv, C, C), *v = sf_slice_cols(g, qkv, 2 * C, C);
+    sf_tensor *a = (q && k && v) ? sf_attention(g, q, k, v, mask, c->n_head, c->n_kv_head, 1) : NULL; // (B, T, C)
+    sf_tensor *o = a ? LIN(g, a, L->wo, L->bo, SF_W_IN_OUT) : NULL;
+    x = o ? sf_add(g, x, o) : NULL;
+    h = x ? sf_layernorm(g, x, L->ln2_w, L->ln2_b, c->norm_eps) : NULL;
+    sf_tensor *u = h ? LIN(g, h, L->w_up, L->b_up, SF_W_IN_OUT) : NULL;        // (B, T, F)
+    u = u ? sf_gelu(g, u, c->gelu) : NULL;
+    sf_tensor *d = u ? LIN(g, u, L->w_down, L->b_down, SF_W_IN_OUT) : NULL;    // (B, T, C)
+    return d ? sf_add(g, x, d) : NULL;
+}
+
+static sf_tensor *llama_block(sf_graph *g, const sf_model *m, const sf_layer *L, sf_tensor *x, sf_tensor *mask) {
+    const sf_model_config *c = &m->cfg;
+    sf_tensor *h = sf_rmsnorm(g, x, L->ln1_w, c->norm_eps);                          // (B, T, C)
+    if (!h) return NULL;
+    sf_tensor *q = LIN(g, h, L->wq, L->bq, SF_W_OUT_IN);                       // (B, T, NH*HD)
+    sf_tensor *k = LIN(g, h, L->wk, L->bk, SF_W_OUT_IN);                       // (B, T, NKV*HD)
+    sf_tensor *v = LIN(g, h, L->wv, L->bv, SF_W_OUT_IN);                       // (B, T, NKV*HD)
+    if (!q || !k || !v) return NULL;
+    q = sf_rope(g, q, NULL, c->n_head, c->head_dim, c->rope_theta, c->rope_kind);
+    k = q ? sf_rope(g, k, NULL, c->n_kv_head, c->head_dim, c->rope_theta, c->rope_kind) : NULL;
+    sf_tensor *a = k ? sf_attention(g, q, k, v, mask, c->n_head, c->n_kv_head, 1) : NULL; // (B, T, NH*HD)
+    sf_tensor *o = a ? LIN(g, a, L->wo, L->bo, SF_W_OUT_IN) : NULL;            // (B, T, C)
+    x = o ? sf_add(g, x, o) : NULL;
+    h = x ? sf_rmsnorm(g, x, L->ln2_w, c->norm_eps) : NULL;
+    if (!h) return NULL;
+    sf_tensor *gate = LIN(g, h, L->w_gate, NULL, SF_W_OUT_IN);                 // (B, T, F)
+    sf_tensor *up = gate ? LIN(g, h, L->w_up, NULL, SF_W_OUT_IN) : NULL;       // (B, T, F)
+    sf_tensor *s = up ? sf_swiglu(g, gate, up) : NULL;
+    sf_tensor *d = s ? LIN(g, s, L->w_down, NULL, SF_W_OUT_IN) : NULL;         // (B, T, C)
+    return d ? sf_add(g, x, d) : NULL;
+}
+
+static sf_tensor *encoder_block(sf_graph *g, const sf_model *m, const sf_layer *L, sf_tensor *x, sf_tensor *mask) {
+    const sf_model_config *c = &m->cfg;
+    sf_tensor *q = LIN(g, x, L->wq, L->bq, SF_W_OUT_IN);                       // (B, T, C)
+    sf_tensor *k = q ? LIN(g, x, L->wk, L->bk, SF_W_OUT_IN) : NULL;
+    sf_tensor *v = k ? LIN(g, x, L->wv, L->bv, SF_W_OUT_IN) : NULL;
+    sf_tensor *a = v ? sf_attention(g, q, k, v, mask, c->n_head, c->n_kv_head, 0) : NULL;
+    sf_tensor *o = a ? LIN(g, a, L->wo, L->bo, SF_W_OUT_IN) : NULL;
+    sf_tensor *r = o ? sf_add(g, x, o) : NULL;
+    x = r ? sf_layernorm(g, r, L->ln1_w, L->ln1_b, c->norm_eps) : NULL;              // post-LN
+    sf_tensor *u = x ? LIN(g, x, L->w_up, L->b_up, SF_W_OUT_IN) : NULL;        // (B, T, F)
+    u = u ? sf_gelu(g, u, c->gelu) : NULL;
+    sf_tensor *d = u ? LIN(g, u, L->w_down, L->b_down, SF_W_OUT_IN) : NULL;
+    r = d ? sf_add(g, x, d) : NULL;
+    return r ? sf_layernorm(g, r, L->ln2_w, L->ln2_b, c->norm_eps) : NULL;
+}
+
+/* Token + position (+ type) embeddings -> (B, T, C). */
+static sf_tensor *embed(sf_graph *g, const sf_model *m, sf_tensor *ids) {
+    const sf_model_config *c = &m->cfg;
+    int64_t B = ids->shape[0], T = ids->shape[1];
+    sf_tensor *x = sf_embedding(g, ids, m->wte);
+    if (!x || c->arch == SF_ARCH_LLAMA) return x;
+    sf_tensor *pos = ids_tensor(g, B, T);
+    if (!pos) return NULL;
+    int64_t *p = sf_tensor_data(pos);
+    const int64_t *id = sf_tensor_data(ids);
+    for (int64_t b = 0; b < B; b++) {
+        int64_t run = 0;
+        for (int64_t t = 0; t < T; t++) {
+            if (c->arch == SF_ARCH_ROBERTA) { /* create_position_ids_from_input_ids */
+                int real = id[b * T + t] != c->pad_token_id;
+                run += real;
+                p[b * T + t] = real ? run + c->pad_token_id : c->pad_token_id;
+            } else {
+                p[b * T + t] = t;
+            }
+        }
+    }
+    sf_tensor *pe = sf_embedding(g, pos, m->wpe);
+    x = pe ? sf_add(g, x, pe) : NULL;
+    if (!x || c->arch == SF_ARCH_GPT2) return x;
+    if (m->wtt) {
+        sf_tensor *tt = ids_tensor(g, B, T);
+        if (!tt) return NULL;
+        memset(sf_tensor_data(tt), 0, (size_t)(B * T) * sizeof(int64_t));
+        sf_tensor *te = sf_embedding(g, tt, m->wtt);
+        x = te ? sf_add(g, x, te) : NULL;
+    }
+    return x ? sf_layernorm(g, x, m->ln_emb_w, m->ln_emb_b, c->norm_eps) : NULL;
+}
+
+/* The classification features: decoders take the last real token, encoders the first. -> (B, C) */
+static sf_tensor *pool(sf_graph *g, const sf_model *m, sf_tensor *x, sf_tensor *mask) {
+    int64_t B = x->shape[0], T = x->shape[1];
+    int64_t shape[1] = {B};
+    sf_tensor *idx = sf_graph_tensor_dtype(g, SF_I64, 1, shape);
+    if (!idx) return NULL;
+    int64_t *ix = sf_tensor_data(idx);
+    for (int64_t b = 0; b < B; b++) {
+        int64_t t_sel = 0;
+        if (m->cfg.arch == SF_ARCH_GPT2 || m->cfg.arch == SF_ARCH_LLAMA) {
+            t_sel = T - 1;
+            if (mask) {
+                t_sel = 0;
+                for (int64_t t = 0; t < T; t++)
+                    if (sf_index_at(mask, b * T + t)) t_sel = t;
+            }
+        }
+        ix[b] = b * T + t_sel;
+    }
+    return sf_gather_rows(g, x, idx);
+}
+
+static sf_status check_batch(const sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tensor *labels) {
+    if (!ids || ids->dtype != SF_I64 || ids->ndim != 2)
+        return sf_fail(SF_ERR_ARG, "forward: input_ids must be an i64 (B, T) tensor");
+    int64_t B = ids->shape[0], T = ids->shape[1];
+    if (B < 1 || T < 1) return sf_fail(SF_ERR_ARG, "forward: empty batch (%lld x %lld)", (long long)B, (long long)T);
+    int64_t limit = m->cfg.arch == SF_ARCH_ROBERTA ? m->cfg.max_pos - m->cfg.position_offset : m->cfg.max_pos;
+    if (m->cfg.arch != SF_ARCH_LLAMA && T > limit)
+        return sf_fail(SF_ERR_ARG, "forward: sequence length %lld exceeds the model's %lld positions", (long long)T,
+                       (long long)limit);
+    if (mask && (mask->ndim != 2 || mask->shape[0] != B || mask->shape[1] != T || sf_check_index(mask, "forward", "attention_mask")))
+        return sf_fail(SF_ERR_ARG, "forward: attention_mask must be an integer (B, T) = (%lld, %lld) tensor",
+                       (long long)B, (long long)T);
+    if (labels) {
+        if (labels->dtype != SF_I64) return sf_fail(SF_ERR_ARG, "forward: labels must be i64");
+        if (m->task == SF_TASK_LM && (labels->ndim != 2 || labels->shape[0] != B || labels->shape[1] != T))
+            return sf_fail(SF_ERR_ARG, "forward: LM labels must have the shape of input_ids (%lld, %lld)", (long long)B,
+                           (long long)T);
+        if (m->task == SF_TASK_CLASSIFY && sf_tensor_numel(labels) != B)
+            return sf_fail(SF_ERR_ARG, "forward: classification labels must hold one class per row (%lld)", (long long)B);
+    }
+    return SF_OK;
+}
+
+sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tensor *labels, int train) {
+    sf_graph *g = m->graph;
+    sf_graph_reset(g);
+    m->logits = m->loss = NULL;
+    sf_status st = check_batch(m, ids, mask, labels);
+    if (st) return st;
+    sf_graph_set_recording(g, train);
+    const sf_model_config *c = &m->cfg;
+    int64_t B = ids->shape[0], T = ids->shape[1];
+    sf_tensor *x = embed(g, m, ids); // (B, T, C)
+    TRY(x);
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        const sf_layer *L = &m->layers[l];
+        x = c->arch == SF_ARCH_GPT2 ? gpt2_block(g, m, L, x, mask)
+            : c->arch == SF_ARCH_LLAMA ? llama_block(g, m, L, x, mask)
+                                       : encoder_block(g, m, L, x, mask);
+        TRY(x);
+    }
+    if (c->arch == SF_ARCH_GPT2) x = sf_layernorm(g, x, m->lnf_w, m->lnf_b, c->norm_eps);
+    else if (c->arch == SF_ARCH_LLAMA) x = sf_rmsnorm(g, x, m->lnf_w, c->norm_eps);
+    TRY(x);
+
+    if (m->task == SF_TASK_LM) {
+        sf_tensor *logits = sf_linear(g, x, m->lm_head ? m->lm_head : m->wte, NULL, SF_W_OUT_IN); // (B, T, V)
+        TRY(logits);
+        m->logits = logits;
+        if (labels) {
+            sf_tensor *tgt = ids_tensor(g, B, T); // labels shifted left by one; the last position ignored
+            TRY(tgt);
+            int64_t *td = sf_tensor_data(tgt);
+            const int64_t *ld = sf_tensor_data(labels);
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t t = 0; t < T; t++) td[b * T + t] = t + 1 < T ? ld[b * T + t + 1] : -100;
+            int64_t s2[2] = {B * T, c->vocab_size};
+            sf_tensor *flat = sf_reshape(g, logits, 2, s2);
+            TRY(flat);
+            int64_t s1[1] = {B * T};
+            sf_tensor *tflat = sf_graph_adopt(g, sf_tensor_view(tgt, 1, s1));
+            TRY(tflat);
+            m->loss = sf_cross_entropy(g, flat, tflat, -100);
+            TRY(m->loss);
+        }
+    } else {
+        sf_tensor *feat = pool(g, m, x, mask); // (B, C)
+        TRY(feat);
+        sf_tensor *logits;
+        if (c->arch == SF_ARCH_GPT2 || c->arch == SF_ARCH_LLAMA) {
+            logits = sf_linear(g, feat, m->score_w, NULL, SF_W_OUT_IN); // (B, L)
+        } else {
+            sf_tensor *h = sf_linear(g, feat, m->cls_dense_w, m->cls_dense_b, SF_W_OUT_IN);
+            h = h ? sf_tanh(g, h) : NULL;
+            logits = h ? sf_linear(g, h, m->cls_out_w, m->cls_out_b, SF_W_OUT_IN) : NULL;
+        }
+        TRY(logits);
+        m->logits = logits;
+        if (labels) {
+            int64_t s1[1] = {B};
+            sf_tensor *lv = sf_graph_adopt(g, sf_tensor_view(labels, 1, s1));
+            TRY(lv);
+            m->loss = sf_cross_entropy(g, logits, lv, -100);
+            TRY(m->loss);
+        }
+    }
+    return SF_OK;
+}
+
+sf_status sf_model_backward(sf_model *m) {
+    if (!m->loss) return sf_fail(SF_ERR_STATE, "backward: the last forward computed no loss (give labels)");
+    if (!m->loss->requires_grad)
+        return sf_fail(SF_ERR_STATE, "backward: nothing to differentiate (no trainable parameter, or forward ran without grad)");
+    return sf_graph_backward(m->graph, m->loss, NULL);
+}

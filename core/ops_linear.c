@@ -1,0 +1,254 @@
+/* ops_linear.c — linear layers and plain matrix products: raw kernels (cblas_sgemm) with plain-loop
+ * references, and the tape ops sf_linear / sf_matmul. See ops.h ("linear / matmul").
+ *
+ * Layouts: SF_W_OUT_IN stores the weight (OC, C) (nn.Linear, y = x W^T + b); SF_W_IN_OUT stores it
+ * (C, OC) (GPT-2 Conv1D, y = x W + b). Forward is one sgemm (bias pre-filled into the output, beta = 1);
+ * backward is up to two sgemms (dinp, dweight, both beta = 1 so they accumulate) plus a column-sum pass
+ * as an sgemv of dout with a ones vector for dbias; a NULL gradient pointer skips its work (frozen
+ * weight: no dweight gemm).
+ *
+ * Threads: all parallelism here is OpenBLAS's; this file has no OpenMP region on purpose. With the
+ * pthread OpenBLAS, an OpenMP region right before a gemm leaves libgomp's workers spin-waiting (default
+ * wait policy) on the cores the gemm threads need: measured 1.3x-3x slower linear layers on 2 cores.
+ * The two non-gemm passes (bias fill, column sums) are one sweep over (N, OC) each, ~1-3% of the gemms.
+ *
+ * What it does not do: no saved copies (the tape node keeps x, w, b as retained inputs), no
+ * non-contiguous/strided operands, no batched matmul (sf_matmul is 2-D only), no mixed precision.
+ * Raw kernels with a size beyond cblas's 32-bit int range fall back to the reference loops (correct,
+ * slow); the tape ops reject such sizes with a message instead.
+ */
+#include <cblas.h>
+#include <limits.h>
+#include <string.h>
+
+#include "ops.h"
+
+static int fits_blas_int(int64_t N, int64_t C, int64_t OC) {
+    return N <= INT_MAX && C <= INT_MAX && OC <= INT_MAX;
+}
+
+/* ------------------------------------------------------------------ reference loops */
+
+void sf_linear_forward_ref(float *out, const float *inp, const float *weight, const float *bias, int64_t N,
+                           int64_t C, int64_t OC, sf_wlayout layout) {
+    // out (N, OC), inp (N, C), weight (OC, C) or (C, OC), bias (OC) or NULL
+    for (int64_t n = 0; n < N; n++) {
+        const float *x = inp + n * C; // (C)
+        for (int64_t o = 0; o < OC; o++) {
+            double acc = bias ? bias[o] : 0.0;
+            for (int64_t c = 0; c < C; c++) {
+                float w = layout == SF_W_OUT_IN ? weight[o * C + c] : weight[c * OC + o];
+                acc += (double)x[c] * w;
+            }
+            out[n * OC + o] = (float)acc;
+        }
+    }
+}
+
+void sf_linear_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                            const float *weight, int64_t N, int64_t C, int64_t OC, sf_wlayout layout) {
+    // dinp (N, C), dweight like weight, dbias (OC), dout (N, OC), inp (N, C)
+    if (dinp)
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t c = 0; c < C; c++) {
+                double acc = 0;
+                for (int64_t o = 0; o < OC; o++) {
+                    float w = layout == SF_W_OUT_IN ? weight[o * C + c] : weight[c * OC + o];
+                    acc += (double)dout[n * OC + o] * w;
+                }
+                dinp[n * C + c] += (float)acc;
+            }
+    if (dweight)
+        for (int64_t o = 0; o < OC; o++)
+            for (int64_t c = 0; c < C; c++) {
+                double acc = 0;
+                for (int64_t n = 0; n < N; n++) acc += (double)dout[n * OC + o] * inp[n * C + c];
+                if (layout == SF_W_OUT_IN)
+                    dweight[o * C + c] += (float)acc;
+                else
+                    dweight[c * OC + o] += (float)acc;
+            }
+    if (dbias)
+        for (int64_t o = 0; o < OC; o++) {
+            double acc = 0;
+            for (int64_t n = 0; n < N; n++) acc += dout[n * OC + o];
+            dbias[o] += (float)acc;
+        }
+}
+
+/* ------------------------------------------------------------------ optimised kernels */
+
+/* out (N, OC) rows := bias (OC), or zeros. One serial write pass (about 1-3% of the gemm that follows). */
+static void fill_rows(float *out, const float *bias, int64_t N, int64_t OC) {
+    if (!bias) {
+        memset(out, 0, (size_t)N * (size_t)OC * sizeof(float));
+        return;
+    }
+    for (int64_t n = 0; n < N; n++) memcpy(out + n * OC, bias, (size_t)OC * sizeof(float));
+}
+
+/* A ones vector for the column sums: dbias = dout^T . ones, done in chunks of SF_ONES_LEN rows. */
+#define SF_ONES_LEN 4096
+static const float sf_ones[SF_ONES_LEN] = {[0 ... SF_ONES_LEN - 1] = 1.0f}; // (SF_ONES_LEN)
+
+/* dbias (OC) += column sums of dout (N, OC), as sgemv with a ones vector (threaded by OpenBLAS; about
+ * 1% of one gemm of the layer). */
+static void colsum_add(float *dbias, const float *dout, int64_t N, int64_t OC) {
+    for (int64_t r = 0; r < N; r += SF_ONES_LEN) {
+        int64_t m = N - r < SF_ONES_LEN ? N - r : SF_ONES_LEN;
+        // dbias (OC) += dout[r:r+m]^T (OC, m) . ones (m)
+        cblas_sgemv(CblasRowMajor, CblasTrans, (int)m, (int)OC, 1.0f, dout + r * OC, (int)OC, sf_ones, 1, 1.0f, dbias,
+                    1);
+    }
+}
+
+void sf_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int64_t N,
+                       int64_t C, int64_t OC, sf_wlayout layout) {
+    // out (N, OC), inp (N, C), weight (OC, C) or (C, OC), bias (OC) or NULL
+    if (N <= 0 || OC <= 0) return;
+    if (!fits_blas_int(N, C, OC)) {
+        sf_linear_forward_ref(out, inp, weight, bias, N, C, OC, layout);
+        return;
+    }
+    if (C <= 0) { /* empty contraction: out = bias (or 0) */
+        fill_rows(out, bias, N, OC);
+        return;
+    }
+    float beta = 0.0f;
+    if (bias) {
+        fill_rows(out, bias, N, OC);
+        beta = 1.0f;
+    }
+    if (layout == SF_W_OUT_IN) // out = inp . weight^T, weight (OC, C)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight,
+                    (int)C, beta, out, (int)OC);
+    else // out = inp . weight, weight (C, OC)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight,
+                    (int)OC, beta, out, (int)OC);
+}
+
+void sf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                        const float *weight, int64_t N, int64_t C, int64_t OC, sf_wlayout layout) {
+    // dinp (N, C), dweight (OC, C) or (C, OC), dbias (OC), dout (N, OC), inp (N, C)
+    if (N <= 0 || OC <= 0) return; /* nothing flows back (dweight, dbias get += 0) */
+    if (!fits_blas_int(N, C, OC)) {
+        sf_linear_backward_ref(dinp, dweight, dbias, dout, inp, weight, N, C, OC, layout);
+        return;
+    }
+    if (C > 0) {
+        if (dinp) {
+            if (layout == SF_W_OUT_IN) // dinp (N, C) += dout (N, OC) . weight (OC, C)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)OC, 1.0f, dout,
+                            (int)OC, weight, (int)C, 1.0f, dinp, (int)C);
+            else // dinp (N, C) += dout (N, OC) . weight^T, weight (C, OC)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)C, (int)OC, 1.0f, dout,
+                            (int)OC, weight, (int)OC, 1.0f, dinp, (int)C);
+        }
+        if (dweight) {
+            if (layout == SF_W_OUT_IN) // dweight (OC, C) += dout^T (OC, N) . inp (N, C)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)OC, (int)C, (int)N, 1.0f, dout,
+                            (int)OC, inp, (int)C, 1.0f, dweight, (int)C);
+            else // dweight (C, OC) += inp^T (C, N) . dout (N, OC)
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)OC, (int)N, 1.0f, inp, (int)C,
+                            dout, (int)OC, 1.0f, dweight, (int)OC);
+        }
+    }
+    if (dbias) colsum_add(dbias, dout, N, OC);
+}
+
+/* ------------------------------------------------------------------ tape ops */
+
+/* Shared by linear and matmul. in[0] = x (N, C) viewed as rows, in[1] = weight, in[2] = bias (linear
+ * only). i[0] = N, i[1] = C, i[2] = OC, i[3] = layout. */
+static sf_status linear_backward_node(sf_graph *g, sf_node *n) {
+    sf_tensor *gout = sf_graph_grad(g, n->out);
+    if (!gout) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the output gradient", n->op);
+    float *grads[3] = {NULL, NULL, NULL}; // dinp (N, C), dweight (like weight), dbias (OC)
+    sf_sparse_grad *sp = sf_graph_sparse_grad(g, n->in[1]);
+    if (sp) { /* SIFT target with a fixed mask: only its k entries, no dense dW */
+        int64_t N = n->i[0], C = n->i[1], OC = n->i[2];
+        int64_t s_o[2] = {OC, N}, s_i[2] = {C, N};
+        sf_tensor *doutT = sf_graph_scratch(g, 2, s_o), *inpT = sf_graph_scratch(g, 2, s_i);
+        if (!doutT || !inpT) {
+            sf_graph_recycle(g, doutT);
+            sf_graph_recycle(g, inpT);
+            return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the sampled gradient", n->op);
+        }
+        sf_linear_weight_grad_sampled(sp->values, sp->idx, sp->k, sf_f32(gout), sf_f32(n->in[0]), sf_f32(doutT),
+                                      sf_f32(inpT), N, C, OC, (sf_wlayout)n->i[3]);
+        sf_graph_recycle(g, doutT);
+        sf_graph_recycle(g, inpT);
+    }
+    for (int k = 0; k < n->n_in; k++) {
+        if (!n->in[k]->requires_grad || (k == 1 && sp)) continue;
+        sf_tensor *gt = sf_graph_grad(g, n->in[k]);
+        if (!gt) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for input %d's gradient", n->op, k);
+        grads[k] = sf_f32(gt);
+    }
+    sf_linear_backward(grads[0], grads[1], grads[2], sf_f32(gout), sf_f32(n->in[0]), sf_f32(n->in[1]), n->i[0],
+                       n->i[1], n->i[2], (sf_wlayout)n->i[3]);
+    return SF_OK;
+}
+
+static sf_tensor *linear_impl(sf_graph *g, const char *op, sf_tensor *x, sf_tensor *w, sf_tensor *b,
+                              sf_wlayout layout, int64_t N, int64_t C, int64_t OC, int out_ndim,
+                              const int64_t *out_shape) {
+    if (!fits_blas_int(N, C, OC))
+        return sf_fail_null(SF_ERR_ARG, "%s: sizes N=%lld C=%lld OC=%lld exceed the 32-bit BLAS range", op,
+                            (long long)N, (long long)C, (long long)OC);
+    sf_tensor *out = sf_graph_tensor(g, out_ndim, out_shape); // (..., OC)
+    if (!out) return NULL;
+    sf_linear_forward(sf_f32(out), sf_f32(x), sf_f32(w), b ? sf_f32(b) : NULL, N, C, OC, layout);
+    sf_tensor *in[3] = {x, w, b};
+    sf_node *n = sf_graph_record(g, op, linear_backward_node, out, in, b ? 3 : 2);
+    if (n) {
+        n->i[0] = N;
+        n->i[1] = C;
+        n->i[2] = OC;
+        n->i[3] = layout;
+    }
+    return out;
+}
+
+sf_tensor *sf_linear(sf_graph *g, sf_tensor *x, sf_tensor *w, sf_tensor *b, sf_wlayout layout) {
+    char sx[64], sw[64], sb[64];
+    if (!g) return sf_fail_null(SF_ERR_ARG, "linear: graph is missing");
+    if (sf_check_f32(x, "linear", "x") || sf_check_f32(w, "linear", "weight")) return NULL;
+    if (b && sf_check_f32(b, "linear", "bias")) return NULL;
+    if (layout != SF_W_OUT_IN && layout != SF_W_IN_OUT)
+        return sf_fail_null(SF_ERR_ARG, "linear: unknown weight layout %d (expected 0 = out_in or 1 = in_out)",
+                            (int)layout);
+    if (x->ndim < 1) return sf_fail_null(SF_ERR_ARG, "linear: x must have at least 1 dim, got a scalar");
+    if (w->ndim != 2)
+        return sf_fail_null(SF_ERR_ARG, "linear: weight must be 2-D, got shape %s", sf_shape_str(w, sw, sizeof sw));
+    int64_t C = x->shape[x->ndim - 1];
+    int64_t N = 1; /* rows: product of the leading dims (not numel / C, which fails for C == 0) */
+    for (int d = 0; d < x->ndim - 1; d++) N *= x->shape[d];
+    int64_t OC = layout == SF_W_OUT_IN ? w->shape[0] : w->shape[1];
+    int64_t wC = layout == SF_W_OUT_IN ? w->shape[1] : w->shape[0];
+    if (wC != C)
+        return sf_fail_null(SF_ERR_ARG, "linear: x %s has %lld input features but weight %s (%s layout) expects %lld",
+                            sf_shape_str(x, sx, sizeof sx), (long long)C, sf_shape_str(w, sw, sizeof sw),
+                            layout == SF_W_OUT_IN ? "out_in (OC, C)" : "in_out (C, OC)", (long long)wC);
+    if (b && (b->ndim != 1 || b->shape[0] != OC))
+        return sf_fail_null(SF_ERR_ARG, "linear: bias must have shape (%lld), got %s", (long long)OC,
+                            sf_shape_str(b, sb, sizeof sb));
+    int64_t out_shape[SF_MAX_DIMS]; // (..., OC)
+    for (int d = 0; d < x->ndim; d++) out_shape[d] = x->shape[d];
+    out_shape[x->ndim - 1] = OC;
+    return linear_impl(g, "linear", x, w, b, layout, N, C, OC, x->ndim, out_shape);
+}
+
+sf_tensor *sf_matmul(sf_graph *g, sf_tensor *a, sf_tensor *b) {
+    char sa[64], sb[64];
+    if (!g) return sf_fail_null(SF_ERR_ARG, "matmul: graph is missing");
+    if (sf_check_f32(a, "matmul", "a") || sf_check_f32(b, "matmul", "b")) return NULL;
+    if (a->ndim != 2 || b->ndim != 2)
+        return sf_fail_null(SF_ERR_ARG, "matmul: a and b must be 2-D, got %s and %s", sf_shape_str(a, sa, sizeof sa),
+                            sf_shape_str(b, sb, sizeof sb));
+    if (a->shape[1] != b->shape[0])
+        return sf_fail_null(SF_ERR_ARG, "matmul: inner dims differ: a %s . b %s", sf_shape_str(a, sa, sizeof sa),
+                            sf_shape_str(b, sb, sizeof sb));
+    int64_t out_shape[2] = {a->shape[0], b->shape[1]}; // (M, N)
+    return linear_impl(g, "matmul", a, b, NULL, SF_W_IN_OUT, a->shape[0], a->shape[1], b->shape[1], 2, out_shape);
+}

@@ -1,0 +1,299 @@
+/* l_model.c — the sift.Model userdata: sift.load(path, opts), model.config, model:names(), model:param(),
+ * model:forward(batch, opts), model:backward(), model:grad(), model:zero_grad(), model:generate(),
+ * and a printed summary. Batches are Lua tables {input_ids=, attention_mask=, labels=} whose values are
+ * tables of rows or tensors. Thin: everything is done by core/model*.c. */
+#include <string.h>
+
+#include "../core/model.h"
+#include "lsift.h"
+
+#define LSIFT_MODEL "sift.Model"
+
+typedef struct {
+    sf_model *m;
+} l_model;
+
+sf_model *lsift_check_model(lua_State *L, int idx) {
+    l_model *u = luaL_checkudata(L, idx, LSIFT_MODEL);
+    if (!u->m) luaL_argerror(L, idx, "model has been closed");
+    return u->m;
+}
+
+static int m_gc(lua_State *L) {
+    l_model *u = luaL_checkudata(L, 1, LSIFT_MODEL);
+    sf_model_free(u->m);
+    u->m = NULL;
+    return 0;
+}
+
+static const char *arch_name(sf_arch a) {
+    switch (a) {
+    case SF_ARCH_GPT2: return "gpt2";
+    case SF_ARCH_LLAMA: return "llama";
+    case SF_ARCH_BERT: return "bert";
+    default: return "roberta";
+    }
+}
+
+static void push_config(lua_State *L, const sf_model *m) {
+    const sf_model_config *c = &m->cfg;
+    lua_createtable(L, 0, 24);
+#define SETI(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
+#define SETN(k, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, k))
+#define SETS(k, v) (lua_pushstring(L, v), lua_setfield(L, -2, k))
+    SETS("arch", arch_name(c->arch));
+    SETS("model_type", c->model_type);
+    SETS("task", m->task == SF_TASK_LM ? "lm" : "classify");
+    SETI("vocab_size", c->vocab_size);
+    SETI("n_layer", c->n_layer);
+    SETI("n_head", c->n_head);
+    SETI("n_kv_head", c->n_kv_head);
+    SETI("d_model", c->d_model);
+    SETI("d_ff", c->d_ff);
+    SETI("head_dim", c->head_dim);
+    SETI("max_pos", c->max_pos);
+    SETN("norm_eps", c->norm_eps);
+    if (c->arch == SF_ARCH_LLAMA) {
+        SETN("rope_theta", c->rope_theta);
+        SETS("rope", c->rope_kind == SF_ROPE_HALF ? "half" : "interleaved");
+    }
+    lua_pushboolean(L, c->tied_head);
+    lua_setfield(L, -2, "tied_head");
+    if (c->pad_token_id >= 0) SETI("pad_token_id", c->pad_token_id);
+    if (c->bos_token_id >= 0) SETI("bos_token_id", c->bos_token_id);
+    if (c->eos_token_id >= 0) SETI("eos_token_id", c->eos_token_id);
+    if (m->task == SF_TASK_CLASSIFY) SETI("num_labels", c->num_labels);
+    SETI("n_params", sf_model_num_params(m));
+    if (m->source) SETS("source", m->source);
+    lua_createtable(L, m->n_unused, 0);
+    for (int i = 0; i < m->n_unused; i++) {
+        lua_pushstring(L, m->unused[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "unused");
+#undef SETI
+#undef SETN
+#undef SETS
+}
+
+static int l_load(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    sf_load_options o = {.task = SF_TASK_LM, .num_labels = 0, .seed = 0};
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "task");
+        const char *task = luaL_optstring(L, -1, "lm");
+        if (!strcmp(task, "classify")) o.task = SF_TASK_CLASSIFY;
+        else if (strcmp(task, "lm")) return luaL_error(L, "sift.load: task must be \"lm\" or \"classify\", got \"%s\"", task);
+        lua_getfield(L, 2, "num_labels");
+        o.num_labels = luaL_optinteger(L, -1, 0);
+        lua_getfield(L, 2, "seed");
+        o.seed = (uint64_t)luaL_optinteger(L, -1, 0);
+        lua_pop(L, 3);
+        if (o.num_labels < 0) return luaL_error(L, "sift.load: num_labels must be positive");
+    }
+    l_model *u = lua_newuserdatauv(L, sizeof *u, 1);
+    u->m = NULL;
+    luaL_setmetatable(L, LSIFT_MODEL);
+    u->m = sf_model_load(path, &o);
+    if (!u->m) return lsift_error(L, "sift.load");
+    sf_model_set_trainable(u->m, 1);
+    push_config(L, u->m);
+    lua_setiuservalue(L, -2, 1);
+    return 1;
+}
+
+static int m_index(lua_State *L) {
+    lsift_check_model(L, 1);
+    const char *k = lua_tostring(L, 2);
+    if (k && !strcmp(k, "config")) {
+        lua_getiuservalue(L, 1, 1);
+        return 1;
+    }
+    luaL_getmetatable(L, LSIFT_MODEL);
+    lua_getfield(L, -1, "methods");
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+    return 1;
+}
+
+static int m_names(lua_State *L) {
+    sf_model *m = lsift_check_model(L, 1);
+    lua_createtable(L, m->n_params, 0);
+    for (int i = 0; i < m->n_params; i++) {
+        lua_pushstring(L, m->params[i].name);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static sf_tensor *param_or_error(lua_State *L, sf_model *m, const char *name) {
+    sf_tensor *t = sf_model_param(m, name);
+    if (!t) luaL_error(L, "no parameter named '%s' (see model:names())", name);
+    return t;
+}
+
+static int m_param(lua_State *L) {
+    sf_model *m = lsift_check_model(L, 1);
+    sf_tensor *t = param_or_error(L, m, luaL_checkstring(L, 2));
+    sf_tensor_retain(t);
+    lsift_push_tensor(L, t);
+    return 1;
+}
+
+static int m_grad(lua_State *L) {
+    sf_model *m = lsift_check_model(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    sf_tensor *t = param_or_error(L, m, name);
+    if (!t->grad) {
+        if (t->hook) return luaL_error(L, "'%s' is hooked by a sparse set: its dense gradient is not kept", name);
+        return luaL_error(L, "'%s' has no gradient yet: run forward with labels, then backward", name);
+    }
+    sf_tensor_retain(t->grad);
+    lsift_push_tensor(L, t->grad);
+    return 1;
+}
+
+static int m_zero_grad(lua_State *L) {
+    sf_model *m = lsift_check_model(L, 1);
+    for (int i = 0; i < m->n_params; i++) sf_param_zero_grad(m->params[i].t);
+    return 0;
+}
+
+/* Reads batch field `key` as an i64 tensor (new reference) or NULL when absent. */
+static sf_tensor *batch_field(lua_State *L, int batch, const char *key) {
+    lua_getfield(L, batch, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "forward: batch.%s", key);
+    sf_tensor *t = lsift_to_ids(L, -1, what);
+    lua_pop(L, 1);
+    return t;
+}
+
+static int m_forward(lua_State *L) {
+    sf_model *m = lsift_check_model(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int train = 1;
+    if (lua_istable(L, 3)) {
+        lua_getfield(L, 3, "grad");
+        if (lua_isboolean(L, -1)) train = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    sf_tensor *ids = batch_field(L, 2, "input_ids");
+    if (!ids) return luaL_error(L, "forward: batch.input_ids is required");
+    lsift_push_tensor(L, ids); /* anchored for collection if anything below raises */
+    sf_tensor *mask = batch_field(L, 2, "attention_mask");
+    if (mask) lsift_push_tensor(L, mask);
+    sf_tensor *labels = batch_field(L, 2, "labels");
+    if (labels) lsift_push_tensor(L, labels);
+    if (ids->ndim == 1) { /* a single sequence */
+        int64_t shape[2] = {1, ids->shape[0]};
+        ids->ndim = 2;
+        ids->shape[0] = shape[0];
+        ids->shape[1] = shape[1];
+        if (mask && mask->ndim == 1) {
+            mask->ndim = 2;
+            mask->shape[1] = mask->shape[0];
+            mask->shape[0] = 1;
+        }
+        if (labels && labels->ndim == 1 && m->task == SF_TASK_LM) {
+            labels->ndim = 2;
+            labels->shape[1] = labels->shape[0];
+            labels->shape[0] = 1;
+        }
+    }
+    sf_status st = sf_model_forward(m, ids, mask, labels, train);
+    if (st) return lsift_error(L, "forward");
+    lua_createtable(L, 0, 2);
+    sf_tensor_retain(m->logits);
+    lsift_push_tensor(L, m->logits);
+    lua_setfield(L, -2, "logits");
+    if (m->loss) {
+        lua_pushnumber(L, sf_f32(m->loss)[0]);
+        lua_setfield(L, -2, "loss");
+    }
+    return 1;
+}
+
+static int m_backward(lua_State *L) {
+    sf_model *m = lsift_check_model(L, 1);
+    if (sf_model_backward(m)) return lsift_error(L, "backward");
+    return 0;
+}
+
+static int m_generate(lua_State *L) {
+    sf_model *m = lsift_check_model(L, 1);
+    sf_tensor *ids = lsift_to_ids(L, 2, "generate: ids");
+    lsift_push_tensor(L, ids);
+    lua_Integer max_new = 32, seed = 0;
+    lua_Number temperature = 0;
+    int stop = 0;
+    if (lua_istable(L, 3)) {
+        lua_getfield(L, 3, "max_new");
+        max_new = luaL_optinteger(L, -1, 32);
+        lua_getfield(L, 3, "temperature");
+        temperature = luaL_optnumber(L, -1, 0);
+        lua_getfield(L, 3, "seed");
+        seed = luaL_optinteger(L, -1, 0);
+        lua_getfield(L, 3, "stop_at_eos");
+        stop = lua_toboolean(L, -1);
+        lua_pop(L, 4);
+    }
+    if (max_new < 0 || max_new > (1 << 24)) return luaL_error(L, "generate: max_new must be in 0..16777216");
+    int64_t n_prompt = sf_tensor_numel(ids);
+    int64_t *out = lua_newuserdatauv(L, (size_t)(n_prompt + max_new) * sizeof(int64_t) + 8, 0);
+    int64_t n = 0;
+    if (sf_model_generate(m, sf_tensor_data(ids), n_prompt, max_new, (float)temperature, (uint64_t)seed, stop, out, &n))
+        return lsift_error(L, "generate");
+    lua_createtable(L, (int)n, 0);
+    for (int64_t i = 0; i < n; i++) {
+        lua_pushinteger(L, out[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int m_tostring(lua_State *L) {
+    sf_model *m = lsift_check_model(L, 1);
+    int64_t total = 0, trainable = 0, head = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        int64_t n = sf_tensor_numel(m->params[i].t);
+        total += n;
+        if (m->params[i].t->requires_grad) trainable += n;
+        if (m->params[i].is_head) head += n;
+    }
+    const sf_model_config *c = &m->cfg;
+    lua_pushfstring(L,
+                    "%s model (%s): %d layers, d_model %d, %d heads (%d kv), d_ff %d, vocab %d\n"
+                    "  task %s%s, %d parameter tensors, %I parameters (%I trainable, %I in the head)",
+                    arch_name(c->arch), m->source ? m->source : "built", (int)c->n_layer, (int)c->d_model,
+                    (int)c->n_head, (int)c->n_kv_head, (int)c->d_ff, (int)c->vocab_size,
+                    m->task == SF_TASK_LM ? "lm" : "classify", m->task == SF_TASK_LM ? "" : " (new or loaded head)",
+                    m->n_params, (lua_Integer)total, (lua_Integer)trainable, (lua_Integer)head);
+    return 1;
+}
+
+void lsift_open_model(lua_State *L) {
+    static const luaL_Reg methods[] = {{"names", m_names},       {"param", m_param},       {"grad", m_grad},
+                                       {"zero_grad", m_zero_grad}, {"forward", m_forward}, {"backward", m_backward},
+                                       {"generate", m_generate}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {{"__gc", m_gc},
+                                    {"__close", m_gc},
+                                    {"__index", m_index},
+                                    {"__tostring", m_tostring},
+                                    {NULL, NULL}};
+    luaL_newmetatable(L, LSIFT_MODEL);
+    luaL_setfuncs(L, meta, 0);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "methods");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_load);
+    lua_setfield(L, -2, "load");
+    luaL_getmetatable(L, LSIFT_MODEL);
+    lua_getfield(L, -1, "methods");
+    lua_setfield(L, -3, "Model");
+    lua_pop(L, 1);
+}

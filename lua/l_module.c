@@ -1,0 +1,95 @@
+/* l_module.c — luaopen_sift: builds the `sift` module table from the parts (l_*.c) and the module-level
+ * functions version, now, threads. Does not implement any part itself. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <unistd.h>
+
+#include "../core/threads.h"
+#include "lsift.h"
+
+int lsift_error(lua_State *L, const char *what) {
+    return luaL_error(L, "%s: %s", what, sf_last_error());
+}
+
+static int l_now(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + ts.tv_nsec * 1e-9);
+    return 1;
+}
+
+static int l_threads(lua_State *L) {
+    if (!lua_isnoneornil(L, 1)) {
+        lua_Integer n = luaL_checkinteger(L, 1);
+        luaL_argcheck(L, n >= 0 && n <= 1024, 1, "thread count must be 0 (all cores) .. 1024");
+        sf_set_threads((int)n);
+    }
+    lua_pushinteger(L, sf_get_threads());
+    return 1;
+}
+
+/* Adds <root>/lua (found from where this code is loaded: build/sift.so or build/sift-repl -> <root>/lua;
+ * installed: <prefix>/lib/lua/5.4/sift.so -> <prefix>/share/lua/5.4) to package.path. */
+static void add_library_path(lua_State *L) {
+    Dl_info info;
+    char dir[4096];
+    if (!dladdr((void *)luaopen_sift, &info) || !info.dli_fname) return;
+    char exe[4096];
+    if (strchr(info.dli_fname, '/') == NULL) { /* the executable itself */
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n <= 0) return;
+        exe[n] = 0;
+    } else {
+        snprintf(exe, sizeof exe, "%s", info.dli_fname);
+    }
+    snprintf(dir, sizeof dir, "%s", exe);
+    char *slash = strrchr(dir, '/');
+    if (!slash) return;
+    *slash = 0;
+    lua_getglobal(L, "package");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/../lua/?.lua;%s/../lua/?/init.lua;%s/../../../share/lua/5.4/?.lua;%s/../share/lua/5.4/?.lua;%s",
+                    dir, dir, dir, dir, lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+}
+
+/* Runs lua/sift/init.lua with the module table (on top of the stack) as its argument, if found. */
+static void load_lua_library(lua_State *L) {
+    add_library_path(L);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchpath");
+    lua_pushliteral(L, "sift.init");
+    lua_getfield(L, -3, "path");
+    lua_call(L, 2, 1);
+    if (lua_isstring(L, -1)) {
+        const char *file = lua_tostring(L, -1);
+        if (luaL_loadfile(L, file) != LUA_OK) lua_error(L);
+        lua_pushvalue(L, -4); /* the module table */
+        lua_call(L, 1, 0);
+    }
+    lua_pop(L, 2);
+}
+
+int luaopen_sift(lua_State *L) {
+    static const luaL_Reg fns[] = {{"now", l_now}, {"threads", l_threads}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+    lua_pushliteral(L, SIFT_VERSION);
+    lua_setfield(L, -2, "version");
+    lsift_open_tensor(L);
+    lsift_open_print(L);
+    lsift_open_io(L);
+    lsift_open_tokenizer(L);
+    lsift_open_model(L);
+    lsift_open_sets(L);
+    load_lua_library(L);
+    return 1;
+}

@@ -1,0 +1,731 @@
+/* l_sets.c — trainable sets and their optimizer, the mechanics under sift.sparse / sift.lora / sift.full
+ * (name patterns and defaults are resolved in lua/sift/sets.lua):
+ *   sift._sparse(model, targets, dense, opts) / sift._lora(model, targets, dense, opts) / sift._full(model, names)
+ *   -> a sift.Set userdata; sift.AdamW(set, opts) -> a sift.AdamW userdata.
+ * A set freezes every parameter of the model except its own (sparse targets, LoRA factors, dense
+ * tensors). Selection is split into steps (_begin_selection, _note_batch, _calib_grad, _set_indices,
+ * _finish_selection) so the Lua side can run the calibration forward/backward and custom policies. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/lora.h"
+#include "../core/model.h"
+#include "../core/optim.h"
+#include "../core/sift.h"
+#include "lsift.h"
+
+#define LSIFT_SET "sift.Set"
+#define LSIFT_OPT "sift.AdamW"
+
+typedef enum { SET_SPARSE = 0, SET_LORA, SET_FULL } set_kind;
+
+typedef struct {
+    set_kind kind;
+    sf_model *m;               /* borrowed: the model userdata is kept alive in uservalue 1 */
+    sf_sparse_set *sparse;
+    sf_lora_set *lora;
+    sf_tensor **dense;         /* (n_dense) trained densely, retained */
+    char **dense_names;
+    int n_dense;
+    size_t opt_bytes;          /* dense moments of the optimizer attached last */
+} l_set;
+
+extern sf_model *lsift_check_model(lua_State *L, int idx);
+
+static l_set *check_set(lua_State *L, int idx) {
+    l_set *s = luaL_checkudata(L, idx, LSIFT_SET);
+    if (!s->m) luaL_argerror(L, idx, "set has been closed");
+    return s;
+}
+
+l_set *lsift_check_set(lua_State *L, int idx);
+l_set *lsift_check_set(lua_State *L, int idx) { return check_set(L, idx); }
+
+static void set_release(l_set *s) {
+    if (s->sparse) {
+        sf_sparse_free(s->sparse);
+        s->sparse = NULL;
+    }
+    if (s->lora) {
+        if (s->m && s->m->lora == s->lora) s->m->lora = NULL;
+        sf_lora_free(s->lora);
+        s->lora = NULL;
+    }
+    for (int i = 0; i < s->n_dense; i++) {
+        sf_tensor_release(s->dense[i]);
+        free(s->dense_names[i]);
+    }
+    free(s->dense);
+    free(s->dense_names);
+    s->dense = NULL;
+    s->dense_names = NULL;
+    s->n_dense = 0;
+    s->m = NULL;
+}
+
+static int set_gc(lua_State *L) {
+    l_set *s = luaL_checkudata(L, 1, LSIFT_SET);
+    set_release(s);
+    return 0;
+}
+
+/* Reads a Lua array of parameter names into checked tensors. */
+static int read_names(lua_State *L, int idx, sf_model *m, sf_tensor ***out_t, char ***out_n, const char *what) {
+    int n = lua_istable(L, idx) ? (int)luaL_len(L, idx) : 0;
+    sf_tensor **t = calloc((size_t)n + 1, sizeof *t);
+    char **nm = calloc((size_t)n + 1, sizeof *nm);
+    if (!t || !nm) {
+        free(t);
+        free(nm);
+        luaL_error(L, "out of memory");
+    }
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, idx, i + 1);
+        const char *name = lua_tostring(L, -1);
+        sf_tensor *p = name ? sf_model_param(m, name) : NULL;
+        if (!p) {
+            for (int j = 0; j < i; j++) free(nm[j]);
+            free(t);
+            free(nm);
+            luaL_error(L, "%s: no parameter named '%s'", what, name ? name : "?");
+        }
+        t[i] = p;
+        nm[i] = strdup(name);
+        lua_pop(L, 1);
+    }
+    *out_t = t;
+    *out_n = nm;
+    return n;
+}
+
+static l_set *new_set(lua_State *L, int model_idx, set_kind kind) {
+    sf_model *m = lsift_check_model(L, model_idx);
+    l_set *s = lua_newuserdatauv(L, sizeof *s, 1);
+    memset(s, 0, sizeof *s);
+    luaL_setmetatable(L, LSIFT_SET);
+    lua_pushvalue(L, model_idx);
+    lua_setiuservalue(L, -2, 1);
+    s->kind = kind;
+    s->m = m;
+    return s;
+}
+
+static void attach_dense(lua_State *L, l_set *s, int idx) {
+    sf_tensor **t;
+    char **nm;
+    int n = read_names(L, idx, s->m, &t, &nm, "dense");
+    s->dense = t;
+    s->dense_names = nm;
+    s->n_dense = n;
+    for (int i = 0; i < n; i++) {
+        sf_tensor_retain(t[i]);
+        sf_param_set_trainable(t[i], 1);
+    }
+}
+
+static sf_policy policy_from_name(lua_State *L, const char *p) {
+    static const char *names[] = {"topk", "global", "random", "magnitude", "fisher", "custom", NULL};
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(p, names[i])) return (sf_policy)i;
+    luaL_error(L, "unknown policy '%s' (topk, global, random, magnitude, fisher, or a function)", p);
+    return SF_POLICY_TOPK;
+}
+
+static double opt_number(lua_State *L, int idx, const char *key, double def) {
+    lua_getfield(L, idx, key);
+    double v = luaL_optnumber(L, -1, def);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* sift._sparse(model, targets, dense, {rate, policy, seed, mode, reference}) */
+static int l_sparse(lua_State *L) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    l_set *s = new_set(L, 1, SET_SPARSE);
+    double rate = opt_number(L, 4, "rate", 0.01);
+    lua_getfield(L, 4, "policy");
+    sf_policy pol = policy_from_name(L, luaL_optstring(L, -1, "topk"));
+    lua_getfield(L, 4, "seed");
+    uint64_t seed = (uint64_t)luaL_optinteger(L, -1, 0);
+    lua_getfield(L, 4, "mode");
+    const char *mode = luaL_optstring(L, -1, "sampled");
+    lua_getfield(L, 4, "reference");
+    int reference = lua_toboolean(L, -1);
+    lua_pop(L, 4);
+    if (!(rate > 0 && rate <= 1)) return luaL_error(L, "sift.sparse: rate must be in (0, 1], got %g", rate);
+    sf_model_set_trainable(s->m, 0);
+    sf_tensor **t;
+    char **nm;
+    int n = read_names(L, 2, s->m, &t, &nm, "sift.sparse targets");
+    s->sparse = sf_sparse_new(t, (const char *const *)nm, n, rate, pol, seed);
+    for (int i = 0; i < n; i++) free(nm[i]);
+    free(nm);
+    free(t);
+    if (!s->sparse) return lsift_error(L, "sift.sparse");
+    s->sparse->reference_quirks = reference;
+    sf_sparse_set_mode(s->sparse, !strcmp(mode, "gather") ? SF_SPARSE_GATHER : SF_SPARSE_SAMPLED);
+    attach_dense(L, s, 3);
+    return 1;
+}
+
+/* sift._lora(model, targets, dense, {r, alpha, seed}) */
+static int l_lora(lua_State *L) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    l_set *s = new_set(L, 1, SET_LORA);
+    int r = (int)opt_number(L, 4, "r", 8);
+    float alpha = (float)opt_number(L, 4, "alpha", 2.0 * r);
+    uint64_t seed = (uint64_t)opt_number(L, 4, "seed", 0);
+    if (s->m->lora) return luaL_error(L, "sift.lora: the model already has LoRA adapters (close that set first)");
+    sf_model_set_trainable(s->m, 0);
+    sf_tensor **t;
+    char **nm;
+    int n = read_names(L, 2, s->m, &t, &nm, "sift.lora targets");
+    sf_wlayout *lay = calloc((size_t)n + 1, sizeof *lay);
+    for (int i = 0; i < n; i++) lay[i] = sf_model_weight_layout(s->m, t[i]);
+    s->lora = sf_lora_new(t, (const char *const *)nm, lay, n, r, alpha, seed);
+    for (int i = 0; i < n; i++) free(nm[i]);
+    free(nm);
+    free(t);
+    free(lay);
+    if (!s->lora) return lsift_error(L, "sift.lora");
+    s->m->lora = s->lora;
+    attach_dense(L, s, 3);
+    return 1;
+}
+
+/* sift._full(model, names) */
+static int l_full(lua_State *L) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    l_set *s = new_set(L, 1, SET_FULL);
+    sf_model_set_trainable(s->m, 0);
+    attach_dense(L, s, 2);
+    return 1;
+}
+
+static int set_kind_name(lua_State *L) {
+    static const char *k[] = {"sparse", "lora", "full"};
+    lua_pushstring(L, k[check_set(L, 1)->kind]);
+    return 1;
+}
+
+static sf_sparse_set *need_sparse(lua_State *L, l_set *s, const char *what) {
+    if (!s->sparse) luaL_error(L, "%s: only sparse sets have this", what);
+    return s->sparse;
+}
+
+static int set_begin(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    sf_sparse_begin_selection(need_sparse(L, s, "select"));
+    return 0;
+}
+
+static int set_note_batch(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    need_sparse(L, s, "select")->calib_batches++;
+    return 0;
+}
+
+static int set_finish(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    if (sf_sparse_finish_selection(need_sparse(L, s, "select"))) return lsift_error(L, "select");
+    return 0;
+}
+
+static int target_index(lua_State *L, sf_sparse_set *sp, int arg) {
+    if (lua_type(L, arg) == LUA_TNUMBER) {
+        lua_Integer i = luaL_checkinteger(L, arg);
+        if (i < 1 || i > sp->n) luaL_error(L, "target %d outside 1..%d", (int)i, sp->n);
+        return (int)i - 1;
+    }
+    const char *name = luaL_checkstring(L, arg);
+    for (int i = 0; i < sp->n; i++)
+        if (!strcmp(sp->t[i].name, name)) return i;
+    luaL_error(L, "'%s' is not a target of this sparse set", name);
+    return -1;
+}
+
+static int set_calib_grad(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    sf_sparse_set *sp = need_sparse(L, s, "calib_grad");
+    int i = target_index(L, sp, 2);
+    const float *g = sf_sparse_calib_grad(sp, i);
+    if (!g) return luaL_error(L, "%s: no calibration gradient (not reached by backward, or not selecting)", sp->t[i].name);
+    sf_tensor *t = sf_tensor_new_f32(sp->t[i].w->ndim, sp->t[i].w->shape);
+    if (!t) return lsift_error(L, "calib_grad");
+    memcpy(sf_f32(t), g, sf_tensor_nbytes(t));
+    lsift_push_tensor(L, t);
+    return 1;
+}
+
+/* indices: a Lua array of 0-based flat offsets or an integer tensor */
+static int set_set_indices(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    sf_sparse_set *sp = need_sparse(L, s, "set_indices");
+    int i = target_index(L, sp, 2);
+    sf_tensor *ids;
+    if (lsift_test_tensor(L, 3)) {
+        ids = lsift_to_ids(L, 3, "indices");
+    } else {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        int64_t n = (int64_t)luaL_len(L, 3);
+        int64_t shape[1] = {n};
+        ids = sf_tensor_new(SF_I64, 1, shape);
+        if (!ids) return lsift_error(L, "set_indices");
+        for (int64_t j = 0; j < n; j++) {
+            lua_geti(L, 3, j + 1);
+            int isnum;
+            lua_Integer v = lua_tointegerx(L, -1, &isnum);
+            lua_pop(L, 1);
+            if (!isnum) {
+                sf_tensor_release(ids);
+                return luaL_error(L, "%s: index %d is not an integer", sp->t[i].name, (int)j + 1);
+            }
+            ((int64_t *)sf_tensor_data(ids))[j] = v;
+        }
+    }
+    sf_status st = sf_sparse_set_indices(sp, i, sf_tensor_data(ids), sf_tensor_numel(ids));
+    sf_tensor_release(ids);
+    if (st) return lsift_error(L, "set_indices");
+    return 0;
+}
+
+static int set_targets(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    lua_newtable(L);
+    if (s->sparse)
+        for (int i = 0; i < s->sparse->n; i++) {
+            lua_pushstring(L, s->sparse->t[i].name);
+            lua_rawseti(L, -2, i + 1);
+        }
+    if (s->lora)
+        for (int i = 0; i < s->lora->n; i++) {
+            lua_pushstring(L, s->lora->a[i].name);
+            lua_rawseti(L, -2, i + 1);
+        }
+    return 1;
+}
+
+static int set_dense_names(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    lua_createtable(L, s->n_dense, 0);
+    for (int i = 0; i < s->n_dense; i++) {
+        lua_pushstring(L, s->dense_names[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int set_budget(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    sf_sparse_set *sp = need_sparse(L, s, "budget");
+    int i = target_index(L, sp, 2);
+    lua_pushinteger(L, sp->t[i].selected ? sp->t[i].k : sf_sparse_budget(sp->rate, sp->t[i].numel));
+    lua_pushinteger(L, sp->t[i].numel);
+    return 2;
+}
+
+static int set_selected(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    int sel = 1;
+    if (s->sparse) {
+        sel = !s->sparse->calibrating && s->sparse->n > 0;
+        for (int i = 0; i < s->sparse->n; i++) sel &= s->sparse->t[i].selected;
+    }
+    lua_pushboolean(L, sel);
+    return 1;
+}
+
+static int set_indices(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    sf_sparse_set *sp = need_sparse(L, s, "indices");
+    int i = target_index(L, sp, 2);
+    if (!sp->t[i].selected) return luaL_error(L, "%s: not selected yet (run s:select(batch))", sp->t[i].name);
+    int64_t shape[1] = {sp->t[i].k};
+    sf_tensor *t = sf_tensor_new(SF_I64, 1, shape);
+    if (!t) return lsift_error(L, "indices");
+    memcpy(sf_tensor_data(t), sp->t[i].idx, (size_t)sp->t[i].k * sizeof(int64_t));
+    lsift_push_tensor(L, t);
+    return 1;
+}
+
+static int set_delta(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    sf_sparse_set *sp = need_sparse(L, s, "increment");
+    int i = target_index(L, sp, 2);
+    int64_t shape[1] = {sp->t[i].k};
+    sf_tensor *t = sf_tensor_new_f32(1, shape);
+    if (!t) return lsift_error(L, "increment");
+    if (sp->t[i].k) memcpy(sf_f32(t), sp->t[i].delta, (size_t)sp->t[i].k * sizeof(float));
+    lsift_push_tensor(L, t);
+    return 1;
+}
+
+static int64_t dense_count(const l_set *s) {
+    int64_t n = 0;
+    for (int i = 0; i < s->n_dense; i++) n += sf_tensor_numel(s->dense[i]);
+    return n;
+}
+
+static int set_trainable(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    int64_t n = dense_count(s);
+    if (s->sparse) {
+        int sel = 1;
+        for (int i = 0; i < s->sparse->n; i++) sel &= s->sparse->t[i].selected;
+        if (sel) n += sf_sparse_trainable(s->sparse);
+        else
+            for (int i = 0; i < s->sparse->n; i++) n += sf_sparse_budget(s->sparse->rate, s->sparse->t[i].numel);
+    }
+    if (s->lora) n += sf_lora_trainable(s->lora);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+static void push_field(lua_State *L, const char *k, size_t v) {
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
+}
+
+static int set_memory(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    size_t weights = 0, dense_grads = 0;
+    for (int i = 0; i < s->m->n_params; i++) {
+        sf_tensor *t = s->m->params[i].t;
+        weights += sf_tensor_nbytes(t);
+        if (t->grad) dense_grads += sf_tensor_nbytes(t->grad);
+    }
+    size_t dense_w = 0;
+    for (int i = 0; i < s->n_dense; i++) dense_w += sf_tensor_nbytes(s->dense[i]);
+    lua_createtable(L, 0, 12);
+    push_field(L, "weights", weights);
+    sf_sparse_memory sm = {0};
+    if (s->sparse) sm = sf_sparse_memory_of(s->sparse);
+    size_t lora_bytes = 0;
+    if (s->lora) {
+        for (int i = 0; i < s->lora->n; i++) {
+            lora_bytes += sf_tensor_nbytes(s->lora->a[i].A) + sf_tensor_nbytes(s->lora->a[i].B);
+            if (s->lora->a[i].A->grad) dense_grads += sf_tensor_nbytes(s->lora->a[i].A->grad);
+            if (s->lora->a[i].B->grad) dense_grads += sf_tensor_nbytes(s->lora->a[i].B->grad);
+        }
+    }
+    push_field(L, "increments", sm.increments);
+    push_field(L, "moments", sm.moments + s->opt_bytes);
+    push_field(L, "indices", sm.indices);
+    push_field(L, "originals", sm.originals);
+    push_field(L, "sparse_grads", sm.grads);
+    push_field(L, "calibration", sm.calibration);
+    push_field(L, "dense_grads", dense_grads);
+    push_field(L, "dense_trained", dense_w);
+    push_field(L, "adapters", lora_bytes);
+    push_field(L, "activations", sf_graph_pool_bytes(s->m->graph) + sf_graph_owned_bytes(s->m->graph));
+    /* optimizer + gradient state of what trains: the number the paper's memory claim is about */
+    push_field(L, "optimizer_and_grads", sm.increments + sm.moments + sm.indices + sm.originals + sm.grads +
+                                             s->opt_bytes + dense_grads);
+    return 1;
+}
+
+static int set_merge(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    if (!s->lora) return luaL_error(L, "merge: only LoRA sets have adapters to merge");
+    if (lua_isboolean(L, 2) && !lua_toboolean(L, 2)) sf_lora_unmerge(s->lora);
+    else sf_lora_merge(s->lora);
+    return 0;
+}
+
+static int set_restore(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    sf_sparse_restore(need_sparse(L, s, "restore"));
+    return 0;
+}
+
+static int set_write_back(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    sf_sparse_write_back(need_sparse(L, s, "write_back"));
+    return 0;
+}
+
+static int set_model(lua_State *L) {
+    check_set(L, 1);
+    lua_getiuservalue(L, 1, 1);
+    return 1;
+}
+
+static int set_close(lua_State *L) {
+    l_set *s = luaL_checkudata(L, 1, LSIFT_SET);
+    if (s->m) {
+        sf_model_set_trainable(s->m, 1); /* the model is whole again */
+        set_release(s);
+    }
+    return 0;
+}
+
+static int set_tostring(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    char line[512];
+    if (s->sparse) {
+        sf_sparse_set *sp = s->sparse;
+        static const char *pol[] = {"topk", "global", "random", "magnitude", "fisher", "custom"};
+        int64_t tot = 0, k = 0;
+        for (int i = 0; i < sp->n; i++) {
+            tot += sp->t[i].numel;
+            k += sp->t[i].selected ? sp->t[i].k : sf_sparse_budget(sp->rate, sp->t[i].numel);
+        }
+        snprintf(line, sizeof line, "sparse set: %d targets, rate %g, policy %s, %s; %lld of %lld values (%.3f %%)%s\n",
+                 sp->n, sp->rate, pol[sp->policy], sp->mode == SF_SPARSE_SAMPLED ? "sampled gradients" : "gathered gradients",
+                 (long long)k, (long long)tot, tot ? 100.0 * (double)k / (double)tot : 0.0,
+                 sp->reference_quirks ? ", reference quirks ON" : "");
+        luaL_addstring(&b, line);
+        int show = sp->n <= 24 ? sp->n : 20;
+        for (int i = 0; i < show; i++) {
+            const sf_sparse_target *t = &sp->t[i];
+            int64_t kk = t->selected ? t->k : sf_sparse_budget(sp->rate, t->numel);
+            char shp[64];
+            snprintf(line, sizeof line, "  %-52s %-14s k = %-8lld %s\n", t->name, sf_shape_str(t->w, shp, sizeof shp),
+                     (long long)kk, t->selected ? "selected" : "not selected");
+            luaL_addstring(&b, line);
+        }
+        if (show < sp->n) {
+            snprintf(line, sizeof line, "  ... %d more\n", sp->n - show);
+            luaL_addstring(&b, line);
+        }
+    } else if (s->lora) {
+        snprintf(line, sizeof line, "LoRA set: %d adapted weights, r %d, alpha %g, %lld adapter values%s\n", s->lora->n,
+                 s->lora->r, s->lora->alpha, (long long)sf_lora_trainable(s->lora), s->lora->n && s->lora->a[0].merged ? " (merged)" : "");
+        luaL_addstring(&b, line);
+    } else {
+        snprintf(line, sizeof line, "full set: %d tensors, %lld values\n", s->n_dense, (long long)dense_count(s));
+        luaL_addstring(&b, line);
+    }
+    if (s->kind != SET_FULL) {
+        snprintf(line, sizeof line, "  dense: %d tensors (%lld values)", s->n_dense, (long long)dense_count(s));
+        luaL_addstring(&b, line);
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* ================================ optimizer ================================ */
+typedef struct {
+    sf_adamw *dense;
+    sf_adamw_hparams h;
+    float sparse_wd;  /* weight decay of the increments */
+    int64_t steps;
+} l_opt;
+
+static l_opt *check_opt(lua_State *L, int idx) {
+    l_opt *o = luaL_checkudata(L, idx, LSIFT_OPT);
+    return o;
+}
+
+static int opt_gc(lua_State *L) {
+    l_opt *o = luaL_checkudata(L, 1, LSIFT_OPT);
+    sf_adamw_free(o->dense);
+    o->dense = NULL;
+    return 0;
+}
+
+/* The tensors the dense part trains: the set's dense list plus LoRA factors. */
+static int collect_dense(l_set *s, sf_tensor ***out) {
+    int n = s->n_dense + (s->lora ? 2 * s->lora->n : 0);
+    sf_tensor **t = calloc((size_t)n + 1, sizeof *t);
+    if (!t) return -1;
+    int k = 0;
+    for (int i = 0; i < s->n_dense; i++) t[k++] = s->dense[i];
+    if (s->lora)
+        for (int i = 0; i < s->lora->n; i++) {
+            t[k++] = s->lora->a[i].A;
+            t[k++] = s->lora->a[i].B;
+        }
+    *out = t;
+    return n;
+}
+
+/* sift.AdamW(set, {lr, betas, eps, weight_decay, decay = "all" | "matrices", sparse_weight_decay}) */
+static int l_adamw(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    int o_idx = lua_istable(L, 2) ? 2 : 0;
+    sf_adamw_hparams h = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f};
+    const char *decay = "all";
+    float swd;
+    if (o_idx) {
+        h.lr = (float)opt_number(L, o_idx, "lr", h.lr);
+        h.eps = (float)opt_number(L, o_idx, "eps", h.eps);
+        h.weight_decay = (float)opt_number(L, o_idx, "weight_decay", h.weight_decay);
+        lua_getfield(L, o_idx, "betas");
+        if (lua_istable(L, -1)) {
+            lua_geti(L, -1, 1);
+            lua_geti(L, -2, 2);
+            h.beta1 = (float)luaL_checknumber(L, -2);
+            h.beta2 = (float)luaL_checknumber(L, -1);
+            lua_pop(L, 2);
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, o_idx, "decay");
+        decay = luaL_optstring(L, -1, "all");
+        lua_pop(L, 1);
+    }
+    swd = o_idx ? (float)opt_number(L, o_idx, "sparse_weight_decay", h.weight_decay) : h.weight_decay;
+    if (strcmp(decay, "all") && strcmp(decay, "matrices"))
+        return luaL_error(L, "sift.AdamW: decay must be \"all\" or \"matrices\", got \"%s\"", decay);
+    sf_tensor **t;
+    int n = collect_dense(s, &t);
+    if (n < 0) return luaL_error(L, "out of memory");
+    float *wd = calloc((size_t)n + 1, sizeof *wd);
+    for (int i = 0; i < n; i++) wd[i] = (!strcmp(decay, "matrices") && t[i]->ndim < 2) ? 0.0f : 1.0f;
+    l_opt *o = lua_newuserdatauv(L, sizeof *o, 1);
+    memset(o, 0, sizeof *o);
+    luaL_setmetatable(L, LSIFT_OPT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    o->h = h;
+    o->sparse_wd = swd;
+    o->dense = sf_adamw_new(t, wd, n, &h);
+    free(t);
+    free(wd);
+    if (!o->dense) return lsift_error(L, "sift.AdamW");
+    return 1;
+}
+
+static l_set *opt_set(lua_State *L, int idx) {
+    lua_getiuservalue(L, idx, 1);
+    l_set *s = check_set(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+static int opt_step(lua_State *L) {
+    l_opt *o = check_opt(L, 1);
+    l_set *s = opt_set(L, 1);
+    if (s->sparse && s->sparse->calibrating)
+        return luaL_error(L, "step: the sparse set is still selecting (finish s:select first)");
+    if (s->sparse) {
+        int sel = 1;
+        for (int i = 0; i < s->sparse->n; i++) sel &= s->sparse->t[i].selected;
+        if (!sel) return luaL_error(L, "step: the sparse set has not selected its masks yet (run s:select(batch))");
+    }
+    /* refuse NaN/Inf before touching any weight */
+    sf_tensor **t;
+    int n = collect_dense(s, &t);
+    for (int i = 0; i < n; i++) {
+        if (!t[i]->grad) continue;
+        const float *g = sf_f32(t[i]->grad);
+        for (int64_t j = 0; j < sf_tensor_numel(t[i]->grad); j++)
+            if (!isfinite(g[j])) {
+                const char *nm = t[i]->name ? t[i]->name : "?";
+                free(t);
+                return luaL_error(L, "step: non-finite gradient in %s; weights left unchanged", nm);
+            }
+    }
+    free(t);
+    if (s->sparse) {
+        sf_adamw_hparams hs = o->h;
+        hs.weight_decay = o->sparse_wd;
+        for (int i = 0; i < s->sparse->n; i++)
+            for (int64_t j = 0; j < s->sparse->t[i].k; j++)
+                if (!isfinite(s->sparse->t[i].grad[j]))
+                    return luaL_error(L, "step: non-finite gradient in %s; weights left unchanged", s->sparse->t[i].name);
+        if (sf_sparse_step(s->sparse, &hs)) return lsift_error(L, "step");
+    }
+    if (sf_adamw_step(o->dense)) return lsift_error(L, "step");
+    sf_adamw_zero_grad(o->dense);
+    s->opt_bytes = sf_adamw_state_bytes(o->dense);
+    o->steps++;
+    return 0;
+}
+
+static int opt_zero_grad(lua_State *L) {
+    l_opt *o = check_opt(L, 1);
+    l_set *s = opt_set(L, 1);
+    sf_adamw_zero_grad(o->dense);
+    if (s->sparse && !s->sparse->calibrating) sf_sparse_zero_grad(s->sparse);
+    return 0;
+}
+
+static int opt_set_lr(lua_State *L) {
+    l_opt *o = check_opt(L, 1);
+    lua_Number lr = luaL_checknumber(L, 2);
+    if (!(lr >= 0)) return luaL_error(L, "set_lr: learning rate must be >= 0");
+    o->h.lr = (float)lr;
+    sf_adamw_set_lr(o->dense, (float)lr);
+    return 0;
+}
+
+static int opt_lr(lua_State *L) {
+    lua_pushnumber(L, check_opt(L, 1)->h.lr);
+    return 1;
+}
+
+static int opt_steps(lua_State *L) {
+    lua_pushinteger(L, check_opt(L, 1)->steps);
+    return 1;
+}
+
+/* Global L2 norm of every trainable gradient (sparse increments included); scales them to max_norm
+ * when above it. Returns the norm before clipping. */
+static int opt_clip(lua_State *L) {
+    check_opt(L, 1);
+    l_set *s = opt_set(L, 1);
+    double max_norm = luaL_optnumber(L, 2, INFINITY);
+    sf_tensor **t;
+    int n = collect_dense(s, &t);
+    double sq = 0;
+    for (int i = 0; i < n; i++)
+        if (t[i]->grad) sq += sf_grad_norm_sq(sf_f32(t[i]->grad), sf_tensor_numel(t[i]->grad));
+    if (s->sparse) sq += sf_sparse_grad_norm_sq(s->sparse);
+    double norm = sqrt(sq);
+    if (norm > max_norm && norm > 0) {
+        float f = (float)(max_norm / (norm + 1e-6));
+        for (int i = 0; i < n; i++)
+            if (t[i]->grad) sf_scale_inplace(sf_f32(t[i]->grad), sf_tensor_numel(t[i]->grad), f);
+        if (s->sparse) sf_sparse_scale_grad(s->sparse, f);
+    }
+    free(t);
+    lua_pushnumber(L, norm);
+    return 1;
+}
+
+static int opt_tostring(lua_State *L) {
+    l_opt *o = check_opt(L, 1);
+    lua_pushfstring(L, "AdamW(lr %f, betas %f/%f, eps %f, weight_decay %f, sparse weight_decay %f), %d steps",
+                    (double)o->h.lr, (double)o->h.beta1, (double)o->h.beta2, (double)o->h.eps, (double)o->h.weight_decay,
+                    (double)o->sparse_wd, (int)o->steps);
+    return 1;
+}
+
+void lsift_open_sets(lua_State *L) {
+    static const luaL_Reg set_methods[] = {
+        {"kind", set_kind_name},        {"_begin_selection", set_begin}, {"_note_batch", set_note_batch},
+        {"_finish_selection", set_finish}, {"_calib_grad", set_calib_grad}, {"_set_indices", set_set_indices},
+        {"targets", set_targets},       {"dense", set_dense_names},     {"budget", set_budget},
+        {"selected", set_selected},     {"indices", set_indices},       {"increment", set_delta},
+        {"trainable", set_trainable},   {"memory", set_memory},         {"merge", set_merge},
+        {"restore", set_restore},       {"write_back", set_write_back}, {"model", set_model},
+        {"close", set_close},           {NULL, NULL}};
+    static const luaL_Reg set_meta[] = {{"__gc", set_gc}, {"__close", set_close}, {"__tostring", set_tostring}, {NULL, NULL}};
+    luaL_newmetatable(L, LSIFT_SET);
+    luaL_setfuncs(L, set_meta, 0);
+    luaL_newlib(L, set_methods);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+    lua_setfield(L, -4, "Set"); /* sift.Set = method table, extended by lua/sift/sets.lua */
+    lua_pop(L, 1);
+
+    static const luaL_Reg opt_methods[] = {{"step", opt_step}, {"zero_grad", opt_zero_grad}, {"set_lr", opt_set_lr},
+                                           {"lr", opt_lr},     {"steps", opt_steps},         {"clip", opt_clip},
+                                           {NULL, NULL}};
+    static const luaL_Reg opt_meta[] = {{"__gc", opt_gc}, {"__close", opt_gc}, {"__tostring", opt_tostring}, {NULL, NULL}};
+    luaL_newmetatable(L, LSIFT_OPT);
+    luaL_setfuncs(L, opt_meta, 0);
+    luaL_newlib(L, opt_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+
+    static const luaL_Reg fns[] = {{"_sparse", l_sparse}, {"_lora", l_lora}, {"_full", l_full}, {"AdamW", l_adamw}, {NULL, NULL}};
+    luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,41 @@
+/* lsift.h — shared declarations of the Lua binding (lua/l_*.c). The binding is thin: it converts
+ * arguments, calls core/, and raises a Lua error with core's message on failure. It never calls Lua
+ * from worker threads and keeps C state consistent before raising. */
+#ifndef LSIFT_H
+#define LSIFT_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "../core/tensor.h"
+
+#define SIFT_VERSION "0.1.0"
+#define LSIFT_TENSOR "sift.Tensor"
+
+/* Tensor userdata: {sf_tensor *t}; t == NULL after close. */
+typedef struct {
+    sf_tensor *t;
+} l_tensor;
+
+/* Pushes a tensor userdata taking over one reference to t (t == NULL raises the last core error). */
+void lsift_push_tensor(lua_State *L, sf_tensor *t);
+sf_tensor *lsift_check_tensor(lua_State *L, int idx);
+sf_tensor *lsift_test_tensor(lua_State *L, int idx); /* NULL if not a tensor */
+/* Raises a Lua error "<what>: <core message>". */
+int lsift_error(lua_State *L, const char *what);
+/* Converts a Lua value (nested table of numbers, or a tensor) to an i64 tensor of ids with the given rank
+ * (1 or 2); returns a new reference. */
+sf_tensor *lsift_to_ids(lua_State *L, int idx, const char *what);
+
+/* Registration of each part of the module table (the table is on top of the stack). */
+void lsift_open_tensor(lua_State *L);
+void lsift_open_print(lua_State *L);
+void lsift_open_io(lua_State *L);        /* l_io.c: load_tensors, save_tensors */
+void lsift_open_tokenizer(lua_State *L); /* l_tokenizer.c: sift.tokenizer */
+void lsift_open_model(lua_State *L);
+void lsift_open_sets(lua_State *L);      /* l_sets.c: sift._sparse/_lora/_full, sift.AdamW */     /* l_model.c: sift.load and the Model userdata */
+/* Formats a tensor like PyTorch into a Lua string pushed on the stack. */
+void lsift_push_tensor_string(lua_State *L, const sf_tensor *t);
+
+int luaopen_sift(lua_State *L);
+#endif

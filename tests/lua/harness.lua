@@ -1,0 +1,72 @@
+-- harness.lua — a tiny test harness for Lua tests, run by sift-repl (tests/run_all.sh).
+-- test(name, fn) registers; check(cond, fmt, ...) records failures; close(a, b, tol, what);
+-- skip(reason) marks the current test skipped; run() runs all (or those matching arg[1]) and prints
+-- "N skipped" then "N passed, N failed" and exits non-zero on failure.
+local H = { tests = {} }
+local current
+
+function H.test(name, fn) H.tests[#H.tests + 1] = { name = name, fn = fn } end
+
+function H.check(cond, fmt, ...)
+  if not cond then
+    current.failures = current.failures + 1
+    local msg = fmt and string.format(fmt, ...) or "check failed"
+    io.stderr:write("    FAIL ", debug.traceback(msg, 2):gsub("\n.*", ""), "\n")
+  end
+  return cond
+end
+
+function H.close(a, b, tol, what)
+  return H.check(math.abs(a - b) <= tol, "%s: %.9g vs %.9g (tol %.3g)", what or "value", a, b, tol)
+end
+
+function H.skip(reason) error({ skip = reason }, 0) end
+
+function H.shared(rel)
+  local root = os.getenv("SIFT_SHARED") or "../shared"
+  local path = root .. "/" .. rel
+  local f = io.open(path, "r")
+  if f then f:close() return path end
+  -- folders: io.open works on directories on Linux for reading their existence
+  return nil
+end
+
+function H.need_shared(rel)
+  local p = H.shared(rel)
+  if not p then H.skip((rel) .. " not found (set SIFT_SHARED)") end
+  return p
+end
+
+function H.run()
+  local passed, failed, skipped = 0, 0, 0
+  for _, t in ipairs(H.tests) do
+    if not arg or not arg[1] or t.name:find(arg[1], 1, true) then
+      current = { failures = 0 }
+      local ok, err = xpcall(t.fn, function(e)
+        if type(e) == "table" and e.skip then return e end
+        return debug.traceback(tostring(e), 2)
+      end)
+      if not ok and type(err) == "table" and err.skip then
+        skipped = skipped + 1
+        print("skip " .. t.name)
+        io.stderr:write("    skipped: ", err.skip, "\n")
+      elseif not ok then
+        failed = failed + 1
+        print("FAIL " .. t.name)
+        io.stderr:write("    error: ", tostring(err), "\n")
+      elseif current.failures > 0 then
+        failed = failed + 1
+        print("FAIL " .. t.name)
+      else
+        passed = passed + 1
+        print("ok   " .. t.name)
+      end
+      io.stdout:flush()
+    end
+  end
+  print(skipped .. " skipped")
+  print(passed .. " passed, " .. failed .. " failed")
+  os.exit(failed == 0 and 0 or 1)
+end
+
+return H

@@ -1,0 +1,93 @@
+/* test.h — a tiny test harness for the C test programs.
+ *
+ * TEST(name) { ... } defines and registers a test; CHECK(cond, fmt, ...) records a failure with a
+ * message and continues; CHECK_CLOSE(a, b, tol) compares numbers; SKIP(fmt, ...) marks the test skipped
+ * (e.g. ../shared missing) and returns. TEST_MAIN() runs every registered test (or those whose name
+ * contains argv[1]), prints one line per test and closes with "N passed, N failed" (skips are counted
+ * separately as "N skipped" on the line before); the exit status is non-zero on any failure.
+ */
+#ifndef SF_TEST_H
+#define SF_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef void (*sf_test_fn)(void);
+typedef struct { const char *name; sf_test_fn fn; } sf_test_case;
+
+extern sf_test_case sf_tests[];
+extern int sf_n_tests;
+extern int sf_cur_failures;
+extern int sf_cur_skipped;
+
+#define SF_MAX_TESTS 512
+#define TEST(name)                                                                            \
+    static void test_##name(void);                                                            \
+    __attribute__((constructor)) static void register_##name(void) {                          \
+        if (sf_n_tests < SF_MAX_TESTS) sf_tests[sf_n_tests++] = (sf_test_case){#name, test_##name}; \
+    }                                                                                         \
+    static void test_##name(void)
+
+#define CHECK(cond, ...)                                                      \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            sf_cur_failures++;                                                \
+            fprintf(stderr, "    FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                     \
+            fprintf(stderr, "\n");                                            \
+        }                                                                     \
+    } while (0)
+
+#define CHECK_CLOSE(a, b, tol)                                                                   \
+    do {                                                                                         \
+        double _a = (double)(a), _b = (double)(b), _t = (double)(tol);                           \
+        CHECK(fabs(_a - _b) <= _t, "%s = %.9g, %s = %.9g, |diff| %.3g > tol %.3g", #a, _a, #b, _b, \
+              fabs(_a - _b), _t);                                                                \
+    } while (0)
+
+#define REQUIRE(cond, ...)         \
+    do {                           \
+        if (!(cond)) {             \
+            CHECK(cond, __VA_ARGS__); \
+            return;                \
+        }                          \
+    } while (0)
+
+#define SKIP(...)                                  \
+    do {                                           \
+        sf_cur_skipped = 1;                        \
+        fprintf(stderr, "    skipped: ");          \
+        fprintf(stderr, __VA_ARGS__);              \
+        fprintf(stderr, "\n");                     \
+        return;                                    \
+    } while (0)
+
+#define TEST_MAIN()                                                                              \
+    sf_test_case sf_tests[SF_MAX_TESTS];                                                         \
+    int sf_n_tests, sf_cur_failures, sf_cur_skipped;                                             \
+    int main(int argc, char **argv) {                                                            \
+        int passed = 0, failed = 0, skipped = 0;                                                 \
+        for (int i = 0; i < sf_n_tests; i++) {                                                   \
+            if (argc > 1 && !strstr(sf_tests[i].name, argv[1])) continue;                        \
+            sf_cur_failures = 0;                                                                 \
+            sf_cur_skipped = 0;                                                                  \
+            sf_tests[i].fn();                                                                    \
+            if (sf_cur_failures) {                                                               \
+                failed++;                                                                        \
+                printf("FAIL %s\n", sf_tests[i].name);                                           \
+            } else if (sf_cur_skipped) {                                                         \
+                skipped++;                                                                       \
+                printf("skip %s\n", sf_tests[i].name);                                           \
+            } else {                                                                             \
+                passed++;                                                                        \
+                printf("ok   %s\n", sf_tests[i].name);                                           \
+            }                                                                                    \
+            fflush(stdout);                                                                      \
+        }                                                                                        \
+        printf("%d skipped\n%d passed, %d failed\n", skipped, passed, failed);                   \
+        return failed ? 1 : 0;                                                                   \
+    }
+
+#endif

@@ -1,0 +1,313 @@
+/* test_models.c — real checkpoints against Hugging Face references (../shared/fixtures): logits, loss
+ * and every parameter gradient of batch 0 for gpt2, gpt2-sharded, gpt2-bf16, llama and roberta-cls;
+ * golden greedy generations of the real models stories260K (llama2.c) and gpt2-4m (HF + tokenizer.json);
+ * KV-cache generation equals full recomputation; malformed configs and checkpoints give clear errors.
+ * Tolerances (from ../shared/README.md): logits/loss 1e-4 relative; gradients max|diff| <= 1e-3 *
+ * max(max|g| of the tensor, 1e-4 * max|g| over all tensors); BF16 weights: 2e-2 relative logits and
+ * 5e-2 for gradients (the weights themselves are rounded to 8 bits of mantissa). Skipped without SIFT_SHARED. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../core/model.h"
+#include "../core/safetensors.h"
+#include "../core/tokenizer.h"
+#include "test.h"
+
+static const char *shared_dir(void) {
+    const char *s = getenv("SIFT_SHARED");
+    return s && *s ? s : "../shared";
+}
+
+static int shared_path(char *buf, size_t n, const char *rel) {
+    snprintf(buf, n, "%s/%s", shared_dir(), rel);
+    struct stat st;
+    return stat(buf, &st) == 0;
+}
+
+static double max_abs(const sf_tensor *t) {
+    double m = 0;
+    for (int64_t i = 0; i < sf_tensor_numel(t); i++) m = fmax(m, fabs(sf_tensor_get_flat(t, i)));
+    return m;
+}
+
+static double max_diff(const sf_tensor *a, const sf_tensor *b) {
+    double m = 0;
+    for (int64_t i = 0; i < sf_tensor_numel(a); i++) {
+        double d = fabs(sf_tensor_get_flat(a, i) - sf_tensor_get_flat(b, i));
+        if (!(d <= m)) m = d;
+    }
+    return m;
+}
+
+/* Loads the fixture, runs batch 0 forward/backward and compares with the reference file. */
+static void check_fixture(const char *fixture, const char *ref_fixture, sf_task task, double logit_tol,
+                          double grad_tol) {
+    char dir[1024], refp[1024], rel[256];
+    snprintf(rel, sizeof rel, "fixtures/%s", fixture);
+    if (!shared_path(dir, sizeof dir, rel)) SKIP("%s not found (set SIFT_SHARED)", dir);
+    snprintf(rel, sizeof rel, "fixtures/%s/reference.safetensors", ref_fixture);
+    REQUIRE(shared_path(refp, sizeof refp, rel), "missing %s", refp);
+    sf_load_options o = {.task = task, .num_labels = 0, .seed = 0};
+    sf_model *m = sf_model_load(dir, &o);
+    REQUIRE(m, "load %s: %s", dir, sf_last_error());
+    CHECK(m->n_unused == 0, "%s: %d unused tensors (first %s)", fixture, m->n_unused, m->n_unused ? m->unused[0] : "");
+    sf_model_set_trainable(m, 1);
+    sf_st_file *ref = sf_st_open(refp);
+    REQUIRE(ref, "%s", sf_last_error());
+    sf_tensor *ids = sf_st_load(ref, "batch0.input_ids");
+    sf_tensor *mask = sf_st_find(ref, "batch0.attention_mask") ? sf_st_load(ref, "batch0.attention_mask") : NULL;
+    sf_tensor *labels = task == SF_TASK_LM ? (sf_tensor_retain(ids), ids) : sf_st_load(ref, "batch0.labels");
+    REQUIRE(ids && labels, "%s", sf_last_error());
+    sf_status st = sf_model_forward(m, ids, mask, labels, 1);
+    REQUIRE(st == SF_OK, "forward: %s", sf_last_error());
+    sf_tensor *rl = sf_st_load_f32(ref, "logits"), *rloss = sf_st_load_f32(ref, "loss");
+    REQUIRE(rl && rloss, "%s", sf_last_error());
+    CHECK(sf_tensor_numel(rl) == sf_tensor_numel(m->logits), "logits numel %lld vs %lld",
+          (long long)sf_tensor_numel(m->logits), (long long)sf_tensor_numel(rl));
+    double lrel = max_diff(m->logits, rl) / max_abs(rl);
+    CHECK(lrel <= logit_tol, "%s logits rel diff %.3g > %.3g", fixture, lrel, logit_tol);
+    double loss = sf_f32(m->loss)[0], rlv = sf_f32(rloss)[0];
+    CHECK(fabs(loss - rlv) <= logit_tol * fabs(rlv), "%s loss %.8f vs reference %.8f", fixture, loss, rlv);
+    st = sf_model_backward(m);
+    REQUIRE(st == SF_OK, "backward: %s", sf_last_error());
+    /* global max of reference grads */
+    double gmax = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        char key[300];
+        snprintf(key, sizeof key, "grad.%s", m->params[i].name);
+        sf_tensor *g = sf_st_load_f32(ref, key);
+        if (g) gmax = fmax(gmax, max_abs(g));
+        sf_tensor_release(g);
+    }
+    int compared = 0;
+    double worst = 0;
+    const char *worst_name = "";
+    for (int i = 0; i < m->n_params; i++) {
+        char key[300];
+        snprintf(key, sizeof key, "grad.%s", m->params[i].name);
+        sf_tensor *g = sf_st_load_f32(ref, key);
+        CHECK(g != NULL, "%s: reference has no %s", fixture, key);
+        if (!g) continue;
+        sf_tensor *mine = m->params[i].t->grad;
+        CHECK(mine != NULL, "%s: no gradient for %s", fixture, m->params[i].name);
+        if (mine) {
+            double tol = grad_tol * fmax(max_abs(g), 1e-4 * gmax);
+            double d = max_diff(mine, g);
+            if (d / (tol / grad_tol) > worst) {
+                worst = d / (tol / grad_tol);
+                worst_name = m->params[i].name;
+            }
+            CHECK(d <= tol, "%s: grad %s max diff %.3g > tol %.3g (max|g| %.3g)", fixture, m->params[i].name, d, tol,
+                  max_abs(g));
+            compared++;
+        }
+        sf_tensor_release(g);
+    }
+    CHECK(compared == m->n_params, "compared %d of %d gradients", compared, m->n_params);
+    fprintf(stderr, "    %s: logits rel %.2e, loss %.6f (ref %.6f), worst grad rel %.2e (%s)\n", fixture, lrel, loss, rlv,
+            worst, worst_name);
+    sf_tensor_release(rl);
+    sf_tensor_release(rloss);
+    sf_tensor_release(ids);
+    sf_tensor_release(mask);
+    sf_tensor_release(labels);
+    sf_st_close(ref);
+    sf_model_free(m);
+}
+
+TEST(fixture_gpt2) { check_fixture("gpt2", "gpt2", SF_TASK_LM, 1e-4, 1e-3); }
+TEST(fixture_gpt2_sharded) { check_fixture("gpt2-sharded", "gpt2", SF_TASK_LM, 1e-4, 1e-3); }
+TEST(fixture_gpt2_bf16) { check_fixture("gpt2-bf16", "gpt2", SF_TASK_LM, 2e-2, 5e-2); }
+TEST(fixture_llama) { check_fixture("llama", "llama", SF_TASK_LM, 1e-4, 1e-3); }
+TEST(fixture_roberta_cls) { check_fixture("roberta-cls", "roberta-cls", SF_TASK_CLASSIFY, 1e-4, 1e-3); }
+
+/* Greedy generation with the KV cache equals argmax of a full forward at every step. */
+TEST(kv_cache_generation_matches_full_forward) {
+    char dir[1024];
+    if (!shared_path(dir, sizeof dir, "fixtures/llama")) SKIP("fixtures missing");
+    const char *fx[2] = {"fixtures/gpt2", "fixtures/llama"};
+    for (int f = 0; f < 2; f++) {
+        shared_path(dir, sizeof dir, fx[f]);
+        sf_model *m = sf_model_load(dir, NULL);
+        REQUIRE(m, "%s", sf_last_error());
+        int64_t prompt[3] = {5, 17, 3}, out[20], n = 0;
+        REQUIRE(sf_model_generate(m, prompt, 3, 12, 0.0f, 0, 0, out, &n) == SF_OK, "%s", sf_last_error());
+        CHECK(n == 15, "generated %lld tokens", (long long)n);
+        int64_t shape[2] = {1, n - 1};
+        sf_tensor *ids = sf_tensor_new(SF_I64, 2, shape);
+        memcpy(sf_tensor_data(ids), out, (size_t)(n - 1) * sizeof(int64_t));
+        REQUIRE(sf_model_forward(m, ids, NULL, NULL, 0) == SF_OK, "%s", sf_last_error());
+        int64_t V = m->cfg.vocab_size;
+        for (int64_t t = 2; t < n - 1; t++) {
+            const float *row = sf_f32(m->logits) + t * V;
+            int64_t best = 0;
+            for (int64_t v = 1; v < V; v++)
+                if (row[v] > row[best]) best = v;
+            CHECK(best == out[t + 1], "%s step %lld: cache picked %lld, full forward %lld", fx[f], (long long)t,
+                  (long long)out[t + 1], (long long)best);
+        }
+        sf_tensor_release(ids);
+        sf_model_free(m);
+    }
+}
+
+static char *decode_ids(const sf_tokenizer *tok, const int64_t *ids, int64_t n) {
+    int32_t *i32 = malloc((size_t)n * sizeof *i32);
+    for (int64_t i = 0; i < n; i++) i32[i] = (int32_t)ids[i];
+    char *text = NULL;
+    size_t len = 0;
+    if (sf_tokenizer_decode(tok, i32, (size_t)n, &text, &len) != SF_OK) text = NULL;
+    free(i32);
+    return text;
+}
+
+TEST(golden_stories260K) {
+    char bin[1024], tokp[1024];
+    if (!shared_path(bin, sizeof bin, "models/stories260K/stories260K.bin")) SKIP("stories260K missing");
+    shared_path(tokp, sizeof tokp, "models/stories260K/tok512.bin");
+    sf_model *m = sf_model_load(bin, NULL);
+    REQUIRE(m, "%s", sf_last_error());
+    CHECK(m->cfg.d_model == 64 && m->cfg.n_layer == 5 && m->cfg.n_kv_head == 4 && m->cfg.vocab_size == 512,
+          "config read wrong");
+    sf_tokenizer *tok = sf_tokenizer_load(tokp);
+    REQUIRE(tok, "%s", sf_last_error());
+    int64_t prompt[1] = {1}, out[64], n = 0;
+    REQUIRE(sf_model_generate(m, prompt, 1, 60, 0.0f, 0, 0, out, &n) == SF_OK, "%s", sf_last_error());
+    char *text = decode_ids(tok, out, n);
+    REQUIRE(text, "%s", sf_last_error());
+    const char *golden = "Once upon a time, there was a little girl named Lily. She loved to play outside in the "
+                         "park. One day, she saw a big, red ball";
+    const char *s = text;
+    while (*s == ' ') s++;
+    CHECK(strncmp(s, golden, strlen(golden)) == 0, "got \"%s\"", text);
+    free(text);
+    sf_tokenizer_free(tok);
+    sf_model_free(m);
+}
+
+TEST(golden_gpt2_4m) {
+    char dir[1024];
+    if (!shared_path(dir, sizeof dir, "models/gpt2-4m")) SKIP("gpt2-4m missing");
+    sf_model *m = sf_model_load(dir, NULL);
+    REQUIRE(m, "%s", sf_last_error());
+    CHECK(sf_model_num_params(m) == 4273664, "parameter count %lld", (long long)sf_model_num_params(m));
+    sf_tokenizer *tok = sf_tokenizer_load(dir);
+    REQUIRE(tok, "%s", sf_last_error());
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    REQUIRE(sf_tokenizer_encode(tok, "Once upon a time", 16, 0, &ids, &n_ids) == SF_OK, "%s", sf_last_error());
+    int32_t want[4] = {875, 731, 259, 540};
+    CHECK(n_ids == 4 && !memcmp(ids, want, sizeof want), "encoding differs");
+    int64_t prompt[4], out[64], n = 0;
+    for (int i = 0; i < 4; i++) prompt[i] = ids[i];
+    free(ids);
+    REQUIRE(sf_model_generate(m, prompt, 4, 40, 0.0f, 0, 0, out, &n) == SF_OK, "%s", sf_last_error());
+    char *text = decode_ids(tok, out, n);
+    REQUIRE(text, "%s", sf_last_error());
+    const char *golden = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park "
+                         "with her friends. One day, Lily's mom asked her to play with her friends. They went to the park";
+    CHECK(strcmp(text, golden) == 0, "got \"%s\"", text);
+    free(text);
+    sf_tokenizer_free(tok);
+    sf_model_free(m);
+}
+
+/* Sampling is reproducible by seed and differs across seeds. */
+TEST(sampling_is_seeded) {
+    char dir[1024];
+    if (!shared_path(dir, sizeof dir, "models/gpt2-4m")) SKIP("gpt2-4m missing");
+    sf_model *m = sf_model_load(dir, NULL);
+    REQUIRE(m, "%s", sf_last_error());
+    int64_t prompt[1] = {875}, a[40], b[40], c[40], na, nb, nc;
+    sf_model_generate(m, prompt, 1, 30, 1.0f, 7, 0, a, &na);
+    sf_model_generate(m, prompt, 1, 30, 1.0f, 7, 0, b, &nb);
+    sf_model_generate(m, prompt, 1, 30, 1.0f, 8, 0, c, &nc);
+    CHECK(na == nb && !memcmp(a, b, (size_t)na * 8), "same seed, different samples");
+    CHECK(memcmp(a, c, (size_t)na * 8) != 0, "different seeds, same samples");
+    CHECK(sf_model_generate(m, prompt, 1, 1000, 0.0f, 0, 0, a, &na) != SF_OK, "past max positions accepted");
+    int64_t bad[1] = {99999};
+    CHECK(sf_model_generate(m, bad, 1, 3, 0.0f, 0, 0, a, &na) != SF_OK, "out-of-range prompt accepted");
+    sf_model_free(m);
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    fputs(text, f);
+    fclose(f);
+}
+
+TEST(bad_configs_and_checkpoints_fail_cleanly) {
+    char tmp[] = "/tmp/sift_model_XXXXXX";
+    REQUIRE(mkdtemp(tmp), "mkdtemp");
+    char cfg[600];
+    snprintf(cfg, sizeof cfg, "%s/config.json", tmp);
+    struct {
+        const char *json, *expect;
+    } cases[] = {
+        {"{not json", "JSON"},
+        {"[1,2]", "JSON"},
+        {"{\"model_type\": \"t5\"}", "t5"},
+        {"{\"model_type\": \"gpt2\", \"n_embd\": 32, \"n_layer\": 2, \"n_head\": 2}", "vocab_size"},
+        {"{\"model_type\": \"gpt2\", \"vocab_size\": 96, \"n_embd\": 33, \"n_layer\": 2, \"n_head\": 2}", "divisible"},
+        {"{\"model_type\": \"gpt2\", \"vocab_size\": -4, \"n_embd\": 32, \"n_layer\": 2, \"n_head\": 2}", "vocab_size"},
+        {"{\"model_type\": \"gpt2\", \"vocab_size\": 96.5, \"n_embd\": 32, \"n_layer\": 2, \"n_head\": 2}", "integer"},
+        {"{\"model_type\": \"llama\", \"vocab_size\": 96, \"hidden_size\": 32, \"num_hidden_layers\": 1, "
+         "\"num_attention_heads\": 4, \"num_key_value_heads\": 3, \"intermediate_size\": 8}",
+         "multiple"},
+        {"{\"model_type\": \"gpt2\", \"vocab_size\": 96, \"n_embd\": 32, \"n_layer\": 2, \"n_head\": 2}", "model.safetensors"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_file(cfg, cases[i].json);
+        sf_model *m = sf_model_load(tmp, NULL);
+        CHECK(m == NULL, "case %zu loaded", i);
+        CHECK(strstr(sf_last_error(), cases[i].expect) != NULL, "case %zu: message \"%s\" lacks \"%s\"", i,
+              sf_last_error(), cases[i].expect);
+        sf_model_free(m);
+    }
+    /* a config whose shapes disagree with the real weights */
+    char dir[1024], src[1100], dst[700];
+    if (shared_path(dir, sizeof dir, "fixtures/gpt2")) {
+        snprintf(src, sizeof src, "%s/model.safetensors", dir);
+        snprintf(dst, sizeof dst, "%s/model.safetensors", tmp);
+        symlink(src, dst);
+        write_file(cfg, "{\"model_type\": \"gpt2\", \"vocab_size\": 96, \"n_embd\": 32, \"n_layer\": 3, \"n_head\": 2, \"n_positions\": 32}");
+        sf_model *m = sf_model_load(tmp, NULL);
+        CHECK(!m && strstr(sf_last_error(), "missing") && strstr(sf_last_error(), "transformer.h.2"),
+              "3-layer config on 2-layer weights: %s", sf_last_error());
+        write_file(cfg, "{\"model_type\": \"gpt2\", \"vocab_size\": 97, \"n_embd\": 32, \"n_layer\": 2, \"n_head\": 2, \"n_positions\": 32}");
+        m = sf_model_load(tmp, NULL);
+        CHECK(!m && strstr(sf_last_error(), "transformer.wte.weight") && strstr(sf_last_error(), "shape"),
+              "wrong vocab: %s", sf_last_error());
+        write_file(cfg, "{\"model_type\": \"gpt2\", \"vocab_size\": 96, \"n_embd\": 32, \"n_layer\": 1, \"n_head\": 2, \"n_positions\": 32}");
+        m = sf_model_load(tmp, NULL);
+        CHECK(m && m->n_unused == 12, "1-layer config: %d unused tensors reported", m ? m->n_unused : -1);
+        sf_model_free(m);
+        unlink(dst);
+    }
+    unlink(cfg);
+    /* llama2.c: truncated file and insane header */
+    char bin[700];
+    snprintf(bin, sizeof bin, "%s/m.bin", tmp);
+    int32_t hdr[7] = {64, 172, 5, 8, 4, 512, 512};
+    FILE *f = fopen(bin, "wb");
+    fwrite(hdr, 4, 7, f);
+    fwrite(hdr, 4, 7, f);
+    fclose(f);
+    sf_model *m = sf_model_load(bin, NULL);
+    CHECK(!m && strstr(sf_last_error(), "bytes"), "truncated llama2.c: %s", sf_last_error());
+    hdr[0] = -5;
+    f = fopen(bin, "wb");
+    fwrite(hdr, 4, 7, f);
+    fclose(f);
+    m = sf_model_load(bin, NULL);
+    CHECK(!m && strstr(sf_last_error(), "header"), "bad header: %s", sf_last_error());
+    unlink(bin);
+    rmdir(tmp);
+    CHECK(sf_model_load("/nonexistent/x", NULL) == NULL && strstr(sf_last_error(), "no such"), "%s", sf_last_error());
+}
+
+TEST_MAIN()

@@ -1,0 +1,408 @@
+/* test_sift.c — SIFT against the Hugging Face references in ../shared/fixtures (gpt2, llama, roberta-cls):
+ * the engine's top-k selection on batch 0 equals sift.idx.* (or overlaps >= 99 % where float32 ties
+ * decide); with those indices the 3-step SIFT trajectory (sift.<param>, sift.losses) and the 3-step full
+ * AdamW trajectory (adamw.<param>, adamw.losses) match within 3e-4 absolute; the sampled-product
+ * gradient equals the gather path within 1e-5 relative; no dense gradient of a target survives backward.
+ * Plus unit tests of budgets, top-k ties, policies and index validation. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../core/model.h"
+#include "../core/optim.h"
+#include "../core/safetensors.h"
+#include "../core/sift.h"
+#include "test.h"
+
+static const char *shared_dir(void) {
+    const char *s = getenv("SIFT_SHARED");
+    return s && *s ? s : "../shared";
+}
+
+static int fixture_path(char *buf, size_t n, const char *fx, const char *file) {
+    snprintf(buf, n, "%s/fixtures/%s%s%s", shared_dir(), fx, file ? "/" : "", file ? file : "");
+    struct stat st;
+    return stat(buf, &st) == 0;
+}
+
+static const sf_adamw_hparams HP = {.lr = 1e-2f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f};
+
+/* Splits a comma-separated metadata list into names (static storage, freed by the caller). */
+static int split_names(const char *csv, char ***out) {
+    int n = 0;
+    char **names = NULL;
+    if (!csv || !*csv) {
+        *out = NULL;
+        return 0;
+    }
+    char *copy = strdup(csv), *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        names = realloc(names, (size_t)(n + 1) * sizeof *names);
+        names[n++] = strdup(tok);
+    }
+    free(copy);
+    *out = names;
+    return n;
+}
+
+static void free_names(char **names, int n) {
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
+typedef struct {
+    sf_model *m;
+    sf_st_file *ref;
+    sf_task task;
+    sf_tensor *ids[3], *mask[3], *labels[3];
+} fixture;
+
+static int open_fixture(fixture *f, const char *name, sf_task task) {
+    char dir[1024], refp[1100];
+    memset(f, 0, sizeof *f);
+    if (!fixture_path(dir, sizeof dir, name, NULL)) return 0;
+    fixture_path(refp, sizeof refp, name, "reference.safetensors");
+    sf_load_options o = {.task = task};
+    f->m = sf_model_load(dir, &o);
+    f->ref = sf_st_open(refp);
+    f->task = task;
+    if (!f->m || !f->ref) return -1;
+    for (int b = 0; b < 3; b++) {
+        char key[64];
+        snprintf(key, sizeof key, "batch%d.input_ids", b);
+        f->ids[b] = sf_st_load(f->ref, key);
+        snprintf(key, sizeof key, "batch%d.attention_mask", b);
+        if (sf_st_find(f->ref, key)) f->mask[b] = sf_st_load(f->ref, key);
+        snprintf(key, sizeof key, "batch%d.labels", b);
+        if (task == SF_TASK_CLASSIFY) f->labels[b] = sf_st_load(f->ref, key);
+        else {
+            f->labels[b] = f->ids[b];
+            sf_tensor_retain(f->ids[b]);
+        }
+    }
+    return 1;
+}
+
+static void close_fixture(fixture *f) {
+    for (int b = 0; b < 3; b++) {
+        sf_tensor_release(f->ids[b]);
+        sf_tensor_release(f->mask[b]);
+        sf_tensor_release(f->labels[b]);
+    }
+    sf_st_close(f->ref);
+    sf_model_free(f->m);
+}
+
+static double run_batch(fixture *f, int b) {
+    if (sf_model_forward(f->m, f->ids[b], f->mask[b], f->labels[b], 1) != SF_OK) return NAN;
+    double loss = sf_f32(f->m->loss)[0];
+    if (sf_model_backward(f->m) != SF_OK) return NAN;
+    return loss;
+}
+
+static double max_diff_tensor(const sf_tensor *a, const sf_tensor *b) {
+    double m = 0;
+    for (int64_t i = 0; i < sf_tensor_numel(a); i++) {
+        double d = fabs(sf_tensor_get_flat(a, i) - sf_tensor_get_flat(b, i));
+        if (!(d <= m)) m = d;
+    }
+    return m;
+}
+
+/* Compares every parameter with <prefix><name> in the reference. */
+static void compare_params(fixture *f, const char *prefix, double tol, const char *what) {
+    double worst = 0;
+    const char *wn = "";
+    for (int i = 0; i < f->m->n_params; i++) {
+        char key[300];
+        snprintf(key, sizeof key, "%s%s", prefix, f->m->params[i].name);
+        sf_tensor *r = sf_st_load_f32(f->ref, key);
+        CHECK(r != NULL, "%s: reference lacks %s", what, key);
+        if (!r) continue;
+        double d = max_diff_tensor(f->m->params[i].t, r);
+        if (!(d <= worst)) {
+            worst = d;
+            wn = f->m->params[i].name;
+        }
+        CHECK(d <= tol, "%s: %s differs by %.3g (tol %.1g)", what, f->m->params[i].name, d, tol);
+        sf_tensor_release(r);
+    }
+    fprintf(stderr, "    %s: worst parameter difference %.2e (%s)\n", what, worst, wn);
+}
+
+static void compare_losses(fixture *f, const char *key, const double *losses, double tol) {
+    sf_tensor *r = sf_st_load_f32(f->ref, key);
+    REQUIRE(r && sf_tensor_numel(r) == 3, "%s missing", key);
+    for (int i = 0; i < 3; i++) CHECK(fabs(losses[i] - sf_f32(r)[i]) <= tol, "%s[%d] %.7f vs %.7f", key, i, losses[i], sf_f32(r)[i]);
+    sf_tensor_release(r);
+}
+
+/* ---- full AdamW trajectory ---- */
+static void adamw_trajectory(const char *name, sf_task task) {
+    fixture f;
+    int ok = open_fixture(&f, name, task);
+    if (ok == 0) SKIP("fixtures/%s missing (set SIFT_SHARED)", name);
+    REQUIRE(ok > 0, "%s", sf_last_error());
+    sf_model_set_trainable(f.m, 1);
+    sf_tensor **params = malloc((size_t)f.m->n_params * sizeof *params);
+    for (int i = 0; i < f.m->n_params; i++) params[i] = f.m->params[i].t;
+    sf_adamw *opt = sf_adamw_new(params, NULL, f.m->n_params, &HP);
+    REQUIRE(opt, "%s", sf_last_error());
+    double losses[3];
+    for (int b = 0; b < 3; b++) {
+        losses[b] = run_batch(&f, b);
+        REQUIRE(!isnan(losses[b]), "%s", sf_last_error());
+        sf_adamw_step(opt);
+        sf_adamw_zero_grad(opt);
+    }
+    compare_losses(&f, "adamw.losses", losses, 3e-4);
+    compare_params(&f, "adamw.", 3e-4, name);
+    sf_adamw_free(opt);
+    free(params);
+    close_fixture(&f);
+}
+
+TEST(adamw_trajectory_gpt2) { adamw_trajectory("gpt2", SF_TASK_LM); }
+TEST(adamw_trajectory_llama) { adamw_trajectory("llama", SF_TASK_LM); }
+TEST(adamw_trajectory_roberta_cls) { adamw_trajectory("roberta-cls", SF_TASK_CLASSIFY); }
+
+/* ---- SIFT ---- */
+typedef struct {
+    char **targets, **dense;
+    int n_targets, n_dense;
+} sift_spec;
+
+static void read_spec(fixture *f, sift_spec *s) {
+    s->n_targets = split_names(sf_st_metadata_get(f->ref, "sift_targets"), &s->targets);
+    s->n_dense = split_names(sf_st_metadata_get(f->ref, "sift_dense"), &s->dense);
+}
+
+/* Freezes everything, then makes the dense head trainable; returns a dense optimizer over it (or NULL). */
+static sf_adamw *setup_dense(fixture *f, const sift_spec *spec) {
+    sf_model_set_trainable(f->m, 0);
+    if (!spec->n_dense) return NULL;
+    sf_tensor **p = malloc((size_t)spec->n_dense * sizeof *p);
+    for (int i = 0; i < spec->n_dense; i++) {
+        p[i] = sf_model_param(f->m, spec->dense[i]);
+        sf_param_set_trainable(p[i], 1);
+    }
+    sf_adamw *o = sf_adamw_new(p, NULL, spec->n_dense, &HP);
+    free(p);
+    return o;
+}
+
+static sf_sparse_set *make_set(fixture *f, const sift_spec *spec, sf_policy pol) {
+    sf_tensor **w = malloc((size_t)spec->n_targets * sizeof *w);
+    for (int i = 0; i < spec->n_targets; i++) w[i] = sf_model_param(f->m, spec->targets[i]);
+    sf_sparse_set *s = sf_sparse_new(w, (const char *const *)spec->targets, spec->n_targets, 0.05, pol, 0);
+    free(w);
+    return s;
+}
+
+static void sift_selection(const char *name, sf_task task) {
+    fixture f;
+    int ok = open_fixture(&f, name, task);
+    if (ok == 0) SKIP("fixtures/%s missing", name);
+    REQUIRE(ok > 0, "%s", sf_last_error());
+    sift_spec spec;
+    read_spec(&f, &spec);
+    REQUIRE(spec.n_targets > 0, "no sift_targets metadata");
+    sf_adamw *dense = setup_dense(&f, &spec);
+    sf_sparse_set *s = make_set(&f, &spec, SF_POLICY_TOPK);
+    REQUIRE(s, "%s", sf_last_error());
+    sf_sparse_begin_selection(s);
+    REQUIRE(!isnan(run_batch(&f, 0)), "%s", sf_last_error());
+    s->calib_batches = 1;
+    REQUIRE(sf_sparse_finish_selection(s) == SF_OK, "%s", sf_last_error());
+    for (int i = 0; i < s->n; i++) {
+        char key[300];
+        snprintf(key, sizeof key, "sift.idx.%s", spec.targets[i]);
+        sf_tensor *r = sf_st_load(f.ref, key);
+        REQUIRE(r, "missing %s", key);
+        int64_t k = sf_tensor_numel(r), same = 0;
+        CHECK(k == s->t[i].k, "%s: k %lld vs reference %lld", spec.targets[i], (long long)s->t[i].k, (long long)k);
+        const int64_t *ri = sf_tensor_data(r);
+        for (int64_t a = 0, b = 0; a < k && b < s->t[i].k;) { /* both ascending */
+            if (ri[a] == s->t[i].idx[b]) same++, a++, b++;
+            else if (ri[a] < s->t[i].idx[b]) a++;
+            else b++;
+        }
+        CHECK(same >= (int64_t)ceil(0.99 * (double)k), "%s: %lld of %lld indices agree", spec.targets[i], (long long)same, (long long)k);
+        if (same != k) fprintf(stderr, "    %s: %lld/%lld indices agree (float32 ties)\n", spec.targets[i], (long long)same, (long long)k);
+        CHECK(s->t[i].w->grad == NULL, "dense gradient of target %s survived backward", spec.targets[i]);
+        sf_tensor_release(r);
+    }
+    sf_sparse_free(s);
+    sf_adamw_free(dense);
+    free_names(spec.targets, spec.n_targets);
+    free_names(spec.dense, spec.n_dense);
+    close_fixture(&f);
+}
+
+TEST(sift_selection_gpt2) { sift_selection("gpt2", SF_TASK_LM); }
+TEST(sift_selection_llama) { sift_selection("llama", SF_TASK_LM); }
+TEST(sift_selection_roberta_cls) { sift_selection("roberta-cls", SF_TASK_CLASSIFY); }
+
+static void sift_trajectory(const char *name, sf_task task, sf_sparse_mode mode) {
+    fixture f;
+    int ok = open_fixture(&f, name, task);
+    if (ok == 0) SKIP("fixtures/%s missing", name);
+    REQUIRE(ok > 0, "%s", sf_last_error());
+    sift_spec spec;
+    read_spec(&f, &spec);
+    sf_adamw *dense = setup_dense(&f, &spec);
+    sf_sparse_set *s = make_set(&f, &spec, SF_POLICY_CUSTOM);
+    REQUIRE(s, "%s", sf_last_error());
+    sf_sparse_set_mode(s, mode);
+    /* calibration on batch 0 with the reference's indices (custom policy) */
+    sf_sparse_begin_selection(s);
+    double losses[3];
+    losses[0] = run_batch(&f, 0);
+    REQUIRE(!isnan(losses[0]), "%s", sf_last_error());
+    for (int i = 0; i < s->n; i++) {
+        char key[300];
+        snprintf(key, sizeof key, "sift.idx.%s", spec.targets[i]);
+        sf_tensor *r = sf_st_load(f.ref, key);
+        REQUIRE(r && sf_sparse_set_indices(s, i, sf_tensor_data(r), sf_tensor_numel(r)) == SF_OK, "%s", sf_last_error());
+        sf_tensor_release(r);
+    }
+    s->calib_batches = 1;
+    REQUIRE(sf_sparse_finish_selection(s) == SF_OK, "%s", sf_last_error());
+    for (int b = 0; b < 3; b++) {
+        if (b > 0) {
+            losses[b] = run_batch(&f, b);
+            REQUIRE(!isnan(losses[b]), "%s", sf_last_error());
+            for (int i = 0; i < s->n; i++)
+                CHECK(s->t[i].w->grad == NULL && s->t[i].w->ag_grad == NULL, "dense gradient of %s resident", s->t[i].name);
+        }
+        REQUIRE(sf_sparse_step(s, &HP) == SF_OK, "%s", sf_last_error());
+        if (dense) {
+            sf_adamw_step(dense);
+            sf_adamw_zero_grad(dense);
+        }
+    }
+    compare_losses(&f, "sift.losses", losses, 3e-4);
+    compare_params(&f, "sift.", 3e-4, mode == SF_SPARSE_SAMPLED ? "sift (sampled)" : "sift (gather)");
+    sf_sparse_free(s);
+    sf_adamw_free(dense);
+    free_names(spec.targets, spec.n_targets);
+    free_names(spec.dense, spec.n_dense);
+    close_fixture(&f);
+}
+
+TEST(sift_trajectory_gpt2) { sift_trajectory("gpt2", SF_TASK_LM, SF_SPARSE_SAMPLED); }
+TEST(sift_trajectory_gpt2_gather) { sift_trajectory("gpt2", SF_TASK_LM, SF_SPARSE_GATHER); }
+TEST(sift_trajectory_llama) { sift_trajectory("llama", SF_TASK_LM, SF_SPARSE_SAMPLED); }
+TEST(sift_trajectory_roberta_cls) { sift_trajectory("roberta-cls", SF_TASK_CLASSIFY, SF_SPARSE_SAMPLED); }
+
+/* The sampled dense-dense product and the gather path give the same increment gradient. */
+TEST(sampled_gradient_equals_gather) {
+    const char *fx[3] = {"gpt2", "llama", "roberta-cls"};
+    sf_task tasks[3] = {SF_TASK_LM, SF_TASK_LM, SF_TASK_CLASSIFY};
+    for (int q = 0; q < 3; q++) {
+        fixture f;
+        int ok = open_fixture(&f, fx[q], tasks[q]);
+        if (ok == 0) SKIP("fixtures missing");
+        REQUIRE(ok > 0, "%s", sf_last_error());
+        sift_spec spec;
+        read_spec(&f, &spec);
+        sf_adamw *dense = setup_dense(&f, &spec);
+        sf_sparse_set *s = make_set(&f, &spec, SF_POLICY_TOPK);
+        sf_sparse_begin_selection(s);
+        run_batch(&f, 0);
+        sf_sparse_finish_selection(s);
+        float **gs = calloc((size_t)s->n, sizeof *gs);
+        for (int mode = 0; mode < 2; mode++) {
+            sf_sparse_set_mode(s, mode ? SF_SPARSE_GATHER : SF_SPARSE_SAMPLED);
+            sf_sparse_zero_grad(s);
+            run_batch(&f, 1);
+            for (int i = 0; i < s->n; i++) {
+                if (!mode) {
+                    gs[i] = malloc((size_t)s->t[i].k * sizeof(float));
+                    memcpy(gs[i], s->t[i].grad, (size_t)s->t[i].k * sizeof(float));
+                } else {
+                    double mx = 0, d = 0;
+                    for (int64_t j = 0; j < s->t[i].k; j++) {
+                        mx = fmax(mx, fabs(s->t[i].grad[j]));
+                        d = fmax(d, fabs(s->t[i].grad[j] - gs[i][j]));
+                    }
+                    CHECK(d <= 1e-5 * mx, "%s %s: sampled vs gather %.3g (max %.3g)", fx[q], s->t[i].name, d, mx);
+                    free(gs[i]);
+                }
+            }
+        }
+        free(gs);
+        sf_sparse_free(s);
+        sf_adamw_free(dense);
+        free_names(spec.targets, spec.n_targets);
+        free_names(spec.dense, spec.n_dense);
+        close_fixture(&f);
+    }
+}
+
+/* ---- units ---- */
+TEST(budget_formula) {
+    CHECK(sf_sparse_budget(0.05, 3072) == 154, "0.05 * 3072");
+    CHECK(sf_sparse_budget(0.01, 100) == 2, "0.01*100 -> floor(1)+1 = 2");
+    CHECK(sf_sparse_budget(1.0, 10) == 10, "capped at numel");
+    CHECK(sf_sparse_budget(0.0, 10) == 1, "rate 0 -> 1");
+    CHECK(sf_sparse_budget(0.99, 10) == 10, "0.99*10 -> 10");
+}
+
+TEST(topk_ties_and_nan) {
+    float sc[8] = {1, 3, 3, 2, NAN, 3, 0, 5};
+    int64_t out[3];
+    REQUIRE(sf_topk_indices(sc, 8, 3, out) == SF_OK, "%s", sf_last_error());
+    CHECK(out[0] == 1 && out[1] == 2 && out[2] == 7, "got %lld %lld %lld", (long long)out[0], (long long)out[1], (long long)out[2]);
+    int64_t big = 100000, k = 1000;
+    float *s = malloc((size_t)big * sizeof *s);
+    for (int64_t i = 0; i < big; i++) s[i] = (float)((i * 7919) % big);
+    int64_t *o = malloc((size_t)k * sizeof *o);
+    REQUIRE(sf_topk_indices(s, big, k, o) == SF_OK, "topk");
+    int good = 1;
+    for (int64_t j = 0; j < k; j++) good &= s[o[j]] >= (float)(big - k) && (j == 0 || o[j] > o[j - 1]);
+    CHECK(good, "large top-k wrong or not ascending");
+    free(s);
+    free(o);
+}
+
+TEST(policies_and_index_validation) {
+    int64_t shape[2] = {20, 10};
+    sf_tensor *w = sf_tensor_zeros_f32(2, shape);
+    for (int i = 0; i < 200; i++) sf_f32(w)[i] = (float)((i * 37) % 200) - 100.0f;
+    const char *name = "w";
+    for (int pol = SF_POLICY_RANDOM; pol <= SF_POLICY_MAGNITUDE; pol++) {
+        sf_sparse_set *s = sf_sparse_new(&w, &name, 1, 0.1, (sf_policy)pol, 42);
+        REQUIRE(s, "%s", sf_last_error());
+        sf_sparse_begin_selection(s);
+        REQUIRE(sf_sparse_finish_selection(s) == SF_OK, "%s", sf_last_error());
+        CHECK(s->t[0].k == 21, "k = %lld", (long long)s->t[0].k);
+        for (int64_t j = 1; j < s->t[0].k; j++) CHECK(s->t[0].idx[j] > s->t[0].idx[j - 1], "not ascending");
+        if (pol == SF_POLICY_MAGNITUDE)
+            for (int64_t j = 0; j < s->t[0].k; j++) CHECK(fabsf(sf_f32(w)[s->t[0].idx[j]]) >= 90.0f, "magnitude picked a small entry");
+        int64_t bad[2] = {5, 5};
+        CHECK(sf_sparse_set_indices(s, 0, bad, 2) != SF_OK && strstr(sf_last_error(), "twice"), "duplicate accepted");
+        int64_t oob[1] = {200};
+        CHECK(sf_sparse_set_indices(s, 0, oob, 1) != SF_OK && strstr(sf_last_error(), "outside"), "out of range accepted");
+        sf_sparse_free(s);
+    }
+    /* random masks are seeded */
+    sf_sparse_set *a = sf_sparse_new(&w, &name, 1, 0.1, SF_POLICY_RANDOM, 1);
+    sf_sparse_begin_selection(a);
+    sf_sparse_finish_selection(a);
+    int64_t ia[21];
+    memcpy(ia, a->t[0].idx, sizeof ia);
+    sf_sparse_free(a);
+    a = sf_sparse_new(&w, &name, 1, 0.1, SF_POLICY_RANDOM, 1);
+    sf_sparse_begin_selection(a);
+    sf_sparse_finish_selection(a);
+    CHECK(!memcmp(ia, a->t[0].idx, sizeof ia), "same seed, different mask");
+    sf_sparse_free(a);
+    CHECK(w->hook == NULL && w->sparse == NULL, "free left a hook behind");
+    CHECK(sf_sparse_new(&w, &name, 1, 1.5, SF_POLICY_TOPK, 0) == NULL, "rate 1.5 accepted");
+    sf_tensor_release(w);
+}
+
+TEST_MAIN()
