@@ -72,9 +72,15 @@ static void load_lua_library(lua_State *L) {
     lua_call(L, 2, 1);
     if (lua_isstring(L, -1)) {
         const char *file = lua_tostring(L, -1);
-        if (luaL_loadfile(L, file) != LUA_OK) lua_error(L);
-        lua_pushvalue(L, -4); /* the module table */
-        lua_call(L, 1, 0);
+        int st = luaL_loadfile(L, file);
+        if (st == LUA_OK) {
+            lua_pushvalue(L, -4); /* the module table */
+            st = lua_pcall(L, 1, 0, 0);
+        }
+        if (st != LUA_OK) { /* the C module still works; say why the Lua part is missing */
+            fprintf(stderr, "sift: the Lua library did not load: %s\n", lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
     }
     lua_pop(L, 2);
 }

@@ -713,7 +713,7 @@ void lsift_open_sets(lua_State *L) {
     luaL_newlib(L, set_methods);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__index");
-    lua_setfield(L, -4, "Set"); /* sift.Set = method table, extended by lua/sift/sets.lua */
+    lua_setfield(L, -3, "Set"); /* sift.Set = method table, extended by lua/sift/sets.lua */
     lua_pop(L, 1);
 
     static const luaL_Reg opt_methods[] = {{"step", opt_step}, {"zero_grad", opt_zero_grad}, {"set_lr", opt_set_lr},

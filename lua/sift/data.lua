@@ -599,13 +599,11 @@ function M.encode(rows, tok, opts)
       ids = tok:encode(r.text .. sep .. r.text_b, { bos = opts.bos })
       if lm and opts.mask_prompt then plen = #tok:encode(r.text .. sep, { bos = opts.bos }) end
     end
-    local limit = opts.eos and max_len - 1 or max_len
-    if #ids > limit then
-      local t = {}
-      for k = 1, limit do t[k] = ids[k] end
-      ids = t
-    end
-    if opts.eos then ids[#ids + 1] = opts.eos end
+    local limit = math.min(#ids, opts.eos and max_len - 1 or max_len)
+    local t = {} -- a copy: the tokenizer's table is never modified
+    for k = 1, limit do t[k] = ids[k] end
+    if opts.eos then t[#t + 1] = opts.eos end
+    ids = t
     ids_all[i], prompt_len[i] = ids, plen
     if #ids > longest then longest = #ids end
     if r.label == nil then all_labelled = false end
