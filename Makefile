@@ -65,7 +65,8 @@ test-asan:
 bench-kernels: $(BUILD)/bench_kernels
 	$(BUILD)/bench_kernels
 
-bench: bench-kernels
+bench: all
+	@scripts/bench.sh $(BUILD)
 
 deps:
 	@./scripts/install_deps.sh

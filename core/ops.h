@@ -35,9 +35,10 @@ void sf_linear_backward_ref(float *dinp, float *dweight, float *dbias, const flo
                             const float *weight, int64_t N, int64_t C, int64_t OC, sf_wlayout layout);
 
 /* Sampled weight gradient (ops_sampled.c): vals[j] += dW[idx[j]] for j < k, computed as dot products
- * of the output gradient and the input without forming dW. doutT (OC, N) and inpT (C, N) are scratch. */
+ * of the output gradient dout (N, OC) and the input inp (N, C) without forming dW. coord: (2k) int32
+ * scratch. */
 void sf_linear_weight_grad_sampled(float *vals, const int64_t *idx, int64_t k, const float *dout, const float *inp,
-                                   float *doutT, float *inpT, int64_t N, int64_t C, int64_t OC, sf_wlayout layout);
+                                   int32_t *coord, int64_t N, int64_t C, int64_t OC, sf_wlayout layout);
 void sf_linear_weight_grad_sampled_ref(float *vals, const int64_t *idx, int64_t k, const float *dout, const float *inp,
                                        int64_t N, int64_t C, int64_t OC, sf_wlayout layout);
 

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "simd_math.h"
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Raw kernels (not in ops.h yet; declared here so tests can `extern` them).                         */
@@ -127,24 +128,7 @@ static void transpose(float *dst, int64_t ldd, const float *src, int64_t lds, in
         for (int64_t c = 0; c < HD; c++) dst[c * ldd + j] = src[j * lds + c];
 }
 
-/* exp(x) for -87 <= x <= 0 (callers clamp): Cody-Waite range reduction x = n ln2 + r and a degree-7
- * polynomial, max relative error 1e-7 (like expf). Written so `omp simd` loops vectorise it (glibc's
- * vector expf needs -ffast-math); about 10x faster than scalar expf here. */
-static inline float exp_core(float x) {
-    const int32_t ni = (int32_t)(x * 1.44269504088896341f - 0.5f); /* round(x / ln2), x <= 0 */
-    const float n = (float)ni;
-    const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f; /* x - n ln2 in two parts */
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union { int32_t i; float f; } s = {.i = (ni + 127) << 23}; /* 2^n, n >= -126 */
-    return p * s.f;
-}
+#define exp_core sf_exp_nonpos /* core/simd_math.h */
 
 /* dst[j] = exp(src[j] - sub) for j < n (src <= sub; results below exp(-87) ~ 1.6e-38 are not exact);
  * dst == src is fine. Two loops: gcc -O2 vectorises each but not the fused one. */

@@ -17,6 +17,7 @@
 #include <math.h>
 
 #include "ops.h"
+#include "simd_math.h"
 #include "rng.h"
 
 #define SF_EW_PAR ((int64_t)1 << 15) /* parallelise loops longer than this */
@@ -62,11 +63,11 @@ static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 static inline float gelu_tanh_f(float x) {
     float u = GELU_S * (x + GELU_C * x * x * x);
-    return 0.5f * x * (1.0f + tanhf(u));
+    return 0.5f * x * (1.0f + sf_tanh_fast(u));
 }
 static inline float gelu_tanh_grad(float x) {
     float x2 = x * x;
-    float t = tanhf(GELU_S * (x + GELU_C * x2 * x));
+    float t = sf_tanh_fast(GELU_S * (x + GELU_C * x2 * x));
     return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x2);
 }
 static inline float gelu_erf_f(float x) { return 0.5f * x * (1.0f + erff(x * INV_SQRT2)); }
@@ -80,7 +81,7 @@ void sf_gelu_forward(float *out, const float *inp, int64_t n, sf_gelu_kind kind)
 #pragma omp parallel for if (n > SF_EW_PAR) schedule(static)
         for (int64_t i = 0; i < n; i++) out[i] = gelu_erf_f(inp[i]);
     } else {
-#pragma omp parallel for if (n > SF_EW_PAR) schedule(static)
+#pragma omp parallel for simd if (n > SF_EW_PAR) schedule(static)
         for (int64_t i = 0; i < n; i++) out[i] = gelu_tanh_f(inp[i]);
     }
 }
@@ -92,7 +93,7 @@ void sf_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t 
 #pragma omp parallel for if (n > SF_EW_PAR) schedule(static)
         for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_erf_grad(inp[i]);
     } else {
-#pragma omp parallel for if (n > SF_EW_PAR) schedule(static)
+#pragma omp parallel for simd if (n > SF_EW_PAR) schedule(static)
         for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_tanh_grad(inp[i]);
     }
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "simd_math.h"
 
 /* ------------------------------------------------------------------------------------------------ */
 /* Raw kernels (not in ops.h yet; declared here so tests can `extern` them).                         */
@@ -33,24 +34,7 @@ void sf_cross_entropy_backward_ref(float *dlogits, float dloss, const float *log
 
 #define CE_CHUNK 512 /* columns per stack chunk when exponentiating a row */
 
-/* exp(x) for -87 <= x <= 0 (callers clamp): Cody-Waite reduction x = n ln2 + r and a degree-7
- * polynomial, max relative error 1e-7 (like expf); vectorises under `omp simd` where glibc's vector
- * expf would need -ffast-math. (Same helper as in ops_attention.c.) */
-static inline float exp_core(float x) {
-    const int32_t ni = (int32_t)(x * 1.44269504088896341f - 0.5f); /* round(x / ln2), x <= 0 */
-    const float n = (float)ni;
-    const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f; /* x - n ln2 in two parts */
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union { int32_t i; float f; } s = {.i = (ni + 127) << 23}; /* 2^n, n >= -126 */
-    return p * s.f;
-}
+#define exp_core sf_exp_nonpos /* core/simd_math.h */
 
 /* dst[j] = exp(src[j] - sub) for j < n <= CE_CHUNK, src <= sub (values below exp(-87) are not exact). */
 static void exp_shifted(float *dst, const float *src, float sub, int64_t n) {

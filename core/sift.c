@@ -308,13 +308,14 @@ sf_status sf_sparse_set_indices(sf_sparse_set *s, int i, const int64_t *idx, int
     memcpy(sorted, idx, (size_t)k * sizeof *sorted);
     qsort(sorted, (size_t)k, sizeof *sorted, cmp_i64);
     for (int64_t j = 0; j < k; j++) {
-        if (sorted[j] < 0 || sorted[j] >= t->numel) {
+        int64_t v = sorted[j];
+        if (v < 0 || v >= t->numel) {
             free(sorted);
-            return sf_fail(SF_ERR_ARG, "%s: index %lld outside 0..%lld", t->name, (long long)sorted[j], (long long)t->numel - 1);
+            return sf_fail(SF_ERR_ARG, "%s: index %lld outside 0..%lld", t->name, (long long)v, (long long)t->numel - 1);
         }
-        if (j && sorted[j] == sorted[j - 1]) {
+        if (j && v == sorted[j - 1]) {
             free(sorted);
-            return sf_fail(SF_ERR_ARG, "%s: index %lld appears twice", t->name, (long long)sorted[j]);
+            return sf_fail(SF_ERR_ARG, "%s: index %lld appears twice", t->name, (long long)v);
         }
     }
     sf_status st = alloc_target_arrays(t, k);

@@ -2,6 +2,7 @@
  * model:forward(batch, opts), model:backward(), model:grad(), model:zero_grad(), model:generate(),
  * and a printed summary. Batches are Lua tables {input_ids=, attention_mask=, labels=} whose values are
  * tables of rows or tensors. Thin: everything is done by core/model*.c. */
+#include <stdio.h>
 #include <string.h>
 
 #include "../core/model.h"
@@ -102,6 +103,72 @@ static int l_load(lua_State *L) {
     return 1;
 }
 
+static lua_Integer cfg_int(lua_State *L, int idx, const char *key, lua_Integer def) {
+    lua_getfield(L, idx, key);
+    lua_Integer v = luaL_optinteger(L, -1, def);
+    lua_pop(L, 1);
+    if (v < 0 || v > (1 << 24)) luaL_error(L, "sift.build: %s = %d is out of range", key, (int)v);
+    return v;
+}
+
+/* sift.build(config, opts) -> a model with the given shape and Hugging Face's random initialisation. */
+static int l_build(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    sf_model_config c = {0};
+    lua_getfield(L, 1, "arch");
+    const char *arch = luaL_optstring(L, -1, "gpt2");
+    lua_pop(L, 1);
+    snprintf(c.model_type, sizeof c.model_type, "%s", arch);
+    if (!strcmp(arch, "gpt2")) c.arch = SF_ARCH_GPT2;
+    else if (!strcmp(arch, "llama")) c.arch = SF_ARCH_LLAMA;
+    else if (!strcmp(arch, "bert")) c.arch = SF_ARCH_BERT;
+    else if (!strcmp(arch, "roberta")) c.arch = SF_ARCH_ROBERTA;
+    else return luaL_error(L, "sift.build: arch must be gpt2, llama, bert or roberta, got \"%s\"", arch);
+    c.vocab_size = cfg_int(L, 1, "vocab_size", 256);
+    c.n_layer = cfg_int(L, 1, "n_layer", 2);
+    c.n_head = cfg_int(L, 1, "n_head", 4);
+    c.n_kv_head = cfg_int(L, 1, "n_kv_head", c.n_head);
+    c.d_model = cfg_int(L, 1, "d_model", 64);
+    c.d_ff = cfg_int(L, 1, "d_ff", 4 * c.d_model);
+    c.head_dim = cfg_int(L, 1, "head_dim", c.n_head ? c.d_model / c.n_head : 0);
+    c.max_pos = cfg_int(L, 1, "max_pos", 256);
+    c.type_vocab = c.arch == SF_ARCH_BERT || c.arch == SF_ARCH_ROBERTA ? cfg_int(L, 1, "type_vocab", 1) : 0;
+    c.norm_eps = c.arch == SF_ARCH_LLAMA ? 1e-5f : (c.arch == SF_ARCH_GPT2 ? 1e-5f : 1e-12f);
+    c.rope_theta = 10000.0f;
+    c.rope_kind = SF_ROPE_HALF;
+    c.gelu = c.arch == SF_ARCH_GPT2 ? SF_GELU_TANH : SF_GELU_ERF;
+    c.tied_head = c.arch == SF_ARCH_GPT2;
+    c.pad_token_id = c.arch == SF_ARCH_ROBERTA ? 1 : -1;
+    c.position_offset = c.arch == SF_ARCH_ROBERTA ? 2 : 0;
+    c.bos_token_id = c.eos_token_id = -1;
+    c.attn_bias = c.mlp_bias = c.arch != SF_ARCH_LLAMA;
+    if (!c.n_head || !c.n_kv_head || c.n_head % c.n_kv_head || c.head_dim * c.n_head != c.d_model || c.head_dim % 2)
+        return luaL_error(L, "sift.build: inconsistent heads (d_model %d, n_head %d, n_kv_head %d)", (int)c.d_model,
+                          (int)c.n_head, (int)c.n_kv_head);
+    sf_task task = SF_TASK_LM;
+    lua_Integer labels = 2, seed = 0;
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "task");
+        if (lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "classify")) task = SF_TASK_CLASSIFY;
+        lua_getfield(L, 2, "num_labels");
+        labels = luaL_optinteger(L, -1, 2);
+        lua_getfield(L, 2, "seed");
+        seed = luaL_optinteger(L, -1, 0);
+        lua_pop(L, 3);
+    }
+    c.num_labels = labels;
+    l_model *u = lua_newuserdatauv(L, sizeof *u, 1);
+    u->m = NULL;
+    luaL_setmetatable(L, LSIFT_MODEL);
+    u->m = sf_model_build(&c, task, labels);
+    if (!u->m) return lsift_error(L, "sift.build");
+    sf_model_init_random(u->m, (uint64_t)seed);
+    sf_model_set_trainable(u->m, 1);
+    push_config(L, u->m);
+    lua_setiuservalue(L, -2, 1);
+    return 1;
+}
+
 static int m_index(lua_State *L) {
     lsift_check_model(L, 1);
     const char *k = lua_tostring(L, 2);
@@ -121,6 +188,32 @@ static int m_names(lua_State *L) {
     lua_createtable(L, m->n_params, 0);
     for (int i = 0; i < m->n_params; i++) {
         lua_pushstring(L, m->params[i].name);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int m_head_names(lua_State *L) {
+    sf_model *m = lsift_check_model(L, 1);
+    lua_newtable(L);
+    int k = 0;
+    for (int i = 0; i < m->n_params; i++)
+        if (m->params[i].is_head) {
+            lua_pushstring(L, m->params[i].name);
+            lua_rawseti(L, -2, ++k);
+        }
+    return 1;
+}
+
+/* model:shape(name) -> table of dims, without creating a tensor */
+static int m_param_shape(lua_State *L) {
+    sf_model *m = lsift_check_model(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    sf_tensor *t = sf_model_param(m, name);
+    if (!t) return luaL_error(L, "no parameter named '%s' (see model:names())", name);
+    lua_createtable(L, t->ndim, 0);
+    for (int i = 0; i < t->ndim; i++) {
+        lua_pushinteger(L, t->shape[i]);
         lua_rawseti(L, -2, i + 1);
     }
     return 1;
@@ -279,7 +372,8 @@ static int m_tostring(lua_State *L) {
 void lsift_open_model(lua_State *L) {
     static const luaL_Reg methods[] = {{"names", m_names},       {"param", m_param},       {"grad", m_grad},
                                        {"zero_grad", m_zero_grad}, {"forward", m_forward}, {"backward", m_backward},
-                                       {"generate", m_generate}, {NULL, NULL}};
+                                       {"generate", m_generate}, {"head_names", m_head_names},
+                                       {"param_shape", m_param_shape}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_gc},
                                     {"__close", m_gc},
                                     {"__index", m_index},
@@ -292,6 +386,8 @@ void lsift_open_model(lua_State *L) {
     lua_pop(L, 1);
     lua_pushcfunction(L, l_load);
     lua_setfield(L, -2, "load");
+    lua_pushcfunction(L, l_build);
+    lua_setfield(L, -2, "build");
     luaL_getmetatable(L, LSIFT_MODEL);
     lua_getfield(L, -1, "methods");
     lua_setfield(L, -3, "Model");

@@ -85,8 +85,13 @@ static void load_lua_library(lua_State *L) {
     lua_pop(L, 2);
 }
 
+static int l_isatty(lua_State *L) {
+    lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
+    return 1;
+}
+
 int luaopen_sift(lua_State *L) {
-    static const luaL_Reg fns[] = {{"now", l_now}, {"threads", l_threads}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"now", l_now}, {"threads", l_threads}, {"isatty", l_isatty}, {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushliteral(L, SIFT_VERSION);
     lua_setfield(L, -2, "version");

@@ -86,10 +86,11 @@ static int read_names(lua_State *L, int idx, sf_model *m, sf_tensor ***out_t, ch
         const char *name = lua_tostring(L, -1);
         sf_tensor *p = name ? sf_model_param(m, name) : NULL;
         if (!p) {
+            lua_pushfstring(L, "%s: no parameter named '%s'", what, name ? name : "?");
             for (int j = 0; j < i; j++) free(nm[j]);
             free(t);
             free(nm);
-            luaL_error(L, "%s: no parameter named '%s'", what, name ? name : "?");
+            lua_error(L);
         }
         t[i] = p;
         nm[i] = strdup(name);

@@ -106,8 +106,10 @@ static int tok_encode(lua_State *L) {
     return 1;
 }
 
-/* Reads ids (table or tensor at idx) into a boxed int32 array left on the stack. */
+/* Reads ids (table or tensor at idx) into a boxed int32 array left on the stack; positions in messages
+ * are 1-based like the Lua table. */
 static int32_t *read_ids(lua_State *L, int idx, size_t *n_out) {
+    double vocab = (double)sf_tokenizer_vocab_size(check_tok(L, 1));
     sf_tensor *ten = lsift_test_tensor(L, idx);
     size_t n;
     if (ten) {
@@ -132,13 +134,13 @@ static int32_t *read_ids(lua_State *L, int idx, size_t *n_out) {
             if (!isnum) luaL_error(L, "decode: ids[%d] is %s, expected an integer", (int)i + 1, luaL_typename(L, -1));
             lua_pop(L, 1);
         }
-        if (v != floor(v)) luaL_error(L, "decode: ids[%d] = %g is not an integer", (int)i + 1, v);
-        /* out-of-int32 values become -1 so core reports them as out of range */
-        ids[i] = v >= 0 && v <= INT32_MAX ? (int32_t)v : -1;
-        if (ids[i] < 0 && v != -1) {
-            int32_t vs = sf_tokenizer_vocab_size(check_tok(L, 1));
-            luaL_error(L, "decode: id %.0f at position %d is out of range 0..%d", v, (int)i + 1, (int)vs - 1);
+        if (v != floor(v)) luaL_error(L, "decode: ids[%d] = %f is not an integer", (int)i + 1, (lua_Number)v);
+        if (!(v >= 0 && v < vocab)) {
+            if (fabs(v) < 1e18)
+                luaL_error(L, "decode: ids[%d] = %I is out of range 0..%d", (int)i + 1, (lua_Integer)v, (int)vocab - 1);
+            luaL_error(L, "decode: ids[%d] = %f is out of range 0..%d", (int)i + 1, (lua_Number)v, (int)vocab - 1);
         }
+        ids[i] = (int32_t)v;
     }
     *n_out = n;
     return ids;

@@ -515,10 +515,13 @@ function M.resolve(name_or_path, opts)
   if not exists(path) then
     local bare = NAME_ALIAS[path:lower()] or path
     local p = M.shared_root() .. "/data/" .. bare
-    if not path:find("/", 1, true) and exists(p) then
+    if path:find("/", 1, true) then
+      error(string.format("sift.data.load: '%s' not found", name_or_path), 0)
+    elseif exists(p) then
       path, name = p, bare
     else
-      error(string.format("sift.data.load: '%s' not found (no such file or folder, nor %s)", name_or_path, p), 0)
+      error(string.format("sift.data.load: '%s' not found (no such file or folder, nor %s; tasks: %s)",
+        name_or_path, p, "sst2, cola, rte, mrpc, stsb, trec, instruct"), 0)
     end
   end
   local format = opts.format
@@ -632,15 +635,10 @@ function M.encode(rows, tok, opts)
 end
 
 ---------------------------------------------------------------------------------------------------
--- metrics live in sift/metrics.lua; expose them here too, and as sift.metrics when loaded by sift
+-- metrics live in sift/metrics.lua (init.lua installs them as sift.metrics); also reachable from here
 ---------------------------------------------------------------------------------------------------
 do
   local ok, metrics = pcall(require, "sift.metrics")
-  if ok and type(metrics) == "table" then
-    M.metrics = metrics
-    local sift = package.loaded["sift"]
-    if type(sift) == "table" and sift.metrics == nil and metrics.install then metrics.install(sift) end
-  end
+  if ok and type(metrics) == "table" then M.metrics = metrics end
 end
-
 return M

@@ -1,0 +1,111 @@
+-- sift/sets.lua — sift.sparse, sift.lora, sift.full: resolve name patterns and defaults, then build the
+-- set in C (lua/l_sets.c); Set:select runs the calibration forward/backward (and custom policies).
+-- Name patterns are Lua patterns matched with string.find against full parameter names.
+local M = {}
+
+-- every 2-D weight inside the transformer blocks (GPT-2 ".h.N.", Llama ".layers.N.", BERT ".layer.N.")
+M.block_patterns = { "%.h%.%d+%.", "%.layers%.%d+%.", "%.layer%.%d+%." }
+
+local function matches(name, patterns)
+  for _, p in ipairs(patterns) do
+    if name:find(p) then return true end
+  end
+  return false
+end
+
+local function resolve(model, patterns, what)
+  if type(patterns) == "string" then patterns = { patterns } end
+  if type(patterns) ~= "table" then error(what .. ": expected a table of name patterns", 3) end
+  local out = {}
+  for _, name in ipairs(model:names()) do
+    if matches(name, patterns) then out[#out + 1] = name end
+  end
+  if #patterns > 0 and #out == 0 then
+    error(("%s: no parameter matches %s"):format(what, table.concat(patterns, ", ")), 3)
+  end
+  return out
+end
+
+function M.default_targets(model)
+  local heads = {}
+  for _, n in ipairs(model:head_names()) do heads[n] = true end
+  local out = {}
+  for _, name in ipairs(model:names()) do
+    if not heads[name] and #model:param_shape(name) == 2 and matches(name, M.block_patterns) then
+      out[#out + 1] = name
+    end
+  end
+  return out
+end
+
+local function dense_of(model, opts, what)
+  if opts.dense then return resolve(model, opts.dense, what .. " dense") end
+  return model:head_names()
+end
+
+local custom_policy = setmetatable({}, { __mode = "k" }) -- set -> Lua policy function
+
+function M.install(sift)
+  local Set = sift.Set
+
+  function sift.sparse(model, opts)
+    opts = opts or {}
+    local targets = opts.targets and resolve(model, opts.targets, "sift.sparse targets") or M.default_targets(model)
+    if #targets == 0 then error("sift.sparse: no target parameters", 2) end
+    local policy, fn = opts.policy or "topk", nil
+    if type(policy) == "function" then fn, policy = policy, "custom" end
+    local s = sift._sparse(model, targets, dense_of(model, opts, "sift.sparse"), {
+      rate = opts.rate or 0.01, policy = policy, seed = opts.seed or 0,
+      mode = opts.mode, reference = opts.reference,
+    })
+    if fn then custom_policy[s] = fn end
+    return s
+  end
+
+  function sift.lora(model, opts)
+    opts = opts or {}
+    local targets = opts.targets and resolve(model, opts.targets, "sift.lora targets") or M.default_targets(model)
+    if #targets == 0 then error("sift.lora: no target parameters", 2) end
+    local r = opts.r or 8
+    return sift._lora(model, targets, dense_of(model, opts, "sift.lora"), { r = r, alpha = opts.alpha or 2 * r, seed = opts.seed or 0 })
+  end
+
+  function sift.full(model, opts)
+    opts = opts or {}
+    local names = opts.params and resolve(model, opts.params, "sift.full params") or model:names()
+    return sift._full(model, names)
+  end
+
+  local function is_batch(b) return type(b) == "table" and b.input_ids ~= nil end
+
+  -- s:select(batch) or s:select({batch1, batch2, ...}) (fisher sums over several batches).
+  -- The calibration gradient is kept: the next optimizer step applies it.
+  function Set:select(batches)
+    if self:kind() ~= "sparse" then return self end
+    if is_batch(batches) then batches = { batches } end
+    if type(batches) ~= "table" or #batches == 0 then
+      error("select: expected a batch {input_ids=..., labels=...} or a list of batches", 2)
+    end
+    local model = self:model()
+    self:_begin_selection()
+    for _, b in ipairs(batches) do
+      local out = model:forward(b)
+      if not out.loss then error("select: the calibration batch needs labels (a loss to differentiate)", 2) end
+      model:backward()
+      self:_note_batch()
+    end
+    local fn = custom_policy[self]
+    if fn then
+      for _, name in ipairs(self:targets()) do
+        local k = self:budget(name)
+        local idx = fn(name, self:_calib_grad(name), k)
+        if idx == nil then error(("select: the policy returned no indices for %s"):format(name), 2) end
+        self:_set_indices(name, idx)
+      end
+    end
+    self:_finish_selection()
+    return self
+  end
+end
+
+return M

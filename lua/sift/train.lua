@@ -1,0 +1,223 @@
+-- sift/train.lua — sift.train (the training loop behind every method), sift.evaluate and the trainer
+-- object for pausable stepping. Same data order, schedule, clipping and evaluation for every method
+-- (sparse, lora, full), so comparisons are fair by construction. Ctrl-C (an "interrupted" error raised
+-- by sift-repl's hook) stops between steps with the weights intact. Encoding of rows into batches is
+-- sift.data.encode; metrics are sift.metrics.
+local M = {}
+
+local function schedule_lr(kind, base, t, T, warmup)
+  local w = math.max(1, math.floor(warmup * T + 0.5))
+  local warm = math.min(1, (t + 1) / w)
+  if kind == "constant" then return base * warm end
+  if kind == "cosine" then return base * warm * 0.5 * (1 + math.cos(math.pi * t / T)) end
+  return base * warm * (1 - t / T) -- linear
+end
+
+local function fmt_time(s)
+  if s ~= s or s == math.huge then return "--:--" end
+  s = math.floor(s + 0.5)
+  if s >= 3600 then return ("%d:%02d:%02d"):format(s // 3600, s % 3600 // 60, s % 60) end
+  return ("%d:%02d"):format(s // 60, s % 60)
+end
+
+-- A progress display: a bar redrawn in place on a terminal, plain periodic lines otherwise.
+local function progress(total, quiet)
+  local tty = sift.isatty(1)
+  local last_line = -math.huge
+  local p = {}
+  function p.update(st)
+    if quiet then return end
+    local frac = st.step / total
+    local eta = st.elapsed / math.max(st.step, 1) * (total - st.step)
+    local msg = ("step %d/%d  epoch %d  loss %.4f  %.0f tok/s  ETA %s"):format(st.step, total, st.epoch, st.loss,
+      st.tokens_per_s, fmt_time(eta))
+    if tty then
+      local width = 24
+      local fill = math.floor(frac * width + 0.5)
+      io.stdout:write("\r[", ("#"):rep(fill), ("."):rep(width - fill), "] ", msg, "   ")
+      io.stdout:flush()
+    elseif st.elapsed - last_line >= 5 or st.step == total or st.step == 1 then
+      last_line = st.elapsed
+      print(msg)
+    end
+  end
+  function p.finish()
+    if tty and not quiet then io.stdout:write("\n") end
+  end
+  return p
+end
+
+local function batch_of(rows, opts, task)
+  local enc = sift.data.encode(rows, opts.tokenizer, {
+    max_len = opts.max_len, pad_id = opts.pad_id, bos = opts.bos,
+  })
+  if task == "lm" then -- next-token labels on real tokens only
+    enc.labels = {}
+    for i, row in ipairs(enc.input_ids) do
+      local lab = {}
+      for j, id in ipairs(row) do lab[j] = enc.attention_mask[i][j] == 1 and id or -100 end
+      enc.labels[i] = lab
+    end
+  end
+  return enc
+end
+
+local function default_bos(model)
+  return model.config.arch == "llama"
+end
+
+local function default_pad(model)
+  local c = model.config
+  return c.pad_token_id or c.eos_token_id or 0
+end
+
+-- Evaluates a classification model on a dataset: accuracy, mcc (binary), f1 (binary), mean loss.
+function M.evaluate(model, ds, opts)
+  opts = opts or {}
+  assert(opts.tokenizer, "sift.evaluate: opts.tokenizer is required")
+  local bs = opts.batch or 64
+  local o = { tokenizer = opts.tokenizer, max_len = opts.max_len or 64, pad_id = opts.pad_id or default_pad(model),
+    bos = opts.bos == nil and default_bos(model) or opts.bos }
+  local preds, gold, loss_sum, n = {}, {}, 0, 0
+  for i = 1, #ds, bs do
+    local rows = {}
+    for j = i, math.min(i + bs - 1, #ds) do rows[#rows + 1] = ds[j] end
+    local b = batch_of(rows, o, "classify")
+    local out = model:forward(b, { grad = false })
+    local logits = out.logits:totable()
+    for r, row in ipairs(logits) do
+      local best = 1
+      for c = 2, #row do if row[c] > row[best] then best = c end end
+      preds[#preds + 1] = best - 1
+      gold[#gold + 1] = rows[r].label
+    end
+    if out.loss then loss_sum, n = loss_sum + out.loss * #rows, n + #rows end
+  end
+  local m = sift.metrics
+  local res = { accuracy = m.accuracy(preds, gold), n = #gold, loss = n > 0 and loss_sum / n or nil }
+  local binary = true
+  for _, g in ipairs(gold) do if g ~= 0 and g ~= 1 then binary = false end end
+  if binary then
+    res.mcc = m.mcc(preds, gold)
+    res.f1 = m.f1(preds, gold, 1)
+  end
+  return res
+end
+
+-- The trainer: sift.train(opts) runs it to the end; sift.trainer(opts) returns it for trainer:step(n).
+function M.trainer(opts)
+  local model, set = assert(opts.model, "sift.train: model is required"), opts.method
+  assert(set, "sift.train: method (a set from sift.sparse / sift.lora / sift.full) is required")
+  local data = assert(opts.data, "sift.train: data is required")
+  local task = model.config.task
+  local bs, epochs = opts.batch or 32, opts.epochs or 1
+  local per_epoch = math.ceil(#data / bs)
+  local T = per_epoch * epochs
+  if opts.max_steps then T = math.min(T, opts.max_steps) end
+  if T < 1 then error("sift.train: no steps to run (empty data?)", 2) end
+  local enc_opts = { tokenizer = assert(opts.tokenizer, "sift.train: tokenizer is required"), max_len = opts.max_len or 64,
+    pad_id = opts.pad_id or default_pad(model), bos = opts.bos == nil and default_bos(model) or opts.bos }
+  local lr = opts.lr or 1e-3
+  local opt = sift.AdamW(set, { lr = lr, betas = opts.betas, eps = opts.eps, weight_decay = opts.weight_decay or 0.01,
+    decay = opts.decay or "matrices", sparse_weight_decay = opts.sparse_weight_decay or 0 })
+  local seed = opts.seed or 0
+  local tr = { history = { loss = {}, lr = {}, eval = {}, grad_norm = {}, method = set:kind(),
+    trainable = nil, steps = 0 }, step_no = 0, total = T, optimizer = opt }
+  local order, epoch = nil, 0
+  local prog = progress(T, opts.quiet)
+  local t0, tokens = sift.now(), 0
+
+  local function rows_for(step) -- step is 0-based
+    local e = step // per_epoch + 1
+    if e ~= epoch then
+      epoch = e
+      order = data:shuffle(seed + e - 1)
+    end
+    local first = (step % per_epoch) * bs + 1
+    local rows = {}
+    for j = first, math.min(first + bs - 1, #order) do rows[#rows + 1] = order[j] end
+    return rows
+  end
+
+  local function one_step()
+    local t = tr.step_no
+    local rows = rows_for(t)
+    local b = batch_of(rows, enc_opts, task)
+    local loss
+    if set:kind() == "sparse" and not set:selected() then
+      -- the first training batch calibrates the masks; its gradient is applied by this step
+      set:select(b)
+      loss = model:forward(b, { grad = false }).loss
+    else
+      loss = model:forward(b).loss
+      model:backward()
+    end
+    if loss ~= loss or loss == math.huge then
+      opt:zero_grad()
+      error(("sift.train: loss is %s at step %d; weights left as they were before this step"):format(loss, t + 1), 0)
+    end
+    local norm = opt:clip(opts.clip == nil and 1.0 or opts.clip or math.huge)
+    local cur = schedule_lr(opts.schedule or "linear", lr, t, T, opts.warmup or 0.06)
+    opt:set_lr(cur)
+    opt:step()
+    opt:zero_grad()
+    for _, r in ipairs(b.attention_mask) do for _, v in ipairs(r) do tokens = tokens + v end end
+    tr.step_no = t + 1
+    local h = tr.history
+    h.loss[#h.loss + 1], h.lr[#h.lr + 1], h.grad_norm[#h.grad_norm + 1] = loss, cur, norm
+    h.steps = tr.step_no
+    local elapsed = sift.now() - t0
+    local st = { step = tr.step_no, total = T, epoch = epoch, loss = loss, lr = cur, grad_norm = norm,
+      elapsed = elapsed, tokens_per_s = tokens / math.max(elapsed, 1e-9), model = model, method = set }
+    prog.update(st)
+    if opts.on_step then opts.on_step(st) end
+    if opts.eval and (tr.step_no % per_epoch == 0 or tr.step_no == T) then
+      local metrics = M.evaluate(model, opts.eval, { tokenizer = enc_opts.tokenizer, max_len = enc_opts.max_len,
+        batch = opts.eval_batch or 64, pad_id = enc_opts.pad_id, bos = enc_opts.bos })
+      metrics.epoch, metrics.step = epoch, tr.step_no
+      h.eval[#h.eval + 1] = metrics
+      if not opts.quiet then
+        prog.finish()
+        print(("epoch %d: eval accuracy %.4f%s"):format(epoch, metrics.accuracy,
+          metrics.mcc and ("  mcc %.4f"):format(metrics.mcc) or ""))
+      end
+    end
+  end
+
+  -- Runs n more steps (all remaining when n is nil); stops cleanly on Ctrl-C. Returns the history.
+  function tr:step(n)
+    local stop = n and math.min(T, self.step_no + n) or T
+    while self.step_no < stop do
+      local ok, err = pcall(one_step)
+      if not ok then
+        if tostring(err):find("interrupted", 1, true) then
+          pcall(opt.zero_grad, opt)
+          prog.finish()
+          local where = ("stopped at step %d of %d (epoch %d); the weights are those after step %d"):format(
+            self.step_no + 1, T, epoch, self.step_no)
+          self.history.interrupted = where
+          print("interrupted: " .. where)
+          return self.history
+        end
+        prog.finish()
+        error(err, 0)
+      end
+    end
+    if self.step_no >= T then prog.finish() end
+    self.history.trainable = set:trainable()
+    self.history.seconds = sift.now() - t0
+    return self.history
+  end
+
+  tr.history.trainable = set:trainable()
+  return tr
+end
+
+function M.install(sift)
+  sift.train = function(opts) return M.trainer(opts):step() end
+  sift.trainer = M.trainer
+  sift.evaluate = M.evaluate
+  sift.lr_schedule = schedule_lr
+end
+
+return M
