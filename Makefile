@@ -78,7 +78,9 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/5.4 $(DESTDIR)$(PREFIX)/share/lua/5.4/sift
 	install -m 755 $(REPL) $(DESTDIR)$(PREFIX)/bin/sift-repl
 	install -m 755 $(LUAMOD) $(DESTDIR)$(PREFIX)/lib/lua/5.4/sift.so
-	if ls lua/sift/*.lua >/dev/null 2>&1; then install -m 644 lua/sift/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.4/sift/; fi
+	install -m 644 lua/sift/*.lua $(DESTDIR)$(PREFIX)/share/lua/5.4/sift/
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 docs/sift-repl.1 $(DESTDIR)$(PREFIX)/share/man/man1/sift-repl.1
 
 clean:
 	rm -rf build build-asan

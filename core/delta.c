@@ -798,9 +798,10 @@ sf_status sf_delta_check(const sf_delta *d, const sf_model *m) {
         p[i] = sf_model_param(m, e->name);
         if (!p[i]) why[i] = FIT_MISSING;
         else if (p[i]->dtype != SF_F32) why[i] = FIT_DTYPE;
-        else if (p[i]->ndim != e->ndim || memcmp(p[i]->shape, e->shape, (size_t)e->ndim * sizeof *e->shape) != 0)
+        else if (p[i]->ndim != e->ndim || memcmp(p[i]->shape, e->shape, (size_t)e->ndim * sizeof *e->shape) != 0 ||
+                 e->numel != sf_tensor_numel(p[i]) || (e->dense && sf_tensor_numel(e->tensor) != e->numel))
             why[i] = FIT_SHAPE;
-        else if (!e->dense && check_indices(e->idx, e->k, e->numel, e->name) != SF_OK) why[i] = FIT_INDICES;
+        else if (!e->dense && check_indices(e->idx, e->k, sf_tensor_numel(p[i]), e->name) != SF_OK) why[i] = FIT_INDICES;
         for (int j = 0; j < i && !why[i]; j++)
             if (p[j] == p[i]) why[i] = FIT_ALIAS;
     }
@@ -809,7 +810,7 @@ sf_status sf_delta_check(const sf_delta *d, const sf_model *m) {
         const sf_delta_entry *e = &d->e[i];
         if (why[i] || e->dense) continue;
         int applied_here = d->applied && e->target == p[i] && e->orig;
-        hash_patched(sf_f32(p[i]), e->numel, e->idx, applied_here ? e->orig : NULL, e->k, hex[i]);
+        hash_patched(sf_f32(p[i]), sf_tensor_numel(p[i]), e->idx, applied_here ? e->orig : NULL, e->k, hex[i]);
         if (strcmp(hex[i], e->base_sha256) != 0) why[i] = FIT_HASH;
     }
     problem_list pl = {0};
@@ -1020,9 +1021,10 @@ sf_delta *sf_delta_scale(const sf_delta *d, double factor) {
         for (int64_t j = 0; j < e->k; j++) e->values[j] = (float)((double)e->values[j] * factor);
         for (int64_t j = 0; j < e->k; j++)
             if (!isfinite(e->values[j])) {
+                sf_fail(SF_ERR_NUMERIC, "delta scale: %g * the value at index %" PRId64 " of %s overflows float", factor,
+                        d->e[i].idx[j], d->e[i].name);
                 sf_delta_free(r);
-                return sf_fail_null(SF_ERR_NUMERIC, "delta scale: %g * the value at index %" PRId64 " of %s overflows float",
-                                    factor, d->e[i].idx[j], e->name);
+                return NULL;
             }
     }
     const char *old = sf_delta_get_extra(r, "scale");

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../core/threads.h"
+#include "l_delta.h"
 #include "lsift.h"
 
 int lsift_error(lua_State *L, const char *what) {
@@ -85,6 +86,24 @@ static void load_lua_library(lua_State *L) {
     lua_pop(L, 2);
 }
 
+/* sift.dist without MPI: one process (rank 0 of 1). An MPI build (make MPI=1) will replace these. */
+static int l_dist_rank(lua_State *L) {
+    lua_pushinteger(L, 0);
+    return 1;
+}
+static int l_dist_size(lua_State *L) {
+    lua_pushinteger(L, 1);
+    return 1;
+}
+
+static void open_dist(lua_State *L) {
+    static const luaL_Reg fns[] = {{"rank", l_dist_rank}, {"size", l_dist_size}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "enabled");
+    lua_setfield(L, -2, "dist");
+}
+
 static int l_isatty(lua_State *L) {
     lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
     return 1;
@@ -100,7 +119,9 @@ int luaopen_sift(lua_State *L) {
     lsift_open_io(L);
     lsift_open_tokenizer(L);
     lsift_open_model(L);
+    lsift_open_delta(L);
     lsift_open_sets(L);
+    open_dist(L);
     load_lua_library(L);
     return 1;
 }

@@ -14,6 +14,8 @@
 #include "../core/model.h"
 #include "../core/optim.h"
 #include "../core/sift.h"
+#include "../core/delta.h"
+#include "l_delta.h"
 #include "lsift.h"
 
 #define LSIFT_SET "sift.Set"
@@ -90,7 +92,7 @@ static int read_names(lua_State *L, int idx, sf_model *m, sf_tensor ***out_t, ch
             for (int j = 0; j < i; j++) free(nm[j]);
             free(t);
             free(nm);
-            lua_error(L);
+            return lua_error(L); /* does not return */
         }
         t[i] = p;
         nm[i] = strdup(name);
@@ -449,6 +451,32 @@ static int set_write_back(lua_State *L) {
     return 0;
 }
 
+/* s:save_delta(path [, extra metadata table]) -> the delta (also written atomically to path) */
+static int set_save_delta(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    sf_sparse_set *sp = need_sparse(L, s, "save_delta");
+    for (int i = 0; i < sp->n; i++)
+        if (!sp->t[i].selected) return luaL_error(L, "save_delta: %s is not selected yet", sp->t[i].name);
+    static const char *pol[] = {"topk", "global", "random", "magnitude", "fisher", "custom"};
+    sf_delta *d = sf_delta_from_sparse(sp, s->dense, (const char *const *)s->dense_names, s->n_dense, pol[sp->policy]);
+    if (!d) return lsift_error(L, "save_delta");
+    if (lua_istable(L, 3)) {
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            if (lua_type(L, -2) == LUA_TSTRING && (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)) {
+                lua_pushvalue(L, -1); /* convert a copy, never the key being iterated */
+                sf_delta_set_extra(d, lua_tostring(L, -3), lua_tostring(L, -1));
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lsift_push_delta(L, d); /* owned by Lua from here */
+    if (sf_delta_save(d, path)) return lsift_error(L, "save_delta");
+    return 1;
+}
+
 static int set_model(lua_State *L) {
     check_set(L, 1);
     lua_getiuservalue(L, 1, 1);
@@ -707,7 +735,7 @@ void lsift_open_sets(lua_State *L) {
         {"selected", set_selected},     {"indices", set_indices},       {"increment", set_delta},
         {"trainable", set_trainable},   {"memory", set_memory},         {"merge", set_merge},
         {"restore", set_restore},       {"write_back", set_write_back}, {"model", set_model},
-        {"close", set_close},           {NULL, NULL}};
+        {"close", set_close},           {"save_delta", set_save_delta}, {NULL, NULL}};
     static const luaL_Reg set_meta[] = {{"__gc", set_gc}, {"__close", set_close}, {"__tostring", set_tostring}, {NULL, NULL}};
     luaL_newmetatable(L, LSIFT_SET);
     luaL_setfuncs(L, set_meta, 0);

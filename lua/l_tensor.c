@@ -3,6 +3,7 @@
  * arithmetic (+ - * and matmul, computed eagerly without a tape). Printing lives in l_print.c.
  * Indices in Lua are 1-based. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cblas.h>
@@ -275,6 +276,46 @@ static int t_sum(lua_State *L) {
     return 1;
 }
 
+static int cmp_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+/* t:top_share(fractions) -> two tables: for each fraction x, the share of ||t||_2 and of ||t||_2^2 held by
+ * the k = max(1, floor(x * numel)) largest |entries| (gradient concentration). */
+static int t_top_share(lua_State *L) {
+    sf_tensor *t = lsift_check_tensor(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int64_t n = sf_tensor_numel(t);
+    float *a = malloc((size_t)(n ? n : 1) * sizeof *a);
+    if (!a) return luaL_error(L, "top_share: out of memory");
+    double total = 0;
+    for (int64_t i = 0; i < n; i++) {
+        a[i] = (float)fabs(sf_tensor_get_flat(t, i));
+        total += (double)a[i] * a[i];
+    }
+    qsort(a, (size_t)n, sizeof *a, cmp_desc);
+    lua_Integer nf = luaL_len(L, 2);
+    lua_createtable(L, (int)nf, 0);
+    lua_createtable(L, (int)nf, 0);
+    for (lua_Integer f = 1; f <= nf; f++) {
+        lua_geti(L, 2, f);
+        double x = luaL_checknumber(L, -1);
+        lua_pop(L, 1);
+        int64_t k = (int64_t)floor(x * (double)n);
+        if (k < 1) k = 1;
+        if (k > n) k = n;
+        double part = 0;
+        for (int64_t i = 0; i < k; i++) part += (double)a[i] * a[i];
+        lua_pushnumber(L, total > 0 ? sqrt(part / total) : 0);
+        lua_rawseti(L, -3, f);
+        lua_pushnumber(L, total > 0 ? part / total : 0);
+        lua_rawseti(L, -2, f);
+    }
+    free(a);
+    return 2;
+}
+
 static int t_reshape(lua_State *L) {
     sf_tensor *t = lsift_check_tensor(L, 1);
     int64_t shape[SF_MAX_DIMS];
@@ -384,7 +425,7 @@ void lsift_open_tensor(lua_State *L) {
         {"get", t_get},         {"set", t_set},       {"totable", t_totable},
         {"float", t_float},     {"clone", t_clone},   {"max_abs_diff", t_max_abs_diff},
         {"norm", t_norm},       {"sum", t_sum},       {"matmul", t_matmul},
-        {"reshape", t_reshape}, {NULL, NULL}};
+        {"reshape", t_reshape}, {"top_share", t_top_share}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", t_gc},   {"__close", t_gc},   {"__tostring", t_tostring},
                                     {"__add", t_add}, {"__sub", t_sub},    {"__mul", t_mul},
                                     {"__unm", t_unm}, {"__len", t_len},    {NULL, NULL}};

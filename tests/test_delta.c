@@ -446,6 +446,7 @@ TEST(refusals_name_every_tensor_and_write_nothing) {
     snprintf(want, sizeof want, "%s: base SHA-256 differs", d->e[5].name);
     CHECK(strstr(msg, want), "second tensor not listed: %s", msg);
     CHECK(!strstr(msg, d->e[0].name), "a fitting tensor is listed: %s", msg);
+    fprintf(stderr, "    refused: %s\n", msg);
     CHECK(diff_snapshot(m, changed, &first) == 0 && !d->applied, "a refused apply wrote into the model (%s)", first);
     free_snapshot(changed, m->n_params);
     for (int i = 0; i < m->n_params; i++) memcpy(sf_f32(m->params[i].t), sf_f32(orig[i]), sf_tensor_nbytes(orig[i]));
@@ -466,6 +467,7 @@ TEST(refusals_name_every_tensor_and_write_nothing) {
     CHECK(sf_delta_apply(d, m) != SF_OK, "a broken delta was applied");
     msg = sf_last_error();
     CHECK(strstr(msg, "lm_head.weight: not in the model"), "missing: %s", msg);
+    fprintf(stderr, "    refused: %s\n", msg);
     snprintf(want, sizeof want, "%s: shape (", d->e[2].name);
     CHECK(strstr(msg, want) && strstr(msg, "in the delta") && strstr(msg, "in the model"), "shape: %s", msg);
     snprintf(want, sizeof want, "%s: indices not strictly ascending or out of range", d->e[3].name);
@@ -478,6 +480,21 @@ TEST(refusals_name_every_tensor_and_write_nothing) {
     tmp_path(path, sizeof path, "tampered");
     CHECK(sf_delta_save(d, path) != SF_OK && strstr(sf_last_error(), d->e[3].name) && !exists(path), "tampered save: %s",
           sf_last_error());
+    sf_delta_free(d);
+    /* a long listing stays one line within the error buffer and says how many were left out */
+    d = sf_delta_new("topk", 0.01, 1, 0);
+    char hex[65];
+    hex_of("x", 1, hex);
+    int64_t shp[1] = {10}, ix[1] = {0};
+    float vx[1] = {1};
+    for (int i = 0; i < 60; i++) {
+        char nm[128];
+        snprintf(nm, sizeof nm, "model.layers.%d.self_attn.q_proj.weight.that.is.not.there", i);
+        sf_delta_add_sparse(d, nm, 1, shp, 1, ix, vx, hex);
+    }
+    CHECK(sf_delta_check(d, m) != SF_OK && strstr(sf_last_error(), "layers.0.self_attn") && strstr(sf_last_error(), "more") &&
+              strlen(sf_last_error()) < 1000,
+          "long listing: %s", sf_last_error());
     sf_delta_free(d);
     free_snapshot(orig, m->n_params);
     sf_model_free(m);

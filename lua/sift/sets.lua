@@ -76,6 +76,13 @@ function M.install(sift)
     return sift._full(model, names)
   end
 
+  -- the head-only baseline: only the task head trains (dense)
+  function sift.head(model)
+    local names = model:head_names()
+    if #names == 0 then error("sift.head: the model has no task head (load it with {task = \"classify\"})", 2) end
+    return sift._full(model, names)
+  end
+
   local function is_batch(b) return type(b) == "table" and b.input_ids ~= nil end
 
   -- s:select(batch) or s:select({batch1, batch2, ...}) (fisher sums over several batches).

@@ -1,0 +1,184 @@
+-- test_train.lua — the Lua training API on real models: sparse sets (budgets, every policy including a
+-- Lua function, masks), the calibration gradient applied by the first step, LoRA and full baselines,
+-- memory accounting, the published code's quirks, NaN refusal and sift.train on SST-2 for every method.
+package.path = "./tests/lua/?.lua;" .. package.path
+local H = require "harness"
+local test, check, close = H.test, H.check, H.close
+
+local function gpt2_4m(task)
+  local dir = H.need_shared("models/gpt2-4m/config.json"):gsub("/config.json$", "")
+  return sift.load(dir, task and { task = task, num_labels = 2 } or nil), sift.tokenizer(dir)
+end
+
+local function sst2_batch(tok, n)
+  local ds = sift.data.load("sst2", { split = "train" }):take(n or 8)
+  return sift.data.encode(ds, tok, { max_len = 32, pad_id = 0 })
+end
+
+test("sparse defaults match the paper's budget on gpt2-4m", function()
+  local m = gpt2_4m("classify")
+  local s = sift.sparse(m, { rate = 0.01 })
+  check(#s:targets() == 16, "targets %d", #s:targets())
+  check(s:trainable() == 31980, "trainable %d (peer: 31,980)", s:trainable())
+  local l = sift.lora(sift.load(m.config.source, { task = "classify", num_labels = 2 }), { r = 8, alpha = 16 })
+  check(l:trainable() == 131584, "LoRA trainable %d (peer: 131,584)", l:trainable())
+  check(sift.full(m):trainable() == 4274176, "full trainable")
+  check(sift.head(m):trainable() == 512, "head trainable")
+end)
+
+test("select, step and memory: the calibration gradient is applied", function()
+  local m, tok = gpt2_4m("classify")
+  local b = sst2_batch(tok)
+  local name = "transformer.h.1.mlp.c_fc.weight"
+  local before = m:param(name):clone()
+  local s = sift.sparse(m, { rate = 0.01 }):select(b)
+  check(s:selected(), "not selected")
+  local idx = s:indices(name)
+  check(idx:numel() == 2622 and idx:dtype() == "i64", "indices")
+  local prev = -1
+  for i = 1, idx:numel() do check(idx:get(i) > prev, "ascending"); prev = idx:get(i) end
+  local opt = sift.AdamW(s, { lr = 1e-3 })
+  opt:step()
+  local after = m:param(name)
+  local changed, changed_outside = 0, 0
+  local sel = {}
+  for i = 1, idx:numel() do sel[idx:get(i)] = true end
+  local flat_before, flat_after = before:reshape(before:numel()), after:reshape(after:numel())
+  for e = 0, after:numel() - 1 do
+    if flat_after:get(e + 1) ~= flat_before:get(e + 1) then
+      if sel[e] then changed = changed + 1 else changed_outside = changed_outside + 1 end
+    end
+  end
+  check(changed > 2000, "only %d selected weights moved after the first step", changed)
+  check(changed_outside == 0, "%d unselected weights moved", changed_outside)
+  local mem = s:memory()
+  check(mem.dense_grads == 0 or mem.dense_grads < 4 * 512 * 2 + 64, "dense grads resident: %d", mem.dense_grads)
+  check(mem.increments == 31468 * 4 and mem.moments >= 2 * 31468 * 4, "increment/moment bytes")
+  local ok, err = pcall(m.grad, m, name)
+  check(not ok and err:find("sparse"), "grad of a hooked target should explain: %s", tostring(err))
+end)
+
+test("policies: global, random, magnitude, fisher and a Lua function", function()
+  local m, tok = gpt2_4m("classify")
+  local b = sst2_batch(tok)
+  local total = 0
+  for _, pol in ipairs { "global", "random", "magnitude" } do
+    local s = sift.sparse(m, { rate = 0.01, policy = pol, seed = 3 }):select(b)
+    check(s:trainable() == 31980, "%s trainable %d", pol, s:trainable())
+    s:close()
+  end
+  local f = sift.sparse(m, { rate = 0.01, policy = "fisher" }):select({ b, sst2_batch(tok, 16) })
+  check(f:trainable() == 31980, "fisher trainable")
+  f:close()
+  local seen = {}
+  local s = sift.sparse(m, { rate = 0.01, policy = function(name, grad, k)
+    seen[#seen + 1] = name
+    check(grad:numel() > k, "grad is dense")
+    local idx = {}
+    for i = 1, k do idx[i] = (i - 1) * 3 end -- every third entry
+    return idx
+  end }):select(b)
+  check(#seen == 16, "custom policy called %d times", #seen)
+  check(s:indices("transformer.h.0.attn.c_proj.weight"):get(2) == 3, "custom indices used")
+  s:close()
+  local bad = sift.sparse(m, { policy = function() return { -1 } end })
+  local ok, err = pcall(bad.select, bad, b)
+  check(not ok and err:find("outside"), "bad custom index: %s", tostring(err))
+end)
+
+test("reference quirks: first batch discarded, one target untrained", function()
+  local m, tok = gpt2_4m("classify")
+  local b = sst2_batch(tok)
+  local s = sift.sparse(m, { rate = 0.01, reference = true }):select(b)
+  local opt = sift.AdamW(s, { lr = 1e-3 })
+  opt:step(); opt:zero_grad()
+  -- the calibration gradient was discarded: no increment moved
+  local moved = 0
+  for _, n in ipairs(s:targets()) do moved = moved + s:increment(n):norm() end
+  check(moved == 0, "increments moved although the first batch is discarded (%g)", moved)
+  for _ = 1, 2 do
+    m:forward(b); m:backward(); opt:step(); opt:zero_grad()
+  end
+  local frozen = 0
+  for _, n in ipairs(s:targets()) do if s:increment(n):norm() == 0 then frozen = frozen + 1 end end
+  check(frozen == 1, "%d targets untrained (expected exactly one: the last reached in backward)", frozen)
+end)
+
+test("NaN losses and gradients are refused without touching weights", function()
+  local m = sift.build({ arch = "gpt2", vocab_size = 50, n_layer = 1, n_head = 2, d_model = 16, max_pos = 16 })
+  local s = sift.full(m)
+  local opt = sift.AdamW(s, { lr = 1e-2 })
+  local w = m:param("transformer.wte.weight")
+  w:set(1, 1, 0 / 0)
+  local out = m:forward({ input_ids = { { 0, 1, 2 } }, labels = { { 0, 1, 2 } } })
+  check(out.loss ~= out.loss, "loss should be NaN")
+  m:backward()
+  local before = m:param("transformer.h.0.mlp.c_fc.weight"):clone()
+  local ok, err = pcall(opt.step, opt)
+  check(not ok and err:find("non%-finite"), "step accepted NaN: %s", tostring(err))
+  check(m:param("transformer.h.0.mlp.c_fc.weight"):max_abs_diff(before) == 0, "weights changed")
+end)
+
+test("sift.train: every method learns on SST-2 with the same schedule", function()
+  H.need_shared("data/sst2/train.txt")
+  local results = {}
+  for _, method in ipairs { "sift", "lora", "full", "head" } do
+    local m, tok = gpt2_4m("classify")
+    local set = method == "sift" and sift.sparse(m, { rate = 0.01 }) or method == "lora" and sift.lora(m)
+      or method == "full" and sift.full(m) or sift.head(m)
+    local train = sift.data.load("sst2", { split = "train" }):take(256)
+    local h = sift.train { model = m, method = set, data = train, tokenizer = tok, max_len = 32, batch = 32,
+      epochs = 1, lr = method == "full" and 3e-4 or 3e-3, seed = 0, quiet = true }
+    check(#h.loss == 8, "%s: %d steps", method, #h.loss)
+    for _, l in ipairs(h.loss) do check(l == l, "%s: NaN loss", method) end
+    results[method] = h
+  end
+  check(results.sift.trainable == 31980, "history.trainable")
+  -- identical data order and schedule: the first losses (before any update) agree
+  close(results.sift.loss[1], results.full.loss[1], 1e-4, "first loss sift vs full")
+  close(results.lora.loss[1], results.full.loss[1], 1e-4, "first loss lora vs full")
+  close(results.sift.lr[3], results.full.lr[3] * 10, 1e-9, "same schedule shape")
+end)
+
+test("sift.train stops cleanly on an interruption between steps", function()
+  local m, tok = gpt2_4m("classify")
+  H.need_shared("data/sst2/train.txt")
+  local train = sift.data.load("sst2", { split = "train" }):take(128)
+  local h = sift.train { model = m, method = sift.sparse(m), data = train, tokenizer = tok, batch = 16, max_len = 24,
+    quiet = true, on_step = function(st) if st.step == 3 then error("interrupted") end end }
+  check(h.interrupted and h.interrupted:find("step 3"), "interrupted: %s", tostring(h.interrupted))
+  check(#h.loss == 3, "%d losses recorded", #h.loss)
+  local out = m:forward(sst2_batch(tok), { grad = false })
+  check(out.loss == out.loss, "model usable after the interruption")
+end)
+
+test("a saved delta reproduces the fine-tuned logits in a fresh model; unapply is bit-exact", function()
+  local m, tok = gpt2_4m("classify")
+  H.need_shared("data/sst2/train.txt")
+  local ds = sift.data.load("sst2", { split = "train" }):take(64)
+  local s = sift.sparse(m, { rate = 0.01 })
+  sift.train { model = m, method = s, data = ds, tokenizer = tok, batch = 16, max_len = 32, quiet = true, lr = 3e-3 }
+  local b = sst2_batch(tok)
+  local tuned = m:forward(b, { grad = false }).logits:clone()
+  local path = os.tmpname()
+  local d = s:save_delta(path, { note = "test" })
+  check(tostring(d):find("16 sparse tensors %(31468 values%), 1 dense"), "summary: %s", tostring(d))
+  local fresh = gpt2_4m("classify")
+  local base = fresh:param("transformer.h.2.attn.c_attn.weight"):clone()
+  local loaded = sift.load_delta(path)
+  check(loaded:check(fresh) == true, "check")
+  loaded:apply(fresh)
+  check(fresh:forward(b, { grad = false }).logits:max_abs_diff(tuned) == 0, "logits differ after apply")
+  check(fresh:param("transformer.h.2.attn.c_attn.weight"):max_abs_diff(m:param("transformer.h.2.attn.c_attn.weight")) == 0, "weights differ")
+  loaded:unapply(fresh)
+  check(fresh:param("transformer.h.2.attn.c_attn.weight"):max_abs_diff(base) == 0, "unapply not exact")
+  -- a model whose base weights differ is refused, naming the tensor
+  local other = gpt2_4m("classify")
+  local w = other:param("transformer.h.0.attn.c_proj.weight")
+  w:set(1, 1, w:get(1, 1) + 1)
+  local ok, err = pcall(loaded.apply, loaded, other)
+  check(not ok and err:find("transformer.h.0.attn.c_proj.weight") and err:find("SHA"), "mismatch refused: %s", tostring(err))
+  os.remove(path)
+end)
+
+H.run()
