@@ -128,48 +128,9 @@ static void transpose(float *dst, int64_t ldd, const float *src, int64_t lds, in
         for (int64_t c = 0; c < HD; c++) dst[c * ldd + j] = src[j * lds + c];
 }
 
-#define exp_core sf_exp_nonpos /* core/simd_math.h */
-
-/* dst[j] = exp(src[j] - sub) for j < n (src <= sub; results below exp(-87) ~ 1.6e-38 are not exact);
- * dst == src is fine. Two loops: gcc -O2 vectorises each but not the fused one. */
-static void exp_shifted(float *dst, const float *src, float sub, int64_t n) {
-#pragma omp simd
-    for (int64_t j = 0; j < n; j++) {
-        const float x = src[j] - sub;
-        dst[j] = x < -87.0f ? -87.0f : x;
-    }
-#pragma omp simd
-    for (int64_t j = 0; j < n; j++) dst[j] = exp_core(dst[j]);
-}
-
-/* max of x[0, n) (-inf when n == 0), 16 lanes */
-static float max_f32(const float *x, int64_t n) {
-    float m[16];
-    for (int l = 0; l < 16; l++) m[l] = -INFINITY;
-    const int64_t n16 = n - n % 16;
-    for (int64_t j = 0; j < n16; j += 16) {
-#pragma omp simd
-        for (int l = 0; l < 16; l++) m[l] = x[j + l] > m[l] ? x[j + l] : m[l];
-    }
-    float r = -INFINITY;
-    for (int l = 0; l < 16; l++) r = m[l] > r ? m[l] : r;
-    for (int64_t j = n16; j < n; j++) r = x[j] > r ? x[j] : r;
-    return r;
-}
-
-/* sum of x[0, n), 16 lanes */
-static float sum_f32(const float *x, int64_t n) {
-    float a[16] = {0};
-    const int64_t n16 = n - n % 16;
-    for (int64_t j = 0; j < n16; j += 16) {
-#pragma omp simd
-        for (int l = 0; l < 16; l++) a[l] += x[j + l];
-    }
-    float r = 0.0f;
-    for (int l = 0; l < 16; l++) r += a[l];
-    for (int64_t j = n16; j < n; j++) r += x[j];
-    return r;
-}
+#define exp_shifted sf_exp_shifted /* core/simd_math.h */
+#define max_f32 sf_max_f32
+#define sum_f32 sf_sum_f32
 
 /* sum of x[j] * y[j] over [0, n), 16 lanes */
 static float dot_f32(const float *x, const float *y, int64_t n) {

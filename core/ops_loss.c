@@ -34,33 +34,8 @@ void sf_cross_entropy_backward_ref(float *dlogits, float dloss, const float *log
 
 #define CE_CHUNK 512 /* columns per stack chunk when exponentiating a row */
 
-#define exp_core sf_exp_nonpos /* core/simd_math.h */
-
-/* dst[j] = exp(src[j] - sub) for j < n <= CE_CHUNK, src <= sub (values below exp(-87) are not exact). */
-static void exp_shifted(float *dst, const float *src, float sub, int64_t n) {
-#pragma omp simd
-    for (int64_t j = 0; j < n; j++) {
-        const float x = src[j] - sub;
-        dst[j] = x < -87.0f ? -87.0f : x;
-    }
-#pragma omp simd
-    for (int64_t j = 0; j < n; j++) dst[j] = exp_core(dst[j]);
-}
-
-/* max of x[0, n), 16 lanes */
-static float max_f32(const float *x, int64_t n) {
-    float m[16];
-    for (int l = 0; l < 16; l++) m[l] = -INFINITY;
-    const int64_t n16 = n - n % 16;
-    for (int64_t j = 0; j < n16; j += 16) {
-#pragma omp simd
-        for (int l = 0; l < 16; l++) m[l] = x[j + l] > m[l] ? x[j + l] : m[l];
-    }
-    float r = -INFINITY;
-    for (int l = 0; l < 16; l++) r = m[l] > r ? m[l] : r;
-    for (int64_t j = n16; j < n; j++) r = x[j] > r ? x[j] : r;
-    return r;
-}
+#define exp_shifted sf_exp_shifted /* core/simd_math.h */
+#define max_f32 sf_max_f32
 
 /* logsumexp of one row (V): max-subtracted, exponentials summed in double (8 lanes). */
 static float row_lse(const float *x, int64_t V) {

@@ -2,11 +2,13 @@
  * expf needs -ffast-math, which the project does not use): exp on non-positive arguments and tanh.
  * Accuracy: sf_exp_nonpos ~1e-7 relative (like expf) for -87 <= x <= 0 (callers clamp);
  * sf_tanh_fast ~1e-7 absolute (relative accuracy is lower for |x| < 1e-3, fine where tanh is added
- * to 1, as in GELU). */
+ * to 1, as in GELU). Also the row helpers shared by attention and cross-entropy (shifted exp, max, sum). */
 #ifndef SF_SIMD_MATH_H
 #define SF_SIMD_MATH_H
 
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Cody-Waite range reduction x = n ln2 + r and a degree-7 polynomial. */
 static inline float sf_exp_nonpos(float x) {
@@ -28,13 +30,63 @@ static inline float sf_exp_nonpos(float x) {
     return p * s.f;
 }
 
+/* Branch-free (bit operations only) so `omp simd` loops vectorise it: |x| is clamped to 9 through its
+ * bits (tanh(9) rounds to 1 in float) and the sign is copied back bit-wise. */
 static inline float sf_tanh_fast(float x) {
-    float a = x < 0 ? -x : x;
-    float z = -2.0f * a;
-    z = z < -87.0f ? -87.0f : z;
-    float e = sf_exp_nonpos(z);
+    uint32_t xb, tb;
+    memcpy(&xb, &x, 4);
+    uint32_t ab = xb & 0x7fffffffu;
+    ab = ab < 0x41100000u ? ab : 0x41100000u;
+    float a;
+    memcpy(&a, &ab, 4);
+    float e = sf_exp_nonpos(-2.0f * a);
     float t = (1.0f - e) / (1.0f + e);
-    return x < 0 ? -t : t;
+    memcpy(&tb, &t, 4);
+    tb |= xb & 0x80000000u;
+    memcpy(&t, &tb, 4);
+    return t;
+}
+
+/* Row helpers shared by attention and cross-entropy. */
+/* dst[j] = exp(src[j] - sub) for j < n (src <= sub; results below exp(-87) ~ 1.6e-38 are not exact);
+ * dst == src is fine. Two loops: gcc -O2 vectorises each but not the fused one. */
+static inline void sf_exp_shifted(float *dst, const float *src, float sub, int64_t n) {
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) {
+        const float x = src[j] - sub;
+        dst[j] = x < -87.0f ? -87.0f : x;
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) dst[j] = sf_exp_nonpos(dst[j]);
+}
+
+/* max of x[0, n) (-inf when n == 0), 16 lanes */
+static inline float sf_max_f32(const float *x, int64_t n) {
+    float m[16];
+    for (int l = 0; l < 16; l++) m[l] = -INFINITY;
+    const int64_t n16 = n - n % 16;
+    for (int64_t j = 0; j < n16; j += 16) {
+#pragma omp simd
+        for (int l = 0; l < 16; l++) m[l] = x[j + l] > m[l] ? x[j + l] : m[l];
+    }
+    float r = -INFINITY;
+    for (int l = 0; l < 16; l++) r = m[l] > r ? m[l] : r;
+    for (int64_t j = n16; j < n; j++) r = x[j] > r ? x[j] : r;
+    return r;
+}
+
+/* sum of x[0, n), 16 lanes */
+static inline float sf_sum_f32(const float *x, int64_t n) {
+    float a[16] = {0};
+    const int64_t n16 = n - n % 16;
+    for (int64_t j = 0; j < n16; j += 16) {
+#pragma omp simd
+        for (int l = 0; l < 16; l++) a[l] += x[j + l];
+    }
+    float r = 0.0f;
+    for (int l = 0; l < 16; l++) r += a[l];
+    for (int64_t j = n16; j < n; j++) r += x[j];
+    return r;
 }
 
 #endif

@@ -32,6 +32,12 @@
 static lua_State *g_L;
 static volatile sig_atomic_t g_in_readline;
 static volatile sig_atomic_t g_interrupted;
+static volatile sig_atomic_t g_prompt_sigint; /* Ctrl-C while readline waits for a key */
+static int g_in_continuation;                  /* reading a ">> " line of an incomplete chunk */
+static int g_chunk_cancelled;                  /* Ctrl-C at a ">> " prompt dropped the incomplete chunk */
+
+#define PROMPT "sift> "
+#define PROMPT2 ">> "
 
 /* ---- Ctrl-C ---- */
 static void interrupt_hook(lua_State *L, lua_Debug *ar) {
@@ -43,16 +49,31 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
 
 static void on_sigint(int sig) {
     (void)sig;
-    if (g_in_readline) {
-        /* clear the line and show a fresh prompt */
-        rl_replace_line("", 0);
-        rl_crlf();
-        rl_on_new_line();
-        rl_redisplay();
+    if (g_in_readline) { /* readline's read() returns EINTR and calls on_readline_signal, outside the handler */
+        g_prompt_sigint = 1;
         return;
     }
     g_interrupted = 1;
     if (g_L) lua_sethook(g_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+/* rl_signal_event_hook: Ctrl-C at the prompt shows ^C, clears the line and gives a fresh prompt; at a
+ * continuation prompt it also drops the incomplete chunk (the next line typed starts a new command). */
+static int on_readline_signal(void) {
+    if (!g_prompt_sigint) return 0;
+    g_prompt_sigint = 0;
+    rl_point = rl_end;
+    rl_redisplay();
+    fputs("^C", rl_outstream ? rl_outstream : stdout);
+    rl_replace_line("", 0);
+    rl_crlf();
+    if (g_in_continuation) {
+        g_chunk_cancelled = 1;
+        rl_set_prompt(PROMPT);
+    }
+    rl_on_new_line();
+    rl_redisplay();
+    return 0;
 }
 
 /* ---- running chunks ---- */
@@ -183,39 +204,60 @@ static void collect_keys(lua_State *L, int tbl, const char *prefix, const char *
     }
 }
 
-/* Looks up key (on top) in the value below it without running metamethod functions: raw field, then
- * the metatable's __index table. Replaces both with the result (or nil). */
+/* Looks up key (on top) in the value below it without running Lua code: raw field, then the chain of
+ * __index tables (a few levels); for userdata with a C __index function (sift's models and tokenizers:
+ * `m.config`, `tok.bos`) that function is called under pcall, otherwise its metatable's "methods" table is
+ * used. Replaces both with the result (or nil). */
 static void safe_field(lua_State *L) {
-    int t = lua_type(L, -2);
-    if (t == LUA_TTABLE) {
-        lua_pushvalue(L, -1);
-        lua_rawget(L, -3);
-        if (!lua_isnil(L, -1)) {
-            lua_remove(L, -2);
-            lua_remove(L, -2);
-            return;
-        }
-        lua_pop(L, 1);
-    }
-    if ((t == LUA_TTABLE || t == LUA_TUSERDATA) && lua_getmetatable(L, -2)) {
-        lua_getfield(L, -1, "__index");
-        if (!lua_istable(L, -1)) { /* userdata with an __index function: its "methods" table */
+    int key = lua_gettop(L), obj = key - 1;
+    int found = 0;
+    lua_pushvalue(L, obj);
+    for (int depth = 0; depth < 8 && !found; depth++) {
+        int cur = lua_gettop(L);
+        int t = lua_type(L, cur);
+        if (t == LUA_TTABLE) {
+            lua_pushvalue(L, key);
+            lua_rawget(L, cur);
+            if (!lua_isnil(L, -1)) {
+                found = 1;
+                break;
+            }
             lua_pop(L, 1);
-            lua_getfield(L, -1, "methods");
+        } else if (t != LUA_TUSERDATA) {
+            break;
         }
-        if (lua_istable(L, -1)) {
-            lua_pushvalue(L, -3);
-            lua_rawget(L, -2);
-            lua_remove(L, -2); /* __index */
-            lua_remove(L, -2); /* metatable */
-            lua_remove(L, -2); /* key */
-            lua_remove(L, -2); /* value */
-            return;
+        if (!lua_getmetatable(L, cur)) break;
+        lua_pushliteral(L, "__index");
+        lua_rawget(L, -2);
+        if (lua_istable(L, -1)) { /* continue with the __index table */
+            lua_replace(L, cur);
+            lua_settop(L, cur);
+            continue;
         }
-        lua_pop(L, 2);
+        if (t == LUA_TUSERDATA && lua_iscfunction(L, -1)) {
+            lua_pushvalue(L, cur);
+            lua_pushvalue(L, key);
+            if (lua_pcall(L, 2, 1, 0) == LUA_OK && !lua_isnil(L, -1)) {
+                found = 1;
+                break;
+            }
+            lua_pop(L, 1);
+        } else {
+            lua_pop(L, 1);
+        }
+        lua_pushliteral(L, "methods");
+        lua_rawget(L, -2);
+        if (!lua_istable(L, -1)) break;
+        lua_replace(L, cur);
+        lua_settop(L, cur);
     }
-    lua_pop(L, 2);
-    lua_pushnil(L);
+    if (!found) {
+        lua_settop(L, obj - 1);
+        lua_pushnil(L);
+        return;
+    }
+    lua_replace(L, obj);
+    lua_settop(L, obj);
 }
 
 /* Resolves "a.b.c" (dots or colons) to a value; pushes it or nil. */
@@ -360,18 +402,30 @@ static char *read_line(const char *prompt) {
     return line;
 }
 
+/* Saves the newest history entry; the first command of a session creates the file (append_history does not). */
+static void save_history_entry(const char *hist) {
+    if (append_history(1, hist) != 0) write_history(hist);
+}
+
 static void repl(lua_State *L) {
     const char *hist = history_path();
     using_history();
+    /* a timestamp line before each entry keeps multi-line commands together when the file is read back */
+    history_write_timestamps = 1;
+    history_multiline_entries = 1;
     read_history(hist);
     stifle_history(5000);
     rl_readline_name = "sift";
     rl_attempted_completion_function = sift_completion;
     rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{(,+-*/%^~#[]";
     rl_completer_word_break_characters = rl_basic_word_break_characters;
+    rl_signal_event_hook = on_readline_signal;
     printf("sift %s (Lua 5.4) — ?name for help, Ctrl-C interrupts, Ctrl-D exits\n", SIFT_VERSION);
-    for (;;) {
-        char *line = read_line("sift> ");
+    char *pending = NULL; /* a line typed after Ctrl-C dropped an incomplete chunk: the next command */
+    int quit = 0;
+    while (!quit) {
+        char *line = pending ? pending : read_line(PROMPT);
+        pending = NULL;
         if (!line) break;
         if (!*line) {
             free(line);
@@ -390,12 +444,22 @@ static void repl(lua_State *L) {
         }
         char *full = xstrdup(line);
         free(line);
-        int is_expr = 0, status;
+        int is_expr = 0, status, cancelled = 0;
         lua_settop(L, 0);
         for (;;) {
             status = compile_line(L, code, &is_expr);
             if (!incomplete(L, status)) break;
-            char *more = read_line(">> ");
+            g_in_continuation = 1;
+            g_chunk_cancelled = 0;
+            char *more = read_line(PROMPT2);
+            g_in_continuation = 0;
+            if (g_chunk_cancelled) { /* Ctrl-C: drop the chunk; `more` was typed at a fresh "sift> " prompt */
+                g_chunk_cancelled = 0;
+                cancelled = 1;
+                pending = more;
+                quit = more == NULL; /* Ctrl-D at that prompt */
+                break;
+            }
             if (!more) break;
             size_t n = strlen(code) + strlen(more) + 2;
             char *joined = malloc(n);
@@ -409,9 +473,18 @@ static void repl(lua_State *L) {
             full = fj;
             free(more);
         }
+        if (cancelled) {
+            lua_settop(L, 0);
+            free(code);
+            free(full);
+            continue;
+        }
         add_history(full);
-        append_history(1, hist);
+        save_history_entry(hist);
         if (status == LUA_OK) {
+            /* a Ctrl-C that arrived after the previous command ended must not interrupt this one */
+            lua_sethook(L, NULL, 0, 0);
+            g_interrupted = 0;
             double t0 = now_s();
             status = docall(L, 0, LUA_MULTRET);
             double dt = now_s() - t0;

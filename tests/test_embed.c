@@ -15,21 +15,6 @@
 #include "gradcheck.h"
 #include "test.h"
 
-/* raw kernels of ops_embed.c (not declared in ops.h) */
-void sf_embedding_forward(float *out, const int64_t *ids, const float *table, int64_t N, int64_t C);
-void sf_embedding_backward(float *dtable, const float *dout, const int64_t *ids, int64_t N, int64_t C);
-void sf_embedding_forward_ref(float *out, const int64_t *ids, const float *table, int64_t N, int64_t C);
-void sf_embedding_backward_ref(float *dtable, const float *dout, const int64_t *ids, int64_t N, int64_t C);
-void sf_rope_table(float *cos_tab, float *sin_tab, const int64_t *pos, int64_t n_tab, int64_t head_dim, float theta);
-void sf_rope_forward(float *out, const float *inp, const float *cos_tab, const float *sin_tab, int64_t N, int64_t W,
-                     int64_t n_tab, int64_t n_heads, int64_t head_dim, sf_rope_kind kind);
-void sf_rope_backward(float *dinp, const float *dout, const float *cos_tab, const float *sin_tab, int64_t N,
-                      int64_t W, int64_t n_tab, int64_t n_heads, int64_t head_dim, sf_rope_kind kind);
-void sf_rope_forward_ref(float *out, const float *inp, const float *cos_tab, const float *sin_tab, int64_t N,
-                         int64_t W, int64_t n_tab, int64_t n_heads, int64_t head_dim, sf_rope_kind kind);
-void sf_rope_backward_ref(float *dinp, const float *dout, const float *cos_tab, const float *sin_tab, int64_t N,
-                          int64_t W, int64_t n_tab, int64_t n_heads, int64_t head_dim, sf_rope_kind kind);
-
 /* ---------------------------------------------- helpers ---------------------------------------------- */
 static sf_tensor *randn(int ndim, const int64_t *shape, unsigned long long seed, int trainable) {
     sf_tensor *t = sf_tensor_new_f32(ndim, shape);

@@ -189,6 +189,100 @@ TEST(golden_stories260K) {
     sf_model_free(m);
 }
 
+/* Writes the model's weights as a llama2.c file: v1 ("ak42") or legacy v0, with a shared or separate classifier. */
+static void write_floats(FILE *f, const sf_tensor *t) { fwrite(sf_f32(t), 4, (size_t)sf_tensor_numel(t), f); }
+static void write_llama2c(const sf_model *m, const char *path, int v1, int separate) {
+    FILE *f = fopen(path, "wb");
+    const sf_model_config *c = &m->cfg;
+    int32_t hdr[7] = {(int32_t)c->d_model, (int32_t)c->d_ff, (int32_t)c->n_layer, (int32_t)c->n_head,
+                      (int32_t)c->n_kv_head, (int32_t)c->vocab_size, (int32_t)c->max_pos};
+    int L = (int)c->n_layer;
+#define EACH(field) for (int l = 0; l < L; l++) write_floats(f, m->layers[l].field)
+    if (v1) {
+        uint32_t magic = 0x616b3432u;
+        int32_t version = 1;
+        uint8_t shared = !separate;
+        fwrite(&magic, 4, 1, f);
+        fwrite(&version, 4, 1, f);
+        fwrite(hdr, 4, 7, f);
+        fwrite(&shared, 1, 1, f);
+        char pad[256] = {0};
+        fwrite(pad, 1, 256 - 4 - 4 - 28 - 1, f);
+        EACH(ln1_w);
+        EACH(ln2_w);
+        write_floats(f, m->lnf_w);
+        write_floats(f, m->wte);
+        EACH(wq); EACH(wk); EACH(wv); EACH(wo); EACH(w_gate); EACH(w_down); EACH(w_up);
+    } else {
+        if (separate) hdr[5] = -hdr[5];
+        fwrite(hdr, 4, 7, f);
+        write_floats(f, m->wte);
+        EACH(ln1_w); EACH(wq); EACH(wk); EACH(wv); EACH(wo); EACH(ln2_w); EACH(w_gate); EACH(w_down); EACH(w_up);
+        write_floats(f, m->lnf_w);
+        int64_t n = c->max_pos * c->head_dim; /* freq_cis real + imag, unused */
+        float z = 0;
+        for (int64_t i = 0; i < n; i++) fwrite(&z, 4, 1, f);
+    }
+    if (separate) { /* a classifier that differs from the embedding: the embedding scaled by 2 */
+        for (int64_t i = 0; i < sf_tensor_numel(m->wte); i++) {
+            float v = 2.0f * sf_f32(m->wte)[i];
+            fwrite(&v, 4, 1, f);
+        }
+    }
+#undef EACH
+    fclose(f);
+}
+
+static sf_tensor *logits_of(sf_model *m, const int64_t *ids, int64_t T) {
+    int64_t shape[2] = {1, T};
+    sf_tensor *x = sf_tensor_new(SF_I64, 2, shape);
+    memcpy(sf_tensor_data(x), ids, (size_t)T * 8);
+    sf_model_forward(m, x, NULL, NULL, 0);
+    sf_tensor *l = sf_tensor_clone(m->logits);
+    sf_tensor_release(x);
+    return l;
+}
+
+TEST(llama2c_v1_and_separate_classifier) {
+    char bin[1024];
+    if (!shared_path(bin, sizeof bin, "models/stories260K/stories260K.bin")) SKIP("stories260K missing");
+    sf_model *m = sf_model_load(bin, NULL);
+    REQUIRE(m, "%s", sf_last_error());
+    CHECK(m->cfg.tied_head && !m->lm_head, "stories260K has a shared classifier");
+    int64_t ids[6] = {1, 403, 407, 261, 378, 9};
+    sf_tensor *ref = logits_of(m, ids, 6);
+    const char *paths[3] = {"/tmp/sift_test_v1.bin", "/tmp/sift_test_v0_sep.bin", "/tmp/sift_test_v1_sep.bin"};
+    int v1[3] = {1, 0, 1}, sep[3] = {0, 1, 1};
+    for (int k = 0; k < 3; k++) {
+        write_llama2c(m, paths[k], v1[k], sep[k]);
+        sf_model *w = sf_model_load(paths[k], NULL);
+        REQUIRE(w, "%s: %s", paths[k], sf_last_error());
+        CHECK(!sep[k] == !w->lm_head, "%s: classifier kind", paths[k]);
+        sf_tensor *l = logits_of(w, ids, 6);
+        if (!sep[k]) {
+            CHECK(max_diff(l, ref) == 0, "%s: logits differ from the legacy file by %g", paths[k], max_diff(l, ref));
+        } else { /* separate head = 2 x embedding: logits double exactly (scaling by 2 is exact in float) */
+            double worst = 0;
+            for (int64_t i = 0; i < sf_tensor_numel(l); i++)
+                worst = fmax(worst, fabs(sf_f32(l)[i] - 2.0f * sf_f32(ref)[i]));
+            CHECK(worst <= 1e-5, "%s: separate classifier not used (diff %g)", paths[k], worst);
+        }
+        sf_tensor_release(l);
+        sf_model_free(w);
+        /* a truncated copy is refused with the sizes named */
+        FILE *f = fopen(paths[k], "rb+");
+        fseek(f, 0, SEEK_END);
+        long n = ftell(f);
+        fclose(f);
+        CHECK(truncate(paths[k], n - 4) == 0, "truncate");
+        w = sf_model_load(paths[k], NULL);
+        CHECK(!w && strstr(sf_last_error(), "bytes"), "%s truncated: %s", paths[k], sf_last_error());
+        unlink(paths[k]);
+    }
+    sf_tensor_release(ref);
+    sf_model_free(m);
+}
+
 TEST(golden_gpt2_4m) {
     char dir[1024];
     if (!shared_path(dir, sizeof dir, "models/gpt2-4m")) SKIP("gpt2-4m missing");

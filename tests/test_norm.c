@@ -8,16 +8,6 @@
 #include "gradcheck.h"
 #include "test.h"
 
-/* The reference loops live beside the kernels in ops_norm.c; ops.h declares only the optimised ones. */
-void sf_layernorm_forward_ref(float *out, float *mean, float *rstd, const float *inp, const float *weight,
-                              const float *bias, int64_t N, int64_t C, float eps);
-void sf_layernorm_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                               const float *weight, const float *mean, const float *rstd, int64_t N, int64_t C);
-void sf_rmsnorm_forward_ref(float *out, float *rstd, const float *inp, const float *weight, int64_t N, int64_t C,
-                            float eps);
-void sf_rmsnorm_backward_ref(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
-                             const float *rstd, int64_t N, int64_t C);
-
 /* Gradient checks: x ~ N(0, 1) of shape (2, 3, 8), weight ~ 1 + N(0, 0.5), bias ~ N(0, 0.5); central
  * differences with eps 1e-2 (the normalised output is smooth on that scale), relative tolerance 1e-2. */
 #define GC_EPS 1e-2

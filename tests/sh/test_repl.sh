@@ -1,0 +1,320 @@
+#!/bin/sh
+# test_repl.sh BUILD_DIR — drives an interactive sift-repl inside tmux (a private server, a temporary HOME
+# and history file): banner, multi-line input, auto-printing with and without `;`, tab completion of
+# globals, fields, methods through metatables and (with the gpt2-4m checkpoint) parameter names inside
+# model:param("…, errors, Ctrl-C at the prompt / at a continuation prompt / in a Lua loop / in a training
+# loop (then the model is used at the prompt), timing of slow commands, Ctrl-D, the history file and
+# recalling a multi-line entry in a second session. Prints "N skipped" and "N passed, N failed" last.
+# Cases that need $SIFT_SHARED/models/gpt2-4m (SIFT_SHARED defaults to ../shared) are skipped without it.
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+REPL=$(cd "$BUILD" 2>/dev/null && pwd)/sift-repl
+: "${SIFT_SHARED:=$ROOT/../shared}"
+SIFT_SHARED=$(cd "$SIFT_SHARED" 2>/dev/null && pwd || echo "$SIFT_SHARED")
+MODEL=$SIFT_SHARED/models/gpt2-4m
+SOCK=sift_test_$$
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/sift_repl_test.XXXXXX")
+passed=0 failed=0 skipped=0 n=0
+
+T() { tmux -L "$SOCK" -f /dev/null "$@"; }
+cleanup() {
+    T kill-server >/dev/null 2>&1
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+finish() {
+    echo "$skipped skipped"
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit $?
+}
+
+if ! command -v tmux >/dev/null 2>&1; then
+    echo "tmux not found: skipping the interactive REPL test"
+    skipped=1
+    finish
+fi
+if [ ! -x "$REPL" ]; then
+    echo "FAIL 1 - $REPL not found (build it first)"
+    failed=1
+    finish
+fi
+HAVE_MODEL=0
+[ -f "$MODEL/config.json" ] && HAVE_MODEL=1
+
+# ---- helpers ----
+# The pane (scrollback and screen), wrapped lines joined, blank lines at the end dropped.
+screen() { T capture-pane -p -J -S - -t repl 2>/dev/null | awk 'NF { for (; blank > 0; blank--) print ""; print; next } { blank++ }'; }
+last_line() { screen | tail -n 1; }
+prompts() { screen | grep -cE '^(sift>|>>)( |$)'; }
+has() { screen | grep -qF -- "$1"; }
+has_re() { screen | grep -qE -- "$1"; }
+at_prompt() { [ "$(last_line)" = "sift>" ]; }
+# wait_for SECONDS 'condition': polls every 0.1 s; the status of the condition at the end.
+wait_for() {
+    _left=$(($1 * 10))
+    while [ "$_left" -gt 0 ]; do
+        eval "$2" && return 0
+        sleep 0.1
+        _left=$((_left - 1))
+    done
+    eval "$2"
+}
+# type TEXT: literal keys (a trailing ';' would be taken by tmux as a command separator).
+type_text() {
+    case $1 in
+    *';') T send-keys -t repl -l -- "${1%;}\\;" ;;
+    *) T send-keys -t repl -l -- "$1" ;;
+    esac
+}
+key() { T send-keys -t repl "$@"; }
+# run LINE [SECONDS]: types a line and Enter, waits for the next prompt (sift> or >>).
+run() {
+    _p0=$(prompts)
+    type_text "$1"
+    key Enter
+    wait_for "${2:-10}" '[ "$(prompts)" -gt "$_p0" ] && last_line | grep -qE "^(sift>|>>)$"'
+}
+# fresh: clears the screen and the scrollback at an idle prompt, so each case looks at its own output only.
+fresh() {
+    wait_for 10 at_prompt
+    key C-l
+    wait_for 5 '[ "$(screen)" = "sift>" ]'
+    T clear-history -t repl
+}
+# out: the output lines of the case (everything but the prompt lines).
+out() { screen | grep -vE '^(sift>|>>)( |$)'; }
+ok() { n=$((n + 1)); passed=$((passed + 1)); echo "ok $n - $1"; }
+bad() {
+    n=$((n + 1)); failed=$((failed + 1)); echo "FAIL $n - $1"
+    echo "---- pane ----"; screen; echo "--------------"
+}
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+skip() { n=$((n + 1)); skipped=$((skipped + 1)); echo "skip $n - $1 (no $MODEL)"; }
+# start_repl HOME [SIFT_HISTORY]: a new session running sift-repl in the repo root; the pane stays after exit.
+start_repl() {
+    T kill-server >/dev/null 2>&1
+    T new-session -d -s repl -x 200 -y 50 -c "$ROOT" \
+        "env HOME='$1' SIFT_HISTORY='${2:-}' SIFT_SHARED='$SIFT_SHARED' INPUTRC=/dev/null '$REPL'" \; \
+        set-option -g remain-on-exit on
+}
+pane_dead() { [ "$(T display-message -p -t repl '#{pane_dead}')" = 1 ]; }
+
+mkdir -p "$TMP/home" "$TMP/home2"
+HIST=$TMP/history
+
+# ---- 1. start and banner ----
+start_repl "$TMP/home" "$HIST"
+check "banner and prompt" 'wait_for 30 "has \"sift \" && has \"Ctrl-C interrupts\" && at_prompt"'
+
+# ---- 2. multi-line function ----
+fresh
+run 'function f(x)'; run 'return x * 2'; run 'end'
+check "continuation prompts for an incomplete chunk" '[ "$(screen | grep -c "^>> ")" -eq 2 ] && at_prompt'
+fresh
+run 'f(21)'
+check "multi-line function then f(21) prints 42" '[ "$(out)" = 42 ]'
+
+# ---- 3. completion of globals / table fields ----
+fresh
+type_text 'sift.lo'
+key Tab; key Tab
+check "sift.lo<Tab><Tab> lists sift.load( and sift.lora(" 'wait_for 5 "has \"sift.load(\" && has \"sift.lora(\" && has \"sift.load_tensors(\""'
+key C-u
+fresh
+type_text 'sift.load_t'
+key Tab
+check "sift.load_t<Tab> completes to sift.load_tensors(" 'wait_for 5 "[ \"\$(last_line)\" = \"sift> sift.load_tensors(\" ]"'
+key C-u
+fresh
+type_text 'sift.tens'
+key Tab
+check "sift.tens<Tab> completes to sift.tensor(" 'wait_for 5 "[ \"\$(last_line)\" = \"sift> sift.tensor(\" ]"'
+type_text '{{1, 2}, {3, 4}}):numel()'
+key Enter
+check "the completed call runs" 'wait_for 10 "at_prompt && [ \"\$(out)\" = 4 ]"'
+
+# ---- 4. auto-printing ----
+fresh
+run 'x = 5;'
+check "'x = 5;' prints nothing" '[ -z "$(out)" ]'
+fresh
+run 'x'
+check "'x' prints 5" '[ "$(out)" = 5 ]'
+fresh
+run '= x + 1'
+check "'= x + 1' prints 6" '[ "$(out)" = 6 ]'
+fresh
+run 'x + 1;'
+check "'x + 1;' prints nothing" '[ -z "$(out)" ]'
+fresh
+run '"a", 2, nil'
+check "several results are printed on one line" '[ "$(out)" = "$(printf "a\t2\tnil")" ]'
+
+# ---- 5. method completion through a userdata metatable ----
+fresh
+run 't = sift.zeros(2,2)'
+type_text 't:nu'
+key Tab
+check "t:nu<Tab> completes to t:numel( (tensor metatable)" 'wait_for 5 "[ \"\$(last_line)\" = \"sift> t:numel(\" ]"'
+type_text ')'
+key Enter
+check "t:numel() prints 4" 'wait_for 10 "at_prompt && [ \"\$(out)\" = 4 ]"'
+
+# ---- 6. errors are reported, never fatal ----
+fresh
+run 'error("boom")'
+check "error prints the message and a traceback" 'has_re "^stdin:1: boom" && has "stack traceback"'
+fresh
+run '1 +'
+run ')'
+check "a syntax error is reported" 'has_re "^stdin:[0-9]+: .*near"'
+fresh
+run '1+1'
+check "the REPL is alive after errors" '[ "$(out)" = 2 ]'
+
+# ---- 7. Ctrl-C at the prompt ----
+fresh
+type_text 'abc'
+wait_for 5 'has "sift> abc"'
+key C-c
+wait_for 5 'at_prompt' >/dev/null
+run '1+1'
+check "Ctrl-C clears the typed line (then 1+1 prints 2, nothing about abc)" \
+    '[ "$(out)" = 2 ] && ! has "stdin:"'
+fresh
+run 'function g()'
+type_text 'return 1'
+key C-c
+wait_for 5 'at_prompt'
+run '1+2'
+check "Ctrl-C at a continuation prompt drops the incomplete chunk" '[ "$(out)" = 3 ] && ! has "stdin:"'
+
+# ---- 8. Ctrl-C in running Lua code; timing ----
+fresh
+type_text 'n = 0 while true do n = n + 1 end'
+key Enter
+sleep 0.5
+key C-c
+check "Ctrl-C interrupts a running loop" 'wait_for 10 at_prompt && has "interrupted"'
+fresh
+run 'n > 0'
+check "the state is kept after the interrupt" '[ "$(out)" = true ]'
+fresh
+run 'local t0 = sift.now() while sift.now() - t0 < 1.2 do end' 20
+check "a command over 1 s prints its timing" 'has_re "^\([0-9]+\.[0-9][0-9] s\)$"'
+fresh
+run 'sift.now() > 0'
+check "a quick command prints no timing" '[ "$(out)" = true ]'
+
+# ---- 9. model: parameter-name completion, training interrupted by Ctrl-C ----
+if [ "$HAVE_MODEL" = 1 ]; then
+    fresh
+    run "m = sift.load(\"$MODEL\", {task = \"classify\", num_labels = 2})" 60
+    run "tok = sift.tokenizer(\"$MODEL\")" 60
+    run 'm:names()[1]'
+    check "model loaded" 'has "transformer.wte.weight"'
+    fresh
+    type_text 'm:param("transformer.h.0.mlp.c_f'
+    key Tab
+    check "m:param(\"transformer.h.0.mlp.c_f<Tab> completes to the common prefix" \
+        'wait_for 5 "[ \"\$(last_line)\" = \"sift> m:param(\\\"transformer.h.0.mlp.c_fc.\" ]"'
+    key Tab
+    check "a second Tab lists the parameter names" \
+        'wait_for 5 "has_re \"transformer\\.h\\.0\\.mlp\\.c_fc\\.weight\" && has_re \"transformer\\.h\\.0\\.mlp\\.c_fc\\.bias\""'
+    fresh
+    type_text 'w'
+    key Tab
+    check "…c_fc.w<Tab> completes the full parameter name" \
+        'wait_for 5 "[ \"\$(last_line)\" = \"sift> m:param(\\\"transformer.h.0.mlp.c_fc.weight\" ]"'
+    type_text '"):numel()'
+    key Enter
+    check "the completed parameter is usable" 'wait_for 10 "at_prompt && out | grep -qE \"^[1-9][0-9]*\$\""'
+    fresh
+    type_text 'm.config.n_l'
+    key Tab
+    check "m.config.n_l<Tab> completes a field behind the model's __index" \
+        'wait_for 5 "[ \"\$(last_line)\" = \"sift> m.config.n_layer\" ]"'
+    key C-u
+
+    fresh
+    type_text 'h = sift.train{model=m, method=sift.sparse(m), data=sift.data.load("sst2"):take(4000), tokenizer=tok, batch=16, max_len=32, epochs=1}'
+    key Enter
+    if wait_for 60 'has_re "step ([2-9]|[1-9][0-9]+)/250"'; then
+        ok "training shows its progress (step >= 2)"
+        key C-c
+        check "Ctrl-C stops training and reports where" \
+            'wait_for 60 at_prompt && has_re "interrupted: stopped at step [0-9]+ of 250"'
+        fresh
+        run 'h.interrupted'
+        check "h.interrupted says where it stopped" 'out | grep -qE "^stopped at step [0-9]+ of 250"'
+        fresh
+        run 'h.steps >= 2 and #h.loss == h.steps'
+        check "the history holds the completed steps" '[ "$(out)" = true ]'
+        fresh
+        run 'm:forward{input_ids = {{464, 3797, 318}}}.logits:numel()' 30
+        check "m:forward works at the prompt after the interrupt" '[ "$(out)" = 2 ]'
+        fresh
+        run 'm:forward{input_ids = {{464, 3797, 318}}}.logits:norm() < math.huge' 30
+        check "the weights are finite" '[ "$(out)" = true ]'
+    else
+        bad "training shows its progress (step >= 2)"
+        key C-c
+        wait_for 60 at_prompt
+        for c in "Ctrl-C stops training" "h.interrupted" "history" "forward after interrupt" "finite weights"; do
+            bad "$c (training did not start)"
+        done
+    fi
+else
+    for c in "model loaded" "param completion prefix" "param list" "param full name" "param usable" \
+        "m.config completion" "training progress" "Ctrl-C stops training" "h.interrupted" "history" \
+        "forward after interrupt" "finite weights"; do
+        skip "$c"
+    done
+fi
+
+# ---- 10. file names inside strings ----
+fresh
+: > "$TMP/complete_me_file.txt"
+type_text "io.open(\"$TMP/complete_me_f"
+key Tab
+check "file-name completion inside a string" \
+    "wait_for 5 '[ \"\$(last_line)\" = \"sift> io.open(\\\"$TMP/complete_me_file.txt\" ]'"
+key C-u
+
+# ---- 11. Ctrl-D exits; the history file ----
+fresh
+key C-d
+check "Ctrl-D exits with status 0" 'wait_for 10 pane_dead && [ "$(T display-message -p -t repl "#{pane_dead_status}")" = 0 ]'
+check "history file written" '[ -s "$HIST" ]'
+hist_has() { grep -qxF -- "$1" "$HIST"; }
+check "history has the commands typed" 'hist_has "f(21)" && hist_has "x = 5;" && hist_has "= x + 1" && hist_has "t = sift.zeros(2,2)"'
+check "history has the multi-line function as typed" \
+    'grep -v "^#[0-9]" "$HIST" | grep -A2 -xF "function f(x)" | tr "\n" "|" | grep -qF "function f(x)|return x * 2|end|"'
+check "history leaves out lines cancelled by Ctrl-C" '! grep -qxF abc "$HIST" && ! grep -qxF "return 1" "$HIST"'
+if [ "$HAVE_MODEL" = 1 ]; then
+    check "history has the training command" 'grep -qF "h = sift.train{model=m" "$HIST"'
+else
+    skip "history has the training command"
+fi
+
+# ---- 12. a second session: ~/.sift_history by default; a multi-line entry comes back whole ----
+cp "$HIST" "$TMP/home2/.sift_history"
+start_repl "$TMP/home2"
+wait_for 30 at_prompt
+fresh
+key C-r
+type_text 'function f'
+wait_for 5 'has "function f(x)"'
+key Enter
+wait_for 10 at_prompt
+fresh
+run 'f(4)'
+check "a multi-line entry recalled from the history file runs whole" '[ "$(out)" = 8 ]'
+key C-d
+wait_for 10 pane_dead
+check "without SIFT_HISTORY the history goes to ~/.sift_history" 'grep -qxF "f(4)" "$TMP/home2/.sift_history"'
+
+finish
