@@ -22,12 +22,10 @@ static sf_tensor *ids_tensor(sf_graph *g, int64_t B, int64_t T) {
 
 static sf_tensor *gpt2_block(sf_graph *g, const sf_model *m, const sf_layer *L, sf_tensor *x, sf_tensor *mask) {
     const sf_model_config *c = &m->cfg;
-    int64_t C = c->d_model;
     sf_tensor *h = sf_layernorm(g, x, L->ln1_w, L->ln1_b, c->norm_eps);              // (B, T, C)
     sf_tensor *qkv = h ? LIN(g, h, L->wqkv, L->bqkv, SF_W_IN_OUT) : NULL;      // (B, T, 3C)
     if (!qkv) return NULL;
-    sf_tensor *q = sf_slice_cols(g, qkv, 0, C), *k = sf_slice_cols(g, qkv, C, C), *v = sf_slice_cols(g, qkv, 2 * C, C);
-    sf_tensor *a = (q && k && v) ? sf_attention(g, q, k, v, mask, c->n_head, c->n_kv_head, 1) : NULL; // (B, T, C)
+    sf_tensor *a = sf_attention_qkv(g, qkv, mask, c->n_head, c->n_kv_head, c->head_dim, 1); // (B, T, C)
     sf_tensor *o = a ? LIN(g, a, L->wo, L->bo, SF_W_IN_OUT) : NULL;
     x = o ? sf_add(g, x, o) : NULL;
     h = x ? sf_layernorm(g, x, L->ln2_w, L->ln2_b, c->norm_eps) : NULL;

@@ -145,6 +145,11 @@ void sf_rope_backward_ref(float *dinp, const float *dout, const float *cos_tab, 
 sf_tensor *sf_attention(sf_graph *g, sf_tensor *q, sf_tensor *k, sf_tensor *v, sf_tensor *key_mask,
                         int64_t NH, int64_t NKV, int causal);
 
+/* The same on a fused projection: qkv (B, T, (NH + 2 NKV) HD) holds q | k | v in each row (GPT-2's
+ * c_attn output), read in place with row strides (no slicing copies). -> (B, T, NH*HD). */
+sf_tensor *sf_attention_qkv(sf_graph *g, sf_tensor *qkv, sf_tensor *key_mask, int64_t NH, int64_t NKV, int64_t HD,
+                            int causal);
+
 /* ==================================== loss (ops_loss.c) ========================================= */
 /* Mean softmax cross-entropy: logits (N, V), targets i32/i64 (N); rows whose target == ignore_index
  * are skipped; the mean is over the remaining rows (0 if none). Targets outside [0, V) other than

@@ -383,12 +383,87 @@ static sf_status attention_backward(sf_graph *g, sf_node *n) {
     if (!tdq && !tdk && !tdv) return SF_OK;
     const int64_t B = q->shape[0], T = q->shape[1], NH = n->i[0], NKV = n->i[1], HD = q->shape[2] / NH;
     int64_t ns = sf_attention_backward_scratch(B, T, NH, NKV, HD);
-    sf_tensor *scratch = sf_graph_tensor(g, 1, &ns); // (ns)
+    sf_tensor *scratch = sf_graph_scratch(g, 1, &ns); // (ns), back to the pool right after
     if (!scratch) return sf_fail(SF_ERR_NOMEM, "attention backward: out of memory for %lld scratch floats", (long long)ns);
     sf_attention_backward(tdq ? sf_f32(tdq) : NULL, tdk ? sf_f32(tdk) : NULL, tdv ? sf_f32(tdv) : NULL,
                           sf_f32(scratch), ns, sf_f32(sf_graph_grad(g, n->out)), sf_f32(q), sf_f32(k), sf_f32(v),
                           sf_f32(att), mask, B, T, NH, NKV, HD, NH * HD, NKV * HD, NKV * HD, (int)n->i[2]);
+    sf_graph_recycle(g, scratch);
     return SF_OK;
+}
+
+/* Fused layout: one input qkv (B, T, W = (NH + 2 NKV) HD) holding q | k | v in each row. */
+static sf_status attention_qkv_backward(sf_graph *g, sf_node *n) {
+    sf_tensor *qkv = n->in[0], *att = n->saved[0];
+    const float *mask = n->n_saved > 1 ? sf_f32(n->saved[1]) : NULL; // (B, T)
+    sf_tensor *tg = sf_graph_grad(g, qkv);
+    if (!tg) return SF_OK;
+    const int64_t B = qkv->shape[0], T = qkv->shape[1], NH = n->i[0], NKV = n->i[1], HD = n->i[3];
+    const int64_t W = (NH + 2 * NKV) * HD;
+    int64_t ns = sf_attention_backward_scratch(B, T, NH, NKV, HD);
+    sf_tensor *scratch = sf_graph_scratch(g, 1, &ns);
+    if (!scratch) return sf_fail(SF_ERR_NOMEM, "attention backward: out of memory for %lld scratch floats", (long long)ns);
+    float *d = sf_f32(tg);
+    const float *x = sf_f32(qkv);
+    sf_attention_backward(d, d + NH * HD, d + (NH + NKV) * HD, sf_f32(scratch), ns, sf_f32(sf_graph_grad(g, n->out)),
+                          x, x + NH * HD, x + (NH + NKV) * HD, sf_f32(att), mask, B, T, NH, NKV, HD, W, W, W,
+                          (int)n->i[2]);
+    sf_graph_recycle(g, scratch);
+    return SF_OK;
+}
+
+/* (B, T) 0/1 f32 copy of a key mask (saved for backward), or NULL with an error. */
+static sf_tensor *mask_copy(sf_graph *g, sf_tensor *key_mask, int64_t B, int64_t T) {
+    char sk[64];
+    if (key_mask->dtype != SF_I32 && key_mask->dtype != SF_I64 && key_mask->dtype != SF_F32)
+        return sf_fail_null(SF_ERR_ARG, "attention: key_mask must be i32, i64 or f32, got %s", sf_dtype_name(key_mask->dtype));
+    if (key_mask->ndim != 2 || key_mask->shape[0] != B || key_mask->shape[1] != T)
+        return sf_fail_null(SF_ERR_ARG, "attention: key_mask must be (B, T) = (%lld, %lld), got %s", (long long)B,
+                            (long long)T, sf_shape_str(key_mask, sk, sizeof sk));
+    int64_t ms[2] = {B, T};
+    sf_tensor *mask = sf_graph_tensor(g, 2, ms);
+    if (!mask) return NULL;
+    for (int64_t i = 0; i < B * T; i++)
+        sf_f32(mask)[i] = (key_mask->dtype == SF_F32 ? sf_f32(key_mask)[i] != 0.0f : sf_index_at(key_mask, i) != 0) ? 1.0f : 0.0f;
+    return mask;
+}
+
+sf_tensor *sf_attention_qkv(sf_graph *g, sf_tensor *qkv, sf_tensor *key_mask, int64_t NH, int64_t NKV, int64_t HD,
+                            int causal) {
+    char sq[64];
+    if (sf_check_f32(qkv, "attention_qkv", "qkv")) return NULL;
+    if (NH <= 0 || NKV <= 0 || NH % NKV != 0 || HD <= 0)
+        return sf_fail_null(SF_ERR_ARG, "attention_qkv: need NH (%lld) a positive multiple of NKV (%lld) and HD > 0",
+                            (long long)NH, (long long)NKV);
+    const int64_t W = (NH + 2 * NKV) * HD;
+    if (qkv->ndim != 3 || qkv->shape[2] != W)
+        return sf_fail_null(SF_ERR_ARG, "attention_qkv: qkv must be (B, T, (NH + 2 NKV) HD = %lld), got %s", (long long)W,
+                            sf_shape_str(qkv, sq, sizeof sq));
+    const int64_t B = qkv->shape[0], T = qkv->shape[1];
+    sf_tensor *mask = NULL;
+    if (key_mask && !(mask = mask_copy(g, key_mask, B, T))) return NULL;
+    int64_t as[4] = {B, NH, T, T}, ns = sf_attention_forward_scratch(T, HD), os[3] = {B, T, NH * HD};
+    sf_tensor *att = sf_graph_tensor(g, 4, as);                  // (B, NH, T, T)
+    sf_tensor *scratch = att ? sf_graph_scratch(g, 1, &ns) : NULL;
+    sf_tensor *out = scratch ? sf_graph_tensor(g, 3, os) : NULL;  // (B, T, NH*HD)
+    if (!out) {
+        sf_graph_recycle(g, scratch);
+        return NULL;
+    }
+    const float *x = sf_f32(qkv);
+    sf_attention_forward(sf_f32(out), sf_f32(att), sf_f32(scratch), ns, x, x + NH * HD, x + (NH + NKV) * HD,
+                         mask ? sf_f32(mask) : NULL, B, T, NH, NKV, HD, W, W, W, causal);
+    sf_graph_recycle(g, scratch);
+    sf_tensor *in[1] = {qkv};
+    sf_node *n = sf_graph_record(g, "attention_qkv", attention_qkv_backward, out, in, 1);
+    if (n) {
+        n->i[0] = NH;
+        n->i[1] = NKV;
+        n->i[2] = causal;
+        n->i[3] = HD;
+        if (sf_node_save(n, att) || (mask && sf_node_save(n, mask))) return NULL;
+    }
+    return out;
 }
 
 sf_tensor *sf_attention(sf_graph *g, sf_tensor *q, sf_tensor *k, sf_tensor *v, sf_tensor *key_mask,
@@ -411,19 +486,7 @@ sf_tensor *sf_attention(sf_graph *g, sf_tensor *q, sf_tensor *k, sf_tensor *v, s
                             sf_shape_str(k, sk, sizeof sk), sf_shape_str(v, sv, sizeof sv), (long long)B, (long long)T,
                             (long long)(NKV * HD), sf_shape_str(q, sq, sizeof sq));
     sf_tensor *mask = NULL; // (B, T) 0/1 copy of key_mask (saved for backward)
-    if (key_mask) {
-        if (key_mask->dtype != SF_I32 && key_mask->dtype != SF_I64 && key_mask->dtype != SF_F32)
-            return sf_fail_null(SF_ERR_ARG, "attention: key_mask must be i32, i64 or f32, got %s",
-                                sf_dtype_name(key_mask->dtype));
-        if (key_mask->ndim != 2 || key_mask->shape[0] != B || key_mask->shape[1] != T)
-            return sf_fail_null(SF_ERR_ARG, "attention: key_mask must be (B, T) = (%lld, %lld), got %s", (long long)B,
-                                (long long)T, sf_shape_str(key_mask, sk, sizeof sk));
-        int64_t ms[2] = {B, T};
-        if (!(mask = sf_graph_tensor(g, 2, ms))) return NULL;
-        for (int64_t i = 0; i < B * T; i++)
-            sf_f32(mask)[i] = (key_mask->dtype == SF_F32 ? sf_f32(key_mask)[i] != 0.0f : sf_index_at(key_mask, i) != 0)
-                                  ? 1.0f : 0.0f;
-    }
+    if (key_mask && !(mask = mask_copy(g, key_mask, B, T))) return NULL;
     int64_t as[4] = {B, NH, T, T}, ns = sf_attention_forward_scratch(T, HD);
     sf_tensor *att = sf_graph_tensor(g, 4, as);                  // (B, NH, T, T)
     sf_tensor *scratch = att ? sf_graph_tensor(g, 1, &ns) : NULL; // (nthreads, HD, T)
