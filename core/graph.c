@@ -10,7 +10,8 @@ struct sf_graph {
     sf_tensor **owned; /* graph-owned tensors (outputs, scratch) */
     int n_owned, cap_owned;
     sf_storage **pool; /* idle storages, reused by exact size */
-    int n_pool, cap_pool;
+    int *pool_idle;    /* (cap_pool) resets each pooled storage has sat unused through */
+    int n_pool, cap_pool, cap_idle;
     int recording;
     int backward_done;
     int in_backward;
@@ -48,17 +49,37 @@ static sf_storage *pool_take(sf_graph *g, size_t nbytes) {
     for (int i = g->n_pool - 1; i >= 0; i--)
         if (g->pool[i]->nbytes == nbytes) {
             sf_storage *s = g->pool[i];
-            g->pool[i] = g->pool[--g->n_pool];
+            g->n_pool--;
+            g->pool[i] = g->pool[g->n_pool];
+            g->pool_idle[i] = g->pool_idle[g->n_pool];
             return s;
         }
     return NULL;
+}
+
+/* Called at every reset: storages that sat unused through a whole step belong to shapes that are no
+ * longer in use (e.g. another padded length) and are released, so the pool tracks the working set. */
+static void pool_age(sf_graph *g) {
+    int k = 0;
+    for (int i = 0; i < g->n_pool; i++) {
+        if (g->pool_idle[i] >= 1) {
+            sf_storage_release(g->pool[i]);
+            continue;
+        }
+        g->pool[k] = g->pool[i];
+        g->pool_idle[k] = g->pool_idle[i] + 1;
+        k++;
+    }
+    g->n_pool = k;
 }
 
 /* Gives the tensor's storage back to the pool when nobody else uses it; releases the tensor. */
 static void recycle_tensor(sf_graph *g, sf_tensor *t) {
     if (!t) return;
     if (t->refcount == 1 && t->storage && t->storage->refcount == 1 && !t->storage->release &&
-        grow((void **)&g->pool, &g->cap_pool, g->n_pool + 1, sizeof *g->pool) == 0) {
+        grow((void **)&g->pool, &g->cap_pool, g->n_pool + 1, sizeof *g->pool) == 0 &&
+        grow((void **)&g->pool_idle, &g->cap_idle, g->n_pool + 1, sizeof *g->pool_idle) == 0) {
+        g->pool_idle[g->n_pool] = 0;
         g->pool[g->n_pool++] = t->storage;
         t->storage = NULL;
     }
@@ -172,6 +193,7 @@ sf_status sf_node_save(sf_node *n, sf_tensor *t) {
 }
 
 void sf_graph_reset(sf_graph *g) {
+    pool_age(g); /* before this step's buffers return: they count as used */
     for (int i = 0; i < g->n_nodes; i++) node_clear(&g->nodes[i]);
     g->n_nodes = 0;
     for (int i = 0; i < g->n_owned; i++) {
@@ -192,6 +214,7 @@ void sf_graph_free(sf_graph *g) {
     free(g->nodes);
     free(g->owned);
     free(g->pool);
+    free(g->pool_idle);
     free(g);
 }
 

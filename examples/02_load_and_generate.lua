@@ -31,7 +31,7 @@ print(("RoPE theta %g (%s pairs), RMSNorm eps %g, %d parameters"):format(c.rope_
 -- 3. Text <-> token ids. Ids are the model's own 0-based ids; id 1 is BOS (beginning of sequence).
 ids = tok:encode("Once upon a time", { bos = true })
 print("ids:", table.concat(ids, " "))
-for i = 1, #ids do io.write(("[%s]"):format(tok:piece(ids[i]))) end
+for i = 2, #ids do io.write(("[%s]"):format(tok:piece(ids[i]))) end -- the pieces after BOS
 print()
 
 -- 4. Greedy decoding: always take the most likely next token. Deterministic.
@@ -46,7 +46,8 @@ for _, seed in ipairs({ 1, 2 }) do
   print(("sampled (seed %d, T 0.8): %s"):format(seed, tok:decode(out)))
 end
 again = m:generate(ids, { max_new = 50, temperature = 0.8, seed = 1 })
-print("same seed, same story:", tok:decode(again) == tok:decode(m:generate(ids, { max_new = 50, temperature = 0.8, seed = 1 })))
+print("seed 1 again gives the same story:", table.concat(again, ",") == table.concat(
+  m:generate(ids, { max_new = 50, temperature = 0.8, seed = 1 }), ","))
 
 -- 6. A Hugging Face folder: config.json + sharded safetensors + tokenizer.json (byte-level BPE, like GPT-2).
 g = sift.load(GPT2)
@@ -79,4 +80,4 @@ last = logits:totable()[1][#prompt]
 order = {}
 for id = 1, #last do order[id] = id end
 table.sort(order, function(x, y) return last[x] > last[y] end)
-for r = 1, 5 do print(("  %d. %-10q logit %.2f"):format(r, gtok:decode({ order[r] - 1 }), last[order[r]])) end
+for r = 1, 5 do print(("  %d. %-10s logit %.2f"):format(r, ("%q"):format(gtok:decode({ order[r] - 1 })), last[order[r]])) end

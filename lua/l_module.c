@@ -13,7 +13,10 @@
 #include "lsift.h"
 
 int lsift_error(lua_State *L, const char *what) {
-    return luaL_error(L, "%s: %s", what, sf_last_error());
+    const char *msg = sf_last_error();
+    size_t n = strlen(what);
+    if (strncmp(msg, what, n) == 0 && msg[n] == ':') return luaL_error(L, "%s", msg); /* already prefixed */
+    return luaL_error(L, "%s: %s", what, msg);
 }
 
 static int l_now(lua_State *L) {

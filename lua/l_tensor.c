@@ -64,6 +64,13 @@ static void table_fill(lua_State *L, int idx, int depth, int ndim, const int64_t
             int isnum;
             lua_Number v = lua_tonumberx(L, -1, &isnum);
             if (!isnum) luaL_error(L, "sift.tensor: expected a number, got %s", luaL_typename(L, -1));
+            if (t->dtype == SF_I64 || t->dtype == SF_I32 || t->dtype == SF_U8) {
+                lua_Integer iv;
+                if (!lua_isinteger(L, -1) && !lua_numbertointeger(v, &iv))
+                    luaL_error(L, "expected an integer at position %d, got %s", (int)*pos + 1, lua_tostring(L, -1));
+                if (!lua_isinteger(L, -1) && (lua_Number)(lua_Integer)v != v)
+                    luaL_error(L, "expected an integer at position %d, got %s", (int)*pos + 1, lua_tostring(L, -1));
+            }
             sf_tensor_set_flat(t, (*pos)++, v);
         }
         lua_pop(L, 1);

@@ -146,16 +146,23 @@ static int incomplete(lua_State *L, int status) {
     return 0;
 }
 
-/* Compiles `code` (trying "return code" first so expressions print). Leaves the function on the stack. */
+/* Compiles `code` (trying "return code" first so expressions print; trailing semicolons are dropped there so
+ * `expr;` evaluates too, silently). `= expr` is only an expression. Leaves the function (or the error) on the stack. */
 static int compile_line(lua_State *L, const char *code, int *is_expr) {
-    const char *src = code;
-    if (src[0] == '=') src++;
-    const char *ret = lua_pushfstring(L, "return %s;", src);
-    int status = luaL_loadbuffer(L, ret, strlen(ret), "=stdin");
+    const char *src = code[0] == '=' ? code + 1 : code;
+    size_t n = strlen(src);
+    while (n > 0 && (src[n - 1] == ';' || src[n - 1] == ' ' || src[n - 1] == '\t' || src[n - 1] == '\n')) n--;
+    lua_pushliteral(L, "return ");
+    lua_pushlstring(L, src, n);
+    lua_pushliteral(L, ";");
+    lua_concat(L, 3);
+    size_t len;
+    const char *ret = lua_tolstring(L, -1, &len);
+    int status = luaL_loadbuffer(L, ret, len, "=stdin");
     lua_remove(L, -2);
-    if (status == LUA_OK) {
-        *is_expr = 1;
-        return LUA_OK;
+    if (status == LUA_OK || code[0] == '=') {
+        *is_expr = status == LUA_OK;
+        return status;
     }
     lua_pop(L, 1);
     *is_expr = 0;
@@ -325,11 +332,11 @@ static char *completion_generator(const char *text, int state) {
     return r;
 }
 
-/* Is the cursor inside a string literal? Returns the quote char or 0. */
-static int in_string(int end) {
+/* The quote character of the string literal open at position `end` of `line`, or 0. */
+static int quote_at(const char *line, int end) {
     int q = 0;
-    for (int i = 0; i < end && rl_line_buffer[i]; i++) {
-        char c = rl_line_buffer[i];
+    for (int i = 0; i < end && line[i]; i++) {
+        char c = line[i];
         if (q) {
             if (c == '\\') i++;
             else if (c == q) q = 0;
@@ -338,6 +345,20 @@ static int in_string(int end) {
         }
     }
     return q;
+}
+
+/* Is the cursor inside a string literal? Returns the quote char or 0. */
+static int in_string(int end) { return quote_at(rl_line_buffer, end); }
+
+/* rl_char_is_quoted_p: is line[index] inside a string literal (its delimiting quotes are not)? Without it
+ * readline takes a break character right after the opening quote ("/tmp…, "-…) as the word start. */
+static int char_is_quoted(char *line, int index) {
+    int q = quote_at(line, index);
+    if (!q) return 0;
+    if (line[index] != q) return 1;
+    int backslashes = 0;
+    for (int i = index - 1; i >= 0 && line[i] == '\\'; i--) backslashes++;
+    return backslashes % 2;
 }
 
 static char **sift_completion(const char *text, int start, int end) {
@@ -402,6 +423,16 @@ static char *read_line(const char *prompt) {
     return line;
 }
 
+/* Multi-line commands are kept whole in the history file by a "#<time>" line before each entry. A file
+ * written without them (one line per entry, by an older sift-repl) is read line by line. */
+static int history_has_timestamps(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 1;
+    int c0 = fgetc(f), c1 = fgetc(f);
+    fclose(f);
+    return c0 == EOF || (c0 == '#' && c1 >= '0' && c1 <= '9');
+}
+
 /* Saves the newest history entry; the first command of a session creates the file (append_history does not). */
 static void save_history_entry(const char *hist) {
     if (append_history(1, hist) != 0) write_history(hist);
@@ -410,15 +441,19 @@ static void save_history_entry(const char *hist) {
 static void repl(lua_State *L) {
     const char *hist = history_path();
     using_history();
-    /* a timestamp line before each entry keeps multi-line commands together when the file is read back */
+    history_comment_char = '#';
     history_write_timestamps = 1;
-    history_multiline_entries = 1;
+    history_multiline_entries = history_has_timestamps(hist);
     read_history(hist);
     stifle_history(5000);
     rl_readline_name = "sift";
     rl_attempted_completion_function = sift_completion;
     rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{(,+-*/%^~#[]";
     rl_completer_word_break_characters = rl_basic_word_break_characters;
+    /* inside an unclosed string the word starts after the quote, so paths with '/' or '-' complete whole
+     * (and a unique match gets its closing quote) */
+    rl_completer_quote_characters = "\"'";
+    rl_char_is_quoted_p = char_is_quoted;
     rl_signal_event_hook = on_readline_signal;
     printf("sift %s (Lua 5.4) — ?name for help, Ctrl-C interrupts, Ctrl-D exits\n", SIFT_VERSION);
     char *pending = NULL; /* a line typed after Ctrl-C dropped an incomplete chunk: the next command */

@@ -283,6 +283,12 @@ def attach_lora(model, r, alpha):
     return out
 
 
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
 def nbytes(t):
     return t.numel() * t.element_size()
 
@@ -324,20 +330,21 @@ def main():
         opt.zero_grad(set_to_none=True)
         return loss
 
-    for i in range(args.warmup):
-        loss = step(measure=(i == args.warmup - 1))
-    if not math.isfinite(loss.item()):
-        raise SystemExit("bench_torch: non-finite loss")
-    times = []
+    for _ in range(args.warmup):
+        step()
+    times, cpu = [], []
     for _ in range(args.steps):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         step()
         times.append((time.perf_counter() - t0) * 1000.0)
-    if "opt_grad_bytes" not in measured:  # --warmup 0: measure on an extra, untimed step
-        step(measure=True)
+        cpu.append((time.process_time() - c0) * 1000.0)
+    # one more, untimed step measures the optimizer + gradient bytes after backward, before the optimizer
+    # step (the optimizer state exists by then: at least one step has run)
+    loss = step(measure=True)
+    if not math.isfinite(loss.item()):
+        raise SystemExit("bench_torch: non-finite loss")
+    med = median(times)
     times.sort()
-    n = len(times)
-    med = times[n // 2] if n % 2 else (times[n // 2 - 1] + times[n // 2]) / 2
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     out = {
         "method": args.method, "batch": args.batch, "seq": args.seq,
@@ -345,6 +352,8 @@ def main():
         "tokens_per_s": round(args.batch * args.seq / (med / 1000.0)),
         "peak_rss_mb": round(rss, 1), "opt_grad_bytes": measured["opt_grad_bytes"],
         "trainable": trainable, "steps": args.steps, "peer": "pytorch", "torch": torch.__version__,
+        # CPU time of all threads per step: less sensitive than wall time to other load on the machine
+        "cpu_ms_median": round(median(cpu), 2),
     }
     if sift:
         out["sparse_aux_bytes"] = sift.aux_bytes()

@@ -23,7 +23,7 @@ local function ulen(s) return utf8.len(s) or #s end
 local function fmt_num(v)
   if v == 0 then return "0" end
   local a = math.abs(v)
-  if a >= 1e5 or a < 1e-3 then return ("%.2e"):format(v):gsub("%.?0+e", "e") end
+  if a >= 1e6 or a < 1e-4 then return ("%.2e"):format(v):gsub("%.?0+e", "e") end
   local s = ("%.4g"):format(v)
   return s
 end
@@ -66,7 +66,8 @@ local function one_series(s, label)
     local x = type(s.x) == "userdata" and from_tensor(s.x) or s.x
     return { x = x, y = y, label = s.label or s.name or label }
   end
-  if type(s) == "table" and type(s.loss) == "table" then -- a training history
+  if type(s) == "table" and is_numarray(s.loss) and (s.lr ~= nil or s.steps ~= nil or s.grad_norm ~= nil) then
+    -- a training history from sift.train
     return { y = s.loss, label = label or "loss" }
   end
   return nil
@@ -150,20 +151,37 @@ local function axis(series, opts, key)
   return ax
 end
 
--- tick values: min, max (and the middle or the decades in between when there is room)
-local function ticks(ax, fmt, n_mid)
+-- a "nice" step (1, 2 or 5 times a power of ten) giving about n intervals over range
+local function nice_step(range, n)
+  local raw = range / math.max(n, 1)
+  local mag = 10 ^ floor(math.log(raw, 10))
+  local f = raw / mag
+  return (f < 1.5 and 1 or f < 3 and 2 or f < 7 and 5 or 10) * mag
+end
+
+-- tick values: min and max, plus about n_mid round values in between (decades on a log axis), none
+-- closer to an end than a fraction `gap` of the axis
+local function ticks(ax, fmt, n_mid, gap)
+  gap = gap or 0.08
   local out = { { v = ax.lo, label = fmt(ax.lo) } }
-  if ax.log then
-    local e = ceil(math.log(ax.lo, 10) - 1e-9)
-    while 10 ^ e < ax.hi * (1 - 1e-9) do
-      local v = 10 ^ e
-      if v > ax.lo * (1 + 1e-9) then out[#out + 1] = { v = v, label = fmt(v) } end
-      e = e + 1
-    end
-  else
-    for i = 1, n_mid do
-      local v = ax.lo + (ax.hi - ax.lo) * i / (n_mid + 1)
-      out[#out + 1] = { v = v, label = fmt(v) }
+  if n_mid > 0 then
+    if ax.log then
+      local e = ceil(math.log(ax.lo, 10) - 1e-9)
+      while 10 ^ e < ax.hi * (1 - 1e-9) do
+        local v = 10 ^ e
+        local t = ax.t(v)
+        if t > gap and t < 1 - gap then out[#out + 1] = { v = v, label = fmt(v) } end
+        e = e + 1
+      end
+    else
+      local step = nice_step(ax.hi - ax.lo, n_mid + 1)
+      local k = ceil(ax.lo / step - 1e-9)
+      while k * step < ax.hi do
+        local v = tonumber(("%.12g"):format(k * step))
+        local t = ax.t(v)
+        if t > gap and t < 1 - gap then out[#out + 1] = { v = v, label = fmt(v) } end
+        k = k + 1
+      end
     end
   end
   out[#out + 1] = { v = ax.hi, label = fmt(ax.hi) }
@@ -249,14 +267,17 @@ local function render_lines(fig)
       end
     end
   end
-  local yt = ticks(ay, fig.yfmt, H >= 7 and 1 or 0)
+  local yt = ticks(ay, fig.yfmt, H // 5, 1.5 / H)
+  -- the ends first (max on the top row, min on the bottom row), then round values on free rows
   local row_label = {}
-  for _, t in ipairs(yt) do
-    local r = clampi(floor((1 - ay.t(t.v)) * (H - 1) + 0.5) + 1, 1, H)
-    if not row_label[r] then row_label[r] = t.label end
+  local function row_of(v) return clampi(floor((1 - ay.t(v)) * (H - 1) + 0.5) + 1, 1, H) end
+  row_label[1], row_label[H] = yt[#yt].label, yt[1].label
+  for k = 2, #yt - 1 do
+    local r = row_of(yt[k].v)
+    if not row_label[r] and not row_label[r - 1] and not row_label[r + 1] then row_label[r] = yt[k].label end
   end
   local lw = 0
-  for _, t in ipairs(yt) do lw = math.max(lw, ulen(t.label)) end
+  for _, l in pairs(row_label) do lw = math.max(lw, ulen(l)) end
   local lines = {}
   local total_w = lw + 2 + W
   if o.title then lines[#lines + 1] = center(o.title, total_w) end
@@ -280,7 +301,7 @@ local function render_lines(fig)
     lines[#lines + 1] = lpad(lab or "", lw) .. (lab and " ┤" or " │") .. table.concat(cells) .. tail
   end
   -- x axis with tick marks, then tick labels placed under them without overlap
-  local xt = ticks(ax, fig.xfmt, W >= 40 and 1 or 0)
+  local xt = ticks(ax, fig.xfmt, W // 14)
   local axis_cells = {}
   for k = 1, W do axis_cells[k] = "─" end
   local label_line = {}
@@ -376,31 +397,81 @@ local function grid_range(panels, o)
   return o.min or math.min(0, lo), o.max or hi
 end
 
+local function fit(s, n) -- s cut to n display columns, keeping its end ("…h.0.mlp.c_fc.weight")
+  local len = ulen(s)
+  if len <= n then return s end
+  if n <= 1 then return "…" end
+  return "…" .. s:sub(utf8.offset(s, len - n + 2))
+end
+
+local function heatmap_block(p, o, lo, hi)
+  local cw = o.cell_width or 2
+  local ncol = 0
+  for _, row in ipairs(p.grid) do ncol = math.max(ncol, #row) end
+  local box = ncol * cw + 2
+  local width = math.max(box, math.min(ulen(p.title or ""), 36), ulen(p.subtitle or ""))
+  local pad = (" "):rep(width - box)
+  local block = {}
+  local function text(s) block[#block + 1] = rpad(fit(s, width), width) end
+  if p.title then text(p.title) end
+  if p.subtitle then text(p.subtitle) end
+  block[#block + 1] = "┌" .. ("─"):rep(ncol * cw) .. "┐" .. pad
+  for _, row in ipairs(p.grid) do
+    local cells, cur = {}, nil
+    for j = 1, ncol do
+      local v = row[j]
+      if o.color then
+        local col = ramp_color(v or lo, lo, hi)
+        cells[j] = (col ~= cur and ("\27[48;5;%dm"):format(col) or "") .. (" "):rep(cw)
+        cur = col
+      else
+        cells[j] = M.shades[M.shade_level(v or lo, lo, hi)]:rep(cw)
+      end
+    end
+    block[#block + 1] = "│" .. table.concat(cells) .. (o.color and "\27[0m" or "") .. "│" .. pad
+  end
+  block[#block + 1] = "└" .. ("─"):rep(ncol * cw) .. "┘" .. pad
+  return block, width
+end
+
+local function term_width()
+  local c = tonumber(os.getenv("COLUMNS") or "")
+  return c and c >= 20 and c or 100
+end
+
 local function render_heatmap(fig)
   local o = fig.opts
   local lo, hi = fig.lo, fig.hi
-  local cw = o.cell_width or 2
   local lines = {}
   if o.title then lines[#lines + 1] = o.title end
-  for pi, p in ipairs(fig.panels) do
-    if p.title then lines[#lines + 1] = p.title end
-    local ncol = 0
-    for _, row in ipairs(p.grid) do ncol = math.max(ncol, #row) end
-    lines[#lines + 1] = "┌" .. ("─"):rep(ncol * cw) .. "┐"
-    for _, row in ipairs(p.grid) do
-      local cells = {}
-      for j = 1, ncol do
-        local v = row[j]
-        if o.color then
-          cells[j] = ("\27[48;5;%dm"):format(ramp_color(v or lo, lo, hi)) .. (" "):rep(cw)
-        else
-          cells[j] = M.shades[M.shade_level(v or lo, lo, hi)]:rep(cw)
-        end
-      end
-      lines[#lines + 1] = "│" .. table.concat(cells) .. (o.color and "\27[0m" or "") .. "│"
+  -- panels side by side, as many as fit in max_width (default $COLUMNS or 100)
+  local max_w = o.max_width or term_width()
+  local blocks = {}
+  local has_sub = false
+  for _, p in ipairs(fig.panels) do if p.subtitle then has_sub = true end end
+  for _, p in ipairs(fig.panels) do
+    if has_sub and not p.subtitle then p.subtitle = "" end
+    local b, w = heatmap_block(p, o, lo, hi)
+    blocks[#blocks + 1] = { lines = b, width = w }
+  end
+  local i = 1
+  while i <= #blocks do
+    local row, used = { blocks[i] }, blocks[i].width
+    local j = i + 1
+    while j <= #blocks and used + 2 + blocks[j].width <= max_w do
+      row[#row + 1] = blocks[j]
+      used = used + 2 + blocks[j].width
+      j = j + 1
     end
-    lines[#lines + 1] = "└" .. ("─"):rep(ncol * cw) .. "┘"
-    if pi < #fig.panels then lines[#lines + 1] = "" end
+    local height = 0
+    for _, b in ipairs(row) do height = math.max(height, #b.lines) end
+    if i > 1 then lines[#lines + 1] = "" end
+    for r = 1, height do
+      local parts = {}
+      for k, b in ipairs(row) do parts[k] = b.lines[r] or (" "):rep(b.width) end
+      lines[#lines + 1] = (table.concat(parts, "  "):gsub("%s+$", ""))
+    end
+    i = j
   end
   local scale
   if o.color then
@@ -420,11 +491,15 @@ local function heatmap_panels(grid, o, who)
   if type(grid) ~= "table" then error(who .. ": expected a grid (array of rows of numbers)", 3) end
   local function panel(g, title)
     if #g == 0 or type(g[1]) ~= "table" then error(who .. ": expected a grid (array of rows of numbers)", 4) end
+    local subtitle
     if not title and g.name then
-      title = g.name .. (g.shape and (" " .. table.concat(g.shape, "x")) or "")
-        .. (g.density and (" (density %.3g%%)"):format(100 * g.density) or "")
+      title = g.name
+      local parts = {}
+      if g.shape then parts[#parts + 1] = table.concat(g.shape, "x") end
+      if g.density then parts[#parts + 1] = ("density %.3g%%"):format(100 * g.density) end
+      if #parts > 0 then subtitle = table.concat(parts, ", ") end
     end
-    return { grid = g, title = title }
+    return { grid = g, title = title, subtitle = subtitle }
   end
   if grid.names and #grid == 0 then -- a mask_density result
     local panels = {}
@@ -480,13 +555,13 @@ local function svg_lines(fig, W, H)
   add(('<rect x="0" y="0" width="%d" height="%d" fill="white"/>'):format(W, H))
   if o.title then add(svg_text(W / 2, 24, o.title, "middle", 16, ' font-weight="bold"')) end
   -- grid lines and ticks
-  for _, t in ipairs(ticks(ay, fig.yfmt, 3)) do
+  for _, t in ipairs(ticks(ay, fig.yfmt, 4, 0.07)) do
     local y = Y(t.v)
     add(('<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#dddddd" stroke-width="1"/>'):format(num(ml), num(y),
       num(ml + pw), num(y)))
     add(svg_text(ml - 6, y + 4, t.label, "end", 11))
   end
-  for _, t in ipairs(ticks(ax, fig.xfmt, 3)) do
+  for _, t in ipairs(ticks(ax, fig.xfmt, 5, 0.06)) do
     local x = X(t.v)
     add(('<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#dddddd" stroke-width="1"/>'):format(num(x), num(mt),
       num(x), num(mt + ph)))
@@ -518,9 +593,41 @@ local function svg_lines(fig, W, H)
   local show_legend = o.legend
   if show_legend == nil then show_legend = #fig.series > 1 or fig.series[1].label ~= nil end
   if show_legend then
-    local lx, ly = ml + pw - 150, mt + 12
-    add(('<rect x="%s" y="%s" width="146" height="%d" fill="white" fill-opacity="0.85" stroke="#999999"/>'):format(
-      num(lx - 6), num(ly - 10), 18 * #fig.series + 4))
+    -- the legend box goes in the corner of the plot area that the data crosses least
+    local longest = 0
+    for i, sr in ipairs(fig.series) do longest = math.max(longest, ulen(tostring(sr.label or ("series " .. i)))) end
+    local bw, bh = math.min(pw - 12, 44 + 6.5 * longest), 18 * #fig.series + 4
+    local corners = { { ml + pw - bw - 6, mt + 6 }, { ml + 6, mt + 6 }, { ml + pw - bw - 6, mt + ph - bh - 6 },
+      { ml + 6, mt + ph - bh - 6 } }
+    local best, best_n = corners[1], math.huge
+    for _, c in ipairs(corners) do
+      local n = 0
+      for _, sr in ipairs(fig.series) do
+        for j = 1, #sr.y do
+          local x, y = sr.x[j], sr.y[j]
+          if finite(x) and finite(y) and (not ax.log or x > 0) and (not ay.log or y > 0) then
+            local px, py = X(x), Y(y)
+            if px >= c[1] - 4 and px <= c[1] + bw + 4 and py >= c[2] - 4 and py <= c[2] + bh + 4 then n = n + 1 end
+          end
+        end
+        -- segments crossing the box count too: sample between points
+        for j = 2, #sr.y do
+          local x0, y0, x1, y1 = sr.x[j - 1], sr.y[j - 1], sr.x[j], sr.y[j]
+          if finite(x0) and finite(y0) and finite(x1) and finite(y1) and (not ax.log or (x0 > 0 and x1 > 0))
+            and (not ay.log or (y0 > 0 and y1 > 0)) then
+            for f = 0.25, 0.75, 0.25 do
+              local px = X(x0) + (X(x1) - X(x0)) * f
+              local py = Y(y0) + (Y(y1) - Y(y0)) * f
+              if px >= c[1] and px <= c[1] + bw and py >= c[2] and py <= c[2] + bh then n = n + 1 end
+            end
+          end
+        end
+      end
+      if n < best_n then best, best_n = c, n end
+    end
+    local lx, ly = best[1] + 6, best[2] + 10
+    add(('<rect x="%s" y="%s" width="%s" height="%d" fill="white" fill-opacity="0.85" stroke="#999999"/>'):format(
+      num(best[1]), num(best[2]), num(bw), bh))
     for i, s in ipairs(fig.series) do
       local y = ly + (i - 1) * 18
       local dash = DASH_SVG[(i - 1) % #DASH_SVG + 1]
@@ -538,43 +645,61 @@ local function svg_heatmap(fig, W)
   local lo, hi = fig.lo, fig.hi
   local out = {}
   local function add(s) out[#out + 1] = s end
-  local y = 10
+  local y0 = 12
   if o.title then
     add(svg_text(W / 2, 26, o.title, "middle", 16, ' font-weight="bold"'))
-    y = 40
+    y0 = 42
   end
-  local x0 = 20
-  local body = {}
+  -- panels in a grid: one cell size for all, as many columns as fit in W
+  local maxdim = 1
   for _, p in ipairs(fig.panels) do
+    maxdim = math.max(maxdim, #p.grid)
+    for _, row in ipairs(p.grid) do maxdim = math.max(maxdim, #row) end
+  end
+  local single = #fig.panels == 1
+  local cell = math.max(2, math.min(24, floor((single and W - 40 or 200) / maxdim)))
+  local colw = single and W - 40 or math.max(maxdim * cell, 200) + 24
+  local ncols = math.max(1, floor((W - 40 + 24) / colw))
+  local x0 = 20
+  local y = y0
+  local row_h = 0
+  for pi, p in ipairs(fig.panels) do
+    local c = (pi - 1) % ncols
+    if c == 0 and pi > 1 then y, row_h = y + row_h + 16, 0 end
+    local px, py = x0 + c * colw, y
     local ncol = 0
     for _, row in ipairs(p.grid) do ncol = math.max(ncol, #row) end
-    local cell = math.max(2, math.min(24, floor((W - 2 * x0 - 80) / math.max(ncol, 1))))
+    local maxchars = floor((colw - 24) / 6)
     if p.title then
-      body[#body + 1] = svg_text(x0, y + 12, p.title, "start", 12)
-      y = y + 18
+      add(svg_text(px, py + 11, fit(p.title, maxchars), "start", 11))
+      py = py + 15
+    end
+    if p.subtitle then
+      add(svg_text(px, py + 11, p.subtitle, "start", 10, ' fill="#555555"'))
+      py = py + 15
     end
     for i, row in ipairs(p.grid) do
       for j = 1, ncol do
         local v = row[j] or lo
-        body[#body + 1] = ('<rect x="%d" y="%d" width="%d" height="%d" fill="%s"><title>%s</title></rect>'):format(
-          x0 + (j - 1) * cell, y + (i - 1) * cell, cell, cell, ramp_rgb(v, lo, hi), xml(fmt_num(v)))
+        add(('<rect x="%d" y="%d" width="%d" height="%d" fill="%s"><title>%s</title></rect>'):format(
+          px + (j - 1) * cell, py + (i - 1) * cell, cell, cell, ramp_rgb(v, lo, hi), xml(fmt_num(v))))
       end
     end
-    body[#body + 1] = ('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="black"/>'):format(x0, y,
-      ncol * cell, #p.grid * cell)
-    y = y + #p.grid * cell + 16
+    add(('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="black"/>'):format(px, py, ncol * cell,
+      #p.grid * cell))
+    row_h = math.max(row_h, py + #p.grid * cell - y)
   end
+  y = y + row_h + 20
   -- colour bar
   local bx, bw = x0, 200
   for k = 0, 19 do
     local v = lo + (hi - lo) * (k + 0.5) / 20
-    body[#body + 1] = ('<rect x="%s" y="%d" width="%s" height="12" fill="%s"/>'):format(num(bx + k * bw / 20), y,
-      num(bw / 20 + 0.5), ramp_rgb(v, lo, hi))
+    add(('<rect x="%s" y="%d" width="%s" height="12" fill="%s"/>'):format(num(bx + k * bw / 20), y,
+      num(bw / 20 + 0.5), ramp_rgb(v, lo, hi)))
   end
-  body[#body + 1] = svg_text(bx, y + 26, fmt_num(lo), "start", 11)
-  body[#body + 1] = svg_text(bx + bw, y + 26, fmt_num(hi), "end", 11)
+  add(svg_text(bx, y + 26, fmt_num(lo), "start", 11))
+  add(svg_text(bx + bw, y + 26, fmt_num(hi), "end", 11))
   y = y + 40
-  for _, s in ipairs(body) do add(s) end
   table.insert(out, 1, ('<rect x="0" y="0" width="%d" height="%d" fill="white"/>'):format(W, y))
   return out, y
 end
@@ -582,7 +707,8 @@ end
 -- fig:svg({width = 640, height = 400}) -> the figure as a standalone SVG document (string)
 function Figure:svg(opts)
   opts = opts or {}
-  local W = opts.width or self.opts.svg_width or 640
+  local W = opts.width or self.opts.svg_width
+    or (self.kind == "heatmap" and #self.panels > 1 and math.min(4, #self.panels) * 224 + 16) or 640
   local H = opts.height or self.opts.svg_height or 400
   local body
   if self.kind == "heatmap" then body, H = svg_heatmap(self, W)

@@ -7,6 +7,7 @@
 local M = { max_items = 40, max_depth = 3, width = 100 }
 
 local sift_ref -- the module table, for help signatures
+local inline -- defined below
 
 local KEYWORDS = {}
 for w in ([[and break do else elseif end false for function goto if in local nil not or repeat return then true
@@ -50,9 +51,10 @@ local function scalar(v, quote)
   if has_tostring(v) then
     local ok, s = pcall(tostring, v)
     if not ok then return "<" .. t .. ": tostring failed>" end
-    if quote and s:find("\n") then -- multi-line (a tensor, a figure) inside a table: its first line only
-      local first = s:match("^[^\n]*")
-      return first .. " …"
+    if quote and s:find("\n") then -- multi-line (a tensor, a figure) inside a table: a summary
+      local tail = s:match("(shape=%b(), dtype=[%w_]+)%)%s*$")
+      if tail then return "tensor(" .. tail .. ")" end
+      return s:match("^[^\n]*") .. " …"
     end
     return s
   end
@@ -88,6 +90,39 @@ end
 
 local function plain_table(v) return type(v) == "table" and not has_tostring(v) end
 
+-- one-line form of a small table (at most 8 entries per level, nothing multi-line), or nil
+inline = function(v, opts, depth, seen, budget)
+  local n, keys = sorted_keys(v)
+  if n + #keys > 8 or depth >= opts.max_depth then return nil end
+  local parts = {}
+  local function one(x)
+    if plain_table(x) then
+      if seen[x] then return "<cycle>" end
+      if next(x) == nil then return "{}" end
+      seen[x] = true
+      local r = inline(x, opts, depth + 1, seen, budget)
+      seen[x] = nil
+      return r
+    end
+    local s = scalar(x, true)
+    if s:find("\n") then return nil end
+    return s
+  end
+  for i = 1, n do
+    local s = one(v[i])
+    if not s then return nil end
+    parts[#parts + 1] = s
+  end
+  for _, k in ipairs(keys) do
+    local s = one(v[k])
+    if not s then return nil end
+    parts[#parts + 1] = key_str(k) .. " = " .. s
+  end
+  local line = "{" .. table.concat(parts, ", ") .. "}"
+  if #line > 100 then return nil end
+  return line
+end
+
 local function render(v, opts, depth, indent, seen, out)
   if not plain_table(v) then
     out[#out + 1] = scalar(v, depth > 0)
@@ -108,6 +143,13 @@ local function render(v, opts, depth, indent, seen, out)
     return
   end
   seen[v] = true
+  -- small nested tables on one line when they fit: {a = 1, b = {1, 2}}
+  local compact = inline(v, opts, depth, seen, 0)
+  if compact and utf8.len(compact) + #indent <= math.min(opts.width, 80) then
+    out[#out + 1] = compact
+    seen[v] = nil
+    return
+  end
   -- inline form when everything is scalar and it fits on one line
   local all_scalar = true
   for i = 1, n do if plain_table(v[i]) then all_scalar = false break end end
@@ -147,7 +189,8 @@ local function render(v, opts, depth, indent, seen, out)
       end
     end
     lines[#lines + 1] = cur
-    lines[#lines + 1] = indent .. "}" .. (total > max and (" -- %d entries"):format(total) or "")
+    if total > max then lines[1] = ("{ -- %d entries"):format(total) end
+    lines[#lines + 1] = indent .. "}"
     out[#out + 1] = table.concat(lines, "\n")
     seen[v] = nil
     return

@@ -51,6 +51,22 @@ local function tmpdir()
   return tmp_root
 end
 
+local function remove_tmpdir()
+  if tmp_root then
+    os.execute("rm -rf '" .. tmp_root .. "'")
+    tmp_root = nil
+  end
+end
+
+-- a test that writes files under tmpdir(): the folder is removed when the test ends, however it ends
+local function tmp_test(name, fn)
+  test(name, function()
+    local ok, err = pcall(fn)
+    remove_tmpdir()
+    if not ok then error(err, 0) end
+  end)
+end
+
 local function mkdir(rel)
   local p = tmpdir() .. "/" .. rel
   assert(os.execute("mkdir -p '" .. p .. "'"))
@@ -247,7 +263,7 @@ local function expect_failure(what, fn, args, needles)
   check(not err:find("\n", 1, true), "%s: message is not one line: %s", what, err)
 end
 
-test("sift.load_tensors refuses corrupted and lying safetensors files", function()
+tmp_test("sift.load_tensors refuses corrupted and lying safetensors files", function()
   local d = mkdir("st")
   local good = '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
   local cases = {
@@ -268,7 +284,7 @@ test("sift.load_tensors refuses corrupted and lying safetensors files", function
     { "bf16_as_f32.safetensors", st('{"w":{"dtype":"BF16","shape":[2],"data_offsets":[0,8]}}', f32s(2)), "'w'" },
     { "shape_overflow.safetensors", st('{"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,8]}}',
       f32s(2)), "'a'" },
-    { "shape_overflow_bytes.safetensors", st('{"a":{"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,8]}}',
+    { "shape_overflow_bytes.safetensors", st('{"a":{"dtype":"F64","shape":[536870912,536870912,8],"data_offsets":[0,8]}}',
       f32s(2)), "'a'" },
     { "negative_dim.safetensors", st('{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}', f32s(2)), "'a'" },
     { "fractional_dim.safetensors", st('{"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}}', f32s(2)), "'a'" },
@@ -287,6 +303,12 @@ test("sift.load_tensors refuses corrupted and lying safetensors files", function
     { "metadata_not_object.safetensors", st('{"__metadata__":"pt",' .. good:sub(2), f32s(2)), "__metadata__" },
     { "too_many_dims.safetensors", st('{"a":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,2],' ..
       '"data_offsets":[0,8]}}', f32s(2)), "'a'" },
+    { "negative_offset.safetensors", st('{"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}}', f32s(2)), "'a'" },
+    { "offset_overflow.safetensors", st('{"a":{"dtype":"F32","shape":[2],"data_offsets":[18446744073709551608,' ..
+      '18446744073709551616]}}', f32s(2)), "'a'" },
+    { "deep_nesting.safetensors", st('{"a":' .. ("["):rep(100000) .. ("]"):rep(100000) .. "}", f32s(2)) },
+    { "nul_in_header.safetensors", st('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}\0\0\0garbage', f32s(2)) },
+    { "entry_not_object.safetensors", st('{"a":[1,2,3]}', f32s(2)), "'a'" },
     { "metadata_key_clash.safetensors", st('{".metadata":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', f32s(2)) },
   }
   -- a real file cut short in its data section and in its header
@@ -334,7 +356,7 @@ local function llama2c_header(dim, hidden, layers, heads, kv, vocab, seq)
   return string.pack("<i4i4i4i4i4i4i4", dim, hidden, layers, heads, kv, vocab, seq)
 end
 
-test("sift.load refuses broken model folders and llama2.c files", function()
+tmp_test("sift.load refuses broken model folders and llama2.c files", function()
   local gpt2_dir = dir_of("fixtures/gpt2/config.json")
   -- control: an untouched copy loads and agrees with the original
   local ctl = fake_hf("control", {})
@@ -430,7 +452,7 @@ test("sift.load refuses broken model folders and llama2.c files", function()
   check(out.loss == out.loss, "control model broken after the failures")
 end)
 
-test("sift.tokenizer refuses broken tokenizer files", function()
+tmp_test("sift.tokenizer refuses broken tokenizer files", function()
   local d = mkdir("tok")
   local tj = read_file(dir_of("models/gpt2-4m/tokenizer.json") .. "/tokenizer.json")
   local enc_dir = dir_of("models/gpt2-bpe/encoder.json")
@@ -464,11 +486,52 @@ test("sift.tokenizer refuses broken tokenizer files", function()
   for _, c in ipairs(cases) do expect_failure("sift.tokenizer: " .. c[1], sift.tokenizer, { c[2] }, { c[3] }) end
 end)
 
-test("cleanup of the temporary folder", function()
-  if tmp_root then
-    check(os.execute("rm -rf '" .. tmp_root .. "'"), "rm -rf %s", tmp_root)
-    tmp_root = nil
-  end
+test("bad batches, prompts and ids raise errors; the model keeps working", function()
+  local dir = dir_of("fixtures/gpt2/config.json")
+  local m = sift.load(dir)
+  local c = sift.load(dir, { task = "classify", num_labels = 2 })
+  local long = {}
+  for i = 1, 40 do long[i] = i % 90 end
+  local cases = {
+    { "id past the vocabulary", m.forward, { m, { input_ids = { { 1, 2, 500 } } } }, "500" },
+    { "negative id", m.forward, { m, { input_ids = { { 1, -2, 5 } } } }, "-2" },
+    { "label past the vocabulary", m.forward, { m, { input_ids = { { 1, 2, 5 } }, labels = { { 1, 2, 500 } } } }, "500" },
+    { "negative label other than -100", m.forward, { m, { input_ids = { { 1, 2, 5 } }, labels = { { 1, -5, 3 } } } }, "-5" },
+    { "mask of the wrong shape", m.forward, { m, { input_ids = { { 1, 2, 5 } }, attention_mask = { { 1, 1 } } } },
+      "attention_mask" },
+    { "labels of the wrong shape", m.forward, { m, { input_ids = { { 1, 2, 5 } }, labels = { { 1, 2 } } } }, "labels" },
+    { "no input_ids", m.forward, { m, { labels = { { 1 } } } }, "input_ids" },
+    { "empty batch", m.forward, { m, { input_ids = {} } }, "empty" },
+    { "ragged rows", m.forward, { m, { input_ids = { { 1, 2, 3 }, { 1, 2 } } } }, "ragged" },
+    { "a string id", m.forward, { m, { input_ids = { { 1, "x", 3 } } } }, "string" },
+    { "longer than the positions", m.forward, { m, { input_ids = { long } } }, "40" },
+    { "class label out of range", c.forward, { c, { input_ids = { { 1, 2 } }, labels = { 2 } } }, "2" },
+    { "token labels for a classifier", c.forward, { c, { input_ids = { { 1, 2 } }, labels = { { 1, 0 } } } }, "labels" },
+    { "generate past the context", m.generate, { m, { 1, 2, 3 }, { max_new = 60 } }, "32" },
+    { "generate from nothing", m.generate, { m, {}, { max_new = 5 } }, "prompt" },
+    { "generate from a bad id", m.generate, { m, { 1, 999 }, { max_new = 5 } }, "999" },
+    { "negative temperature", m.generate, { m, { 1 }, { max_new = 5, temperature = -1 } }, "temperature" },
+    { "NaN temperature", m.generate, { m, { 1 }, { max_new = 5, temperature = 0 / 0 } }, "temperature" },
+    { "grad of an unknown name", m.grad, { m, "nope" }, "nope" },
+    { "param of an unknown name", m.param, { m, "nope" }, "nope" },
+    { "unknown task", sift.load, { dir, { task = "seq2seq" } }, "seq2seq" },
+  }
+  for _, cs in ipairs(cases) do expect_failure(cs[1], cs[2], cs[3], { cs[4] }) end
+  expect_failure("backward without a loss", function() m:forward({ input_ids = { { 1, 2, 3 } } }); m:backward() end, {},
+    { "loss" })
+  expect_failure("backward twice", function()
+    m:forward({ input_ids = { { 1, 2, 3 } }, labels = { { 1, 2, 3 } } })
+    m:backward()
+    m:backward()
+  end, {}, { "backward" })
+  local tok = sift.tokenizer(dir_of("models/gpt2-4m/tokenizer.json"))
+  expect_failure("decode of an id past the vocabulary", tok.decode, { tok, { 1, 99999 } }, { "99999" })
+  expect_failure("decode of a negative id", tok.decode, { tok, { 1, -1 } }, { "-1" })
+  expect_failure("decode of a fraction", tok.decode, { tok, { 1.5 } }, { "1.5" })
+  -- after all of that, the same model still matches the reference
+  local ref = sift.load_tensors(dir .. "/reference.safetensors")
+  local out = m:forward({ input_ids = ref["batch0.input_ids"], labels = ref["batch0.input_ids"] })
+  close(out.loss, scalar(ref.loss), 1e-4 * scalar(ref.loss), "loss after the errors")
 end)
 
 H.run()

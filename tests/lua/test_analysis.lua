@@ -1,0 +1,215 @@
+-- test_analysis.lua — sift.coverage (gradient concentration) against the peer figures of
+-- ../shared/README.md on gpt2-4m, pre-trained vs random init; its refusal to disturb an attached set;
+-- top_share against a plain-Lua computation; sift.mask_density grids.
+package.path = "./tests/lua/?.lua;" .. package.path
+local H = require "harness"
+local test, check, close = H.test, H.check, H.close
+
+local FRACTIONS = { 0.001, 0.01, 0.05, 0.1 }
+-- ../shared/README.md, "Gradient concentration on gpt2-4m": share of ||g||_2 in the top x %
+local PEER_PRETRAINED = { 0.379, 0.647, 0.833, 0.900 }
+local PEER_RANDOM = { 0.241, 0.502, 0.746, 0.847 }
+
+local function gpt2_dir()
+  return (H.need_shared("models/gpt2-4m/config.json"):gsub("/config.json$", ""))
+end
+
+-- the recipe of the peer figure: first 64 SST-2 training sentences, max 64 tokens, right padding with
+-- the eos id 0 and an attention mask (GPT-2 has no pad token), a fresh 2-way score head
+local function sst2_batch(tok)
+  H.need_shared("data/sst2/train.txt")
+  local ds = sift.data.load("sst2", { split = "train" }):take(64)
+  return sift.data.encode(ds, tok, { max_len = 64, pad_id = 0 })
+end
+
+local function tiny(seed)
+  return sift.build({ arch = "gpt2", vocab_size = 64, n_layer = 2, n_head = 2, d_model = 16, max_pos = 32 },
+    { task = "classify", num_labels = 2, seed = seed or 0 })
+end
+
+local function tiny_batch()
+  local ids, mask = {}, {}
+  for i = 1, 4 do
+    ids[i], mask[i] = {}, {}
+    for j = 1, 12 do
+      ids[i][j] = (i * 7 + j * 3) % 64
+      mask[i][j] = j <= 8 + i and 1 or 0
+    end
+  end
+  return { input_ids = ids, attention_mask = mask, labels = { 0, 1, 1, 0 } }
+end
+
+local function fmt(t)
+  local p = {}
+  for i, v in ipairs(t) do p[i] = ("%.3f"):format(v) end
+  return table.concat(p, " ")
+end
+
+test("coverage on gpt2-4m matches the peer figures (pre-trained vs random init)", function()
+  local dir = gpt2_dir()
+  local tok = sift.tokenizer(dir)
+  local batch = sst2_batch(tok)
+  local m = sift.load(dir, { task = "classify", num_labels = 2, seed = 0 })
+  local c = sift.coverage(m, batch, { fractions = FRACTIONS })
+  check(#c.names == 16, "%d target tensors (expected the 16 block matrices)", #c.names)
+  print(("    pre-trained: share of ||g||_2 at 0.1/1/5/10 %%: %s (peer %s)"):format(fmt(c.mean), fmt(PEER_PRETRAINED)))
+  print(("    pre-trained: share of ||g||_2^2:               %s"):format(fmt(c.mean_sq)))
+  for i = 1, #FRACTIONS do close(c.mean[i], PEER_PRETRAINED[i], 0.03, ("pre-trained at %g"):format(FRACTIONS[i])) end
+
+  local cfg = m.config
+  local r = sift.build({ arch = "gpt2", vocab_size = cfg.vocab_size, n_layer = cfg.n_layer, n_head = cfg.n_head,
+    d_model = cfg.d_model, max_pos = cfg.max_pos }, { task = "classify", num_labels = 2, seed = 0 })
+  local cr = sift.coverage(r, batch, { fractions = FRACTIONS })
+  print(("    random init: share of ||g||_2 at 0.1/1/5/10 %%: %s (peer %s)"):format(fmt(cr.mean), fmt(PEER_RANDOM)))
+  for i = 1, #FRACTIONS do
+    check(cr.mean[i] < c.mean[i] - 0.02, "random init should be less concentrated at %g: %.3f vs %.3f",
+      FRACTIONS[i], cr.mean[i], c.mean[i])
+    close(cr.mean[i], PEER_RANDOM[i], 0.03, ("random init at %g"):format(FRACTIONS[i]))
+  end
+end)
+
+test("coverage result: structure, per-tensor shares, means, defaults", function()
+  local m = tiny()
+  local c = sift.coverage(m, tiny_batch())
+  check(#c.fractions == 3 and c.fractions[1] == 0.001 and c.fractions[3] == 0.1, "default fractions")
+  check(#c.names == 8, "%d targets (2 layers x 4 matrices)", #c.names)
+  local mean = { 0, 0, 0 }
+  for _, n in ipairs(c.names) do
+    local t = c.tensors[n]
+    check(t and #t.norm == 3 and #t.sq == 3, "entry for %s", n)
+    for i = 1, 3 do
+      check(t.norm[i] >= t.sq[i] - 1e-12 and t.norm[i] <= 1 + 1e-12, "%s: shares in order", n)
+      if i > 1 then check(t.norm[i] >= t.norm[i - 1], "%s: monotone in the fraction", n) end
+      mean[i] = mean[i] + t.norm[i] / #c.names
+    end
+  end
+  for i = 1, 3 do close(c.mean[i], mean[i], 1e-12, "mean") end
+  check(tostring(c):find("gradient concentration", 1, true), "tostring")
+  -- targets by pattern
+  local only = sift.coverage(m, tiny_batch(), { targets = { "c_fc%.weight" }, fractions = { 0.5 } })
+  check(#only.names == 2 and only.names[1]:find("c_fc"), "targets pattern: %s", table.concat(only.names, ","))
+  local ok, err = pcall(sift.coverage, m, { input_ids = { { 1, 2 } } })
+  check(not ok and err:find("labels"), "a batch without labels is refused: %s", tostring(err))
+  ok, err = pcall(sift.coverage, m, tiny_batch(), { fractions = { 0 } })
+  check(not ok and err:find("fractions"), "fraction 0 is refused: %s", tostring(err))
+end)
+
+test("top_share agrees with a plain-Lua computation on a real gradient", function()
+  local m = tiny(3)
+  local b = tiny_batch()
+  m:zero_grad()
+  m:forward(b)
+  m:backward()
+  local name = "transformer.h.1.mlp.c_fc.weight"
+  local g = m:grad(name)
+  local n = g:numel()
+  local flat = g:reshape(n)
+  local a, total = {}, 0
+  for i = 1, n do
+    a[i] = math.abs(flat:get(i))
+    total = total + a[i] * a[i]
+  end
+  table.sort(a, function(x, y) return x > y end)
+  local fr = { 0.0001, 0.01, 0.1, 0.5, 1 }
+  local norm, sq = g:top_share(fr)
+  for i, x in ipairs(fr) do
+    local k = math.max(1, math.floor(x * n))
+    local part = 0
+    for j = 1, k do part = part + a[j] * a[j] end
+    close(sq[i], part / total, 1e-6, ("share of ||g||^2 at %g"):format(x))
+    close(norm[i], math.sqrt(part / total), 1e-6, ("share of ||g|| at %g"):format(x))
+  end
+  m:zero_grad()
+  -- coverage zeroes gradients before it starts: a stale gradient does not leak into its figures
+  local c1 = sift.coverage(m, b, { fractions = fr })
+  m:forward(b)
+  m:backward() -- leave a gradient behind
+  local c2 = sift.coverage(m, b, { fractions = fr })
+  for i = 1, #fr do close(c1.mean[i], c2.mean[i], 1e-12, "repeatable") end
+end)
+
+test("coverage refuses a model an existing set is attached to, without disturbing it", function()
+  local b = tiny_batch()
+  local function run(with_coverage)
+    local m = tiny(1)
+    local s = sift.sparse(m, { rate = 0.05 }):select(b)
+    local opt = sift.AdamW(s, { lr = 1e-2 })
+    if with_coverage then
+      local ok, err = pcall(sift.coverage, m, b)
+      check(not ok and err:find("hooked") and err:find("close", 1, true), "hooked model: %s", tostring(err))
+    end
+    opt:step()
+    return m, s
+  end
+  local m1 = run(false)
+  local m2, s2 = run(true)
+  for _, n in ipairs(m1:names()) do
+    check(m1:param(n):max_abs_diff(m2:param(n)) == 0, "%s differs after a refused coverage", n)
+  end
+  -- once the set is closed the model is whole again and coverage works
+  s2:close()
+  local c = sift.coverage(m2, b)
+  check(#c.names == 8, "coverage after close")
+  -- LoRA / head-only sets freeze the model: refused too
+  local m3 = tiny(2)
+  local l = sift.lora(m3, { r = 2 })
+  local ok, err = pcall(sift.coverage, m3, b)
+  check(not ok and err:find("lora"), "LoRA set attached: %s", tostring(err))
+  l:close()
+  check(pcall(sift.coverage, m3, b), "coverage after closing the LoRA set")
+  local m4 = tiny(2)
+  local h = sift.head(m4)
+  ok, err = pcall(sift.coverage, m4, b)
+  check(not ok and err:find("full"), "head-only set attached: %s", tostring(err))
+  h = nil
+end)
+
+test("mask_density: grids, block fractions and overall density", function()
+  local m = tiny(4)
+  local b = tiny_batch()
+  -- a custom policy choosing the first k flat offsets: the top rows are full, the rest empty
+  local s = sift.sparse(m, { rate = 0.25, policy = function(_, _, k)
+    local idx = {}
+    for i = 1, k do idx[i] = i - 1 end
+    return idx
+  end }):select(b)
+  local d = sift.mask_density(s, { rows = 4, cols = 4 })
+  check(#d.names == 8, "%d grids", #d.names)
+  local name = "transformer.h.0.mlp.c_fc.weight" -- (16, 64): k = int(0.25 * 1024) + 1 = 257
+  local g = d[name]
+  check(g and #g == 4 and #g[1] == 4, "grid 4x4")
+  check(g.shape[1] == 16 and g.shape[2] == 64, "shape")
+  check(s:budget(name) == 257 and g.selected == 257, "budget %d, selected %d", s:budget(name), g.selected)
+  close(g.density, 257 / 1024, 1e-12, "overall density")
+  -- offsets 0..255 fill rows 0..3 (block row 1); offset 256 is row 4, column 0 (block 2, 1 of 4 x 16)
+  for j = 1, 4 do
+    close(g[1][j], 1, 1e-12, "first block row full")
+    close(g[2][j], j == 1 and 1 / 64 or 0, 1e-12, "second block row")
+    for i = 3, 4 do close(g[i][j], 0, 1e-12, "other block rows empty") end
+  end
+  -- top-k masks: the block fractions average (weighted by block size) to the overall density
+  local s2 = sift.sparse(tiny(4), { rate = 0.1 }):select(b)
+  local d2 = sift.mask_density(s2) -- default 16 x 16, clipped to the weight's dims
+  for _, n in ipairs(d2.names) do
+    local gg = d2[n]
+    local R, C = gg.shape[1], gg.shape[2]
+    check(#gg == math.min(16, R) and #gg[1] == math.min(16, C), "%s grid dims", n)
+    local k = s2:budget(n)
+    close(gg.density, k / (R * C), 1e-12, n .. " density")
+    local sum = 0
+    for i = 1, #gg do for j = 1, #gg[i] do
+      check(gg[i][j] >= 0 and gg[i][j] <= 1, "fraction in [0, 1]")
+      sum = sum + gg[i][j]
+    end end
+    -- equal-size blocks here (dims divisible by the grid): the plain mean equals the density
+    if R % #gg == 0 and C % #gg[1] == 0 then close(sum / (#gg * #gg[1]), gg.density, 1e-9, n .. " mean") end
+  end
+  check(tostring(d2):find("mask density", 1, true), "tostring")
+  local unselected = sift.sparse(tiny(5), { rate = 0.1 })
+  local ok, err = pcall(sift.mask_density, unselected)
+  check(not ok and err:find("select"), "unselected set: %s", tostring(err))
+  ok, err = pcall(sift.mask_density, sift.lora(tiny(6)))
+  check(not ok and err:find("sparse"), "LoRA set: %s", tostring(err))
+end)
+
+H.run()
