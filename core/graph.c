@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct sf_graph {
     sf_node *nodes;
@@ -15,7 +16,37 @@ struct sf_graph {
     int recording;
     int backward_done;
     int in_backward;
+    int profiling;
+    double last_t;
+    sf_op_time *prof;
+    int n_prof, cap_prof;
 };
+
+static int grow(void **arr, int *cap, int need, size_t elem);
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static sf_op_time *prof_entry(sf_graph *g, const char *op) {
+    for (int i = 0; i < g->n_prof; i++)
+        if (g->prof[i].op == op || !strcmp(g->prof[i].op, op)) return &g->prof[i];
+    if (grow((void **)&g->prof, &g->cap_prof, g->n_prof + 1, sizeof *g->prof)) return NULL;
+    g->prof[g->n_prof] = (sf_op_time){.op = op};
+    return &g->prof[g->n_prof++];
+}
+
+void sf_graph_set_profiling(sf_graph *g, int on) {
+    g->profiling = on;
+    g->last_t = now_s();
+}
+int sf_graph_profile(const sf_graph *g, const sf_op_time **out) {
+    *out = g->prof;
+    return g->n_prof;
+}
+void sf_graph_profile_clear(sf_graph *g) { g->n_prof = 0; }
 
 static int grow(void **arr, int *cap, int need, size_t elem) {
     if (need <= *cap) return 0;
@@ -182,6 +213,15 @@ sf_node *sf_graph_record(sf_graph *g, const char *op, sf_backward_fn backward, s
     out->is_leaf = 0;
     out->ag_node = g->n_nodes;
     g->n_nodes++;
+    if (g->profiling) {
+        double t = now_s();
+        sf_op_time *e = prof_entry(g, op);
+        if (e) {
+            e->forward_s += t - g->last_t;
+            e->calls++;
+        }
+        g->last_t = t;
+    }
     return n;
 }
 
@@ -193,6 +233,7 @@ sf_status sf_node_save(sf_node *n, sf_tensor *t) {
 }
 
 void sf_graph_reset(sf_graph *g) {
+    if (g->profiling) g->last_t = now_s();
     pool_age(g); /* before this step's buffers return: they count as used */
     for (int i = 0; i < g->n_nodes; i++) node_clear(&g->nodes[i]);
     g->n_nodes = 0;
@@ -215,6 +256,7 @@ void sf_graph_free(sf_graph *g) {
     free(g->owned);
     free(g->pool);
     free(g->pool_idle);
+    free(g->prof);
     free(g);
 }
 
@@ -304,7 +346,12 @@ sf_status sf_graph_backward(sf_graph *g, sf_tensor *out, const sf_tensor *seed) 
     for (int k = out->ag_node; k >= 0; k--) {
         sf_node *n = &g->nodes[k];
         if (n->out->ag_grad && st == SF_OK) {
+            double t0 = g->profiling ? now_s() : 0;
             st = n->backward(g, n);
+            if (g->profiling) {
+                sf_op_time *e = prof_entry(g, n->op);
+                if (e) e->backward_s += now_s() - t0;
+            }
             recycle_tensor(g, n->out->ag_grad);
             n->out->ag_grad = NULL;
         }

@@ -92,6 +92,17 @@ sf_sparse_grad *sf_graph_sparse_grad(sf_graph *g, sf_tensor *t);
  * back-propagated once per forward; a second call is an error. */
 sf_status sf_graph_backward(sf_graph *g, sf_tensor *out, const sf_tensor *seed);
 
+/* Profiling: when on, the time of every op's forward (measured from the previous recorded op, so it
+ * includes any untaped work in between) and backward is summed per op name until cleared. */
+typedef struct {
+    const char *op;
+    double forward_s, backward_s;
+    int64_t calls;
+} sf_op_time;
+void sf_graph_set_profiling(sf_graph *g, int on);
+int sf_graph_profile(const sf_graph *g, const sf_op_time **out); /* returns the number of entries */
+void sf_graph_profile_clear(sf_graph *g);
+
 /* Leaf parameters. */
 void sf_param_set_trainable(sf_tensor *t, int trainable); /* sets requires_grad on a leaf */
 void sf_param_set_hook(sf_tensor *t, sf_grad_hook hook, void *user); /* NULL hook removes it */

@@ -186,13 +186,10 @@ sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tens
             const int64_t *ld = sf_tensor_data(labels);
             for (int64_t b = 0; b < B; b++)
                 for (int64_t t = 0; t < T; t++) td[b * T + t] = t + 1 < T ? ld[b * T + t + 1] : -100;
-            int64_t s2[2] = {B * T, c->vocab_size};
-            sf_tensor *flat = sf_reshape(g, logits, 2, s2);
-            TRY(flat);
             int64_t s1[1] = {B * T};
             sf_tensor *tflat = sf_graph_adopt(g, sf_tensor_view(tgt, 1, s1));
             TRY(tflat);
-            m->loss = sf_cross_entropy(g, flat, tflat, -100);
+            m->loss = sf_cross_entropy(g, logits, tflat, -100); /* logits (B, T, V) read as (B*T, V) */
             TRY(m->loss);
         }
     } else {

@@ -46,9 +46,11 @@ void sf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp
         const float *x = inp + i * C; // (C,)
         float *o = out + i * C;       // (C,)
         float m = 0.0f;
+#pragma omp simd reduction(+ : m)
         for (int64_t j = 0; j < C; j++) m += x[j];
         m /= (float)C;
         float v = 0.0f;
+#pragma omp simd reduction(+ : v)
         for (int64_t j = 0; j < C; j++) {
             float d = x[j] - m;
             v += d * d;
@@ -76,6 +78,7 @@ void sf_layernorm_backward(float *dinp, float *dweight, float *dbias, const floa
             float m = mean[i], s = rstd[i];
             /* dnorm = dy * w;  dx = s * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)) */
             float a = 0.0f, b = 0.0f;
+#pragma omp simd reduction(+ : a, b)
             for (int64_t j = 0; j < C; j++) {
                 float dn = dy[j] * weight[j];
                 a += dn;
@@ -155,6 +158,7 @@ void sf_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *
         const float *x = inp + i * C; // (C,)
         float *o = out + i * C;       // (C,)
         float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
         for (int64_t j = 0; j < C; j++) ss += x[j] * x[j];
         float s = 1.0f / sqrtf(ss / (float)C + eps);
         for (int64_t j = 0; j < C; j++) o[j] = x[j] * s * weight[j];
@@ -174,6 +178,7 @@ void sf_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const f
             float s = rstd[i];
             /* norm = x * s, dnorm = dy * w;  dx = s * (dnorm - norm * mean(dnorm * norm)) */
             float b = 0.0f;
+#pragma omp simd reduction(+ : b)
             for (int64_t j = 0; j < C; j++) b += dy[j] * weight[j] * x[j];
             b *= s * s / (float)C; /* mean(dnorm * norm) / s, folded so the loop below multiplies x */
             for (int64_t j = 0; j < C; j++) dx[j] += s * (dy[j] * weight[j] - x[j] * b);

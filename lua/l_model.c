@@ -349,6 +349,31 @@ static int m_generate(lua_State *L) {
     return 1;
 }
 
+/* model:profile(true|false) turns per-op timing on/off (and clears it); model:profile() returns
+ * {op = {forward = s, backward = s, calls = n}, ...} accumulated since it was turned on. */
+static int m_profile(lua_State *L) {
+    sf_model *m = lsift_check_model(L, 1);
+    if (lua_isboolean(L, 2)) {
+        sf_graph_profile_clear(m->graph);
+        sf_graph_set_profiling(m->graph, lua_toboolean(L, 2));
+        return 0;
+    }
+    const sf_op_time *p;
+    int n = sf_graph_profile(m->graph, &p);
+    lua_createtable(L, 0, n);
+    for (int i = 0; i < n; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushnumber(L, p[i].forward_s);
+        lua_setfield(L, -2, "forward");
+        lua_pushnumber(L, p[i].backward_s);
+        lua_setfield(L, -2, "backward");
+        lua_pushinteger(L, p[i].calls);
+        lua_setfield(L, -2, "calls");
+        lua_setfield(L, -2, p[i].op);
+    }
+    return 1;
+}
+
 static int m_tostring(lua_State *L) {
     sf_model *m = lsift_check_model(L, 1);
     int64_t total = 0, trainable = 0, head = 0;
@@ -373,7 +398,7 @@ void lsift_open_model(lua_State *L) {
     static const luaL_Reg methods[] = {{"names", m_names},       {"param", m_param},       {"grad", m_grad},
                                        {"zero_grad", m_zero_grad}, {"forward", m_forward}, {"backward", m_backward},
                                        {"generate", m_generate}, {"head_names", m_head_names},
-                                       {"param_shape", m_param_shape}, {NULL, NULL}};
+                                       {"param_shape", m_param_shape}, {"profile", m_profile}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_gc},
                                     {"__close", m_gc},
                                     {"__index", m_index},

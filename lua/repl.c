@@ -9,9 +9,12 @@
  * tab completion (globals, table fields, methods through metatables, file paths inside strings),
  * timing of commands that take over a second, errors with a short traceback (never fatal).
  * Ctrl-C interrupts running Lua code (a hook raises "interrupted" at the next instruction count check);
- * at the prompt it clears the line; Ctrl-D exits.
+ * at the prompt it clears the line (at a ">> " prompt it drops the incomplete chunk); Ctrl-D exits.
+ * Multi-line commands stay one history entry, also in the file (a "#<time>" line before each entry).
  * The Lua-side library (the .lua files in lua/sift/) is found next to the executable's source tree or installed tree.
  */
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +36,7 @@ static lua_State *g_L;
 static volatile sig_atomic_t g_in_readline;
 static volatile sig_atomic_t g_interrupted;
 static volatile sig_atomic_t g_prompt_sigint; /* Ctrl-C while readline waits for a key */
+static volatile sig_atomic_t g_winch;         /* the terminal was resized */
 static int g_in_continuation;                  /* reading a ">> " line of an incomplete chunk */
 static int g_chunk_cancelled;                  /* Ctrl-C at a ">> " prompt dropped the incomplete chunk */
 
@@ -49,7 +53,7 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
 
 static void on_sigint(int sig) {
     (void)sig;
-    if (g_in_readline) { /* readline's read() returns EINTR and calls on_readline_signal, outside the handler */
+    if (g_in_readline) { /* read_key turns it into the key C-c, outside the handler */
         g_prompt_sigint = 1;
         return;
     }
@@ -57,22 +61,58 @@ static void on_sigint(int sig) {
     if (g_L) lua_sethook(g_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
-/* rl_signal_event_hook: Ctrl-C at the prompt shows ^C, clears the line and gives a fresh prompt; at a
- * continuation prompt it also drops the incomplete chunk (the next line typed starts a new command). */
-static int on_readline_signal(void) {
-    if (!g_prompt_sigint) return 0;
-    g_prompt_sigint = 0;
+static void on_sigwinch(int sig) {
+    (void)sig;
+    g_winch = 1;
+}
+
+#define KEY_INTERRUPT 3 /* C-c: typed, it is a signal (ISIG), so this byte only comes from read_key */
+
+/* rl_getc_function: waits for a key. A Ctrl-C meanwhile comes back as the key C-c (bound to interrupt_line),
+ * so readline first leaves whatever it was in (an incremental search, a numeric argument); a resize of the
+ * terminal is applied here. */
+static int read_key(FILE *in) {
+    int fd = fileno(in);
+    for (;;) {
+        if (g_prompt_sigint) {
+            g_prompt_sigint = 0;
+            return KEY_INTERRUPT;
+        }
+        if (g_winch) {
+            g_winch = 0;
+            rl_resize_terminal();
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, -1) < 0) { /* poll is not restarted after a signal */
+            if (errno == EINTR) continue;
+            return EOF;
+        }
+        unsigned char c;
+        ssize_t n = read(fd, &c, 1);
+        if (n == 1) return c;
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        return EOF;
+    }
+}
+
+/* Ctrl-C at the prompt: shows ^C, clears the line and gives a fresh prompt; at a continuation prompt it also
+ * drops the incomplete chunk (the next line typed starts a new command). */
+static int interrupt_line(int count, int key) {
+    (void)count;
+    (void)key;
     rl_point = rl_end;
     rl_redisplay();
     fputs("^C", rl_outstream ? rl_outstream : stdout);
-    rl_replace_line("", 0);
     rl_crlf();
+    rl_on_new_line(); /* before anything below redisplays */
     if (g_in_continuation) {
         g_chunk_cancelled = 1;
         rl_set_prompt(PROMPT);
     }
-    rl_on_new_line();
-    rl_redisplay();
+    rl_maybe_unsave_line(); /* leave the history browsing */
+    using_history();
+    rl_free_line_state();
+    rl_replace_line("", 1);
     return 0;
 }
 
@@ -154,8 +194,7 @@ static int compile_line(lua_State *L, const char *code, int *is_expr) {
     while (n > 0 && (src[n - 1] == ';' || src[n - 1] == ' ' || src[n - 1] == '\t' || src[n - 1] == '\n')) n--;
     lua_pushliteral(L, "return ");
     lua_pushlstring(L, src, n);
-    lua_pushliteral(L, ";");
-    lua_concat(L, 3);
+    lua_concat(L, 2);
     size_t len;
     const char *ret = lua_tolstring(L, -1, &len);
     int status = luaL_loadbuffer(L, ret, len, "=stdin");
@@ -454,7 +493,10 @@ static void repl(lua_State *L) {
      * (and a unique match gets its closing quote) */
     rl_completer_quote_characters = "\"'";
     rl_char_is_quoted_p = char_is_quoted;
-    rl_signal_event_hook = on_readline_signal;
+    rl_getc_function = read_key;
+    rl_bind_key_in_map(KEY_INTERRUPT, interrupt_line, emacs_standard_keymap);
+    rl_bind_key_in_map(KEY_INTERRUPT, interrupt_line, vi_insertion_keymap);
+    rl_bind_key_in_map(KEY_INTERRUPT, interrupt_line, vi_movement_keymap);
     printf("sift %s (Lua 5.4) — ?name for help, Ctrl-C interrupts, Ctrl-D exits\n", SIFT_VERSION);
     char *pending = NULL; /* a line typed after Ctrl-C dropped an incomplete chunk: the next command */
     int quit = 0;
@@ -559,7 +601,11 @@ int main(int argc, char **argv) {
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_sigwinch; /* read_key resizes; elsewhere a resize must not interrupt system calls */
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGWINCH, &sa, NULL);
     rl_catch_signals = 0;
+    rl_catch_sigwinch = 0;
 
     int interactive = 0, ran = 0, i = 1, rc = 0;
     for (; i < argc && argv[i][0] == '-'; i++) {
