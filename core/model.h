@@ -90,6 +90,7 @@ typedef struct sf_model {
     char **unused;                     /* checkpoint tensors that were not used (reported) */
     int n_unused;
     struct sf_lora_set *lora;          /* LoRA adapters consulted by every block linear (not owned) */
+    int loss_only;                     /* LM with labels: fuse head + loss, keep no logits (m->logits = NULL) */
     /* state of the last forward */
     sf_graph *graph;
     sf_tensor *logits;  /* graph-owned: (B, T, V) for LM, (B, num_labels) for classification */

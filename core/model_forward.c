@@ -176,9 +176,8 @@ sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tens
     TRY(x);
 
     if (m->task == SF_TASK_LM) {
-        sf_tensor *logits = sf_linear(g, x, m->lm_head ? m->lm_head : m->wte, NULL, SF_W_OUT_IN); // (B, T, V)
-        TRY(logits);
-        m->logits = logits;
+        sf_tensor *head = m->lm_head ? m->lm_head : m->wte;
+        sf_tensor *tflat = NULL;
         if (labels) {
             sf_tensor *tgt = ids_tensor(g, B, T); // labels shifted left by one; the last position ignored
             TRY(tgt);
@@ -187,10 +186,20 @@ sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tens
             for (int64_t b = 0; b < B; b++)
                 for (int64_t t = 0; t < T; t++) td[b * T + t] = t + 1 < T ? ld[b * T + t + 1] : -100;
             int64_t s1[1] = {B * T};
-            sf_tensor *tflat = sf_graph_adopt(g, sf_tensor_view(tgt, 1, s1));
+            tflat = sf_graph_adopt(g, sf_tensor_view(tgt, 1, s1));
             TRY(tflat);
-            m->loss = sf_cross_entropy(g, logits, tflat, -100); /* logits (B, T, V) read as (B*T, V) */
+        }
+        if (tflat && m->loss_only) { /* the (B*T, V) logits are never materialised */
+            m->loss = sf_lm_head_loss(g, x, head, tflat, -100);
             TRY(m->loss);
+        } else {
+            sf_tensor *logits = sf_linear(g, x, head, NULL, SF_W_OUT_IN); // (B, T, V)
+            TRY(logits);
+            m->logits = logits;
+            if (tflat) {
+                m->loss = sf_cross_entropy(g, logits, tflat, -100); /* logits (B, T, V) read as (B*T, V) */
+                TRY(m->loss);
+            }
         }
     } else {
         sf_tensor *feat = pool(g, m, x, mask); // (B, C)

@@ -156,6 +156,11 @@ sf_tensor *sf_attention_qkv(sf_graph *g, sf_tensor *qkv, sf_tensor *key_mask, in
  * ignore_index are an error. -> one-element tensor. */
 sf_tensor *sf_cross_entropy(sf_graph *g, sf_tensor *logits, sf_tensor *targets, int64_t ignore_index);
 
+/* LM head + cross-entropy fused (ops_lmhead.c), for when only the loss is needed: mean over
+ * non-ignored rows of CE(h W^T, targets), h (..., C), W (V, C), targets (N = rows of h). The logits are
+ * formed block by block and never kept; backward recomputes them. -> one-element tensor. */
+sf_tensor *sf_lm_head_loss(sf_graph *g, sf_tensor *h, sf_tensor *W, sf_tensor *targets, int64_t ignore_index);
+
 /* ================================== shapes (ops_shape.c) ======================================= */
 /* A view of x with another shape (same numel, no copy); its gradient flows back into x. */
 sf_tensor *sf_reshape(sf_graph *g, sf_tensor *x, int ndim, const int64_t *shape);

@@ -269,11 +269,13 @@ static sf_tensor *batch_field(lua_State *L, int batch, const char *key) {
 static int m_forward(lua_State *L) {
     sf_model *m = lsift_check_model(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
-    int train = 1;
+    int train = 1, want_logits = 1;
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "grad");
         if (lua_isboolean(L, -1)) train = lua_toboolean(L, -1);
-        lua_pop(L, 1);
+        lua_getfield(L, 3, "logits");
+        if (lua_isboolean(L, -1)) want_logits = lua_toboolean(L, -1);
+        lua_pop(L, 2);
     }
     sf_tensor *ids = batch_field(L, 2, "input_ids");
     if (!ids) return luaL_error(L, "forward: batch.input_ids is required");
@@ -298,12 +300,16 @@ static int m_forward(lua_State *L) {
             labels->shape[0] = 1;
         }
     }
+    m->loss_only = !want_logits && labels != NULL;
     sf_status st = sf_model_forward(m, ids, mask, labels, train);
+    m->loss_only = 0;
     if (st) return lsift_error(L, "forward");
     lua_createtable(L, 0, 2);
-    sf_tensor_retain(m->logits);
-    lsift_push_tensor(L, m->logits);
-    lua_setfield(L, -2, "logits");
+    if (m->logits) {
+        sf_tensor_retain(m->logits);
+        lsift_push_tensor(L, m->logits);
+        lua_setfield(L, -2, "logits");
+    }
     if (m->loss) {
         lua_pushnumber(L, sf_f32(m->loss)[0]);
         lua_setfield(L, -2, "loss");

@@ -44,8 +44,15 @@ static double max_diff(const sf_tensor *a, const sf_tensor *b) {
 }
 
 /* Loads the fixture, runs batch 0 forward/backward and compares with the reference file. */
+static void check_fixture_mode(const char *fixture, const char *ref_fixture, sf_task task, double logit_tol,
+                               double grad_tol, int loss_only);
 static void check_fixture(const char *fixture, const char *ref_fixture, sf_task task, double logit_tol,
                           double grad_tol) {
+    check_fixture_mode(fixture, ref_fixture, task, logit_tol, grad_tol, 0);
+}
+
+static void check_fixture_mode(const char *fixture, const char *ref_fixture, sf_task task, double logit_tol,
+                               double grad_tol, int loss_only) {
     char dir[1024], refp[1024], rel[256];
     snprintf(rel, sizeof rel, "fixtures/%s", fixture);
     if (!shared_path(dir, sizeof dir, rel)) SKIP("%s not found (set SIFT_SHARED)", dir);
@@ -62,13 +69,19 @@ static void check_fixture(const char *fixture, const char *ref_fixture, sf_task 
     sf_tensor *mask = sf_st_find(ref, "batch0.attention_mask") ? sf_st_load(ref, "batch0.attention_mask") : NULL;
     sf_tensor *labels = task == SF_TASK_LM ? (sf_tensor_retain(ids), ids) : sf_st_load(ref, "batch0.labels");
     REQUIRE(ids && labels, "%s", sf_last_error());
+    m->loss_only = loss_only;
     sf_status st = sf_model_forward(m, ids, mask, labels, 1);
     REQUIRE(st == SF_OK, "forward: %s", sf_last_error());
     sf_tensor *rl = sf_st_load_f32(ref, "logits"), *rloss = sf_st_load_f32(ref, "loss");
     REQUIRE(rl && rloss, "%s", sf_last_error());
-    CHECK(sf_tensor_numel(rl) == sf_tensor_numel(m->logits), "logits numel %lld vs %lld",
-          (long long)sf_tensor_numel(m->logits), (long long)sf_tensor_numel(rl));
-    double lrel = max_diff(m->logits, rl) / max_abs(rl);
+    double lrel = 0;
+    if (loss_only) {
+        CHECK(m->logits == NULL, "loss-only forward kept logits");
+    } else {
+        CHECK(sf_tensor_numel(rl) == sf_tensor_numel(m->logits), "logits numel %lld vs %lld",
+              (long long)sf_tensor_numel(m->logits), (long long)sf_tensor_numel(rl));
+        lrel = max_diff(m->logits, rl) / max_abs(rl);
+    }
     CHECK(lrel <= logit_tol, "%s logits rel diff %.3g > %.3g", fixture, lrel, logit_tol);
     double loss = sf_f32(m->loss)[0], rlv = sf_f32(rloss)[0];
     CHECK(fabs(loss - rlv) <= logit_tol * fabs(rlv), "%s loss %.8f vs reference %.8f", fixture, loss, rlv);
@@ -123,6 +136,9 @@ TEST(fixture_gpt2) { check_fixture("gpt2", "gpt2", SF_TASK_LM, 1e-4, 1e-3); }
 TEST(fixture_gpt2_sharded) { check_fixture("gpt2-sharded", "gpt2", SF_TASK_LM, 1e-4, 1e-3); }
 TEST(fixture_gpt2_bf16) { check_fixture("gpt2-bf16", "gpt2", SF_TASK_LM, 2e-2, 5e-2); }
 TEST(fixture_llama) { check_fixture("llama", "llama", SF_TASK_LM, 1e-4, 1e-3); }
+/* the fused LM head + loss (no logits kept) gives the same loss and gradients */
+TEST(fixture_gpt2_loss_only) { check_fixture_mode("gpt2", "gpt2", SF_TASK_LM, 1e-4, 1e-3, 1); }
+TEST(fixture_llama_loss_only) { check_fixture_mode("llama", "llama", SF_TASK_LM, 1e-4, 1e-3, 1); }
 TEST(fixture_roberta_cls) { check_fixture("roberta-cls", "roberta-cls", SF_TASK_CLASSIFY, 1e-4, 1e-3); }
 
 /* Greedy generation with the KV cache equals argmax of a full forward at every step. */
