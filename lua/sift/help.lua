@@ -102,12 +102,14 @@ def("Model:names", "model:names() -> {name, …}", "Parameter names in checkpoin
 def("Model:param", "model:param(name) -> tensor", "The parameter tensor (shares storage with the model: writes change it).",
   "model:param(\"transformer.h.0.attn.c_attn.weight\")")
 def("Model:param_shape", "model:param_shape(name) -> {d1, d2, …}", "A parameter's shape without making a tensor.")
+def("Model:profile", "model:profile(true | false) / model:profile() -> {op = {forward =, backward =, calls =}}",
+  "Per-op timing: profile(true) clears and starts it, profile() returns seconds spent in each op's\nforward and backward since then, profile(false) stops it.")
 def("Model:head_names", "model:head_names() -> {name, …}", "The parameters of the task head (empty for a language model).")
 def("Model:grad", "model:grad(name) -> tensor",
   "The full gradient of a parameter after model:backward(). Parameters hooked by a sparse set keep no\ndense gradient (an error says so); frozen parameters have none.")
 def("Model:zero_grad", "model:zero_grad()", "Clears every parameter's accumulated gradient.")
-def("Model:forward", "model:forward(batch, {grad = true}?) -> {logits = tensor, loss = number | nil}",
-  "Runs the model. batch = {input_ids = rows of ids | i64 tensor (B x T), attention_mask = same shape\n(1 = real token), labels = B x T ids (\"lm\", next-token loss like HF) | B class ids (\"classify\")}.\n{grad = false} skips recording for backward (evaluation).",
+def("Model:forward", "model:forward(batch, {grad = true, logits = true}?) -> {logits = tensor, loss = number | nil}",
+  "Runs the model. batch = {input_ids = rows of ids | i64 tensor (B x T), attention_mask = same shape\n(1 = real token), labels = B x T ids (\"lm\", next-token loss like HF) | B class ids (\"classify\")}.\n{grad = false} skips recording for backward (evaluation). {logits = false} with LM labels fuses the\nhead and the loss and keeps no (B*T x vocab) logits (memory), returning only the loss.",
   "local out = model:forward({input_ids = {{875, 731, 259, 540}}})")
 def("Model:backward", "model:backward()",
   "Back-propagates the loss of the last forward; gradients accumulate into model:grad (or the sparse set).")

@@ -147,9 +147,9 @@ function M.trainer(opts)
     if set:kind() == "sparse" and not set:selected() then
       -- the first training batch calibrates the masks; its gradient is applied by this step
       set:select(b)
-      loss = model:forward(b, { grad = false }).loss
+      loss = model:forward(b, { grad = false, logits = false }).loss
     else
-      loss = model:forward(b).loss
+      loss = model:forward(b, { logits = false }).loss -- LM: head and loss fused, no logits kept
       model:backward()
     end
     if loss ~= loss or loss == math.huge then
