@@ -29,7 +29,7 @@ LIB   := $(BUILD)/libsift.a
 REPL  := $(BUILD)/sift-repl
 LUAMOD:= $(BUILD)/sift.so
 
-.PHONY: all test test-asan test-c deps bench bench-kernels clean install demo
+.PHONY: all test test-asan test-c deps bench bench-kernels clean install install-files demo
 all: $(LIB) $(REPL) $(LUAMOD) $(TEST_BIN) $(BUILD)/bench_kernels
 
 $(BUILD)/%.o: %.c
@@ -75,6 +75,10 @@ demo: all
 	$(REPL) examples/00_demo.lua
 
 install: all
+	@$(MAKE) --no-print-directory install-files
+
+# copies what is built (no rebuild: tests install a sanitizer build this way too)
+install-files:
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/5.4 $(DESTDIR)$(PREFIX)/share/lua/5.4/sift
 	install -m 755 $(REPL) $(DESTDIR)$(PREFIX)/bin/sift-repl
 	install -m 755 $(LUAMOD) $(DESTDIR)$(PREFIX)/lib/lua/5.4/sift.so

@@ -26,7 +26,7 @@ static inline float sf_exp_nonpos(float x) {
     union {
         int32_t i;
         float f;
-    } s = {.i = (ni + 127) << 23}; /* 2^n, n >= -126 */
+    } s = {.i = (int32_t)((uint32_t)(ni + 127) << 23)}; /* 2^n, n >= -126 (unsigned shift: NaN input must not be UB) */
     return p * s.f;
 }
 

@@ -6,7 +6,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <stdlib.h>
 #include <unistd.h>
+
+#include <cblas.h>
 
 #include "../core/threads.h"
 #include "l_delta.h"
@@ -107,13 +110,53 @@ static void open_dist(lua_State *L) {
     lua_setfield(L, -2, "dist");
 }
 
+/* sift.sgemm_rate(n, reps) -> GFLOP/s of a bare n x n x n cblas_sgemm (median of reps), the practical
+ * ceiling benchmarks compare against. */
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int l_sgemm_rate(lua_State *L) {
+    lua_Integer n = luaL_optinteger(L, 1, 768), reps = luaL_optinteger(L, 2, 10);
+    if (n < 16 || n > 8192 || reps < 1 || reps > 1000) return luaL_error(L, "sgemm_rate: n in 16..8192, reps in 1..1000");
+    size_t bytes = (size_t)(n * n) * sizeof(float);
+    float *a = sf_alloc(bytes), *b = sf_alloc(bytes), *c = sf_alloc(bytes);
+    double *t = malloc((size_t)reps * sizeof *t);
+    if (!a || !b || !c || !t) {
+        sf_free(a, bytes);
+        sf_free(b, bytes);
+        sf_free(c, bytes);
+        free(t);
+        return luaL_error(L, "sgemm_rate: out of memory");
+    }
+    for (lua_Integer i = 0; i < n * n; i++) a[i] = b[i] = (float)((i % 7) - 3) * 0.01f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a, (int)n, b, (int)n, 0.0f, c, (int)n);
+    for (lua_Integer r = 0; r < reps; r++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a, (int)n, b, (int)n, 0.0f, c, (int)n);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        t[r] = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    }
+    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    double med = t[reps / 2];
+    sf_free(a, bytes);
+    sf_free(b, bytes);
+    sf_free(c, bytes);
+    free(t);
+    lua_pushnumber(L, 2.0 * (double)n * (double)n * (double)n / med / 1e9);
+    return 1;
+}
+
 static int l_isatty(lua_State *L) {
     lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
     return 1;
 }
 
 int luaopen_sift(lua_State *L) {
-    static const luaL_Reg fns[] = {{"now", l_now}, {"threads", l_threads}, {"isatty", l_isatty}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"now", l_now}, {"threads", l_threads}, {"isatty", l_isatty},
+                                   {"sgemm_rate", l_sgemm_rate}, {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushliteral(L, SIFT_VERSION);
     lua_setfield(L, -2, "version");

@@ -1,47 +1,72 @@
 #!/bin/sh
-# bench.sh BUILD_DIR — `make bench`: the kernel benchmark, then training steps of full fine-tuning,
-# SIFT 1 % and LoRA r=8 on gpt2-4m (batch 32 x 32), each in its own process so peak RSS is its own.
-# Prints a table with ratios and writes build/bench.json. Checks issue #4's bars: SIFT's optimizer +
-# gradient state <= 2.5 % of full fine-tuning's, a SIFT step <= 0.75x a full step.
+# bench.sh BUILD_DIR — `make bench`: one run that measures, on this machine, in this order:
+#   1. the bare cblas_sgemm rate (the practical ceiling) and the kernel benchmark (linear vs sgemm);
+#   2. training steps (median of 12 after 3 warm-up, min-max) and peak resident memory of full
+#      fine-tuning, SIFT 1 % and LoRA r=8 at gpt2-4m 32x32 and 8x256 and GPT-2 124M 4x64 (random
+#      weights), each method in its own process so peak RSS is its own;
+#   3. the same steps in PyTorch (scripts/bench_torch.py, 2 threads, passive waiting) when Debian's
+#      python3-torch is installed;
+#   4. generation tokens/s with the KV cache (gpt2-4m, stories260K).
+# Prints a table with ours/PyTorch ratios and the fraction of the sgemm rate, writes BUILD/bench.json,
+# and checks the bars of issues #4 and #6 (PASS/FAIL lines; the exit status stays 0 unless a run fails).
 BUILD=${1:-build}
 : "${SIFT_SHARED:=$(cd "$(dirname "$0")/.." && pwd)/../shared}"
 : "${OPENBLAS_CORETYPE:=Haswell}" "${OMP_WAIT_POLICY:=passive}"
 export SIFT_SHARED OPENBLAS_CORETYPE OMP_WAIT_POLICY
 REPL="$BUILD/sift-repl"
 MODEL="$SIFT_SHARED/models/gpt2-4m"
-echo "== kernels"
-"$BUILD/bench_kernels" || echo "(kernel bench reported a ratio above 1.2)"
+PY=/usr/bin/python3
 [ -d "$MODEL" ] || { echo "bench: $MODEL missing (set SIFT_SHARED)"; exit 1; }
+TORCH=0
+if [ -x "$PY" ] && "$PY" -c "import torch" 2>/dev/null; then TORCH=1; fi
 OUT="$BUILD/bench.json"
-echo "[" > "$OUT"
+TMP=$(mktemp); trap 'rm -f "$TMP"' EXIT
+echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE"
+echo "== kernels"
+"$BUILD/bench_kernels" 12 || echo "(the kernel bench reported a linear fwd+bwd above 1.2x of bare sgemm)"
+RATE=$("$REPL" -e 'io.write(string.format("%.1f", math.max(sift.sgemm_rate(512, 12), sift.sgemm_rate(1024, 6))))')
+echo "bare sgemm (n = 512 / 1024, best median): $RATE GFLOP/s"
+echo "{\"sgemm_gflops\": $RATE, \"runs\": [" > "$OUT"
 first=1
-for shape in "32 32"; do
-  set -- $shape
-  for method in full sift lora; do
-    line=$("$REPL" scripts/bench_train.lua "$MODEL" "$method" "$1" "$2" 12) || { echo "bench: $method failed"; exit 1; }
-    [ $first -eq 1 ] || echo "," >> "$OUT"; first=0
-    echo "$line" >> "$OUT"
-  done
+run() { # label, command...
+    label=$1; shift
+    if line=$("$@" 2>"$TMP"); then
+        line=$(echo "$line" | tail -n 1)
+        echo "$line"
+        [ $first -eq 1 ] || echo "," >> "$OUT"; first=0
+        echo "$line" | sed "s/^{/{\"who\":\"$label\",/" >> "$OUT"
+    else
+        echo "bench: $label $* failed:"; tail -5 "$TMP"; exit 1
+    fi
+}
+for shape in "gpt2-4m 32 32" "gpt2-4m 8 256" "gpt2-124M 4 64"; do
+    set -- $shape
+    name=$1; B=$2; T=$3
+    target=$MODEL; [ "$name" = "gpt2-124M" ] && target=gpt2-124M
+    steps=12; [ "$name" = "gpt2-124M" ] && steps=10
+    echo "== $name $B x $T"
+    for method in full sift lora; do
+        run sift "$REPL" scripts/bench_train.lua "$target" "$method" "$B" "$T" "$steps"
+        if [ $TORCH -eq 1 ]; then
+            run pytorch env OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE "$PY" scripts/bench_torch.py --shape "$name" \
+                --batch "$B" --seq "$T" --method "$method" --steps "$steps"
+        fi
+    done
 done
-echo "]" >> "$OUT"
-"$REPL" -e '
-local f = assert(io.open(arg and arg[1] or "'"$OUT"'"))
-local text = f:read("a"); f:close()
-local rows = {}
-for obj in text:gmatch("{.-}") do
-  local r = {}
-  for k, v in obj:gmatch([["(%w+)":"?([^,"}]+)"?]]) do r[k] = tonumber(v) or v end
-  rows[#rows + 1] = r
+echo "== generation"
+run sift "$REPL" -e '
+local function gen(path, tokpath, prompt, n)
+  local m = sift.load(path)
+  local ids = prompt
+  m:generate(ids, {max_new = 8})
+  local t0 = sift.now()
+  local out = m:generate(ids, {max_new = n})
+  local dt = sift.now() - t0
+  return (#out - #ids) / dt
 end
-print(("%-6s %8s %8s %8s %10s %10s %14s %10s"):format("method", "ms/step", "min", "max", "tokens/s", "peak MB", "opt+grad B", "trainable"))
-local by = {}
-for _, r in ipairs(rows) do
-  by[r.method] = r
-  print(("%-6s %8.1f %8.1f %8.1f %10.0f %10.1f %14d %10d"):format(r.method, r.ms_median, r.ms_min, r.ms_max, r.tokens_per_s, r.peak_rss_mb, r.opt_grad_bytes, r.trainable))
-end
-local mem = by.sift.opt_grad_bytes / by.full.opt_grad_bytes
-local time = by.sift.ms_median / by.full.ms_median
-print(("SIFT optimizer+gradient state / full: %.4f (bar <= 0.025) %s"):format(mem, mem <= 0.025 and "PASS" or "FAIL"))
-print(("SIFT step / full step: %.3f (bar <= 0.75) %s"):format(time, time <= 0.75 and "PASS" or "FAIL"))
-print(("LoRA step / full step: %.3f"):format(by.lora.ms_median / by.full.ms_median))
-'
+local S = os.getenv("SIFT_SHARED")
+local a = gen(S .. "/models/gpt2-4m", nil, {875, 731, 259, 540}, 200)
+local b = gen(S .. "/models/stories260K/stories260K.bin", nil, {1}, 250)
+print(string.format("{\"method\":\"generate\",\"gpt2_4m_tokens_per_s\":%.0f,\"stories260K_tokens_per_s\":%.0f}", a, b))'
+echo "]}" >> "$OUT"
+"$REPL" scripts/bench_report.lua "$OUT"

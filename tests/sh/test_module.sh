@@ -19,7 +19,7 @@ check "the documented one-liner" \
   "cd $BUILD/.. && lua5.4 -e 'package.cpath=\"./$BUILD/?.so;\"..package.cpath; local s=require\"sift\"; print(s.version)'"
 PREFIX=$(mktemp -d)
 check "make install + require from the installed tree" \
-  "make -s install BUILD=$BUILD PREFIX=$PREFIX >/dev/null && cd / && lua5.4 -e 'package.cpath=\"$PREFIX/lib/lua/5.4/?.so;\"..package.cpath; local s=require\"sift\"; assert(type(s.lora)==\"function\"); assert(s.dist.size()==1)' && test -f $PREFIX/share/man/man1/sift-repl.1 && $PREFIX/bin/sift-repl -e 'assert(sift.version)'"
+  "make -s install-files BUILD=$BUILD PREFIX=$PREFIX >/dev/null && cd / && lua5.4 -e 'package.cpath=\"$PREFIX/lib/lua/5.4/?.so;\"..package.cpath; local s=require\"sift\"; assert(type(s.lora)==\"function\"); assert(s.dist.size()==1)' && test -f $PREFIX/share/man/man1/sift-repl.1 && $PREFIX/bin/sift-repl -e 'assert(sift.version)'"
 rm -rf "$PREFIX"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,64 @@
+-- bench_report.lua BENCH_JSON — prints the table of a `make bench` run (scripts/bench.sh) with ours/PyTorch
+-- ratios, the fraction of the bare sgemm rate, and the PASS/FAIL lines of the bars in issues #4 and #6.
+local path = assert(arg[1], "usage: bench_report.lua build/bench.json")
+local f = assert(io.open(path))
+local text = f:read("a")
+f:close()
+local rate = tonumber(text:match('"sgemm_gflops":%s*([%d%.]+)'))
+local rows = {}
+for obj in text:gmatch("{[^{}]*}") do
+  local r = {}
+  for k, v in obj:gmatch('"([%w_]+)":"?([^,"}]*)"?') do r[k] = tonumber(v) or v end
+  if r.method then rows[#rows + 1] = r end
+end
+local by = {}
+for _, r in ipairs(rows) do
+  if r.batch then by[("%s/%s/%dx%d"):format(r.who, r.method, r.batch, r.seq)] = r end
+end
+-- parameter counts of the shapes, for 6 * N * tokens
+local nparams = { ["32x32"] = 4273664, ["8x256"] = 4273664, ["4x64"] = 124439808 }
+print(("\n%-10s %-6s %9s %9s %9s %9s %9s %12s %7s"):format("shape", "method", "ours ms", "min-max", "torch ms", "ratio",
+  "peak MB", "opt+grad MB", "sgemm%"))
+local function bar(ok, text) print((ok and "PASS  " or "FAIL  ") .. text) end
+for _, shape in ipairs { "32x32", "8x256", "4x64" } do
+  for _, m in ipairs { "full", "sift", "lora" } do
+    local o, t = by["sift/" .. m .. "/" .. shape], by["pytorch/" .. m .. "/" .. shape]
+    if o then
+      local frac = ""
+      if m == "full" and rate then
+        frac = ("%.0f"):format(100 * 6 * nparams[shape] * o.batch * o.seq / (o.ms_median / 1000) / 1e9 / rate)
+      end
+      print(("%-10s %-6s %9.1f %4.0f-%-4.0f %9s %9s %9.0f %12.2f %7s"):format(shape, m, o.ms_median, o.ms_min, o.ms_max,
+        t and ("%.1f"):format(t.ms_median) or "-", t and ("%.2f"):format(o.ms_median / t.ms_median) or "-", o.peak_rss_mb,
+        o.opt_grad_bytes / 2 ^ 20, frac))
+    end
+  end
+end
+for _, r in ipairs(rows) do
+  if r.method == "generate" then
+    print(("\ngeneration with the KV cache: gpt2-4m %d tokens/s, stories260K %d tokens/s"):format(r.gpt2_4m_tokens_per_s,
+      r.stories260K_tokens_per_s))
+  end
+end
+print()
+local function get(who, m, shape) return by[who .. "/" .. m .. "/" .. shape] end
+local sf, ss = get("sift", "full", "32x32"), get("sift", "sift", "32x32")
+if sf and ss then
+  bar(ss.opt_grad_bytes / sf.opt_grad_bytes <= 0.025, ("#4 SIFT optimizer+gradient state / full = %.4f (<= 0.025)"):format(ss.opt_grad_bytes / sf.opt_grad_bytes))
+  bar(ss.ms_median / sf.ms_median <= 0.75, ("#4 SIFT step / full step (gpt2-4m 32x32) = %.2f (<= 0.75)"):format(ss.ms_median / sf.ms_median))
+  bar(ss.ms_median / sf.ms_median <= 0.6, ("#6 SIFT step / our full step = %.2f (<= 0.6)"):format(ss.ms_median / sf.ms_median))
+end
+local tf, ts = get("pytorch", "full", "32x32"), get("pytorch", "sift", "32x32")
+if sf and tf then bar(sf.ms_median / tf.ms_median <= 0.8, ("#6 gpt2-4m 32x32 full / PyTorch = %.2f (<= 0.8)"):format(sf.ms_median / tf.ms_median)) end
+if ss and ts then bar(ss.ms_median / ts.ms_median <= 0.5, ("#6 gpt2-4m 32x32 SIFT / PyTorch SIFT-style = %.2f (<= 0.5)"):format(ss.ms_median / ts.ms_median)) end
+local bf, bs, pf, ps = get("sift", "full", "4x64"), get("sift", "sift", "4x64"), get("pytorch", "full", "4x64"), get("pytorch", "sift", "4x64")
+if bf and pf then bar(bf.ms_median / pf.ms_median <= 0.6, ("#6 GPT-2 124M 4x64 full / PyTorch = %.2f (<= 0.6)"):format(bf.ms_median / pf.ms_median)) end
+if bf and rate then
+  local frac = 6 * nparams["4x64"] * 256 / (bf.ms_median / 1000) / 1e9 / rate
+  bar(frac >= 0.7, ("#6 GPT-2 124M full at %.0f %% of the bare sgemm rate (>= 70 %%)"):format(100 * frac))
+end
+if bs and ps then
+  bar(bs.ms_median / ps.ms_median <= 0.6, ("#6 GPT-2 124M SIFT / PyTorch SIFT-style = %.2f (<= 0.6)"):format(bs.ms_median / ps.ms_median))
+  bar(bs.peak_rss_mb <= 900 and bs.peak_rss_mb / ps.peak_rss_mb <= 0.6,
+    ("#6 GPT-2 124M SIFT peak %.0f MB (<= 900 MB and <= 0.6x PyTorch's %.0f MB)"):format(bs.peak_rss_mb, ps.peak_rss_mb))
+end
