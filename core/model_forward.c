@@ -109,7 +109,7 @@ static sf_tensor *embed(sf_graph *g, const sf_model *m, sf_tensor *ids) {
 }
 
 /* The classification features: decoders take the last real token, encoders the first. -> (B, C) */
-static sf_tensor *pool(sf_graph *g, const sf_model *m, sf_tensor *x, sf_tensor *mask) {
+static sf_tensor *pool(sf_graph *g, const sf_model *m, sf_tensor *x, sf_tensor *ids, sf_tensor *mask) {
     int64_t B = x->shape[0], T = x->shape[1];
     int64_t shape[1] = {B};
     sf_tensor *idx = sf_graph_tensor_dtype(g, SF_I64, 1, shape);
@@ -118,11 +118,13 @@ static sf_tensor *pool(sf_graph *g, const sf_model *m, sf_tensor *x, sf_tensor *
     for (int64_t b = 0; b < B; b++) {
         int64_t t_sel = 0;
         if (m->cfg.arch == SF_ARCH_GPT2 || m->cfg.arch == SF_ARCH_LLAMA) {
+            /* the last real token: from the mask, else (as HF) the last token that is not the pad id */
             t_sel = T - 1;
-            if (mask) {
+            if (mask || m->cfg.pad_token_id >= 0) {
+                const int64_t *id = sf_tensor_data(ids);
                 t_sel = 0;
                 for (int64_t t = 0; t < T; t++)
-                    if (sf_index_at(mask, b * T + t)) t_sel = t;
+                    if (mask ? sf_index_at(mask, b * T + t) != 0 : id[b * T + t] != m->cfg.pad_token_id) t_sel = t;
             }
         }
         ix[b] = b * T + t_sel;
@@ -202,7 +204,7 @@ sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tens
             }
         }
     } else {
-        sf_tensor *feat = pool(g, m, x, mask); // (B, C)
+        sf_tensor *feat = pool(g, m, x, ids, mask); // (B, C)
         TRY(feat);
         sf_tensor *logits;
         if (c->arch == SF_ARCH_GPT2 || c->arch == SF_ARCH_LLAMA) {

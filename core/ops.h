@@ -35,10 +35,12 @@ void sf_linear_backward_ref(float *dinp, float *dweight, float *dbias, const flo
                             const float *weight, int64_t N, int64_t C, int64_t OC, sf_wlayout layout);
 
 /* Sampled weight gradient (ops_sampled.c): vals[j] += dW[idx[j]] for j < k, computed as dot products
- * of the output gradient dout (N, OC) and the input inp (N, C) without forming dW. coord: (2k) int32
- * scratch. */
+ * of the output gradient dout (N, OC) and the input inp (N, C) without forming dW. scratch: at least
+ * sf_linear_weight_grad_sampled_scratch(k, N, C, OC) floats (nothing is done with less). */
+int64_t sf_linear_weight_grad_sampled_scratch(int64_t k, int64_t N, int64_t C, int64_t OC);
 void sf_linear_weight_grad_sampled(float *vals, const int64_t *idx, int64_t k, const float *dout, const float *inp,
-                                   int32_t *coord, int64_t N, int64_t C, int64_t OC, sf_wlayout layout);
+                                   float *scratch, int64_t n_scratch, int64_t N, int64_t C, int64_t OC,
+                                   sf_wlayout layout);
 void sf_linear_weight_grad_sampled_ref(float *vals, const int64_t *idx, int64_t k, const float *dout, const float *inp,
                                        int64_t N, int64_t C, int64_t OC, sf_wlayout layout);
 

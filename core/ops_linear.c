@@ -167,12 +167,12 @@ static sf_status linear_backward_node(sf_graph *g, sf_node *n) {
     sf_sparse_grad *sp = sf_graph_sparse_grad(g, n->in[1]);
     if (sp) { /* SIFT target with a fixed mask: only its k entries, no dense dW */
         int64_t N = n->i[0], C = n->i[1], OC = n->i[2];
-        int64_t s_c[1] = {2 * sp->k + 1}; /* 2k int32 in f32-sized slots */
-        sf_tensor *coord = sf_graph_scratch(g, 1, s_c);
-        if (!coord) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the sampled gradient", n->op);
-        sf_linear_weight_grad_sampled(sp->values, sp->idx, sp->k, sf_f32(gout), sf_f32(n->in[0]),
-                                      (int32_t *)sf_tensor_data(coord), N, C, OC, (sf_wlayout)n->i[3]);
-        sf_graph_recycle(g, coord);
+        int64_t s_c[1] = {sf_linear_weight_grad_sampled_scratch(sp->k, N, C, OC)};
+        sf_tensor *scr = sf_graph_scratch(g, 1, s_c);
+        if (!scr) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the sampled gradient", n->op);
+        sf_linear_weight_grad_sampled(sp->values, sp->idx, sp->k, sf_f32(gout), sf_f32(n->in[0]), sf_f32(scr), s_c[0],
+                                      N, C, OC, (sf_wlayout)n->i[3]);
+        sf_graph_recycle(g, scr);
     }
     for (int k = 0; k < n->n_in; k++) {
         if (!n->in[k]->requires_grad || (k == 1 && sp)) continue;

@@ -1,43 +1,54 @@
 /* ops_sampled.c — selected entries of a linear layer's weight gradient, computed directly as dot
  * products of the layer input and the output gradient (a sampled dense-dense product): for SIFT
  * targets whose mask is fixed, k entries cost k*N multiply-adds instead of the N*C*OC of a full dW.
- * The optimised kernel decodes each flat index into (output, input) coordinates once, then streams the
- * rows of dout and inp in blocks, every thread owning a contiguous range of the k entries (so no two
- * threads write the same value and no transposed copy is needed). A plain reference loop sits beside it. */
+ *
+ * The optimised kernel transposes dout (N, OC) and inp (N, C) once, in L1-sized tiles, so that each
+ * entry is a contiguous, vectorised dot product of length N; the k dot products run in parallel. (Row-
+ * wise gathers and per-block transposes measured 4-10x slower here: the cost is memory access, not the
+ * k*N multiply-adds.) A plain reference loop sits beside it. */
 #include "ops.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-#define SAMPLED_ROWS 32 /* rows of dout/inp per block: keeps the block in L1/L2 across the k entries */
+
+
+int64_t sf_linear_weight_grad_sampled_scratch(int64_t k, int64_t N, int64_t C, int64_t OC) {
+    (void)k;
+    return (C + OC) * N; /* the two transposed copies */
+}
+
+/* dst (Cc, R) = src (R, Cc)^T, in 16 x 16 tiles that stay in L1, tiles shared among threads. */
+static void transpose(float *dst, const float *src, int64_t R, int64_t Cc) {
+    const int64_t TB = 16;
+    const int64_t tiles_r = (R + TB - 1) / TB, tiles_c = (Cc + TB - 1) / TB;
+#pragma omp parallel for schedule(static) if (R * Cc > (1 << 15))
+    for (int64_t tr = 0; tr < tiles_r; tr++)
+        for (int64_t tc = 0; tc < tiles_c; tc++) {
+            const int64_t r0 = tr * TB, c0 = tc * TB;
+            const int64_t r1 = r0 + TB < R ? r0 + TB : R, c1 = c0 + TB < Cc ? c0 + TB : Cc;
+            for (int64_t c = c0; c < c1; c++)
+                for (int64_t r = r0; r < r1; r++) dst[c * R + r] = src[r * Cc + c];
+        }
+}
 
 void sf_linear_weight_grad_sampled(float *vals, const int64_t *idx, int64_t k, const float *dout, const float *inp,
-                                   int32_t *coord, int64_t N, int64_t C, int64_t OC, sf_wlayout layout) {
-    // coord (2k): scratch for the decoded (o, i) of each entry
-    int32_t *co = coord, *ci = coord + k;
+                                   float *scratch, int64_t n_scratch, int64_t N, int64_t C, int64_t OC,
+                                   sf_wlayout layout) {
+    if (k == 0 || N == 0 || n_scratch < (C + OC) * N) return;
+    float *dT = scratch, *xT = scratch + OC * N; /* (OC, N) and (C, N) */
+    transpose(dT, dout, N, OC);
+    transpose(xT, inp, N, C);
+#pragma omp parallel for schedule(static) if (k * N > (1 << 16))
     for (int64_t j = 0; j < k; j++) {
-        int64_t e = idx[j];
-        co[j] = (int32_t)(layout == SF_W_OUT_IN ? e / C : e % OC);
-        ci[j] = (int32_t)(layout == SF_W_OUT_IN ? e % C : e / OC);
-    }
-#pragma omp parallel if (k * N > (1 << 16))
-    {
-        int nt = 1, t = 0;
-#ifdef _OPENMP
-        nt = omp_get_num_threads();
-        t = omp_get_thread_num();
-#endif
-        int64_t j0 = k * t / nt, j1 = k * (t + 1) / nt;
-        for (int64_t n0 = 0; n0 < N; n0 += SAMPLED_ROWS) {
-            int64_t n1 = n0 + SAMPLED_ROWS < N ? n0 + SAMPLED_ROWS : N;
-            for (int64_t j = j0; j < j1; j++) {
-                const float *d = dout + co[j], *x = inp + ci[j];
-                float s = 0;
-                for (int64_t n = n0; n < n1; n++) s += d[n * OC] * x[n * C];
-                vals[j] += s;
-            }
-        }
+        const int64_t e = idx[j];
+        const int64_t o = layout == SF_W_OUT_IN ? e / C : e % OC, i = layout == SF_W_OUT_IN ? e % C : e / OC;
+        const float *a = dT + o * N, *x = xT + i * N;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int64_t n = 0; n < N; n++) s += a[n] * x[n];
+        vals[j] += s;
     }
 }
 

@@ -86,13 +86,19 @@ sf_status sf_topk_indices(const float *score, int64_t n, int64_t k, int64_t *out
 }
 
 /* ---- target storage ---- */
-static sf_status alloc_target_arrays(sf_sparse_target *t, int64_t k) {
+static void free_target_arrays(sf_sparse_target *t) {
     free(t->idx);
     free(t->w0);
     free(t->delta);
     free(t->grad);
     free(t->m);
     free(t->v);
+    t->idx = NULL;
+    t->w0 = t->delta = t->grad = t->m = t->v = NULL;
+}
+
+static sf_status alloc_target_arrays(sf_sparse_target *t, int64_t k) {
+    free_target_arrays(t);
     size_t n = (size_t)(k ? k : 1);
     t->k = k;
     t->idx = calloc(n, sizeof *t->idx);
@@ -244,12 +250,7 @@ void sf_sparse_free(sf_sparse_set *s) {
             sf_tensor_release(t->w);
         }
         free(t->name);
-        free(t->idx);
-        free(t->w0);
-        free(t->delta);
-        free(t->grad);
-        free(t->m);
-        free(t->v);
+        free_target_arrays(t);
         free(t->calib);
         if (im->calib_sq) free(im->calib_sq[i]);
     }

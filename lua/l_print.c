@@ -15,6 +15,7 @@ static struct {
 typedef struct {
     const sf_tensor *t;
     int summarize, sci, is_int, width;
+    double scale; /* shared factor printed once in front ("1e-04 *"); 1 when unused */
     luaL_Buffer *b;
 } fmt_ctx;
 
@@ -28,7 +29,7 @@ static void fmt_value(const fmt_ctx *c, double v, char *out, size_t n) {
     else if (c->sci)
         snprintf(out, n, "%.*e", opts.precision, v);
     else
-        snprintf(out, n, "%.*f", opts.precision, v);
+        snprintf(out, n, "%.*f", opts.precision, v / c->scale);
 }
 
 /* Visits the printed elements (respecting summarisation) to compute the column width. */
@@ -104,7 +105,7 @@ static void emit(fmt_ctx *c, int d, int64_t base, int64_t stride_prod, int inden
 void lsift_push_tensor_string(lua_State *L, const sf_tensor *t) {
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    fmt_ctx c = {.t = t, .b = &b};
+    fmt_ctx c = {.t = t, .b = &b, .scale = 1.0};
     c.is_int = t->dtype == SF_I64 || t->dtype == SF_I32 || t->dtype == SF_U8;
     int64_t numel = sf_tensor_numel(t);
     c.summarize = numel > opts.threshold;
@@ -119,10 +120,17 @@ void lsift_push_tensor_string(lua_State *L, const sf_tensor *t) {
     } else {
         double amax = 0, amin = INFINITY;
         scan(&c, 0, 0, numel, &amax, &amin, NULL);
-        if (opts.sci_mode >= 0)
+        if (opts.sci_mode >= 0) {
             c.sci = opts.sci_mode;
-        else
+        } else if (!c.is_int && amax > 0 && amax / amin <= 1000.0 && (amax >= 1e4 || amax < 1e-2)) {
+            /* all of one magnitude, far from 1: print them against a shared power of ten (like th) */
+            c.scale = pow(10.0, floor(log10(amax)));
+            char sc[32];
+            snprintf(sc, sizeof sc, "%.0e *\n       ", c.scale);
+            luaL_addstring(&b, sc);
+        } else {
             c.sci = !c.is_int && amax > 0 && (amax / amin > 1000.0 || amax >= 1e8 || amin < 1e-4);
+        }
         c.width = 1;
         scan(&c, 0, 0, numel, &amax, &amin, &c.width);
         emit(&c, 0, 0, numel, 7);

@@ -26,15 +26,14 @@ echo "== kernels"
 "$BUILD/bench_kernels" 12 || echo "(the kernel bench reported a linear fwd+bwd above 1.2x of bare sgemm)"
 RATE=$("$REPL" -e 'io.write(string.format("%.1f", math.max(sift.sgemm_rate(512, 12), sift.sgemm_rate(1024, 6))))')
 echo "bare sgemm (n = 512 / 1024, best median): $RATE GFLOP/s"
-echo "{\"sgemm_gflops\": $RATE, \"runs\": [" > "$OUT"
-first=1
+rm -f "$OUT.lines"
 run() { # label, command...
     label=$1; shift
-    if line=$("$@" 2>"$TMP"); then
-        line=$(echo "$line" | tail -n 1)
-        echo "$line"
-        [ $first -eq 1 ] || echo "," >> "$OUT"; first=0
-        echo "$line" | sed "s/^{/{\"who\":\"$label\",/" >> "$OUT"
+    if lines=$("$@" 2>"$TMP"); then
+        echo "$lines" | grep '^{' | while read -r line; do
+            echo "$line"
+            echo "$line" | sed "s/^{/{\"who\":\"$label\",/" >> "$OUT.lines"
+        done
     else
         echo "bench: $label $* failed:"; tail -5 "$TMP"; exit 1
     fi
@@ -45,8 +44,11 @@ for shape in "gpt2-4m 32 32" "gpt2-4m 8 256" "gpt2-124M 4 64"; do
     target=$MODEL; [ "$name" = "gpt2-124M" ] && target=gpt2-124M
     steps=12; [ "$name" = "gpt2-124M" ] && steps=10
     echo "== $name $B x $T"
+    # our three methods interleaved in one process (ratios under the same conditions) ...
+    run sift "$REPL" scripts/bench_train.lua "$target" full,sift,lora "$B" "$T" "$steps"
     for method in full sift lora; do
-        run sift "$REPL" scripts/bench_train.lua "$target" "$method" "$B" "$T" "$steps"
+        # ... and each alone in its own process, for its own peak resident memory
+        run sift_alone "$REPL" scripts/bench_train.lua "$target" "$method" "$B" "$T" 3
         if [ $TORCH -eq 1 ]; then
             run pytorch env OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE "$PY" scripts/bench_torch.py --shape "$name" \
                 --batch "$B" --seq "$T" --method "$method" --steps "$steps"
@@ -68,5 +70,6 @@ local S = os.getenv("SIFT_SHARED")
 local a = gen(S .. "/models/gpt2-4m", nil, {875, 731, 259, 540}, 200)
 local b = gen(S .. "/models/stories260K/stories260K.bin", nil, {1}, 250)
 print(string.format("{\"method\":\"generate\",\"gpt2_4m_tokens_per_s\":%.0f,\"stories260K_tokens_per_s\":%.0f}", a, b))'
-echo "]}" >> "$OUT"
+{ echo "{\"sgemm_gflops\": $RATE, \"load\": \"$(cut -d' ' -f1-3 /proc/loadavg)\", \"runs\": ["; sed '$!s/$/,/' "$OUT.lines"; echo "]}"; } > "$OUT"
+rm -f "$OUT.lines"
 "$REPL" scripts/bench_report.lua "$OUT"

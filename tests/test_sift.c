@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "../core/model.h"
+#include "../core/ops.h"
 #include "../core/optim.h"
 #include "../core/safetensors.h"
 #include "../core/sift.h"
@@ -343,6 +344,40 @@ TEST(sampled_gradient_equals_gather) {
 }
 
 /* ---- units ---- */
+/* The sampled kernel against its reference loop: both layouts, partial row blocks, one and many entries. */
+TEST(sampled_kernel_matches_reference) {
+    int64_t sizes[4][3] = {{5, 3, 4}, {37, 16, 24}, {300, 64, 96}, {1024, 32, 200}}; /* N, C, OC */
+    unsigned long long seed = 1;
+    for (int q = 0; q < 4; q++)
+        for (int lay = 0; lay < 2; lay++) {
+            int64_t N = sizes[q][0], C = sizes[q][1], OC = sizes[q][2], numel = C * OC;
+            float *dout = malloc((size_t)(N * OC) * 4), *inp = malloc((size_t)(N * C) * 4);
+            for (int64_t i = 0; i < N * OC; i++) dout[i] = (float)((seed = seed * 6364136223846793005ULL + 1) >> 40) / 16777216.0f - 0.5f;
+            for (int64_t i = 0; i < N * C; i++) inp[i] = (float)((seed = seed * 6364136223846793005ULL + 1) >> 40) / 16777216.0f - 0.5f;
+            int64_t k = numel / 7 + 1, *idx = malloc((size_t)k * 8);
+            for (int64_t j = 0; j < k; j++) idx[j] = j * 7 < numel ? j * 7 : numel - 1;
+            float *a = calloc((size_t)k, 4), *b = calloc((size_t)k, 4);
+            int64_t ns = sf_linear_weight_grad_sampled_scratch(k, N, C, OC);
+            float *scr = malloc((size_t)ns * 4);
+            sf_linear_weight_grad_sampled(a, idx, k, dout, inp, scr, ns, N, C, OC, (sf_wlayout)lay);
+            sf_linear_weight_grad_sampled(a, idx, k, dout, inp, scr, ns, N, C, OC, (sf_wlayout)lay); /* accumulates */
+            sf_linear_weight_grad_sampled_ref(b, idx, k, dout, inp, N, C, OC, (sf_wlayout)lay);
+            double worst = 0, mx = 0;
+            for (int64_t j = 0; j < k; j++) {
+                worst = fmax(worst, fabs(a[j] - 2 * b[j]));
+                mx = fmax(mx, fabs(b[j]));
+            }
+            CHECK(worst <= 1e-5 * fmax(mx, 1e-3) * 2, "N %lld C %lld OC %lld layout %d: diff %.3g (max %.3g)", (long long)N,
+                  (long long)C, (long long)OC, lay, worst, mx);
+            free(dout);
+            free(inp);
+            free(idx);
+            free(a);
+            free(b);
+            free(scr);
+        }
+}
+
 TEST(budget_formula) {
     CHECK(sf_sparse_budget(0.05, 3072) == 154, "0.05 * 3072");
     CHECK(sf_sparse_budget(0.01, 100) == 2, "0.01*100 -> floor(1)+1 = 2");

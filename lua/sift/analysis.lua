@@ -13,12 +13,7 @@ local M = {}
 
 M.default_fractions = { 0.001, 0.01, 0.1 }
 
-local function matches(name, patterns)
-  for _, p in ipairs(patterns) do
-    if name:find(p) then return true end
-  end
-  return false
-end
+local matches = sets.matches
 
 local function resolve_targets(model, patterns, who)
   if patterns == nil then return sets.default_targets(model) end

@@ -12,6 +12,7 @@ local function matches(name, patterns)
   end
   return false
 end
+M.matches = matches -- true when name matches one of the Lua patterns
 
 local function resolve(model, patterns, what)
   if type(patterns) == "string" then patterns = { patterns } end
