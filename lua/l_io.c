@@ -7,6 +7,7 @@
  * file mapped); ".metadata" is always present (maybe empty). A dtype the engine cannot hold (F8_*, I8,
  * U16, ...) makes the whole load fail with a message naming it. save_tensors writes every tensor-valued
  * entry of tbl sorted by name (stable files), ignoring the ".metadata" key and values that are not tensors;
+ * without a metadata argument, tbl[".metadata"] (if a table) is written as the metadata;
  * metadata keys and values go through tostring and are written sorted by key. The write is atomic (see
  * core/safetensors.h). Errors are Lua errors carrying core's message, which names the file.
  * This file does not validate or parse anything itself: core/safetensors.c does.
@@ -73,6 +74,11 @@ static int l_save_tensors(lua_State *L) {
     luaL_checktype(L, 2, LUA_TTABLE);
     if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
     lua_settop(L, 3);
+    if (lua_isnil(L, 3)) { /* no metadata argument: keep tbl[".metadata"] (a loaded file saves back whole) */
+        lua_getfield(L, 2, ".metadata");
+        if (lua_istable(L, -1)) lua_replace(L, 3);
+        else lua_pop(L, 1);
+    }
 
     /* 4: the names of the tensor-valued entries (the strings stay anchored in this table) */
     lua_newtable(L);

@@ -59,4 +59,19 @@ test("gpt2 and llama builders: LM gradients match finite differences; padding do
   end
 end)
 
+test("save_tensors writes a loaded table back whole, metadata included, atomically", function()
+  local t = { w = sift.randn(3, 4, { seed = 1 }), ids = sift.tensor({ 1, 2, 3 }, { dtype = "i64" }), [".metadata"] = { step = "7" } }
+  local path = os.tmpname()
+  sift.save_tensors(path, t)
+  local u = sift.load_tensors(path)
+  check(u[".metadata"].step == "7", "metadata kept")
+  check(u.w:max_abs_diff(t.w) == 0 and u.ids:dtype() == "i64", "tensors kept")
+  sift.save_tensors(path, u, { step = 8 })
+  check(sift.load_tensors(path)[".metadata"].step == "8", "an explicit metadata argument wins")
+  local ok, err = pcall(sift.save_tensors, "/nonexistent_dir/x.safetensors", t)
+  check(not ok and err:find("nonexistent_dir"), "unwritable path: %s", tostring(err))
+  check(sift.load_tensors(path).w:max_abs_diff(t.w) == 0, "the earlier file is intact")
+  os.remove(path)
+end)
+
 H.run()
