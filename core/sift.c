@@ -505,7 +505,7 @@ sf_sparse_memory sf_sparse_memory_of(const sf_sparse_set *s) {
         size_t k = (size_t)t->k;
         m.increments += k * sizeof(float);
         m.moments += 2 * k * sizeof(float);
-        m.indices += k * (t->numel < ((int64_t)1 << 31) ? 4 : 8); /* as stored in a delta */
+        m.indices += k * sizeof(int64_t); /* in memory (a delta file stores int32 when numel < 2^31) */
         m.originals += k * sizeof(float);
         m.grads += k * sizeof(float);
         if (t->calib) m.calibration += (size_t)t->numel * sizeof(float);

@@ -98,6 +98,12 @@ static int l_load(lua_State *L) {
     u->m = sf_model_load(path, &o);
     if (!u->m) return lsift_error(L, "sift.load");
     sf_model_set_trainable(u->m, 1);
+    if (u->m->n_unused > 0) { /* reported by name, never silently */
+        fprintf(stderr, "sift.load: %s: %d checkpoint tensor%s not used by the model:", path, u->m->n_unused,
+                u->m->n_unused > 1 ? "s" : "");
+        for (int i = 0; i < u->m->n_unused && i < 8; i++) fprintf(stderr, "%s %s", i ? "," : "", u->m->unused[i]);
+        fprintf(stderr, "%s (see model.config.unused)\n", u->m->n_unused > 8 ? ", ..." : "");
+    }
     push_config(L, u->m);
     lua_setiuservalue(L, -2, 1);
     return 1;
