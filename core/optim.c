@@ -133,3 +133,10 @@ void sf_scale_inplace(float *g, int64_t n, float s) {
 #pragma omp parallel for simd if (n > (1 << 16))
     for (int64_t i = 0; i < n; i++) g[i] *= s;
 }
+
+int64_t sf_count_nonfinite(const float *g, int64_t n) {
+    int64_t bad = 0;
+#pragma omp parallel for simd reduction(+ : bad) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; i++) bad += !isfinite(g[i]);
+    return bad;
+}

@@ -37,5 +37,7 @@ void sf_adamw_set_steps(sf_adamw *o, int64_t t);
 
 /* Global L2 norm over a set of gradient buffers and in-place scaling (gradient clipping). */
 double sf_grad_norm_sq(const float *g, int64_t n);
+/* Number of NaN/Inf entries (parallel; used to refuse a step before any weight changes). */
+int64_t sf_count_nonfinite(const float *g, int64_t n);
 void sf_scale_inplace(float *g, int64_t n, float s);
 #endif

@@ -452,9 +452,8 @@ sf_status sf_sparse_step(sf_sparse_set *s, const sf_adamw_hparams *hp) {
     for (int i = 0; i < s->n; i++) {
         sf_sparse_target *t = &s->t[i];
         if (!t->selected || !t->got_grad || im->frozen[i]) continue;
-        for (int64_t j = 0; j < t->k; j++)
-            if (!isfinite(t->grad[j]))
-                return sf_fail(SF_ERR_NUMERIC, "sparse step: non-finite gradient in %s (entry %lld)", t->name, (long long)t->idx[j]);
+        if (sf_count_nonfinite(t->grad, t->k))
+            return sf_fail(SF_ERR_NUMERIC, "step: non-finite gradient in %s; weights left unchanged", t->name);
     }
     for (int i = 0; i < s->n; i++) {
         sf_sparse_target *t = &s->t[i];

@@ -643,23 +643,17 @@ static int opt_step(lua_State *L) {
     int n = collect_dense(s, &t);
     for (int i = 0; i < n; i++) {
         if (!t[i]->grad) continue;
-        const float *g = sf_f32(t[i]->grad);
-        for (int64_t j = 0; j < sf_tensor_numel(t[i]->grad); j++)
-            if (!isfinite(g[j])) {
-                const char *nm = t[i]->name ? t[i]->name : "?";
-                free(t);
-                return luaL_error(L, "step: non-finite gradient in %s; weights left unchanged", nm);
-            }
+        if (sf_count_nonfinite(sf_f32(t[i]->grad), sf_tensor_numel(t[i]->grad))) {
+            const char *nm = t[i]->name ? t[i]->name : "?";
+            free(t);
+            return luaL_error(L, "step: non-finite gradient in %s; weights left unchanged", nm);
+        }
     }
     free(t);
     if (s->sparse) {
         sf_adamw_hparams hs = o->h;
         hs.weight_decay = o->sparse_wd;
-        for (int i = 0; i < s->sparse->n; i++)
-            for (int64_t j = 0; j < s->sparse->t[i].k; j++)
-                if (!isfinite(s->sparse->t[i].grad[j]))
-                    return luaL_error(L, "step: non-finite gradient in %s; weights left unchanged", s->sparse->t[i].name);
-        if (sf_sparse_step(s->sparse, &hs)) return lsift_error(L, "step");
+        if (sf_sparse_step(s->sparse, &hs)) return lsift_error(L, "step"); /* checks for NaN/Inf first */
     }
     if (sf_adamw_step(o->dense)) return lsift_error(L, "step");
     sf_adamw_zero_grad(o->dense);
