@@ -323,6 +323,14 @@ static int t_top_share(lua_State *L) {
     return 2;
 }
 
+/* t:copy_(src) copies src's values into t in place (same number of elements; dtype converted). */
+static int t_copy_(lua_State *L) {
+    sf_tensor *t = lsift_check_tensor(L, 1), *src = lsift_check_tensor(L, 2);
+    if (sf_tensor_copy_(t, src)) return lsift_error(L, "copy_");
+    lua_settop(L, 1);
+    return 1;
+}
+
 static int t_reshape(lua_State *L) {
     sf_tensor *t = lsift_check_tensor(L, 1);
     int64_t shape[SF_MAX_DIMS];
@@ -432,7 +440,7 @@ void lsift_open_tensor(lua_State *L) {
         {"get", t_get},         {"set", t_set},       {"totable", t_totable},
         {"float", t_float},     {"clone", t_clone},   {"max_abs_diff", t_max_abs_diff},
         {"norm", t_norm},       {"sum", t_sum},       {"matmul", t_matmul},
-        {"reshape", t_reshape}, {"top_share", t_top_share}, {NULL, NULL}};
+        {"reshape", t_reshape}, {"top_share", t_top_share}, {"copy_", t_copy_}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", t_gc},   {"__close", t_gc},   {"__tostring", t_tostring},
                                     {"__add", t_add}, {"__sub", t_sub},    {"__mul", t_mul},
                                     {"__unm", t_unm}, {"__len", t_len},    {NULL, NULL}};

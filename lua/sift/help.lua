@@ -67,6 +67,7 @@ def("sift.zeros", "sift.zeros(d1, d2, …, {dtype = \"f32\"}?) -> tensor", "A te
   "local z = sift.zeros(4, 8)")
 def("sift.randn", "sift.randn(d1, d2, …, {seed = 0, std = 1}?) -> tensor",
   "Normal(0, std) samples from a deterministic generator seeded with seed.", "local w = sift.randn(16, 16, {seed = 1})")
+def("Tensor:copy_", "t:copy_(src) -> t", "Copies src's values into t in place (same number of elements, dtype converted). Works on\nmodel:param(name) tensors, which share the model's storage.")
 def("Tensor:shape", "t:shape() -> {d1, d2, …}", "The dimensions as a table.")
 def("Tensor:numel", "t:numel() -> n", "The number of elements.")
 def("Tensor:dtype", "t:dtype() -> \"f32\" | \"bf16\" | \"i64\" | …", "The element type.")
