@@ -5,6 +5,7 @@
 #   make test-asan    the same suite built with -fsanitize=address,undefined (in build-asan/)
 #   make bench-kernels  GFLOP/s of linear forward/backward next to bare cblas_sgemm
 #   make install PREFIX=/usr/local
+MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)   # build in parallel by default
 BUILD    ?= build
 PREFIX   ?= /usr/local
 CC       ?= cc

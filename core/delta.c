@@ -729,7 +729,8 @@ sf_delta *sf_delta_load(const char *path) {
         sf_tensor *t = sf_st_load(f, nm);
         if (!t) goto fail;
         const float *v = sf_f32(t);
-        for (int64_t j = 0; j < sf_tensor_numel(t); j++)
+        const int64_t nv = sf_tensor_numel(t);
+        for (int64_t j = 0; j < nv; j++)
             if (!isfinite(v[j])) {
                 sf_tensor_release(t);
                 sf_fail(SF_ERR_FORMAT, "%s: dense tensor '%s': value at position %" PRId64 " is not finite", path, nm, j);

@@ -272,6 +272,15 @@ static sf_tensor *batch_field(lua_State *L, int batch, const char *key) {
     return t;
 }
 
+/* (T) -> a (1, T) view of the same storage; takes over t's reference (NULL on failure). */
+static sf_tensor *as_single_row(sf_tensor *t) {
+    if (t->ndim != 1) return t;
+    int64_t shape[2] = {1, t->shape[0]};
+    sf_tensor *v = sf_tensor_view(t, 2, shape);
+    sf_tensor_release(t);
+    return v;
+}
+
 static int m_forward(lua_State *L) {
     sf_model *m = lsift_check_model(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -283,29 +292,19 @@ static int m_forward(lua_State *L) {
         if (lua_isboolean(L, -1)) want_logits = lua_toboolean(L, -1);
         lua_pop(L, 2);
     }
+    /* a single sequence (1-D ids) is read as a batch of one through (1, T) views: the caller's tensors
+     * keep their shapes */
     sf_tensor *ids = batch_field(L, 2, "input_ids");
     if (!ids) return luaL_error(L, "forward: batch.input_ids is required");
+    int single = ids->ndim == 1;
+    ids = single ? as_single_row(ids) : ids;
     lsift_push_tensor(L, ids); /* anchored for collection if anything below raises */
     sf_tensor *mask = batch_field(L, 2, "attention_mask");
+    if (mask && single) mask = as_single_row(mask);
     if (mask) lsift_push_tensor(L, mask);
     sf_tensor *labels = batch_field(L, 2, "labels");
+    if (labels && single && m->task == SF_TASK_LM) labels = as_single_row(labels);
     if (labels) lsift_push_tensor(L, labels);
-    if (ids->ndim == 1) { /* a single sequence */
-        int64_t shape[2] = {1, ids->shape[0]};
-        ids->ndim = 2;
-        ids->shape[0] = shape[0];
-        ids->shape[1] = shape[1];
-        if (mask && mask->ndim == 1) {
-            mask->ndim = 2;
-            mask->shape[1] = mask->shape[0];
-            mask->shape[0] = 1;
-        }
-        if (labels && labels->ndim == 1 && m->task == SF_TASK_LM) {
-            labels->ndim = 2;
-            labels->shape[1] = labels->shape[0];
-            labels->shape[0] = 1;
-        }
-    }
     m->loss_only = !want_logits && labels != NULL;
     sf_status st = sf_model_forward(m, ids, mask, labels, train);
     m->loss_only = 0;

@@ -331,14 +331,16 @@ static int set_budget(lua_State *L) {
     return 2;
 }
 
+/* Every target of a sparse set has its mask. */
+static int all_selected(const sf_sparse_set *sp) {
+    int sel = 1;
+    for (int i = 0; i < sp->n; i++) sel &= sp->t[i].selected;
+    return sel;
+}
+
 static int set_selected(lua_State *L) {
     l_set *s = check_set(L, 1);
-    int sel = 1;
-    if (s->sparse) {
-        sel = !s->sparse->calibrating && s->sparse->n > 0;
-        for (int i = 0; i < s->sparse->n; i++) sel &= s->sparse->t[i].selected;
-    }
-    lua_pushboolean(L, sel);
+    lua_pushboolean(L, !s->sparse || (!s->sparse->calibrating && s->sparse->n > 0 && all_selected(s->sparse)));
     return 1;
 }
 
@@ -377,9 +379,7 @@ static int set_trainable(lua_State *L) {
     l_set *s = check_set(L, 1);
     int64_t n = dense_count(s);
     if (s->sparse) {
-        int sel = 1;
-        for (int i = 0; i < s->sparse->n; i++) sel &= s->sparse->t[i].selected;
-        if (sel) n += sf_sparse_trainable(s->sparse);
+        if (all_selected(s->sparse)) n += sf_sparse_trainable(s->sparse);
         else
             for (int i = 0; i < s->sparse->n; i++) n += sf_sparse_budget(s->sparse->rate, s->sparse->t[i].numel);
     }
@@ -633,11 +633,8 @@ static int opt_step(lua_State *L) {
     l_set *s = opt_set(L, 1);
     if (s->sparse && s->sparse->calibrating)
         return luaL_error(L, "step: the sparse set is still selecting (finish s:select first)");
-    if (s->sparse) {
-        int sel = 1;
-        for (int i = 0; i < s->sparse->n; i++) sel &= s->sparse->t[i].selected;
-        if (!sel) return luaL_error(L, "step: the sparse set has not selected its masks yet (run s:select(batch))");
-    }
+    if (s->sparse && !all_selected(s->sparse))
+        return luaL_error(L, "step: the sparse set has not selected its masks yet (run s:select(batch))");
     /* refuse NaN/Inf before touching any weight */
     sf_tensor **t;
     int n = collect_dense(s, &t);

@@ -267,7 +267,8 @@ static int t_max_abs_diff(lua_State *L) {
 static int t_norm(lua_State *L) {
     sf_tensor *a = lsift_check_tensor(L, 1);
     double s = 0;
-    for (int64_t i = 0; i < sf_tensor_numel(a); i++) {
+    const int64_t n = sf_tensor_numel(a);
+    for (int64_t i = 0; i < n; i++) {
         double v = sf_tensor_get_flat(a, i);
         s += v * v;
     }
@@ -278,7 +279,8 @@ static int t_norm(lua_State *L) {
 static int t_sum(lua_State *L) {
     sf_tensor *a = lsift_check_tensor(L, 1);
     double s = 0;
-    for (int64_t i = 0; i < sf_tensor_numel(a); i++) s += sf_tensor_get_flat(a, i);
+    const int64_t n = sf_tensor_numel(a);
+    for (int64_t i = 0; i < n; i++) s += sf_tensor_get_flat(a, i);
     lua_pushnumber(L, s);
     return 1;
 }
@@ -358,7 +360,8 @@ static int arith(lua_State *L, binop op, const char *name) {
     lsift_push_tensor(L, o);
     double sa = a ? 0 : lua_tonumber(L, 1), sb = b ? 0 : lua_tonumber(L, 2);
     float *od = sf_f32(o);
-    for (int64_t i = 0; i < sf_tensor_numel(o); i++) {
+    const int64_t n = sf_tensor_numel(o);
+    for (int64_t i = 0; i < n; i++) {
         double x = a ? sf_tensor_get_flat(a, i) : sa, y = b ? sf_tensor_get_flat(b, i) : sb;
         od[i] = (float)(op == OP_ADD ? x + y : op == OP_SUB ? x - y : x * y);
     }
@@ -373,7 +376,9 @@ static int t_unm(lua_State *L) {
     sf_tensor *a = lsift_check_tensor(L, 1);
     sf_tensor *o = sf_tensor_to_f32(a);
     if (!o) return lsift_error(L, "tensor -");
-    for (int64_t i = 0; i < sf_tensor_numel(o); i++) sf_f32(o)[i] = -sf_f32(o)[i];
+    const int64_t n = sf_tensor_numel(o);
+    float *od = sf_f32(o);
+    for (int64_t i = 0; i < n; i++) od[i] = -od[i];
     lsift_push_tensor(L, o);
     return 1;
 }
