@@ -331,7 +331,7 @@ sf_delta *sf_delta_from_sparse(const sf_sparse_set *s, sf_tensor *const *dense, 
     if (s->calibrating) return sf_fail_null(SF_ERR_STATE, "delta: the sparse set has not finished its selection");
     for (int i = 0; i < s->n; i++) {
         const sf_sparse_target *t = &s->t[i];
-        if (!t->selected || !t->idx)
+        if (!t->selected || !t->idx.data)
             return sf_fail_null(SF_ERR_STATE, "delta: target %s has no indices yet (run the selection first)", t->name);
         if (t->w->dtype != SF_F32) return sf_fail_null(SF_ERR_ARG, "delta: target %s is not f32", t->name);
     }
@@ -339,7 +339,15 @@ sf_delta *sf_delta_from_sparse(const sf_sparse_set *s, sf_tensor *const *dense, 
     if (!d) return NULL;
     for (int i = 0; i < s->n; i++) {
         const sf_sparse_target *t = &s->t[i];
-        if (add_sparse_raw(d, t->name, t->w->ndim, t->w->shape, t->k, t->idx, t->delta, NULL) != SF_OK) {
+        int64_t *idx = malloc((size_t)(t->k ? t->k : 1) * sizeof *idx); /* (k) the set's offsets, widened */
+        if (!idx) {
+            sf_delta_free(d);
+            return sf_fail_null(SF_ERR_NOMEM, "delta: out of memory for the indices of %s", t->name);
+        }
+        sf_index_to_i64(t->idx, t->k, idx);
+        sf_status st = add_sparse_raw(d, t->name, t->w->ndim, t->w->shape, t->k, idx, t->delta, NULL);
+        free(idx);
+        if (st != SF_OK) {
             sf_delta_free(d);
             return NULL;
         }
@@ -348,7 +356,7 @@ sf_delta *sf_delta_from_sparse(const sf_sparse_set *s, sf_tensor *const *dense, 
     #pragma omp parallel for schedule(dynamic, 1)
     for (int i = 0; i < s->n; i++) {
         const sf_sparse_target *t = &s->t[i];
-        hash_patched(sf_f32(t->w), t->numel, t->idx, t->w0, t->k, d->e[i].base_sha256);
+        hash_patched(sf_f32(t->w), t->numel, d->e[i].idx, t->w0, t->k, d->e[i].base_sha256);
     }
     for (int i = 0; i < n_dense; i++) {
         if (!dense[i]) {

@@ -296,8 +296,8 @@ static sf_status finish_leaf(sf_graph *g, sf_tensor *t) {
         if (gbuf) {
             const float *d = sf_f32(gbuf);
             float *vals = t->sparse->values;
-            const int64_t *idx = t->sparse->idx;
-            for (int64_t i = 0; i < t->sparse->k; i++) vals[i] += d[idx[i]];
+            const sf_index_array idx = t->sparse->idx;
+            for (int64_t i = 0; i < t->sparse->k; i++) vals[i] += d[sf_index_get(idx, i)];
             recycle_tensor(g, gbuf);
         }
         if (t->hook) t->hook(t, NULL, t->hook_user);

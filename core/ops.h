@@ -38,10 +38,10 @@ void sf_linear_backward_ref(float *dinp, float *dweight, float *dbias, const flo
  * of the output gradient dout (N, OC) and the input inp (N, C) without forming dW. scratch: at least
  * sf_linear_weight_grad_sampled_scratch(k, N, C, OC) floats (nothing is done with less). */
 int64_t sf_linear_weight_grad_sampled_scratch(int64_t k, int64_t N, int64_t C, int64_t OC);
-void sf_linear_weight_grad_sampled(float *vals, const int64_t *idx, int64_t k, const float *dout, const float *inp,
+void sf_linear_weight_grad_sampled(float *vals, sf_index_array idx, int64_t k, const float *dout, const float *inp,
                                    float *scratch, int64_t n_scratch, int64_t N, int64_t C, int64_t OC,
                                    sf_wlayout layout);
-void sf_linear_weight_grad_sampled_ref(float *vals, const int64_t *idx, int64_t k, const float *dout, const float *inp,
+void sf_linear_weight_grad_sampled_ref(float *vals, sf_index_array idx, int64_t k, const float *dout, const float *inp,
                                        int64_t N, int64_t C, int64_t OC, sf_wlayout layout);
 
 /* x (..., C), w (OC, C) or (C, OC), b (OC) or NULL -> (..., OC). A weight that is a sampled sparse leaf

@@ -33,7 +33,7 @@ static void transpose(float *dst, const float *src, int64_t R, int64_t Cc) {
         }
 }
 
-void sf_linear_weight_grad_sampled(float *vals, const int64_t *idx, int64_t k, const float *dout, const float *inp,
+void sf_linear_weight_grad_sampled(float *vals, sf_index_array idx, int64_t k, const float *dout, const float *inp,
                                    float *scratch, int64_t n_scratch, int64_t N, int64_t C, int64_t OC,
                                    sf_wlayout layout) {
     if (k == 0 || N == 0 || n_scratch < (C + OC) * N) return;
@@ -42,7 +42,7 @@ void sf_linear_weight_grad_sampled(float *vals, const int64_t *idx, int64_t k, c
     transpose(xT, inp, N, C);
 #pragma omp parallel for schedule(static) if (k * N > (1 << 16))
     for (int64_t j = 0; j < k; j++) {
-        const int64_t e = idx[j];
+        const int64_t e = sf_index_get(idx, j);
         const int64_t o = layout == SF_W_OUT_IN ? e / C : e % OC, i = layout == SF_W_OUT_IN ? e % C : e / OC;
         const float *a = dT + o * N, *x = xT + i * N;
         float s = 0.0f;
@@ -52,10 +52,10 @@ void sf_linear_weight_grad_sampled(float *vals, const int64_t *idx, int64_t k, c
     }
 }
 
-void sf_linear_weight_grad_sampled_ref(float *vals, const int64_t *idx, int64_t k, const float *dout, const float *inp,
+void sf_linear_weight_grad_sampled_ref(float *vals, sf_index_array idx, int64_t k, const float *dout, const float *inp,
                                        int64_t N, int64_t C, int64_t OC, sf_wlayout layout) {
     for (int64_t j = 0; j < k; j++) {
-        int64_t e = idx[j];
+        int64_t e = sf_index_get(idx, j);
         int64_t o = layout == SF_W_OUT_IN ? e / C : e % OC, i = layout == SF_W_OUT_IN ? e % C : e / OC;
         double s = 0;
         for (int64_t n = 0; n < N; n++) s += (double)dout[n * OC + o] * inp[n * C + i];

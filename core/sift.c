@@ -87,13 +87,12 @@ sf_status sf_topk_indices(const float *score, int64_t n, int64_t k, int64_t *out
 
 /* ---- target storage ---- */
 static void free_target_arrays(sf_sparse_target *t) {
-    free(t->idx);
+    sf_index_free(&t->idx);
     free(t->w0);
     free(t->delta);
     free(t->grad);
     free(t->m);
     free(t->v);
-    t->idx = NULL;
     t->w0 = t->delta = t->grad = t->m = t->v = NULL;
 }
 
@@ -101,19 +100,19 @@ static sf_status alloc_target_arrays(sf_sparse_target *t, int64_t k) {
     free_target_arrays(t);
     size_t n = (size_t)(k ? k : 1);
     t->k = k;
-    t->idx = calloc(n, sizeof *t->idx);
+    t->idx = sf_index_alloc(k, t->numel);
     t->w0 = calloc(n, sizeof *t->w0);
     t->delta = calloc(n, sizeof *t->delta);
     t->grad = calloc(n, sizeof *t->grad);
     t->m = calloc(n, sizeof *t->m);
     t->v = calloc(n, sizeof *t->v);
-    if (!t->idx || !t->w0 || !t->delta || !t->grad || !t->m || !t->v)
+    if (!t->idx.data || !t->w0 || !t->delta || !t->grad || !t->m || !t->v)
         return sf_fail(SF_ERR_NOMEM, "sparse set: out of memory for %lld entries of %s", (long long)k, t->name);
     return SF_OK;
 }
 
-static void gather_add(float *dst, const float *src, const int64_t *idx, int64_t k) {
-    for (int64_t j = 0; j < k; j++) dst[j] += src[idx[j]];
+static void gather_add(float *dst, const float *src, sf_index_array idx, int64_t k) {
+    for (int64_t j = 0; j < k; j++) dst[j] += src[sf_index_get(idx, j)];
 }
 
 /* Per-tensor selection for topk/random/magnitude from the dense gradient g (may be NULL). */
@@ -137,15 +136,19 @@ static sf_status select_one(sf_sparse_set *s, int i, const float *g) {
         }
         int64_t m = 0;
         for (int64_t e = 0; e < t->numel; e++)
-            if (mark[e]) t->idx[m++] = e;
+            if (mark[e]) sf_index_set(t->idx, m++, e);
         free(mark);
     } else {
         score = malloc((size_t)t->numel * sizeof *score);
         if (!score) return sf_fail(SF_ERR_NOMEM, "selection: out of memory for %s", t->name);
         const float *src = s->policy == SF_POLICY_MAGNITUDE ? w : g;
         for (int64_t e = 0; e < t->numel; e++) score[e] = src ? fabsf(src[e]) : 0.0f;
-        st = sf_topk_indices(score, t->numel, k, t->idx);
+        int64_t *pick = malloc((size_t)(k ? k : 1) * sizeof *pick);
+        st = pick ? sf_topk_indices(score, t->numel, k, pick) : sf_fail(SF_ERR_NOMEM, "selection: out of memory for %s", t->name);
         free(score);
+        if (st == SF_OK)
+            for (int64_t j = 0; j < k; j++) sf_index_set(t->idx, j, pick[j]);
+        free(pick);
         if (st) return st;
     }
     if (g) gather_add(t->grad, g, t->idx, k);
@@ -324,7 +327,7 @@ sf_status sf_sparse_set_indices(sf_sparse_set *s, int i, const int64_t *idx, int
         free(sorted);
         return st;
     }
-    memcpy(t->idx, sorted, (size_t)k * sizeof *sorted);
+    for (int64_t j = 0; j < k; j++) sf_index_set(t->idx, j, sorted[j]);
     free(sorted);
     if (t->calib) gather_add(t->grad, t->calib, t->idx, k);
     t->selected = 1;
@@ -407,7 +410,7 @@ sf_status sf_sparse_finish_selection(sf_sparse_set *s) {
     for (int i = 0; i < s->n; i++) {
         sf_sparse_target *t = &s->t[i];
         const float *w = sf_f32(t->w);
-        for (int64_t j = 0; j < t->k; j++) t->w0[j] = w[t->idx[j]];
+        for (int64_t j = 0; j < t->k; j++) t->w0[j] = w[sf_index_get(t->idx, j)];
         memset(t->delta, 0, (size_t)t->k * sizeof *t->delta);
         memset(t->m, 0, (size_t)t->k * sizeof *t->m);
         memset(t->v, 0, (size_t)t->k * sizeof *t->v);
@@ -432,7 +435,7 @@ void sf_sparse_write_back(sf_sparse_set *s) {
         sf_sparse_target *t = &s->t[i];
         if (!t->selected) continue;
         float *w = sf_f32(t->w);
-        for (int64_t j = 0; j < t->k; j++) w[t->idx[j]] = t->w0[j] + t->delta[j];
+        for (int64_t j = 0; j < t->k; j++) w[sf_index_get(t->idx, j)] = t->w0[j] + t->delta[j];
     }
 }
 
@@ -441,7 +444,7 @@ void sf_sparse_restore(sf_sparse_set *s) {
         sf_sparse_target *t = &s->t[i];
         if (!t->selected) continue;
         float *w = sf_f32(t->w);
-        for (int64_t j = 0; j < t->k; j++) w[t->idx[j]] = t->w0[j];
+        for (int64_t j = 0; j < t->k; j++) w[sf_index_get(t->idx, j)] = t->w0[j];
     }
 }
 
@@ -460,10 +463,10 @@ sf_status sf_sparse_step(sf_sparse_set *s, const sf_adamw_hparams *hp) {
         if (!t->selected || !t->got_grad || im->frozen[i]) continue;
         float *w = sf_f32(t->w);
         if (s->reference_quirks) /* written back one step late: the weight gets the previous increment */
-            for (int64_t j = 0; j < t->k; j++) w[t->idx[j]] = t->w0[j] + t->delta[j];
+            for (int64_t j = 0; j < t->k; j++) w[sf_index_get(t->idx, j)] = t->w0[j] + t->delta[j];
         sf_adamw_update(t->delta, t->grad, t->m, t->v, t->k, hp, s->step, 1.0f);
         if (!s->reference_quirks)
-            for (int64_t j = 0; j < t->k; j++) w[t->idx[j]] = t->w0[j] + t->delta[j];
+            for (int64_t j = 0; j < t->k; j++) w[sf_index_get(t->idx, j)] = t->w0[j] + t->delta[j];
     }
     sf_sparse_zero_grad(s);
     return SF_OK;
@@ -504,7 +507,7 @@ sf_sparse_memory sf_sparse_memory_of(const sf_sparse_set *s) {
         size_t k = (size_t)t->k;
         m.increments += k * sizeof(float);
         m.moments += 2 * k * sizeof(float);
-        m.indices += k * sizeof(int64_t); /* in memory (a delta file stores int32 when numel < 2^31) */
+        m.indices += k * sf_index_elem_bytes(t->idx.data ? t->idx.wide : sf_index_needs_wide(t->numel));
         m.originals += k * sizeof(float);
         m.grads += k * sizeof(float);
         if (t->calib) m.calibration += (size_t)t->numel * sizeof(float);

@@ -1,7 +1,7 @@
 /* sift.h — Sparse Increment Fine-Tuning: sparse parameter sets, selection policies, sparse AdamW.
  *
  * A sparse set owns, for each target weight W (numel N, k = min(floor(rate*N) + 1, N)):
- *   idx   (k) ascending flat row-major offsets (int64 in memory; saved as int32 when N < 2^31),
+ *   idx   (k) ascending flat row-major offsets (int32 when N < 2^31, int64 above; index_array.h),
  *   w0    (k) the original values W[idx],
  *   delta (k) the increment, starting at 0, trained by AdamW with its own moments m, v (k each),
  *   grad  (k) the gradient of the increment, fed by the tape (see graph.h "sparse leaves").
@@ -40,7 +40,7 @@ typedef struct {
     char *name;
     sf_tensor *w;       /* the model's weight (retained) */
     int64_t numel, k;
-    int64_t *idx;       /* (k) ascending */
+    sf_index_array idx; /* (k) ascending flat offsets, int32 when numel < 2^31 */
     float *w0;          /* (k) */
     float *delta;       /* (k) */
     float *grad;        /* (k) accumulated gradient of delta */

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "index_array.h"
 #include "status.h"
 
 #define SF_MAX_DIMS 4
@@ -55,12 +56,12 @@ struct sf_tensor;
 typedef enum { SF_HOOK_KEEP = 0, SF_HOOK_CONSUMED = 1 } sf_hook_result;
 typedef sf_hook_result (*sf_grad_hook)(struct sf_tensor *leaf, struct sf_tensor *grad, void *user);
 
-/* A sparse leaf: only the gradient entries at idx (k, ascending flat offsets) are wanted; they
+/* A sparse leaf: only the gradient entries at idx (k, ascending flat offsets, int32 or int64) are wanted; they
  * accumulate into values (k). Ops that can compute those entries directly (linear: sampled dense-dense
  * product) do so when `sampled` is set; otherwise the tape gathers them from a transient dense buffer. */
 typedef struct sf_sparse_grad {
     int64_t k;
-    const int64_t *idx;
+    sf_index_array idx; /* (k) ascending */
     float *values;
     int sampled;
 } sf_sparse_grad;

@@ -352,7 +352,7 @@ static int set_indices(lua_State *L) {
     int64_t shape[1] = {sp->t[i].k};
     sf_tensor *t = sf_tensor_new(SF_I64, 1, shape);
     if (!t) return lsift_error(L, "indices");
-    memcpy(sf_tensor_data(t), sp->t[i].idx, (size_t)sp->t[i].k * sizeof(int64_t));
+    sf_index_to_i64(sp->t[i].idx, sp->t[i].k, sf_tensor_data(t));
     lsift_push_tensor(L, t);
     return 1;
 }

@@ -226,8 +226,9 @@ static void sift_selection(const char *name, sf_task task) {
         CHECK(k == s->t[i].k, "%s: k %lld vs reference %lld", spec.targets[i], (long long)s->t[i].k, (long long)k);
         const int64_t *ri = sf_tensor_data(r);
         for (int64_t a = 0, b = 0; a < k && b < s->t[i].k;) { /* both ascending */
-            if (ri[a] == s->t[i].idx[b]) same++, a++, b++;
-            else if (ri[a] < s->t[i].idx[b]) a++;
+            int64_t e = sf_index_get(s->t[i].idx, b);
+            if (ri[a] == e) same++, a++, b++;
+            else if (ri[a] < e) a++;
             else b++;
         }
         CHECK(same >= (int64_t)ceil(0.99 * (double)k), "%s: %lld of %lld indices agree", spec.targets[i], (long long)same, (long long)k);
@@ -344,7 +345,8 @@ TEST(sampled_gradient_equals_gather) {
 }
 
 /* ---- units ---- */
-/* The sampled kernel against its reference loop: both layouts, partial row blocks, one and many entries. */
+/* The sampled kernel against its reference loop: both layouts, partial row blocks, one and many entries,
+ * int32 and int64 offsets (the same result bit for bit). */
 TEST(sampled_kernel_matches_reference) {
     int64_t sizes[4][3] = {{5, 3, 4}, {37, 16, 24}, {300, 64, 96}, {1024, 32, 200}}; /* N, C, OC */
     unsigned long long seed = 1;
@@ -354,14 +356,22 @@ TEST(sampled_kernel_matches_reference) {
             float *dout = malloc((size_t)(N * OC) * 4), *inp = malloc((size_t)(N * C) * 4);
             for (int64_t i = 0; i < N * OC; i++) dout[i] = (float)((seed = seed * 6364136223846793005ULL + 1) >> 40) / 16777216.0f - 0.5f;
             for (int64_t i = 0; i < N * C; i++) inp[i] = (float)((seed = seed * 6364136223846793005ULL + 1) >> 40) / 16777216.0f - 0.5f;
-            int64_t k = numel / 7 + 1, *idx = malloc((size_t)k * 8);
-            for (int64_t j = 0; j < k; j++) idx[j] = j * 7 < numel ? j * 7 : numel - 1;
-            float *a = calloc((size_t)k, 4), *b = calloc((size_t)k, 4);
+            int64_t k = numel / 7 + 1;
+            sf_index_array idx = sf_index_alloc(k, numel), wide = sf_index_alloc(k, (int64_t)1 << 31);
+            CHECK(!idx.wide && wide.wide, "index width: numel %lld -> %d, 2^31 -> %d", (long long)numel, idx.wide, wide.wide);
+            for (int64_t j = 0; j < k; j++) {
+                sf_index_set(idx, j, j * 7 < numel ? j * 7 : numel - 1);
+                sf_index_set(wide, j, j * 7 < numel ? j * 7 : numel - 1);
+            }
+            float *a = calloc((size_t)k, 4), *b = calloc((size_t)k, 4), *c = calloc((size_t)k, 4);
             int64_t ns = sf_linear_weight_grad_sampled_scratch(k, N, C, OC);
             float *scr = malloc((size_t)ns * 4);
             sf_linear_weight_grad_sampled(a, idx, k, dout, inp, scr, ns, N, C, OC, (sf_wlayout)lay);
             sf_linear_weight_grad_sampled(a, idx, k, dout, inp, scr, ns, N, C, OC, (sf_wlayout)lay); /* accumulates */
             sf_linear_weight_grad_sampled_ref(b, idx, k, dout, inp, N, C, OC, (sf_wlayout)lay);
+            sf_linear_weight_grad_sampled(c, wide, k, dout, inp, scr, ns, N, C, OC, (sf_wlayout)lay);
+            sf_linear_weight_grad_sampled(c, wide, k, dout, inp, scr, ns, N, C, OC, (sf_wlayout)lay);
+            CHECK(!memcmp(a, c, (size_t)k * 4), "int32 and int64 offsets disagree");
             double worst = 0, mx = 0;
             for (int64_t j = 0; j < k; j++) {
                 worst = fmax(worst, fabs(a[j] - 2 * b[j]));
@@ -371,9 +381,11 @@ TEST(sampled_kernel_matches_reference) {
                   (long long)C, (long long)OC, lay, worst, mx);
             free(dout);
             free(inp);
-            free(idx);
+            sf_index_free(&idx);
+            sf_index_free(&wide);
             free(a);
             free(b);
+            free(c);
             free(scr);
         }
 }
@@ -414,9 +426,12 @@ TEST(policies_and_index_validation) {
         sf_sparse_begin_selection(s);
         REQUIRE(sf_sparse_finish_selection(s) == SF_OK, "%s", sf_last_error());
         CHECK(s->t[0].k == 21, "k = %lld", (long long)s->t[0].k);
-        for (int64_t j = 1; j < s->t[0].k; j++) CHECK(s->t[0].idx[j] > s->t[0].idx[j - 1], "not ascending");
+        CHECK(!s->t[0].idx.wide && sf_sparse_memory_of(s).indices == 21 * sizeof(int32_t), "indices are not int32 in memory");
+        for (int64_t j = 1; j < s->t[0].k; j++)
+            CHECK(sf_index_get(s->t[0].idx, j) > sf_index_get(s->t[0].idx, j - 1), "not ascending");
         if (pol == SF_POLICY_MAGNITUDE)
-            for (int64_t j = 0; j < s->t[0].k; j++) CHECK(fabsf(sf_f32(w)[s->t[0].idx[j]]) >= 90.0f, "magnitude picked a small entry");
+            for (int64_t j = 0; j < s->t[0].k; j++)
+                CHECK(fabsf(sf_f32(w)[sf_index_get(s->t[0].idx, j)]) >= 90.0f, "magnitude picked a small entry");
         int64_t bad[2] = {5, 5};
         CHECK(sf_sparse_set_indices(s, 0, bad, 2) != SF_OK && strstr(sf_last_error(), "twice"), "duplicate accepted");
         int64_t oob[1] = {200};
@@ -427,13 +442,14 @@ TEST(policies_and_index_validation) {
     sf_sparse_set *a = sf_sparse_new(&w, &name, 1, 0.1, SF_POLICY_RANDOM, 1);
     sf_sparse_begin_selection(a);
     sf_sparse_finish_selection(a);
-    int64_t ia[21];
-    memcpy(ia, a->t[0].idx, sizeof ia);
+    int64_t ia[21], ib[21];
+    sf_index_to_i64(a->t[0].idx, 21, ia);
     sf_sparse_free(a);
     a = sf_sparse_new(&w, &name, 1, 0.1, SF_POLICY_RANDOM, 1);
     sf_sparse_begin_selection(a);
     sf_sparse_finish_selection(a);
-    CHECK(!memcmp(ia, a->t[0].idx, sizeof ia), "same seed, different mask");
+    sf_index_to_i64(a->t[0].idx, 21, ib);
+    CHECK(!memcmp(ia, ib, sizeof ia), "same seed, different mask");
     sf_sparse_free(a);
     CHECK(w->hook == NULL && w->sparse == NULL, "free left a hook behind");
     CHECK(sf_sparse_new(&w, &name, 1, 1.5, SF_POLICY_TOPK, 0) == NULL, "rate 1.5 accepted");
