@@ -1,9 +1,11 @@
 /* ops_lmhead.c — the language-model head and its cross-entropy fused, for when only the loss is needed:
- * logits = h W^T are formed one block of rows at a time (a (rows, V) scratch), reduced to a per-row
- * log-sum-exp and target logit, and dropped; backward recomputes each block's logits and turns them
- * into the block's dlogits = (softmax - onehot) / count, which feed dh and dW by two gemms. So neither
- * the (N x V) logits nor their gradient is ever materialised whole: memory O(rows * V) instead of
- * O(N * V), at the price of one more (N x C x V) gemm in backward. A reference path (separate linear and
+ * logits = h W^T are formed one block of vocabulary columns at a time (an (N, Vc) scratch, ~4 MB),
+ * folded into each row's running max and sum of exponentials (an online log-sum-exp) and the target
+ * logit, and dropped; backward recomputes each block's logits and turns them into the block's
+ * dlogits = (softmax - onehot) / count, which feed dh and that block's rows of dW by two gemms. Blocks
+ * of columns rather than rows read the (V, C) head once per pass. So neither the (N x V) logits nor
+ * their gradient is ever materialised whole: memory O(N * Vc) instead of O(N * V), at the price of one
+ * more (N x C x V) gemm in backward. A reference path (separate linear and
  * cross_entropy on the tape) is what the tests compare against. */
 #include <math.h>
 #include <string.h>
@@ -13,28 +15,33 @@
 #include "ops.h"
 #include "simd_math.h"
 
-#define LMHEAD_ROWS 128 /* rows per block */
-
-/* lse (rows) and the sum of (lse - target logit) over non-ignored rows of one block of logits, which it
- * overwrites (the exponentials are computed in place). */
-static double block_loss(float *logits, const int64_t *tgt, int64_t rows, int64_t V, int64_t ignore, float *lse) {
-    double sum = 0;
-#pragma omp parallel for reduction(+ : sum) if (rows * V > (1 << 16))
-    for (int64_t r = 0; r < rows; r++) {
-        float *x = logits + r * V;
-        const float mx = sf_max_f32(x, V);
-        const float tl = tgt[r] != ignore ? x[tgt[r]] : 0.0f;
-        sf_exp_shifted(x, x, mx, V);
-        lse[r] = mx + (float)log((double)sf_sum_f32(x, V));
-        if (tgt[r] != ignore) sum += (double)lse[r] - tl;
-    }
-    return sum;
+/* Columns of the vocabulary per block: the (N, Vc) block stays near 1 M floats (4 MB), at least 256
+ * and a multiple of 64 columns wide so the gemms keep good shapes. */
+static int64_t block_cols(int64_t N, int64_t V) {
+    int64_t vc = ((int64_t)1 << 20) / (N > 0 ? N : 1);
+    vc = vc < 256 ? 256 : vc & ~(int64_t)63;
+    return vc < V ? vc : V;
 }
 
-static void block_logits(float *logits, const float *h, const float *W, int64_t rows, int64_t C, int64_t V) {
-    // logits (rows, V) = h (rows, C) W^T, W (V, C)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)V, (int)C, 1.0f, h, (int)C, W, (int)C, 0.0f,
-                logits, (int)V);
+static void block_logits(float *logits, const float *h, const float *W, int64_t N, int64_t C, int64_t Vc) {
+    // logits (N, Vc) = h (N, C) W^T, W (Vc, C): the rows v0..v0+Vc of the head
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)Vc, (int)C, 1.0f, h, (int)C, W, (int)C, 0.0f,
+                logits, (int)Vc);
+}
+
+/* Folds one block of columns [v0, v0+Vc) into every row's running max mx and sum of exp(x - mx), and
+ * picks up the target logit tl when it lies in the block. The block is overwritten. */
+static void block_fold(float *blk, const int64_t *tgt, int64_t N, int64_t v0, int64_t Vc, float *mx, float *sum,
+                       float *tl) {
+#pragma omp parallel for if (N * Vc > (1 << 16))
+    for (int64_t r = 0; r < N; r++) {
+        float *x = blk + r * Vc;
+        if (tgt[r] >= v0 && tgt[r] < v0 + Vc) tl[r] = x[tgt[r] - v0];
+        const float m = fmaxf(mx[r], sf_max_f32(x, Vc));
+        sf_exp_shifted(x, x, m, Vc);
+        sum[r] = sum[r] * expf(mx[r] - m) + sf_sum_f32(x, Vc);
+        mx[r] = m;
+    }
 }
 
 static sf_status lmhead_backward(sf_graph *g, sf_node *n) {
@@ -44,34 +51,35 @@ static sf_status lmhead_backward(sf_graph *g, sf_node *n) {
     const int64_t N = n->i[0], C = n->i[1], V = n->i[2], ignore = n->i[3], count = n->i[4];
     if (count == 0) return SF_OK;
     const float scale = sf_f32(sf_graph_grad(g, n->out))[0] / (float)count;
-    int64_t ss[2] = {LMHEAD_ROWS, V};
+    const int64_t VC = block_cols(N, V);
+    int64_t ss[2] = {N, VC};
     sf_tensor *scratch = sf_graph_scratch(g, 2, ss);
     if (!scratch) return sf_fail(SF_ERR_NOMEM, "lm_head_loss backward: out of memory");
-    float *blk = sf_f32(scratch);
+    float *blk = sf_f32(scratch); // (N, Vc) logits, then dlogits, of one block of columns
     const int64_t *tgt = sf_tensor_data(tgt_t);
     const float *lse = sf_f32(lse_t), *hd = sf_f32(h), *Wd = sf_f32(W);
-    for (int64_t r0 = 0; r0 < N; r0 += LMHEAD_ROWS) {
-        int64_t rows = N - r0 < LMHEAD_ROWS ? N - r0 : LMHEAD_ROWS;
-        block_logits(blk, hd + r0 * C, Wd, rows, C, V);
-#pragma omp parallel for if (rows * V > (1 << 16))
-        for (int64_t r = 0; r < rows; r++) {
-            float *x = blk + r * V;
-            int64_t t = tgt[r0 + r];
+    for (int64_t v0 = 0; v0 < V; v0 += VC) {
+        const int64_t vc = V - v0 < VC ? V - v0 : VC;
+        block_logits(blk, hd, Wd + v0 * C, N, C, vc);
+#pragma omp parallel for if (N * vc > (1 << 16))
+        for (int64_t r = 0; r < N; r++) {
+            float *x = blk + r * vc;
+            const int64_t t = tgt[r];
             if (t == ignore) {
-                memset(x, 0, (size_t)V * sizeof *x);
+                memset(x, 0, (size_t)vc * sizeof *x);
                 continue;
             }
-            sf_exp_shifted(x, x, lse[r0 + r], V); /* softmax */
+            sf_exp_shifted(x, x, lse[r], vc); /* softmax */
 #pragma omp simd
-            for (int64_t j = 0; j < V; j++) x[j] *= scale;
-            x[t] -= scale;
+            for (int64_t j = 0; j < vc; j++) x[j] *= scale;
+            if (t >= v0 && t < v0 + vc) x[t - v0] -= scale;
         }
-        if (dh) /* dh (rows, C) += dlogits (rows, V) W (V, C) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)C, (int)V, 1.0f, blk, (int)V, Wd,
-                        (int)C, 1.0f, sf_f32(dh) + r0 * C, (int)C);
-        if (dW) /* dW (V, C) += dlogits^T (V, rows) h (rows, C) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)V, (int)C, (int)rows, 1.0f, blk, (int)V,
-                        hd + r0 * C, (int)C, 1.0f, sf_f32(dW), (int)C);
+        if (dh) /* dh (N, C) += dlogits (N, Vc) W[v0:v0+Vc] (Vc, C) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)vc, 1.0f, blk, (int)vc,
+                        Wd + v0 * C, (int)C, 1.0f, sf_f32(dh), (int)C);
+        if (dW) /* dW[v0:v0+Vc] (Vc, C) += dlogits^T (Vc, N) h (N, C) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)vc, (int)C, (int)N, 1.0f, blk, (int)vc, hd,
+                        (int)C, 1.0f, sf_f32(dW) + v0 * C, (int)C);
     }
     sf_graph_recycle(g, scratch);
     return SF_OK;
@@ -89,8 +97,8 @@ sf_tensor *sf_lm_head_loss(sf_graph *g, sf_tensor *h, sf_tensor *W, sf_tensor *t
     if (sf_tensor_numel(targets) != N)
         return sf_fail_null(SF_ERR_ARG, "lm_head_loss: %lld targets for %lld rows", (long long)sf_tensor_numel(targets),
                             (long long)N);
-    const int64_t V = W->shape[0];
-    int64_t s1[1] = {N}, ss[2] = {LMHEAD_ROWS, V}, one[1] = {1};
+    const int64_t V = W->shape[0], VC = block_cols(N, V);
+    int64_t s1[1] = {N}, ss[2] = {N, VC}, s3[2] = {3, N}, one[1] = {1};
     sf_tensor *tgt = sf_graph_tensor_dtype(g, SF_I64, 1, s1); // (N) copy, range-checked
     sf_tensor *lse = tgt ? sf_graph_tensor(g, 1, s1) : NULL;   // (N)
     sf_tensor *out = lse ? sf_graph_tensor(g, 1, one) : NULL;
@@ -104,15 +112,27 @@ sf_tensor *sf_lm_head_loss(sf_graph *g, sf_tensor *h, sf_tensor *W, sf_tensor *t
                                 (long long)i, (long long)V);
         count++;
     }
-    sf_tensor *scratch = sf_graph_scratch(g, 2, ss);
-    if (!scratch) return NULL;
+    sf_tensor *scratch = sf_graph_scratch(g, 2, ss);     // (N, Vc) one block of logits
+    sf_tensor *stats = scratch ? sf_graph_scratch(g, 2, s3) : NULL; // (3, N) running max, sum, target logit
+    if (!stats) {
+        sf_graph_recycle(g, scratch);
+        return NULL;
+    }
+    float *mx = sf_f32(stats), *se = mx + N, *tl = se + N;
+    for (int64_t r = 0; r < N; r++) mx[r] = -INFINITY, se[r] = 0.0f, tl[r] = 0.0f;
+    for (int64_t v0 = 0; v0 < V; v0 += VC) {
+        const int64_t vc = V - v0 < VC ? V - v0 : VC;
+        block_logits(sf_f32(scratch), sf_f32(h), sf_f32(W) + v0 * C, N, C, vc);
+        block_fold(sf_f32(scratch), td, N, v0, vc, mx, se, tl);
+    }
     double sum = 0;
-    for (int64_t r0 = 0; r0 < N; r0 += LMHEAD_ROWS) {
-        int64_t rows = N - r0 < LMHEAD_ROWS ? N - r0 : LMHEAD_ROWS;
-        block_logits(sf_f32(scratch), sf_f32(h) + r0 * C, sf_f32(W), rows, C, V);
-        sum += block_loss(sf_f32(scratch), td + r0, rows, V, ignore_index, sf_f32(lse) + r0);
+    float *lsed = sf_f32(lse);
+    for (int64_t r = 0; r < N; r++) {
+        lsed[r] = mx[r] + (float)log((double)se[r]);
+        if (td[r] != ignore_index) sum += (double)lsed[r] - tl[r];
     }
     sf_graph_recycle(g, scratch);
+    sf_graph_recycle(g, stats);
     sf_f32(out)[0] = count ? (float)(sum / (double)count) : 0.0f;
     sf_tensor *in[2] = {h, W};
     sf_node *n = sf_graph_record(g, "lm_head_loss", lmhead_backward, out, in, 2);

@@ -45,8 +45,9 @@ TEST(lm_head_loss_gradcheck) {
 }
 
 TEST(lm_head_loss_equals_unfused) {
-    int64_t sizes[3][3] = {{7, 16, 33}, {300, 32, 500}, {129, 8, 4096}};
-    for (int k = 0; k < 3; k++) {
+    /* one block of columns; 2 and 3 blocks with a partial last one (block width ~1 M floats / N) */
+    int64_t sizes[5][3] = {{7, 16, 33}, {300, 32, 500}, {129, 8, 4096}, {2048, 8, 1000}, {4100, 4, 700}};
+    for (int k = 0; k < 5; k++) {
         int64_t N = sizes[k][0], C = sizes[k][1], V = sizes[k][2];
         int64_t sh[2] = {N, C}, sw[2] = {V, C};
         sf_tensor *h = sf_tensor_new_f32(2, sh), *W = sf_tensor_new_f32(2, sw);
