@@ -12,12 +12,27 @@
 #include "lsift.h"
 
 /* ---- userdata plumbing ---- */
+/* Lua's collector sees only the small userdata, not the tensor memory behind it, so big tensors that
+ * became garbage (the logits of the last step, say) would wait for a cycle paced by Lua's own small
+ * heap while new ones pile up. Every push adds the tensor's bytes to a debt kept in the state's extra
+ * space; past 8 MB the collector takes a step as if that much had been allocated. */
+static void note_external_bytes(lua_State *L, size_t bytes) {
+    size_t *debt = lua_getextraspace(L);
+    *debt += bytes;
+    if (*debt >= ((size_t)8 << 20)) {
+        size_t kb = *debt >> 10;
+        *debt = 0;
+        lua_gc(L, LUA_GCSTEP, kb > INT32_MAX ? INT32_MAX : (int)kb);
+    }
+}
+
 void lsift_push_tensor(lua_State *L, sf_tensor *t) {
     if (!t) lsift_error(L, "tensor");
     l_tensor *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->t = NULL; /* safe empty state before anything can fail */
     luaL_setmetatable(L, LSIFT_TENSOR);
     u->t = t;
+    note_external_bytes(L, (size_t)sf_tensor_numel(t) * sf_dtype_size(t->dtype));
 }
 
 sf_tensor *lsift_test_tensor(lua_State *L, int idx) {

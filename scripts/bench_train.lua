@@ -42,7 +42,7 @@ for method in methods:gmatch("[^,]+") do
 end
 
 local function step(r)
-  r.model:forward(r.batch)
+  r.model:forward(r.batch, { logits = false }) -- as sift.train does: LM head and loss fused
   r.model:backward()
   r.opt:step()
   r.opt:zero_grad()

@@ -97,7 +97,7 @@ function M.install(sift)
     local model = self:model()
     self:_begin_selection()
     for _, b in ipairs(batches) do
-      local out = model:forward(b)
+      local out = model:forward(b, { logits = false }) -- LM: head and loss fused, no logits kept
       if not out.loss then error("select: the calibration batch needs labels (a loss to differentiate)", 2) end
       model:backward()
       self:_note_batch()
