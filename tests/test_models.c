@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include "../core/model.h"
@@ -379,9 +380,10 @@ TEST(bad_configs_and_checkpoints_fail_cleanly) {
         sf_model_free(m);
     }
     /* a config whose shapes disagree with the real weights */
-    char dir[1024], src[1100], dst[700];
+    char dir[1024], src[PATH_MAX + 32], dst[700];
     if (shared_path(dir, sizeof dir, "fixtures/gpt2")) {
-        snprintf(src, sizeof src, "%s/model.safetensors", dir);
+        char abs_dir[PATH_MAX];
+        snprintf(src, sizeof src, "%s/model.safetensors", realpath(dir, abs_dir) ? abs_dir : dir); /* the link lives in /tmp */
         snprintf(dst, sizeof dst, "%s/model.safetensors", tmp);
         symlink(src, dst);
         write_file(cfg, "{\"model_type\": \"gpt2\", \"vocab_size\": 96, \"n_embd\": 32, \"n_layer\": 3, \"n_head\": 2, \"n_positions\": 32}");
