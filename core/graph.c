@@ -282,6 +282,14 @@ static sf_status add_into(sf_tensor *dst, const sf_tensor *src) {
     return SF_OK;
 }
 
+sf_tensor *sf_graph_take_grad(sf_graph *g, sf_tensor *t) {
+    (void)g;
+    if (!t || t->is_leaf) return NULL; /* leaves' gradients belong to their hooks / t->grad */
+    sf_tensor *d = t->ag_grad;
+    t->ag_grad = NULL;
+    return d;
+}
+
 sf_sparse_grad *sf_graph_sparse_grad(sf_graph *g, sf_tensor *t) {
     (void)g;
     if (!t || !t->requires_grad || !t->sparse || !t->sparse->sampled) return NULL;

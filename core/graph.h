@@ -87,6 +87,12 @@ sf_tensor *sf_graph_grad(sf_graph *g, sf_tensor *t);
  * sparse leaf's values (k) to accumulate into, or NULL (then use sf_graph_grad as usual). */
 sf_sparse_grad *sf_graph_sparse_grad(sf_graph *g, sf_tensor *t);
 
+/* During backward, for ops that finish a producer's work themselves (fused residual + norm): takes the
+ * gradient pending on the intermediate tensor t away from the tape and returns it (NULL if none). The
+ * caller passes it on and gives it back with sf_graph_recycle; t's producer then sees no gradient and
+ * its backward is skipped. */
+sf_tensor *sf_graph_take_grad(sf_graph *g, sf_tensor *t);
+
 /* Runs the tape once in reverse from `out`. `seed` is d(loss)/d(out) with out's shape; NULL means out is
  * a one-element tensor and the seed is 1. Fires leaf hooks as leaves complete. A graph can be
  * back-propagated once per forward; a second call is an error. */

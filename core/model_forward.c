@@ -1,6 +1,10 @@
 /* model_forward.c — the forward pass of every architecture on the tape (so backward is the tape's
  * reverse pass), the task heads and the losses. One function per block kind; the shapes of every
- * intermediate are noted. Does not implement kernels (ops_*.c) nor generation (generate.c). */
+ * intermediate are noted. Every residual add that a LayerNorm reads goes through sf_add_layernorm (for
+ * GPT-2 the add closing one block is fused with the next block's ln_1, or with ln_f after the last):
+ * 1.3-1.5x faster than sf_add + sf_layernorm at gpt2-4m and GPT-2 124M shapes. The MLPs keep
+ * sf_linear (with bias) + sf_gelu: sf_bias_gelu measured no faster here (the bias fill and column sum
+ * it saves are ~1% of the up-projection). Does not implement kernels (ops_*.c) nor generation (generate.c). */
 #include <string.h>
 
 #include "lora.h"
@@ -20,19 +24,31 @@ static sf_tensor *ids_tensor(sf_graph *g, int64_t B, int64_t T) {
 /* Block linears go through the LoRA hook (a plain linear when the weight has no adapter). */
 #define LIN(g, x, w, b, lay) sf_lora_linear(g, m->lora, x, w, b, lay)
 
-static sf_tensor *gpt2_block(sf_graph *g, const sf_model *m, const sf_layer *L, sf_tensor *x, sf_tensor *mask) {
+/* The LayerNorm GPT-2 applies to the residual stream before block l: ln_1 of block l, ln_f after the last. */
+static void gpt2_norm_before(const sf_model *m, int64_t l, sf_tensor **w, sf_tensor **b) {
+    *w = l < m->cfg.n_layer ? m->layers[l].ln1_w : m->lnf_w;
+    *b = l < m->cfg.n_layer ? m->layers[l].ln1_b : m->lnf_b;
+}
+
+/* Block l on the residual stream x with *h = ln_1(x) computed by the caller; returns the new residual
+ * stream and sets *h to the norm of it that comes next (block l+1's ln_1, or ln_f). */
+static sf_tensor *gpt2_block(sf_graph *g, const sf_model *m, int64_t l, sf_tensor *x, sf_tensor **h,
+                             sf_tensor *mask) {
     const sf_model_config *c = &m->cfg;
-    sf_tensor *h = sf_layernorm(g, x, L->ln1_w, L->ln1_b, c->norm_eps);              // (B, T, C)
-    sf_tensor *qkv = h ? LIN(g, h, L->wqkv, L->bqkv, SF_W_IN_OUT) : NULL;      // (B, T, 3C)
+    const sf_layer *L = &m->layers[l];
+    sf_tensor *qkv = LIN(g, *h, L->wqkv, L->bqkv, SF_W_IN_OUT);               // (B, T, 3C)
     if (!qkv) return NULL;
     sf_tensor *a = sf_attention_qkv(g, qkv, mask, c->n_head, c->n_kv_head, c->head_dim, 1); // (B, T, C)
-    sf_tensor *o = a ? LIN(g, a, L->wo, L->bo, SF_W_IN_OUT) : NULL;
-    x = o ? sf_add(g, x, o) : NULL;
-    h = x ? sf_layernorm(g, x, L->ln2_w, L->ln2_b, c->norm_eps) : NULL;
-    sf_tensor *u = h ? LIN(g, h, L->w_up, L->b_up, SF_W_IN_OUT) : NULL;        // (B, T, F)
+    sf_tensor *o = a ? LIN(g, a, L->wo, L->bo, SF_W_IN_OUT) : NULL;            // (B, T, C)
+    sf_tensor *h2 = o ? sf_add_layernorm(g, x, o, L->ln2_w, L->ln2_b, c->norm_eps, &x) : NULL; // x += o, (B, T, C)
+    sf_tensor *u = h2 ? LIN(g, h2, L->w_up, L->b_up, SF_W_IN_OUT) : NULL;       // (B, T, F)
     u = u ? sf_gelu(g, u, c->gelu) : NULL;
     sf_tensor *d = u ? LIN(g, u, L->w_down, L->b_down, SF_W_IN_OUT) : NULL;    // (B, T, C)
-    return d ? sf_add(g, x, d) : NULL;
+    if (!d) return NULL;
+    sf_tensor *nw, *nb;
+    gpt2_norm_before(m, l + 1, &nw, &nb);
+    *h = sf_add_layernorm(g, x, d, nw, nb, c->norm_eps, &x);                   // x += d, (B, T, C)
+    return *h ? x : NULL;
 }
 
 static sf_tensor *llama_block(sf_graph *g, const sf_model *m, const sf_layer *L, sf_tensor *x, sf_tensor *mask) {
@@ -64,17 +80,16 @@ static sf_tensor *encoder_block(sf_graph *g, const sf_model *m, const sf_layer *
     sf_tensor *v = k ? LIN(g, x, L->wv, L->bv, SF_W_OUT_IN) : NULL;
     sf_tensor *a = v ? sf_attention(g, q, k, v, mask, c->n_head, c->n_kv_head, 0) : NULL;
     sf_tensor *o = a ? LIN(g, a, L->wo, L->bo, SF_W_OUT_IN) : NULL;
-    sf_tensor *r = o ? sf_add(g, x, o) : NULL;
-    x = r ? sf_layernorm(g, r, L->ln1_w, L->ln1_b, c->norm_eps) : NULL;              // post-LN
+    x = o ? sf_add_layernorm(g, x, o, L->ln1_w, L->ln1_b, c->norm_eps, NULL) : NULL; // post-LN of x + o
     sf_tensor *u = x ? LIN(g, x, L->w_up, L->b_up, SF_W_OUT_IN) : NULL;        // (B, T, F)
     u = u ? sf_gelu(g, u, c->gelu) : NULL;
-    sf_tensor *d = u ? LIN(g, u, L->w_down, L->b_down, SF_W_OUT_IN) : NULL;
-    r = d ? sf_add(g, x, d) : NULL;
-    return r ? sf_layernorm(g, r, L->ln2_w, L->ln2_b, c->norm_eps) : NULL;
+    sf_tensor *d = u ? LIN(g, u, L->w_down, L->b_down, SF_W_OUT_IN) : NULL;    // (B, T, C)
+    return d ? sf_add_layernorm(g, x, d, L->ln2_w, L->ln2_b, c->norm_eps, NULL) : NULL;
 }
 
-/* Token + position (+ type) embeddings -> (B, T, C). */
-static sf_tensor *embed(sf_graph *g, const sf_model *m, sf_tensor *ids) {
+/* Token + position (+ type) embeddings -> (B, T, C). The last add is fused with the norm that reads the
+ * sum: encoders return LN_emb(sum); GPT-2 returns the sum and sets *h to block 0's ln_1 of it. */
+static sf_tensor *embed(sf_graph *g, const sf_model *m, sf_tensor *ids, sf_tensor **h) {
     const sf_model_config *c = &m->cfg;
     int64_t B = ids->shape[0], T = ids->shape[1];
     sf_tensor *x = sf_embedding(g, ids, m->wte);
@@ -95,17 +110,24 @@ static sf_tensor *embed(sf_graph *g, const sf_model *m, sf_tensor *ids) {
             }
         }
     }
-    sf_tensor *pe = sf_embedding(g, pos, m->wpe);
-    x = pe ? sf_add(g, x, pe) : NULL;
-    if (!x || c->arch == SF_ARCH_GPT2) return x;
-    if (m->wtt) {
+    sf_tensor *pe = sf_embedding(g, pos, m->wpe); // (B, T, C)
+    if (!pe) return NULL;
+    if (c->arch == SF_ARCH_GPT2) {
+        sf_tensor *w, *b, *sum;
+        gpt2_norm_before(m, 0, &w, &b);
+        *h = sf_add_layernorm(g, x, pe, w, b, c->norm_eps, &sum);
+        return *h ? sum : NULL;
+    }
+    sf_tensor *last = pe; /* the addend summed inside the norm */
+    if (m->wtt) {         /* (x + pe) + te */
         sf_tensor *tt = ids_tensor(g, B, T);
         if (!tt) return NULL;
         memset(sf_tensor_data(tt), 0, (size_t)(B * T) * sizeof(int64_t));
-        sf_tensor *te = sf_embedding(g, tt, m->wtt);
-        x = te ? sf_add(g, x, te) : NULL;
+        x = sf_add(g, x, pe);
+        last = x ? sf_embedding(g, tt, m->wtt) : NULL; // (B, T, C)
+        if (!last) return NULL;
     }
-    return x ? sf_layernorm(g, x, m->ln_emb_w, m->ln_emb_b, c->norm_eps) : NULL;
+    return sf_add_layernorm(g, x, last, m->ln_emb_w, m->ln_emb_b, c->norm_eps, NULL);
 }
 
 /* The classification features: decoders take the last real token, encoders the first. -> (B, C) */
@@ -164,16 +186,17 @@ sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tens
     sf_graph_set_recording(g, train);
     const sf_model_config *c = &m->cfg;
     int64_t B = ids->shape[0], T = ids->shape[1];
-    sf_tensor *x = embed(g, m, ids); // (B, T, C)
+    sf_tensor *h = NULL;              // GPT-2: the normalised residual stream the next block reads
+    sf_tensor *x = embed(g, m, ids, &h); // (B, T, C)
     TRY(x);
     for (int64_t l = 0; l < c->n_layer; l++) {
         const sf_layer *L = &m->layers[l];
-        x = c->arch == SF_ARCH_GPT2 ? gpt2_block(g, m, L, x, mask)
+        x = c->arch == SF_ARCH_GPT2 ? gpt2_block(g, m, l, x, &h, mask)
             : c->arch == SF_ARCH_LLAMA ? llama_block(g, m, L, x, mask)
                                        : encoder_block(g, m, L, x, mask);
         TRY(x);
     }
-    if (c->arch == SF_ARCH_GPT2) x = sf_layernorm(g, x, m->lnf_w, m->lnf_b, c->norm_eps);
+    if (c->arch == SF_ARCH_GPT2) x = h; /* ln_f, fused with the last block's residual add */
     else if (c->arch == SF_ARCH_LLAMA) x = sf_rmsnorm(g, x, m->lnf_w, c->norm_eps);
     TRY(x);
 
@@ -226,6 +249,7 @@ sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tens
     }
     return SF_OK;
 }
+
 
 sf_status sf_model_backward(sf_model *m) {
     if (!m->loss) return sf_fail(SF_ERR_STATE, "backward: the last forward computed no loss (give labels)");

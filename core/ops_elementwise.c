@@ -1,11 +1,16 @@
 /* ops_elementwise.c — pointwise tape ops: add, sub, mul, scale, tanh, gelu (tanh approximation and
- * exact erf, as PyTorch's gelu(approximate='tanh') / gelu()), silu, swiglu (silu(gate) * up), inverted
- * dropout and the sum of all elements, plus the raw gelu kernels and their reference loops.
+ * exact erf, as PyTorch's gelu(approximate='tanh') / gelu()), bias_gelu (gelu(x + bias) with a per-column
+ * bias: an MLP up-projection's bias fused into its activation), silu, swiglu (silu(gate) * up), inverted
+ * dropout and the sum of all elements, plus the raw gelu / bias_gelu kernels and their reference loops.
  *
  * Binary ops need identical shapes (no broadcasting). Every tensor is treated as a flat array of n
  * elements; loops run in parallel (OpenMP) once n exceeds SF_EW_PAR. Backward kernels accumulate (+=)
  * into the gradient buffers the tape hands out and skip inputs that need no gradient; an op applied to
- * the same tensor twice (x * x) accumulates both contributions into the one buffer.
+ * the same tensor twice (x * x) accumulates both contributions into the one buffer. bias_gelu's backward
+ * forms dz = dout * gelu'(x + bias) once and, when the bias trains, adds it to dx and to the column sums of
+ * its block of 32 rows in the same row pass (blocks in parallel, sums in a scratch buffer), then adds the
+ * block sums into dbias in block order: no atomics, results independent of the thread count, and no
+ * second read of the (N, C) gradient. x + bias is recomputed, never stored.
  *
  * Dropout stores no mask: element i is kept iff the top 32 bits of sf_hash64(seed, i) are >= p * 2^32,
  * so the backward (and any later call with the same seed) recomputes exactly the same mask. The caller
@@ -15,12 +20,14 @@
  * softmax or losses (see the other ops_*.c files).
  */
 #include <math.h>
+#include <string.h>
 
 #include "ops.h"
 #include "simd_math.h"
 #include "rng.h"
 
 #define SF_EW_PAR ((int64_t)1 << 15) /* parallelise loops longer than this */
+#define SF_BG_ROWS 32                /* rows per block of bias_gelu's partial bias-gradient sums */
 
 /* ------------------------------------------------------------------------------------------------ */
 /* argument checks and gradient helpers                                                             */
@@ -120,6 +127,115 @@ void sf_gelu_backward_ref(float *dinp, const float *inp, const float *dout, int6
             grad = 0.5 * (1.0 + tanh(u)) + 0.5 * x * (1.0 / (c * c)) * s * (1.0 + 3.0 * 0.044715 * x * x);
         }
         dinp[i] += (float)(dout[i] * grad);
+    }
+}
+
+/* dz = dy * gelu'(x + bias) on one row of C; dx += dz, dbias += dz (either may be NULL). */
+static inline void bias_gelu_grad_row(float *dx, float *dbias, const float *dy, const float *x, const float *bias,
+                                      int64_t C, sf_gelu_kind kind) {
+    if (kind == SF_GELU_ERF) {
+        for (int64_t j = 0; j < C; j++) {
+            float dz = dy[j] * gelu_erf_grad(x[j] + bias[j]);
+            if (dx) dx[j] += dz;
+            if (dbias) dbias[j] += dz;
+        }
+    } else if (dx && dbias) {
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) {
+            float dz = dy[j] * gelu_tanh_grad(x[j] + bias[j]);
+            dx[j] += dz;
+            dbias[j] += dz;
+        }
+    } else if (dx) {
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) dx[j] += dy[j] * gelu_tanh_grad(x[j] + bias[j]);
+    } else if (dbias) {
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) dbias[j] += dy[j] * gelu_tanh_grad(x[j] + bias[j]);
+    }
+}
+
+void sf_bias_gelu_forward(float *out, const float *inp, const float *bias, int64_t N, int64_t C, sf_gelu_kind kind) {
+    // out, inp: (N, C); bias: (C,)
+    if (kind == SF_GELU_ERF) {
+#pragma omp parallel for if (N * C > SF_EW_PAR) schedule(static)
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t j = 0; j < C; j++) out[i * C + j] = gelu_erf_f(inp[i * C + j] + bias[j]);
+    } else {
+#pragma omp parallel for if (N * C > SF_EW_PAR) schedule(static)
+        for (int64_t i = 0; i < N; i++) {
+            const float *x = inp + i * C; // (C,)
+            float *o = out + i * C;       // (C,)
+#pragma omp simd
+            for (int64_t j = 0; j < C; j++) o[j] = gelu_tanh_f(x[j] + bias[j]);
+        }
+    }
+}
+
+int64_t sf_bias_gelu_backward_scratch(int64_t N, int64_t C) { return (N + SF_BG_ROWS - 1) / SF_BG_ROWS * C; }
+
+void sf_bias_gelu_backward(float *dinp, float *dbias, float *scratch, const float *dout, const float *inp,
+                           const float *bias, int64_t N, int64_t C, sf_gelu_kind kind) {
+    // dinp, dout, inp: (N, C) (dinp may be NULL); dbias (C,) or NULL; bias: (C,);
+    // scratch: (ceil(N / SF_BG_ROWS), C), used when dbias is not NULL
+    int par = N * C > SF_EW_PAR;
+    if (!dbias) { /* rows in parallel */
+        if (!dinp) return;
+#pragma omp parallel for if (par) schedule(static)
+        for (int64_t i = 0; i < N; i++)
+            bias_gelu_grad_row(dinp + i * C, NULL, dout + i * C, inp + i * C, bias, C, kind);
+        return;
+    }
+    const int64_t n_blk = (N + SF_BG_ROWS - 1) / SF_BG_ROWS;
+#pragma omp parallel if (par)
+    {
+        /* blocks of rows in parallel, each summing its dz into its own scratch row ... */
+#pragma omp for schedule(static)
+        for (int64_t k = 0; k < n_blk; k++) {
+            float *part = scratch + k * C; // (C,)
+            memset(part, 0, (size_t)C * sizeof(float));
+            int64_t i1 = (k + 1) * SF_BG_ROWS < N ? (k + 1) * SF_BG_ROWS : N;
+            for (int64_t i = k * SF_BG_ROWS; i < i1; i++)
+                bias_gelu_grad_row(dinp ? dinp + i * C : NULL, part, dout + i * C, inp + i * C, bias, C, kind);
+        }
+        /* ... then the block sums added in block order, columns in parallel (implicit barrier above) */
+        int64_t j0, j1;
+        sf_omp_columns(C, &j0, &j1);
+        for (int64_t k = 0; k < n_blk && j0 < j1; k++)
+            for (int64_t j = j0; j < j1; j++) dbias[j] += scratch[k * C + j];
+    }
+}
+
+void sf_bias_gelu_forward_ref(float *out, const float *inp, const float *bias, int64_t N, int64_t C,
+                              sf_gelu_kind kind) {
+    for (int64_t i = 0; i < N; i++) {
+        for (int64_t j = 0; j < C; j++) {
+            double x = (double)inp[i * C + j] + bias[j];
+            if (kind == SF_GELU_ERF)
+                out[i * C + j] = (float)(0.5 * x * (1.0 + erf(x / sqrt(2.0))));
+            else
+                out[i * C + j] = (float)(0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))));
+        }
+    }
+}
+
+void sf_bias_gelu_backward_ref(float *dinp, float *dbias, const float *dout, const float *inp, const float *bias,
+                               int64_t N, int64_t C, sf_gelu_kind kind) {
+    for (int64_t j = 0; j < C; j++) {
+        double colsum = 0;
+        for (int64_t i = 0; i < N; i++) {
+            double x = (double)inp[i * C + j] + bias[j], grad;
+            if (kind == SF_GELU_ERF) {
+                grad = 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
+            } else {
+                double s = sqrt(2.0 / M_PI), u = s * (x + 0.044715 * x * x * x), c = cosh(u);
+                grad = 0.5 * (1.0 + tanh(u)) + 0.5 * x * (1.0 / (c * c)) * s * (1.0 + 3.0 * 0.044715 * x * x);
+            }
+            double dz = dout[i * C + j] * grad;
+            if (dinp) dinp[i * C + j] += (float)dz;
+            colsum += dz;
+        }
+        if (dbias) dbias[j] += (float)colsum;
     }
 }
 
@@ -280,6 +396,42 @@ sf_tensor *sf_gelu(sf_graph *g, sf_tensor *x, sf_gelu_kind kind) {
     sf_gelu_forward(sf_f32(out), sf_f32(x), sf_tensor_numel(x), kind);
     sf_tensor *in[1] = {x};
     sf_node *n = sf_graph_record(g, "gelu", gelu_backward, out, in, 1);
+    if (n) n->i[0] = kind;
+    return out;
+}
+
+/* in[0] = x, in[1] = bias; i[0] = kind. */
+static sf_status bias_gelu_backward(sf_graph *g, sf_node *n) {
+    sf_status st = SF_OK;
+    const float *dout = sf_f32(sf_graph_grad(g, n->out)); // (N, C)
+    float *dx = grad_ptr(g, n->in[0], "bias_gelu", &st);  // (N, C) or NULL
+    float *db = grad_ptr(g, n->in[1], "bias_gelu", &st);  // (C,) or NULL
+    if (st != SF_OK) return st;
+    int64_t N = sf_tensor_rows(n->out), C = sf_tensor_cols(n->out);
+    int64_t s_n[1] = {sf_bias_gelu_backward_scratch(N, C)};
+    sf_tensor *scr = db && s_n[0] > 0 ? sf_graph_scratch(g, 1, s_n) : NULL; // (ceil(N / 32), C)
+    if (db && s_n[0] > 0 && !scr) return sf_fail(SF_ERR_NOMEM, "bias_gelu backward: out of memory for the bias sums");
+    sf_bias_gelu_backward(dx, db, scr ? sf_f32(scr) : NULL, dout, sf_f32(n->in[0]), sf_f32(n->in[1]), N, C,
+                          (sf_gelu_kind)n->i[0]);
+    if (scr) sf_graph_recycle(g, scr);
+    return SF_OK;
+}
+
+sf_tensor *sf_bias_gelu(sf_graph *g, sf_tensor *x, sf_tensor *bias, sf_gelu_kind kind) {
+    if (check_unary(g, "bias_gelu", x, "x") != SF_OK || sf_check_f32(bias, "bias_gelu", "bias") != SF_OK) return NULL;
+    if (kind != SF_GELU_TANH && kind != SF_GELU_ERF)
+        return sf_fail_null(SF_ERR_ARG, "bias_gelu: kind must be SF_GELU_TANH (0) or SF_GELU_ERF (1), got %d",
+                            (int)kind);
+    char sx[96], sb[96];
+    if (x->ndim < 1 || bias->ndim != 1 || bias->shape[0] != x->shape[x->ndim - 1])
+        return sf_fail_null(SF_ERR_ARG, "bias_gelu: bias %s must have shape (C,) with C the last dim of x %s",
+                            sf_shape_str(bias, sb, sizeof sb), sf_shape_str(x, sx, sizeof sx));
+    sf_tensor *out = sf_graph_tensor_like(g, x); // (N, C)
+    if (!out) return NULL;
+    int64_t N = sf_tensor_rows(x), C = sf_tensor_cols(x);
+    sf_bias_gelu_forward(sf_f32(out), sf_f32(x), sf_f32(bias), N, C, kind);
+    sf_tensor *in[2] = {x, bias};
+    sf_node *n = sf_graph_record(g, "bias_gelu", bias_gelu_backward, out, in, 2);
     if (n) n->i[0] = kind;
     return out;
 }

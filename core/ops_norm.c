@@ -1,8 +1,10 @@
-/* ops_norm.c — LayerNorm and RMSNorm over the last dimension: raw llm.c-style forward/backward kernels,
- * their serial reference loops, and the tape ops sf_layernorm / sf_rmsnorm.
+/* ops_norm.c — LayerNorm and RMSNorm over the last dimension, and the residual add fused into a
+ * LayerNorm: raw llm.c-style forward/backward kernels, their serial reference loops, and the tape ops
+ * sf_layernorm / sf_add_layernorm / sf_rmsnorm.
  *
- *   layernorm: out = (x - mean) * rstd * w + b,  rstd = 1 / sqrt(var + eps)  (biased variance, nn.LayerNorm)
- *   rmsnorm:   out = x * rstd * w,               rstd = 1 / sqrt(mean(x^2) + eps)  (Llama / HF LlamaRMSNorm)
+ *   layernorm:     out = (x - mean) * rstd * w + b,  rstd = 1 / sqrt(var + eps)  (biased variance, nn.LayerNorm)
+ *   add_layernorm: sum = a + b, out = layernorm(sum)  (the transformer's residual add and the norm after it)
+ *   rmsnorm:       out = x * rstd * w,               rstd = 1 / sqrt(mean(x^2) + eps)  (Llama / HF LlamaRMSNorm)
  *
  * Forward saves per-row statistics (mean and rstd for layernorm, rstd for rmsnorm; (N,) each) so the
  * backward needs no recomputation of them. Backward accumulates (+=) into dinp/dweight/dbias and does no
@@ -10,33 +12,42 @@
  * in a second, column-parallel pass (each thread owns a slice of columns and walks every row in order),
  * so no atomics, no scratch, and results that do not depend on the thread count.
  *
+ * add_layernorm forms the sum while computing the row mean (the sum is stored: it is the next residual
+ * stream) and, in backward, adds the sum's gradient from its later consumers to the norm's input
+ * gradient and passes the total to both addends in the same row pass; no separate add node works on
+ * (N, C) buffers in either direction. On the tape it is two nodes, "add_ln_sum" (out = sum, in = a, b)
+ * and "add_layernorm" (out = normalised, in = sum, w, b); the second, which runs first in backward, takes
+ * the sum's pending gradient from the tape (sf_graph_take_grad), so the first only runs — as a plain add —
+ * when the normalised output got no gradient at all.
+ *
  * This file does not normalise over other dimensions (no batch/group norm), does not support a missing
  * weight, and works in f32 only (statistics of the reference loops in double).
  */
 #include <math.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include "ops.h"
 
 #define SF_NORM_PAR ((int64_t)1 << 15) /* parallelise when N * C exceeds this */
 
-/* Columns [*j0, *j1) owned by the calling thread in a column-parallel pass (whole slices of 16). */
-static void my_columns(int64_t C, int64_t *j0, int64_t *j1) {
-    int nth = 1, tid = 0;
-#ifdef _OPENMP
-    nth = omp_get_num_threads();
-    tid = omp_get_thread_num();
-#endif
-    int64_t chunk = ((C + nth - 1) / nth + 15) / 16 * 16;
-    *j0 = (int64_t)tid * chunk;
-    *j1 = *j0 + chunk;
-    if (*j0 > C) *j0 = C;
-    if (*j1 > C) *j1 = C;
-}
-
 /* ================================ layernorm raw kernels ========================================== */
+
+/* One row: given its mean m, writes o = (x - m) * rstd * w (+ b) and returns rstd. */
+static inline float ln_row(float *o, const float *x, float m, const float *weight, const float *bias, int64_t C,
+                           float eps) {
+    float v = 0.0f;
+#pragma omp simd reduction(+ : v)
+    for (int64_t j = 0; j < C; j++) {
+        float d = x[j] - m;
+        v += d * d;
+    }
+    v /= (float)C;
+    float s = 1.0f / sqrtf(v + eps);
+    if (bias)
+        for (int64_t j = 0; j < C; j++) o[j] = (x[j] - m) * s * weight[j] + bias[j];
+    else
+        for (int64_t j = 0; j < C; j++) o[j] = (x[j] - m) * s * weight[j];
+    return s;
+}
 
 void sf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                           const float *bias, int64_t N, int64_t C, float eps) {
@@ -44,25 +55,66 @@ void sf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp
 #pragma omp parallel for if (N * C > SF_NORM_PAR) schedule(static)
     for (int64_t i = 0; i < N; i++) {
         const float *x = inp + i * C; // (C,)
-        float *o = out + i * C;       // (C,)
         float m = 0.0f;
 #pragma omp simd reduction(+ : m)
         for (int64_t j = 0; j < C; j++) m += x[j];
         m /= (float)C;
-        float v = 0.0f;
-#pragma omp simd reduction(+ : v)
-        for (int64_t j = 0; j < C; j++) {
-            float d = x[j] - m;
-            v += d * d;
-        }
-        v /= (float)C;
-        float s = 1.0f / sqrtf(v + eps);
-        if (bias)
-            for (int64_t j = 0; j < C; j++) o[j] = (x[j] - m) * s * weight[j] + bias[j];
-        else
-            for (int64_t j = 0; j < C; j++) o[j] = (x[j] - m) * s * weight[j];
+        float s = ln_row(out + i * C, x, m, weight, bias, C, eps);
         if (mean) mean[i] = m;
         if (rstd) rstd[i] = s;
+    }
+}
+
+void sf_add_layernorm_forward(float *sum, float *out, float *mean, float *rstd, const float *a, const float *b,
+                              const float *weight, const float *bias, int64_t N, int64_t C, float eps) {
+    // sum, out, a, b: (N, C); mean, rstd: (N,) or NULL (not stored); weight: (C,); bias: (C,) or NULL
+#pragma omp parallel for if (N * C > SF_NORM_PAR) schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        const float *xa = a + i * C, *xb = b + i * C; // (C,)
+        float *x = sum + i * C;                       // (C,)
+        float m = 0.0f;
+#pragma omp simd reduction(+ : m)
+        for (int64_t j = 0; j < C; j++) {
+            x[j] = xa[j] + xb[j];
+            m += x[j];
+        }
+        m /= (float)C;
+        float s = ln_row(out + i * C, x, m, weight, bias, C, eps);
+        if (mean) mean[i] = m;
+        if (rstd) rstd[i] = s;
+    }
+}
+
+/* Row i's two means for the input gradient: *a = mean(dy w), *b = mean(dy w norm), norm = (x - m) s. */
+static inline void ln_row_dmeans(const float *x, const float *dy, const float *weight, float m, float s, int64_t C,
+                                 float *a, float *b) {
+    float sa = 0.0f, sb = 0.0f;
+#pragma omp simd reduction(+ : sa, sb)
+    for (int64_t j = 0; j < C; j++) {
+        float dn = dy[j] * weight[j];
+        sa += dn;
+        sb += dn * (x[j] - m) * s;
+    }
+    *a = sa / (float)C;
+    *b = sb / (float)C;
+}
+
+/* dweight += sum over rows of norm * dy, dbias += sum of dy (either may be NULL), column-parallel. */
+static void ln_param_grads(float *dweight, float *dbias, const float *dout, const float *inp, const float *mean,
+                           const float *rstd, int64_t N, int64_t C, int par) {
+    if (!dweight && !dbias) return;
+#pragma omp parallel if (par)
+    {
+        int64_t j0, j1;
+        sf_omp_columns(C, &j0, &j1);
+        for (int64_t i = 0; i < N && j0 < j1; i++) {
+            const float *x = inp + i * C, *dy = dout + i * C; // (C,)
+            float m = mean[i], s = rstd[i];
+            if (dweight)
+                for (int64_t j = j0; j < j1; j++) dweight[j] += (x[j] - m) * s * dy[j];
+            if (dbias)
+                for (int64_t j = j0; j < j1; j++) dbias[j] += dy[j];
+        }
     }
 }
 
@@ -77,36 +129,61 @@ void sf_layernorm_backward(float *dinp, float *dweight, float *dbias, const floa
             float *dx = dinp + i * C;                         // (C,)
             float m = mean[i], s = rstd[i];
             /* dnorm = dy * w;  dx = s * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)) */
-            float a = 0.0f, b = 0.0f;
-#pragma omp simd reduction(+ : a, b)
-            for (int64_t j = 0; j < C; j++) {
-                float dn = dy[j] * weight[j];
-                a += dn;
-                b += dn * (x[j] - m) * s;
-            }
-            a /= (float)C;
-            b /= (float)C;
+            float a, b;
+            ln_row_dmeans(x, dy, weight, m, s, C, &a, &b);
             for (int64_t j = 0; j < C; j++) {
                 float nrm = (x[j] - m) * s;
                 dx[j] += s * (dy[j] * weight[j] - a - nrm * b);
             }
         }
     }
-    if (dweight || dbias) {
-#pragma omp parallel if (par)
-        {
-            int64_t j0, j1;
-            my_columns(C, &j0, &j1);
-            for (int64_t i = 0; i < N && j0 < j1; i++) {
-                const float *x = inp + i * C, *dy = dout + i * C; // (C,)
-                float m = mean[i], s = rstd[i];
-                if (dweight)
-                    for (int64_t j = j0; j < j1; j++) dweight[j] += (x[j] - m) * s * dy[j];
-                if (dbias)
-                    for (int64_t j = j0; j < j1; j++) dbias[j] += dy[j];
-            }
+    ln_param_grads(dweight, dbias, dout, inp, mean, rstd, N, C, par);
+}
+
+/* One row of add_layernorm's input gradient: g = ds + s (dy w - a - norm b) (ds NULL = 0); d1 += k g and,
+ * when d2 is not NULL, d2 += g. Each call site passes ds and d2 known to be NULL or not, so after inlining
+ * every variant is one simd loop without tests. */
+static inline void add_ln_row_grad(float *d1, float *d2, float k, const float *ds, const float *x, const float *dy,
+                                   const float *weight, float m, float s, float a, float b, int64_t C) {
+    if (d2) {
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) {
+            float g = s * (dy[j] * weight[j] - a - (x[j] - m) * s * b) + (ds ? ds[j] : 0.0f);
+            d1[j] += g;
+            d2[j] += g;
+        }
+    } else {
+#pragma omp simd
+        for (int64_t j = 0; j < C; j++) {
+            float g = s * (dy[j] * weight[j] - a - (x[j] - m) * s * b) + (ds ? ds[j] : 0.0f);
+            d1[j] += k * g;
         }
     }
+}
+
+void sf_add_layernorm_backward(float *da, float *db, float *dweight, float *dbias, const float *dsum,
+                               const float *dout, const float *sum, const float *weight, const float *mean,
+                               const float *rstd, int64_t N, int64_t C) {
+    // da, db, dsum, dout, sum: (N, C) (da/db/dsum may be NULL); dweight, dbias, weight: (C,); mean, rstd: (N,)
+    int par = N * C > SF_NORM_PAR;
+    /* d1 gets k * g, d2 (distinct from d1, or NULL) gets g: a and b may be the same tensor (x + x) */
+    float *d1 = da ? da : db, *d2 = da && db && da != db ? db : NULL;
+    float k = da && da == db ? 2.0f : 1.0f;
+    if (d1) {
+#pragma omp parallel for if (par) schedule(static)
+        for (int64_t i = 0; i < N; i++) {
+            const float *x = sum + i * C, *dy = dout + i * C; // (C,)
+            const float *ds = dsum ? dsum + i * C : NULL;     // (C,) or NULL
+            float m = mean[i], s = rstd[i], a, b;
+            ln_row_dmeans(x, dy, weight, m, s, C, &a, &b);
+            float *r1 = d1 + i * C, *r2 = d2 ? d2 + i * C : NULL; // (C,)
+            if (ds && r2) add_ln_row_grad(r1, r2, k, ds, x, dy, weight, m, s, a, b, C);
+            else if (ds) add_ln_row_grad(r1, NULL, k, ds, x, dy, weight, m, s, a, b, C);
+            else if (r2) add_ln_row_grad(r1, r2, k, NULL, x, dy, weight, m, s, a, b, C);
+            else add_ln_row_grad(r1, NULL, k, NULL, x, dy, weight, m, s, a, b, C);
+        }
+    }
+    ln_param_grads(dweight, dbias, dout, sum, mean, rstd, N, C, par);
 }
 
 void sf_layernorm_forward_ref(float *out, float *mean, float *rstd, const float *inp, const float *weight,
@@ -145,6 +222,36 @@ void sf_layernorm_backward_ref(float *dinp, float *dweight, float *dbias, const 
                 double nrm = (x[j] - m) * s;
                 dinp[i * C + j] += (float)(s * ((double)dy[j] * weight[j] - a - nrm * b));
             }
+    }
+}
+
+void sf_add_layernorm_forward_ref(float *sum, float *out, float *mean, float *rstd, const float *a, const float *b,
+                                  const float *weight, const float *bias, int64_t N, int64_t C, float eps) {
+    for (int64_t i = 0; i < N * C; i++) sum[i] = a[i] + b[i];
+    sf_layernorm_forward_ref(out, mean, rstd, sum, weight, bias, N, C, eps);
+}
+
+void sf_add_layernorm_backward_ref(float *da, float *db, float *dweight, float *dbias, const float *dsum,
+                                   const float *dout, const float *sum, const float *weight, const float *mean,
+                                   const float *rstd, int64_t N, int64_t C) {
+    for (int64_t i = 0; i < N; i++) {
+        const float *x = sum + i * C, *dy = dout + i * C;
+        double m = mean[i], s = rstd[i], a = 0, b = 0;
+        for (int64_t j = 0; j < C; j++) {
+            double nrm = (x[j] - m) * s, dn = (double)dy[j] * weight[j];
+            a += dn;
+            b += dn * nrm;
+            if (dweight) dweight[j] += (float)(nrm * dy[j]);
+            if (dbias) dbias[j] += dy[j];
+        }
+        a /= (double)C;
+        b /= (double)C;
+        for (int64_t j = 0; j < C; j++) {
+            double nrm = (x[j] - m) * s;
+            double g = s * ((double)dy[j] * weight[j] - a - nrm * b) + (dsum ? dsum[i * C + j] : 0.0);
+            if (da) da[i * C + j] += (float)g;
+            if (db) db[i * C + j] += (float)g;
+        }
     }
 }
 
@@ -188,7 +295,7 @@ void sf_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const f
 #pragma omp parallel if (par)
         {
             int64_t j0, j1;
-            my_columns(C, &j0, &j1);
+            sf_omp_columns(C, &j0, &j1);
             for (int64_t i = 0; i < N && j0 < j1; i++) {
                 const float *x = inp + i * C, *dy = dout + i * C; // (C,)
                 float s = rstd[i];
@@ -296,6 +403,78 @@ sf_tensor *sf_layernorm(sf_graph *g, sf_tensor *x, sf_tensor *weight, sf_tensor 
         n->f[0] = eps;
         if (sf_node_save(n, mean) != SF_OK || sf_node_save(n, rstd) != SF_OK) return NULL;
     }
+    return out;
+}
+
+/* The sum node: in = {a, b}. Runs only when the norm's output got no gradient (add_layernorm_backward
+ * takes the sum's gradient otherwise): da += dsum, db += dsum. */
+static sf_status add_ln_sum_backward(sf_graph *g, sf_node *n) {
+    sf_status st = SF_OK;
+    const float *ds = sf_f32(sf_graph_grad(g, n->out));   // (N, C)
+    float *da = grad_ptr(g, n->in[0], "add_layernorm", &st); // (N, C) or NULL
+    float *db = grad_ptr(g, n->in[1], "add_layernorm", &st); // (N, C) or NULL
+    if (st != SF_OK) return st;
+    int64_t N = sf_tensor_numel(n->out);
+#pragma omp parallel for if (N > SF_NORM_PAR) schedule(static)
+    for (int64_t i = 0; i < N; i++) {
+        if (da) da[i] += ds[i];
+        if (db) db[i] += ds[i]; /* db == da when a == b: both terms land */
+    }
+    return SF_OK;
+}
+
+/* The norm node: in = {sum, weight[, bias]}; saved = {mean (N,), rstd (N,), a, b}. Does the backward of
+ * both nodes: the sum's gradient from its other consumers plus the norm's input gradient, into a and b. */
+static sf_status add_layernorm_backward(sf_graph *g, sf_node *n) {
+    sf_status st = SF_OK;
+    sf_tensor *sum = n->in[0], *w = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL;
+    const float *dout = sf_f32(sf_graph_grad(g, n->out));            // (N, C)
+    float *da = grad_ptr(g, n->saved[2], "add_layernorm", &st);       // (N, C) or NULL
+    float *dd = grad_ptr(g, n->saved[3], "add_layernorm", &st);       // (N, C) or NULL
+    float *dw = grad_ptr(g, w, "add_layernorm", &st);                 // (C,) or NULL
+    float *db = b ? grad_ptr(g, b, "add_layernorm", &st) : NULL;      // (C,) or NULL
+    if (st != SF_OK) return st;
+    sf_tensor *dsum = sf_graph_take_grad(g, sum); // (N, C) or NULL
+    sf_add_layernorm_backward(da, dd, dw, db, dsum ? sf_f32(dsum) : NULL, dout, sf_f32(sum), sf_f32(w),
+                              sf_f32(n->saved[0]), sf_f32(n->saved[1]), sf_tensor_rows(sum), sf_tensor_cols(sum));
+    if (dsum) sf_graph_recycle(g, dsum);
+    return SF_OK;
+}
+
+sf_tensor *sf_add_layernorm(sf_graph *g, sf_tensor *x, sf_tensor *d, sf_tensor *weight, sf_tensor *bias, float eps,
+                            sf_tensor **sum_out) {
+    const char *op = "add_layernorm";
+    if (sum_out) *sum_out = NULL;
+    if (check_norm_args(g, op, x) != SF_OK || sf_check_f32(d, op, "d") != SF_OK ||
+        check_vec(op, x, weight, "weight") != SF_OK || (bias && check_vec(op, x, bias, "bias") != SF_OK))
+        return NULL;
+    if (!sf_tensor_same_shape(x, d)) {
+        char sx[96], sd[96];
+        return sf_fail_null(SF_ERR_ARG, "%s: x %s and d %s must have the same shape", op, sf_shape_str(x, sx, sizeof sx),
+                            sf_shape_str(d, sd, sizeof sd));
+    }
+    if (!(eps >= 0.0f)) return sf_fail_null(SF_ERR_ARG, "%s: eps must be >= 0, got %g", op, (double)eps);
+    int64_t N = sf_tensor_rows(x), C = sf_tensor_cols(x);
+    int64_t rows[1] = {N};
+    sf_tensor *sum = sf_graph_tensor_like(g, x);  // (N, C)
+    sf_tensor *out = sf_graph_tensor_like(g, x);  // (N, C)
+    sf_tensor *mean = sf_graph_tensor(g, 1, rows); // (N,)
+    sf_tensor *rstd = sf_graph_tensor(g, 1, rows); // (N,)
+    if (!sum || !out || !mean || !rstd) return NULL;
+    sf_add_layernorm_forward(sf_f32(sum), sf_f32(out), sf_f32(mean), sf_f32(rstd), sf_f32(x), sf_f32(d),
+                             sf_f32(weight), bias ? sf_f32(bias) : NULL, N, C, eps);
+    sf_tensor *in_sum[2] = {x, d}, *in_ln[3] = {sum, weight, bias};
+    if (sf_graph_recording(g) && !sf_graph_record(g, "add_ln_sum", add_ln_sum_backward, sum, in_sum, 2) &&
+        (x->requires_grad || d->requires_grad))
+        return NULL; /* out of memory for the tape */
+    sf_node *n = sf_graph_record(g, op, add_layernorm_backward, out, in_ln, bias ? 3 : 2);
+    if (n) {
+        n->f[0] = eps;
+        if (sf_node_save(n, mean) != SF_OK || sf_node_save(n, rstd) != SF_OK || sf_node_save(n, x) != SF_OK ||
+            sf_node_save(n, d) != SF_OK)
+            return NULL;
+    }
+    if (sum_out) *sum_out = sum;
     return out;
 }
 

@@ -10,14 +10,23 @@
  *   tape        (information only) the same through sf_linear + sf_graph_backward, including the
  *               tape's own gradient-buffer zeroing and seed copy, as a ratio to 3 sgemms
  * It also prints OpenBLAS's build config and warns when OpenBLAS picked kernels far below the CPU.
- * Times are medians of REPS runs after WARMUP runs (clock_gettime MONOTONIC); the baseline and the
- * linear runs are interleaved rep by rep so background load hits both alike.
- * It does not check numerics (tests/test_linear.c does).
+ *
+ * A second section (information only, no pass/fail) times the fused ops against the unfused
+ * compositions they replace, on the tape (pool, gradient zeroing and nodes included), in ms:
+ *   add+LN     sf_add + sf_layernorm  vs  sf_add_layernorm, forward and forward+backward, with the sum
+ *              also used later (the GPT-2 residual stream: root = h + sum, the same extra add in both)
+ *   bias+GELU  sf_linear(x, W, b) + sf_gelu  vs  sf_linear(x, W) + sf_bias_gelu(b), x, W, b trainable
+ * at gpt2-4m (N = 1024, C = 256, 4C = 1024) and GPT-2 124M (N = 256, C = 768, 3072) shapes.
+ * Times are medians of REPS runs after WARMUP runs (clock_gettime MONOTONIC); the compared runs are
+ * interleaved rep by rep so background load hits both alike.
+ * It does not check numerics (tests/test_linear.c and tests/test_fused.c do).
  *
  * Build: gcc -std=gnu11 -O2 -march=native -fopenmp -I/usr/include/x86_64-linux-gnu/openblas-pthread \
  *          core/status.c core/tensor.c core/graph.c core/ops_common.c core/threads.c core/ops_linear.c \
- *          scripts/bench_kernels.c -lopenblas -lm -o bench_kernels
- * Usage: bench_kernels [reps]   (default 15, at least 10)
+ *          core/ops_sampled.c core/ops_norm.c core/ops_elementwise.c core/rng.c scripts/bench_kernels.c \
+ *          -lopenblas -lm -o bench_kernels
+ *        (or `make bench-kernels`)
+ * Usage: bench_kernels [reps] [linear|fused]   (default 15 reps, at least 10; both sections)
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -112,6 +121,102 @@ static sf_tensor *wrap(float *p, int ndim, int64_t d0, int64_t d1) {
     return t;
 }
 
+/* ---------------------------------------------------------------- fused ops vs their compositions */
+
+typedef struct {
+    sf_graph *g;
+    sf_tensor *x, *d, *lw, *lb, *seed_c; // add+LN: x, d, seed (N, C); lw, lb (C)
+    sf_tensor *w, *b, *seed_f;           // bias+GELU: W (C, F), b (F), seed (N, F)
+} fused_in;
+
+/* One add+LN forward (and backward when bwd): root = LN(x + d) + (x + d). */
+static double run_add_ln(fused_in *F, int fused, int bwd) {
+    double t0 = now_s();
+    sf_graph_reset(F->g);
+    sf_tensor *r = NULL, *h;
+    if (fused) {
+        h = sf_add_layernorm(F->g, F->x, F->d, F->lw, F->lb, 1e-5f, &r);
+    } else {
+        r = sf_add(F->g, F->x, F->d);
+        h = r ? sf_layernorm(F->g, r, F->lw, F->lb, 1e-5f) : NULL;
+    }
+    sf_tensor *y = h ? sf_add(F->g, h, r) : NULL;
+    if (!y || (bwd && sf_graph_backward(F->g, y, F->seed_c) != SF_OK)) {
+        fprintf(stderr, "bench: add+LN failed: %s\n", sf_last_error());
+        exit(2);
+    }
+    return now_s() - t0;
+}
+
+/* One up-projection + GELU forward (and backward when bwd). */
+static double run_bias_gelu(fused_in *F, int fused, int bwd) {
+    double t0 = now_s();
+    sf_graph_reset(F->g);
+    sf_tensor *y;
+    if (fused) {
+        y = sf_linear(F->g, F->x, F->w, NULL, SF_W_IN_OUT);
+        y = y ? sf_bias_gelu(F->g, y, F->b, SF_GELU_TANH) : NULL;
+    } else {
+        y = sf_linear(F->g, F->x, F->w, F->b, SF_W_IN_OUT);
+        y = y ? sf_gelu(F->g, y, SF_GELU_TANH) : NULL;
+    }
+    if (!y || (bwd && sf_graph_backward(F->g, y, F->seed_f) != SF_OK)) {
+        fprintf(stderr, "bench: bias+GELU failed: %s\n", sf_last_error());
+        exit(2);
+    }
+    return now_s() - t0;
+}
+
+static sf_tensor *rand_tensor(int64_t d0, int64_t d1, unsigned *seed, float scale, int trainable) {
+    int64_t n = d1 > 0 ? d0 * d1 : d0;
+    float *p = alloc_rand(n, seed, scale);
+    sf_tensor *t = wrap(p, d1 > 0 ? 2 : 1, d0, d1);
+    sf_free(p, (size_t)n * sizeof(float));
+    sf_param_set_trainable(t, trainable);
+    return t;
+}
+
+/* Median ms of unfused (t[0]) and fused (t[1]) runs of fn, interleaved. */
+static void time_pair(double (*fn)(fused_in *, int, int), fused_in *F, int bwd, int reps, double *ms) {
+    double *t[2] = {malloc(sizeof(double) * (size_t)reps), malloc(sizeof(double) * (size_t)reps)};
+    for (int i = 0; i < WARMUP; i++) fn(F, 0, bwd), fn(F, 1, bwd);
+    for (int r = 0; r < reps; r++) {
+        t[0][r] = fn(F, 0, bwd);
+        t[1][r] = fn(F, 1, bwd);
+    }
+    for (int k = 0; k < 2; k++) {
+        ms[k] = 1e3 * median(t[k], reps);
+        free(t[k]);
+    }
+}
+
+static void bench_fused(int reps) {
+    const shape shapes[] = {{"gpt2-4m", 1024, 256, 1024}, {"gpt2-small", 256, 768, 3072}};
+    printf("fused ops vs unfused compositions on the tape (median ms, unfused -> fused):\n");
+    for (int s = 0; s < 2; s++) {
+        int64_t N = shapes[s].N, C = shapes[s].C, FF = shapes[s].OC;
+        unsigned seed = 77u + (unsigned)s;
+        fused_in F = {sf_graph_new(),
+                      rand_tensor(N, C, &seed, 2.0f, 1),  rand_tensor(N, C, &seed, 2.0f, 1),
+                      rand_tensor(C, 0, &seed, 0.2f, 1),  rand_tensor(C, 0, &seed, 0.2f, 1),
+                      rand_tensor(N, C, &seed, 0.01f, 0), rand_tensor(C, FF, &seed, 0.04f, 1),
+                      rand_tensor(FF, 0, &seed, 0.04f, 1), rand_tensor(N, FF, &seed, 0.01f, 0)};
+        double a_f[2], a_fb[2], b_f[2], b_fb[2];
+        time_pair(run_add_ln, &F, 0, reps, a_f);
+        time_pair(run_add_ln, &F, 1, reps, a_fb);
+        time_pair(run_bias_gelu, &F, 0, reps, b_f);
+        time_pair(run_bias_gelu, &F, 1, reps, b_fb);
+        printf("%-10s N=%lld C=%lld F=%lld | add+LN fwd %.3f -> %.3f (%.2fx) fwd+bwd %.3f -> %.3f (%.2fx) | "
+               "bias+GELU (with the linear) fwd %.3f -> %.3f (%.2fx) fwd+bwd %.3f -> %.3f (%.2fx)\n",
+               shapes[s].model, (long long)N, (long long)C, (long long)FF, a_f[0], a_f[1], a_f[0] / a_f[1], a_fb[0],
+               a_fb[1], a_fb[0] / a_fb[1], b_f[0], b_f[1], b_f[0] / b_f[1], b_fb[0], b_fb[1], b_fb[0] / b_fb[1]);
+        fflush(stdout);
+        sf_graph_free(F.g);
+        sf_tensor *all[] = {F.x, F.d, F.lw, F.lb, F.seed_c, F.w, F.b, F.seed_f};
+        for (int i = 0; i < 8; i++) sf_tensor_release(all[i]);
+    }
+}
+
 int main(int argc, char **argv) {
     sf_runtime_env_reexec(argc, argv);
     int reps = argc > 1 ? atoi(argv[1]) : 15;
@@ -129,6 +234,11 @@ int main(int argc, char **argv) {
                core, __builtin_cpu_supports("avx512f") ? "/AVX-512" : "",
                __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell");
 
+    const char *only = argc > 2 ? argv[2] : "";
+    if (!strcmp(only, "fused")) {
+        bench_fused(reps);
+        return 0;
+    }
     const shape shapes[] = {
         {"gpt2-small qkv", 256, 768, 2304}, {"gpt2-small attn.proj", 256, 768, 768},
         {"gpt2-small mlp.fc", 256, 768, 3072}, {"gpt2-small mlp.proj", 256, 3072, 768},
@@ -212,5 +322,6 @@ int main(int argc, char **argv) {
     }
     free(t_sg), free(t_fw), free(t_3), free(t_fb), free(t_tp);
     printf("worst fwd+bwd ratio %.2fx (limit %.2fx): %s\n", worst, MAX_RATIO, n_bad ? "FAIL" : "ok");
+    if (strcmp(only, "linear")) bench_fused(reps);
     return n_bad ? 1 : 0;
 }
