@@ -1,8 +1,9 @@
 #!/bin/sh
 # install_deps.sh — installs the Debian packages sift needs to build and test, if any is missing.
-# Build: liblua5.4-dev libreadline-dev libopenblas-dev libcjson-dev; tests: lua5.4 tmux.
+# Build: liblua5.4-dev libreadline-dev libopenblas-openmp-dev (OpenBLAS on OpenMP threads) libcjson-dev;
+# tests: lua5.4 tmux.
 set -e
-PKGS="build-essential liblua5.4-dev lua5.4 libreadline-dev libopenblas-dev libcjson-dev tmux"
+PKGS="build-essential liblua5.4-dev lua5.4 libreadline-dev libopenblas-openmp-dev libcjson-dev tmux"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
