@@ -215,7 +215,7 @@ sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tens
             TRY(tflat);
         }
         if (tflat && m->loss_only) { /* the (B*T, V) logits are never materialised */
-            m->loss = sf_lm_head_loss(g, x, head, tflat, -100);
+            m->loss = sf_lm_head_loss(g, x, head, tflat, -100, SF_LMHEAD_KEEP_FLOATS);
             TRY(m->loss);
         } else {
             sf_tensor *logits = sf_linear(g, x, head, NULL, SF_W_OUT_IN); // (B, T, V)

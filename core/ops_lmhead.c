@@ -5,7 +5,9 @@
  * dlogits = (softmax - onehot) / count, which feed dh and that block's rows of dW by two gemms. Blocks
  * of columns rather than rows read the (V, C) head once per pass. So neither the (N x V) logits nor
  * their gradient is ever materialised whole: memory O(N * Vc) instead of O(N * V), at the price of one
- * more (N x C x V) gemm in backward. A reference path (separate linear and
+ * more (N x C x V) gemm in backward. When N * V fits in the caller's keep_floats, the forward keeps
+ * each block's exponentials instead (with the running max each used) and backward rescales them to
+ * the softmax: no recompute, O(N * V) memory; the gradient is written over them in place. A reference path (separate linear and
  * cross_entropy on the tape) is what the tests compare against. */
 #include <math.h>
 #include <string.h>
@@ -30,9 +32,10 @@ static void block_logits(float *logits, const float *h, const float *W, int64_t 
 }
 
 /* Folds one block of columns [v0, v0+Vc) into every row's running max mx and sum of exp(x - mx), and
- * picks up the target logit tl when it lies in the block. The block is overwritten. */
+ * picks up the target logit tl when it lies in the block. The block is overwritten with exp(x - m), m
+ * the row's running max after this block, which goes to m_used (N) when given. */
 static void block_fold(float *blk, const int64_t *tgt, int64_t N, int64_t v0, int64_t Vc, float *mx, float *sum,
-                       float *tl) {
+                       float *tl, float *m_used) {
 #pragma omp parallel for if (N * Vc > (1 << 16))
     for (int64_t r = 0; r < N; r++) {
         float *x = blk + r * Vc;
@@ -41,6 +44,26 @@ static void block_fold(float *blk, const int64_t *tgt, int64_t N, int64_t v0, in
         sf_exp_shifted(x, x, m, Vc);
         sum[r] = sum[r] * expf(mx[r] - m) + sf_sum_f32(x, Vc);
         mx[r] = m;
+        if (m_used) m_used[r] = m;
+    }
+}
+
+/* Turns one block of exp(x - m) (m per row, from the forward) into dlogits = (softmax - onehot) * scale
+ * in place: softmax = exp(x - m) * exp(m - lse). Ignored rows get zeros. */
+static void block_dlogits(float *blk, const int64_t *tgt, const float *m, const float *lse, int64_t N, int64_t v0,
+                          int64_t Vc, int64_t ignore, float scale) {
+#pragma omp parallel for if (N * Vc > (1 << 16))
+    for (int64_t r = 0; r < N; r++) {
+        float *x = blk + r * Vc;
+        const int64_t t = tgt[r];
+        if (t == ignore) {
+            memset(x, 0, (size_t)Vc * sizeof *x);
+            continue;
+        }
+        const float f = scale * expf(m[r] - lse[r]);
+#pragma omp simd
+        for (int64_t j = 0; j < Vc; j++) x[j] *= f;
+        if (t >= v0 && t < v0 + Vc) x[t - v0] -= scale;
     }
 }
 
@@ -52,27 +75,25 @@ static sf_status lmhead_backward(sf_graph *g, sf_node *n) {
     if (count == 0) return SF_OK;
     const float scale = sf_f32(sf_graph_grad(g, n->out))[0] / (float)count;
     const int64_t VC = block_cols(N, V);
+    const int kept = n->n_saved > 2; /* the forward kept every block's exponentials (see sf_lm_head_loss) */
     int64_t ss[2] = {N, VC};
-    sf_tensor *scratch = sf_graph_scratch(g, 2, ss);
-    if (!scratch) return sf_fail(SF_ERR_NOMEM, "lm_head_loss backward: out of memory");
-    float *blk = sf_f32(scratch); // (N, Vc) logits, then dlogits, of one block of columns
+    sf_tensor *scratch = kept ? NULL : sf_graph_scratch(g, 2, ss);
+    if (!kept && !scratch) return sf_fail(SF_ERR_NOMEM, "lm_head_loss backward: out of memory");
     const int64_t *tgt = sf_tensor_data(tgt_t);
     const float *lse = sf_f32(lse_t), *hd = sf_f32(h), *Wd = sf_f32(W);
-    for (int64_t v0 = 0; v0 < V; v0 += VC) {
+    for (int64_t v0 = 0, b = 0; v0 < V; v0 += VC, b++) {
         const int64_t vc = V - v0 < VC ? V - v0 : VC;
-        block_logits(blk, hd, Wd + v0 * C, N, C, vc);
+        float *blk; // (N, vc): this block's exp(x - m), turned into its dlogits
+        if (kept) {
+            blk = sf_f32(n->saved[2]) + v0 * N;
+            block_dlogits(blk, tgt, sf_f32(n->saved[3]) + b * N, lse, N, v0, vc, ignore, scale);
+        } else { /* recompute the block's logits; m = lse gives the softmax directly */
+            blk = sf_f32(scratch);
+            block_logits(blk, hd, Wd + v0 * C, N, C, vc);
 #pragma omp parallel for if (N * vc > (1 << 16))
-        for (int64_t r = 0; r < N; r++) {
-            float *x = blk + r * vc;
-            const int64_t t = tgt[r];
-            if (t == ignore) {
-                memset(x, 0, (size_t)vc * sizeof *x);
-                continue;
-            }
-            sf_exp_shifted(x, x, lse[r], vc); /* softmax */
-#pragma omp simd
-            for (int64_t j = 0; j < vc; j++) x[j] *= scale;
-            if (t >= v0 && t < v0 + vc) x[t - v0] -= scale;
+            for (int64_t r = 0; r < N; r++)
+                if (tgt[r] != ignore) sf_exp_shifted(blk + r * vc, blk + r * vc, lse[r], vc);
+            block_dlogits(blk, tgt, lse, lse, N, v0, vc, ignore, scale);
         }
         if (dh) /* dh (N, C) += dlogits (N, Vc) W[v0:v0+Vc] (Vc, C) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)vc, 1.0f, blk, (int)vc,
@@ -85,7 +106,8 @@ static sf_status lmhead_backward(sf_graph *g, sf_node *n) {
     return SF_OK;
 }
 
-sf_tensor *sf_lm_head_loss(sf_graph *g, sf_tensor *h, sf_tensor *W, sf_tensor *targets, int64_t ignore_index) {
+sf_tensor *sf_lm_head_loss(sf_graph *g, sf_tensor *h, sf_tensor *W, sf_tensor *targets, int64_t ignore_index,
+                           int64_t keep_floats) {
     char a[64], b[64];
     if (sf_check_f32(h, "lm_head_loss", "h") || sf_check_f32(W, "lm_head_loss", "W") ||
         sf_check_index(targets, "lm_head_loss", "targets"))
@@ -112,18 +134,26 @@ sf_tensor *sf_lm_head_loss(sf_graph *g, sf_tensor *h, sf_tensor *W, sf_tensor *t
                                 (long long)i, (long long)V);
         count++;
     }
-    sf_tensor *scratch = sf_graph_scratch(g, 2, ss);     // (N, Vc) one block of logits
-    sf_tensor *stats = scratch ? sf_graph_scratch(g, 2, s3) : NULL; // (3, N) running max, sum, target logit
+    /* keep every block's exponentials for backward (no recompute) when they fit in keep_floats */
+    const int64_t n_blocks = (V + VC - 1) / VC;
+    const int keep = sf_graph_recording(g) && (h->requires_grad || W->requires_grad) && N * V <= keep_floats;
+    int64_t sk[1] = {N * V}, sm[2] = {n_blocks, N};
+    sf_tensor *kept = keep ? sf_graph_tensor(g, 1, sk) : NULL;   // blocks of (N, Vc), one after another
+    sf_tensor *m_used = keep ? sf_graph_tensor(g, 2, sm) : NULL; // (blocks, N) the max each block used
+    if (keep && !m_used) return NULL;
+    sf_tensor *scratch = keep ? NULL : sf_graph_scratch(g, 2, ss);     // (N, Vc) one block of logits
+    sf_tensor *stats = (keep || scratch) ? sf_graph_scratch(g, 2, s3) : NULL; // (3, N) running max, sum, target logit
     if (!stats) {
         sf_graph_recycle(g, scratch);
         return NULL;
     }
     float *mx = sf_f32(stats), *se = mx + N, *tl = se + N;
     for (int64_t r = 0; r < N; r++) mx[r] = -INFINITY, se[r] = 0.0f, tl[r] = 0.0f;
-    for (int64_t v0 = 0; v0 < V; v0 += VC) {
+    for (int64_t v0 = 0, b = 0; v0 < V; v0 += VC, b++) {
         const int64_t vc = V - v0 < VC ? V - v0 : VC;
-        block_logits(sf_f32(scratch), sf_f32(h), sf_f32(W) + v0 * C, N, C, vc);
-        block_fold(sf_f32(scratch), td, N, v0, vc, mx, se, tl);
+        float *blk = keep ? sf_f32(kept) + v0 * N : sf_f32(scratch);
+        block_logits(blk, sf_f32(h), sf_f32(W) + v0 * C, N, C, vc);
+        block_fold(blk, td, N, v0, vc, mx, se, tl, keep ? sf_f32(m_used) + b * N : NULL);
     }
     double sum = 0;
     float *lsed = sf_f32(lse);
@@ -143,6 +173,7 @@ sf_tensor *sf_lm_head_loss(sf_graph *g, sf_tensor *h, sf_tensor *W, sf_tensor *t
         n->i[3] = ignore_index;
         n->i[4] = count;
         if (sf_node_save(n, tgt) || sf_node_save(n, lse)) return NULL;
+        if (keep && (sf_node_save(n, kept) || sf_node_save(n, m_used))) return NULL;
     }
     return out;
 }

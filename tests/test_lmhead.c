@@ -1,6 +1,7 @@
 /* test_lmhead.c — the fused LM head + cross-entropy: gradient check (central differences, eps 1e-2,
  * tolerance 1e-2 relative to max |g|) on h and W with ignored rows, and equality of loss and gradients
- * with the unfused path (linear then cross_entropy) at several sizes, including more rows than one block. */
+ * with the unfused path (linear then cross_entropy) at several sizes, including several column blocks,
+ * with the logits recomputed in backward and kept from the forward. */
 #include <math.h>
 
 #include "../core/ops.h"
@@ -9,10 +10,11 @@
 
 typedef struct {
     sf_tensor *targets;
+    int64_t keep; /* keep_floats: 0 recomputes the logits in backward, INT64_MAX keeps them */
 } lm_ctx;
 
 static sf_tensor *fused(sf_graph *g, sf_tensor **in, void *c) {
-    return sf_lm_head_loss(g, in[0], in[1], ((lm_ctx *)c)->targets, -100);
+    return sf_lm_head_loss(g, in[0], in[1], ((lm_ctx *)c)->targets, -100, ((lm_ctx *)c)->keep);
 }
 static sf_tensor *unfused(sf_graph *g, sf_tensor **in, void *c) {
     sf_tensor *logits = sf_linear(g, in[0], in[1], NULL, SF_W_OUT_IN);
@@ -35,10 +37,13 @@ TEST(lm_head_loss_gradcheck) {
     gc_fill_randn(W, 2, 1.0f);
     sf_param_set_trainable(h, 1);
     sf_param_set_trainable(W, 1);
-    lm_ctx c = {make_targets(N, V, 3)};
+    lm_ctx c = {make_targets(N, V, 3), 0};
     sf_tensor *in[2] = {h, W};
-    double err = gradcheck("lm_head_loss", fused, &c, in, 2, 1e-2, 100);
-    CHECK(err <= 1e-2, "gradcheck error %.3g", err);
+    for (int kp = 0; kp < 2; kp++) {
+        c.keep = kp ? INT64_MAX : 0;
+        double err = gradcheck("lm_head_loss", fused, &c, in, 2, 1e-2, 100);
+        CHECK(err <= 1e-2, "keep %d: gradcheck error %.3g", kp, err);
+    }
     sf_tensor_release(c.targets);
     sf_tensor_release(h);
     sf_tensor_release(W);
@@ -47,7 +52,8 @@ TEST(lm_head_loss_gradcheck) {
 TEST(lm_head_loss_equals_unfused) {
     /* one block of columns; 2 and 3 blocks with a partial last one (block width ~1 M floats / N) */
     int64_t sizes[5][3] = {{7, 16, 33}, {300, 32, 500}, {129, 8, 4096}, {2048, 8, 1000}, {4100, 4, 700}};
-    for (int k = 0; k < 5; k++) {
+    for (int q = 0; q < 10; q++) { /* each size with the logits recomputed, then kept */
+        const int k = q / 2;
         int64_t N = sizes[k][0], C = sizes[k][1], V = sizes[k][2];
         int64_t sh[2] = {N, C}, sw[2] = {V, C};
         sf_tensor *h = sf_tensor_new_f32(2, sh), *W = sf_tensor_new_f32(2, sw);
@@ -55,7 +61,7 @@ TEST(lm_head_loss_equals_unfused) {
         gc_fill_randn(W, 20 + (unsigned)k, 0.5f);
         sf_param_set_trainable(h, 1);
         sf_param_set_trainable(W, 1);
-        lm_ctx c = {make_targets(N, V, (unsigned)k)};
+        lm_ctx c = {make_targets(N, V, (unsigned)k), q % 2 ? INT64_MAX : 0};
         sf_tensor *in[2] = {h, W};
         double loss[2];
         sf_tensor *gh[2], *gw[2];
@@ -81,7 +87,7 @@ TEST(lm_head_loss_equals_unfused) {
             dw = fmax(dw, fabs(sf_f32(gw[0])[i] - sf_f32(gw[1])[i]));
             mw = fmax(mw, fabs(sf_f32(gw[1])[i]));
         }
-        CHECK(dh <= 1e-5 * mh && dw <= 1e-5 * mw, "size %d: dh %.3g (max %.3g), dW %.3g (max %.3g)", k, dh, mh, dw, mw);
+        CHECK(dh <= 1e-5 * mh && dw <= 1e-5 * mw, "size %d keep %d: dh %.3g (max %.3g), dW %.3g (max %.3g)", k, q % 2, dh, mh, dw, mw);
         for (int f = 0; f < 2; f++) {
             sf_tensor_release(gh[f]);
             sf_tensor_release(gw[f]);
@@ -97,10 +103,10 @@ TEST(lm_head_loss_errors) {
     int64_t sh[2] = {3, 4}, sw[2] = {5, 4};
     sf_tensor *h = sf_tensor_zeros_f32(2, sh), *W = sf_tensor_zeros_f32(2, sw), *t = make_targets(3, 5, 0);
     ((int64_t *)sf_tensor_data(t))[1] = 7;
-    CHECK(!sf_lm_head_loss(g, h, W, t, -100), "out-of-range target accepted");
+    CHECK(!sf_lm_head_loss(g, h, W, t, -100, 0), "out-of-range target accepted");
     sf_tensor_release(t);
     t = make_targets(2, 5, 0);
-    CHECK(!sf_lm_head_loss(g, h, W, t, -100), "wrong number of targets accepted");
+    CHECK(!sf_lm_head_loss(g, h, W, t, -100, 0), "wrong number of targets accepted");
     sf_tensor_release(t);
     sf_tensor_release(h);
     sf_tensor_release(W);
