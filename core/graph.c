@@ -282,6 +282,16 @@ static sf_status add_into(sf_tensor *dst, const sf_tensor *src) {
     return SF_OK;
 }
 
+void sf_graph_drop_value(sf_graph *g, sf_tensor *t) {
+    if (!t || t->is_leaf || t->ag_node < 0 || !t->storage || t->storage->refcount != 1 || t->storage->release) return;
+    if (grow((void **)&g->pool, &g->cap_pool, g->n_pool + 1, sizeof *g->pool) ||
+        grow((void **)&g->pool_idle, &g->cap_idle, g->n_pool + 1, sizeof *g->pool_idle))
+        return;
+    g->pool_idle[g->n_pool] = 0;
+    g->pool[g->n_pool++] = t->storage;
+    t->storage = NULL;
+}
+
 sf_tensor *sf_graph_take_grad(sf_graph *g, sf_tensor *t) {
     (void)g;
     if (!t || t->is_leaf) return NULL; /* leaves' gradients belong to their hooks / t->grad */

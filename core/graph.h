@@ -87,6 +87,13 @@ sf_tensor *sf_graph_grad(sf_graph *g, sf_tensor *t);
  * sparse leaf's values (k) to accumulate into, or NULL (then use sf_graph_grad as usual). */
 sf_sparse_grad *sf_graph_sparse_grad(sf_graph *g, sf_tensor *t);
 
+/* Memory: the caller promises that nothing reads t's values any more — not itself, and not the backward
+ * of t's producer or of the ops that consumed it (e.g. a linear's output consumed only by a residual add:
+ * neither backward reads it). Its storage goes back to the pool now; the tensor stays on the tape for
+ * gradient routing. Ignored unless t was produced by a recorded op and its storage is not shared (a
+ * view, a caller's reference). */
+void sf_graph_drop_value(sf_graph *g, sf_tensor *t);
+
 /* During backward, for ops that finish a producer's work themselves (fused residual + norm): takes the
  * gradient pending on the intermediate tensor t away from the tape and returns it (NULL if none). The
  * caller passes it on and gives it back with sf_graph_recycle; t's producer then sees no gradient and

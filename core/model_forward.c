@@ -24,6 +24,24 @@ static sf_tensor *ids_tensor(sf_graph *g, int64_t B, int64_t T) {
 /* Block linears go through the LoRA hook (a plain linear when the weight has no adapter). */
 #define LIN(g, x, w, b, lay) sf_lora_linear(g, m->lora, x, w, b, lay)
 
+/* The MLP's down projection of gelu(u): fused so that gelu(u), (B, T, F), is recomputed in backward
+ * instead of kept (sf_gelu_linear); unfused when a LoRA adapter sits on the weight. */
+static sf_tensor *gelu_down(sf_graph *g, const sf_model *m, sf_tensor *u, sf_tensor *w, sf_tensor *b, sf_wlayout lay) {
+    const sf_lora_adapter *ad = m->lora ? sf_lora_find(m->lora, w) : NULL;
+    if (!ad) return sf_gelu_linear(g, u, m->cfg.gelu, w, b, lay);
+    sf_tensor *a = sf_gelu(g, u, m->cfg.gelu);
+    return a ? LIN(g, a, w, b, lay) : NULL;
+}
+
+/* x + d then LayerNorm, fused; d is a block's output projection, which no backward reads (the linear
+ * that made it reads its input, the fused op reads the sum), so its memory goes back to the pool now. */
+static sf_tensor *residual_norm(sf_graph *g, sf_tensor *x, sf_tensor *d, sf_tensor *w, sf_tensor *b, float eps,
+                                sf_tensor **sum_out) {
+    sf_tensor *h = sf_add_layernorm(g, x, d, w, b, eps, sum_out);
+    if (h) sf_graph_drop_value(g, d);
+    return h;
+}
+
 /* The LayerNorm GPT-2 applies to the residual stream before block l: ln_1 of block l, ln_f after the last. */
 static void gpt2_norm_before(const sf_model *m, int64_t l, sf_tensor **w, sf_tensor **b) {
     *w = l < m->cfg.n_layer ? m->layers[l].ln1_w : m->lnf_w;
@@ -40,14 +58,13 @@ static sf_tensor *gpt2_block(sf_graph *g, const sf_model *m, int64_t l, sf_tenso
     if (!qkv) return NULL;
     sf_tensor *a = sf_attention_qkv(g, qkv, mask, c->n_head, c->n_kv_head, c->head_dim, 1); // (B, T, C)
     sf_tensor *o = a ? LIN(g, a, L->wo, L->bo, SF_W_IN_OUT) : NULL;            // (B, T, C)
-    sf_tensor *h2 = o ? sf_add_layernorm(g, x, o, L->ln2_w, L->ln2_b, c->norm_eps, &x) : NULL; // x += o, (B, T, C)
+    sf_tensor *h2 = o ? residual_norm(g, x, o, L->ln2_w, L->ln2_b, c->norm_eps, &x) : NULL; // x += o, (B, T, C)
     sf_tensor *u = h2 ? LIN(g, h2, L->w_up, L->b_up, SF_W_IN_OUT) : NULL;       // (B, T, F)
-    u = u ? sf_gelu(g, u, c->gelu) : NULL;
-    sf_tensor *d = u ? LIN(g, u, L->w_down, L->b_down, SF_W_IN_OUT) : NULL;    // (B, T, C)
+    sf_tensor *d = u ? gelu_down(g, m, u, L->w_down, L->b_down, SF_W_IN_OUT) : NULL; // (B, T, C)
     if (!d) return NULL;
     sf_tensor *nw, *nb;
     gpt2_norm_before(m, l + 1, &nw, &nb);
-    *h = sf_add_layernorm(g, x, d, nw, nb, c->norm_eps, &x);                   // x += d, (B, T, C)
+    *h = residual_norm(g, x, d, nw, nb, c->norm_eps, &x);                      // x += d, (B, T, C)
     return *h ? x : NULL;
 }
 
@@ -80,11 +97,10 @@ static sf_tensor *encoder_block(sf_graph *g, const sf_model *m, const sf_layer *
     sf_tensor *v = k ? LIN(g, x, L->wv, L->bv, SF_W_OUT_IN) : NULL;
     sf_tensor *a = v ? sf_attention(g, q, k, v, mask, c->n_head, c->n_kv_head, 0) : NULL;
     sf_tensor *o = a ? LIN(g, a, L->wo, L->bo, SF_W_OUT_IN) : NULL;
-    x = o ? sf_add_layernorm(g, x, o, L->ln1_w, L->ln1_b, c->norm_eps, NULL) : NULL; // post-LN of x + o
+    x = o ? residual_norm(g, x, o, L->ln1_w, L->ln1_b, c->norm_eps, NULL) : NULL; // post-LN of x + o
     sf_tensor *u = x ? LIN(g, x, L->w_up, L->b_up, SF_W_OUT_IN) : NULL;        // (B, T, F)
-    u = u ? sf_gelu(g, u, c->gelu) : NULL;
-    sf_tensor *d = u ? LIN(g, u, L->w_down, L->b_down, SF_W_OUT_IN) : NULL;    // (B, T, C)
-    return d ? sf_add_layernorm(g, x, d, L->ln2_w, L->ln2_b, c->norm_eps, NULL) : NULL;
+    sf_tensor *d = u ? gelu_down(g, m, u, L->w_down, L->b_down, SF_W_OUT_IN) : NULL; // (B, T, C)
+    return d ? residual_norm(g, x, d, L->ln2_w, L->ln2_b, c->norm_eps, NULL) : NULL;
 }
 
 /* Token + position (+ type) embeddings -> (B, T, C). The last add is fused with the norm that reads the

@@ -58,6 +58,9 @@ sf_tensor *sf_scale(sf_graph *g, sf_tensor *a, float s);
 sf_tensor *sf_tanh(sf_graph *g, sf_tensor *x);
 typedef enum { SF_GELU_TANH = 0, SF_GELU_ERF = 1 } sf_gelu_kind;
 sf_tensor *sf_gelu(sf_graph *g, sf_tensor *x, sf_gelu_kind kind);
+/* linear(gelu(u), w, b) keeping only u for backward (gelu(u) is recomputed there): the same result
+ * as sf_gelu then sf_linear, with (..., C) floats less resident; the weight may be a sampled sparse leaf. */
+sf_tensor *sf_gelu_linear(sf_graph *g, sf_tensor *u, sf_gelu_kind kind, sf_tensor *w, sf_tensor *b, sf_wlayout layout);
 sf_tensor *sf_silu(sf_graph *g, sf_tensor *x);
 /* silu(gate) * up, same shapes (Llama MLP). */
 sf_tensor *sf_swiglu(sf_graph *g, sf_tensor *gate, sf_tensor *up);

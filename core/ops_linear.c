@@ -7,10 +7,13 @@
  * as an sgemv of dout with a ones vector for dbias; a NULL gradient pointer skips its work (frozen
  * weight: no dweight gemm).
  *
- * Threads: all parallelism here is OpenBLAS's; this file has no OpenMP region on purpose. With the
- * pthread OpenBLAS, an OpenMP region right before a gemm leaves libgomp's workers spin-waiting (default
- * wait policy) on the cores the gemm threads need: measured 1.3x-3x slower linear layers on 2 cores.
- * The two non-gemm passes (bias fill, column sums) are one sweep over (N, OC) each, ~1-3% of the gemms.
+ * sf_gelu_linear is linear(gelu(u)) that keeps only u: the activation is formed in a scratch for the
+ * gemm and recomputed in backward (one GELU pass) instead of staying resident, (N, C) floats less per
+ * MLP (a third of a GPT-2 block's activations).
+ *
+ * Threads: all parallelism here is OpenBLAS's (built on OpenMP, so the same threads as the other
+ * kernels; see the Makefile). The two non-gemm passes (bias fill, column sums) are one sweep over
+ * (N, OC) each, ~1-3% of the gemms.
  *
  * What it does not do: no saved copies (the tape node keeps x, w, b as retained inputs), no
  * non-contiguous/strided operands, no batched matmul (sf_matmul is 2-D only), no mixed precision.
@@ -158,80 +161,144 @@ void sf_linear_backward(float *dinp, float *dweight, float *dbias, const float *
 
 /* ------------------------------------------------------------------ tape ops */
 
-/* Shared by linear and matmul. in[0] = x (N, C) viewed as rows, in[1] = weight, in[2] = bias (linear
- * only). i[0] = N, i[1] = C, i[2] = OC, i[3] = layout. */
-static sf_status linear_backward_node(sf_graph *g, sf_node *n) {
+/* The backward of a linear node whose input values are x (N, C) (the recorded input in[0], or values
+ * recomputed from it) and whose input gradient, when wanted, accumulates into dx (N, C). in[1] = weight,
+ * in[2] = bias (linear only). i[0] = N, i[1] = C, i[2] = OC, i[3] = layout. */
+static sf_status linear_backward_with(sf_graph *g, sf_node *n, const float *x, float *dx) {
     sf_tensor *gout = sf_graph_grad(g, n->out);
     if (!gout) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the output gradient", n->op);
-    float *grads[3] = {NULL, NULL, NULL}; // dinp (N, C), dweight (like weight), dbias (OC)
+    float *grads[3] = {dx, NULL, NULL}; // dinp (N, C), dweight (like weight), dbias (OC)
     sf_sparse_grad *sp = sf_graph_sparse_grad(g, n->in[1]);
     if (sp) { /* SIFT target with a fixed mask: only its k entries, no dense dW */
         int64_t N = n->i[0], C = n->i[1], OC = n->i[2];
         int64_t s_c[1] = {sf_linear_weight_grad_sampled_scratch(sp->k, N, C, OC)};
         sf_tensor *scr = sf_graph_scratch(g, 1, s_c);
         if (!scr) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the sampled gradient", n->op);
-        sf_linear_weight_grad_sampled(sp->values, sp->idx, sp->k, sf_f32(gout), sf_f32(n->in[0]), sf_f32(scr), s_c[0],
-                                      N, C, OC, (sf_wlayout)n->i[3]);
+        sf_linear_weight_grad_sampled(sp->values, sp->idx, sp->k, sf_f32(gout), x, sf_f32(scr), s_c[0], N, C, OC,
+                                      (sf_wlayout)n->i[3]);
         sf_graph_recycle(g, scr);
     }
-    for (int k = 0; k < n->n_in; k++) {
+    for (int k = 1; k < n->n_in; k++) {
         if (!n->in[k]->requires_grad || (k == 1 && sp)) continue;
         sf_tensor *gt = sf_graph_grad(g, n->in[k]);
         if (!gt) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for input %d's gradient", n->op, k);
         grads[k] = sf_f32(gt);
     }
-    sf_linear_backward(grads[0], grads[1], grads[2], sf_f32(gout), sf_f32(n->in[0]), sf_f32(n->in[1]), n->i[0],
-                       n->i[1], n->i[2], (sf_wlayout)n->i[3]);
+    sf_linear_backward(grads[0], grads[1], grads[2], sf_f32(gout), x, sf_f32(n->in[1]), n->i[0], n->i[1], n->i[2],
+                       (sf_wlayout)n->i[3]);
     return SF_OK;
 }
 
-static sf_tensor *linear_impl(sf_graph *g, const char *op, sf_tensor *x, sf_tensor *w, sf_tensor *b,
-                              sf_wlayout layout, int64_t N, int64_t C, int64_t OC, int out_ndim,
-                              const int64_t *out_shape) {
+/* Shared by linear and matmul: in[0] = x (N, C) viewed as rows. */
+static sf_status linear_backward_node(sf_graph *g, sf_node *n) {
+    float *dx = NULL;
+    if (n->in[0]->requires_grad) {
+        sf_tensor *gx = sf_graph_grad(g, n->in[0]);
+        if (!gx) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for input 0's gradient", n->op);
+        dx = sf_f32(gx);
+    }
+    return linear_backward_with(g, n, sf_f32(n->in[0]), dx);
+}
+
+/* gelu_linear: in[0] = u, the pre-activation (N, C); i[4] = GELU kind. The activation a = gelu(u) is
+ * recomputed into a scratch instead of being kept from the forward; da goes through GELU's backward
+ * into du. */
+static sf_status gelu_linear_backward(sf_graph *g, sf_node *n) {
+    const int64_t N = n->i[0], C = n->i[1];
+    int64_t s[1] = {N * C};
+    sf_tensor *a = sf_graph_scratch(g, 1, s);                                       // (N, C) gelu(u)
+    sf_tensor *da = a && n->in[0]->requires_grad ? sf_graph_scratch(g, 1, s) : NULL; // (N, C) d loss / d a
+    if (!a || (n->in[0]->requires_grad && !da)) {
+        sf_graph_recycle(g, a);
+        return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the recomputed activation", n->op);
+    }
+    sf_gelu_forward(sf_f32(a), sf_f32(n->in[0]), N * C, (sf_gelu_kind)n->i[4]);
+    if (da) memset(sf_f32(da), 0, (size_t)(N * C) * sizeof(float));
+    sf_status st = linear_backward_with(g, n, sf_f32(a), da ? sf_f32(da) : NULL);
+    if (st == SF_OK && da) {
+        sf_tensor *du = sf_graph_grad(g, n->in[0]);
+        if (!du) st = sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the input gradient", n->op);
+        else sf_gelu_backward(sf_f32(du), sf_f32(n->in[0]), sf_f32(da), N * C, (sf_gelu_kind)n->i[4]);
+    }
+    sf_graph_recycle(g, a);
+    sf_graph_recycle(g, da);
+    return st;
+}
+
+/* y = x W (+ b); the node records x_rec as its input (x itself, or the tensor x was computed from) and
+ * `attr` in i[4] (gelu_linear: the GELU kind). */
+static sf_tensor *linear_impl(sf_graph *g, const char *op, sf_backward_fn backward, sf_tensor *x, sf_tensor *x_rec,
+                              int64_t attr, sf_tensor *w, sf_tensor *b, sf_wlayout layout, int64_t N, int64_t C,
+                              int64_t OC, int out_ndim, const int64_t *out_shape) {
     if (!fits_blas_int(N, C, OC))
         return sf_fail_null(SF_ERR_ARG, "%s: sizes N=%lld C=%lld OC=%lld exceed the 32-bit BLAS range", op,
                             (long long)N, (long long)C, (long long)OC);
     sf_tensor *out = sf_graph_tensor(g, out_ndim, out_shape); // (..., OC)
     if (!out) return NULL;
     sf_linear_forward(sf_f32(out), sf_f32(x), sf_f32(w), b ? sf_f32(b) : NULL, N, C, OC, layout);
-    sf_tensor *in[3] = {x, w, b};
-    sf_node *n = sf_graph_record(g, op, linear_backward_node, out, in, b ? 3 : 2);
+    sf_tensor *in[3] = {x_rec, w, b};
+    sf_node *n = sf_graph_record(g, op, backward, out, in, b ? 3 : 2);
     if (n) {
         n->i[0] = N;
         n->i[1] = C;
         n->i[2] = OC;
         n->i[3] = layout;
+        n->i[4] = attr;
     }
     return out;
 }
 
-sf_tensor *sf_linear(sf_graph *g, sf_tensor *x, sf_tensor *w, sf_tensor *b, sf_wlayout layout) {
+/* Checks a linear's operands; sets N (rows), C, OC and the output shape (..., OC). */
+static sf_status linear_shapes(const char *op, sf_graph *g, sf_tensor *x, sf_tensor *w, sf_tensor *b, sf_wlayout layout,
+                               int64_t *N_out, int64_t *C_out, int64_t *OC_out, int64_t *out_shape) {
     char sx[64], sw[64], sb[64];
-    if (!g) return sf_fail_null(SF_ERR_ARG, "linear: graph is missing");
-    if (sf_check_f32(x, "linear", "x") || sf_check_f32(w, "linear", "weight")) return NULL;
-    if (b && sf_check_f32(b, "linear", "bias")) return NULL;
+    if (!g) return sf_fail(SF_ERR_ARG, "%s: graph is missing", op);
+    if (sf_check_f32(x, op, "x") || sf_check_f32(w, op, "weight")) return sf_last_status();
+    if (b && sf_check_f32(b, op, "bias")) return sf_last_status();
     if (layout != SF_W_OUT_IN && layout != SF_W_IN_OUT)
-        return sf_fail_null(SF_ERR_ARG, "linear: unknown weight layout %d (expected 0 = out_in or 1 = in_out)",
-                            (int)layout);
-    if (x->ndim < 1) return sf_fail_null(SF_ERR_ARG, "linear: x must have at least 1 dim, got a scalar");
+        return sf_fail(SF_ERR_ARG, "%s: unknown weight layout %d (expected 0 = out_in or 1 = in_out)", op, (int)layout);
+    if (x->ndim < 1) return sf_fail(SF_ERR_ARG, "%s: x must have at least 1 dim, got a scalar", op);
     if (w->ndim != 2)
-        return sf_fail_null(SF_ERR_ARG, "linear: weight must be 2-D, got shape %s", sf_shape_str(w, sw, sizeof sw));
+        return sf_fail(SF_ERR_ARG, "%s: weight must be 2-D, got shape %s", op, sf_shape_str(w, sw, sizeof sw));
     int64_t C = x->shape[x->ndim - 1];
     int64_t N = 1; /* rows: product of the leading dims (not numel / C, which fails for C == 0) */
     for (int d = 0; d < x->ndim - 1; d++) N *= x->shape[d];
     int64_t OC = layout == SF_W_OUT_IN ? w->shape[0] : w->shape[1];
     int64_t wC = layout == SF_W_OUT_IN ? w->shape[1] : w->shape[0];
     if (wC != C)
-        return sf_fail_null(SF_ERR_ARG, "linear: x %s has %lld input features but weight %s (%s layout) expects %lld",
-                            sf_shape_str(x, sx, sizeof sx), (long long)C, sf_shape_str(w, sw, sizeof sw),
-                            layout == SF_W_OUT_IN ? "out_in (OC, C)" : "in_out (C, OC)", (long long)wC);
+        return sf_fail(SF_ERR_ARG, "%s: x %s has %lld input features but weight %s (%s layout) expects %lld", op,
+                       sf_shape_str(x, sx, sizeof sx), (long long)C, sf_shape_str(w, sw, sizeof sw),
+                       layout == SF_W_OUT_IN ? "out_in (OC, C)" : "in_out (C, OC)", (long long)wC);
     if (b && (b->ndim != 1 || b->shape[0] != OC))
-        return sf_fail_null(SF_ERR_ARG, "linear: bias must have shape (%lld), got %s", (long long)OC,
-                            sf_shape_str(b, sb, sizeof sb));
-    int64_t out_shape[SF_MAX_DIMS]; // (..., OC)
+        return sf_fail(SF_ERR_ARG, "%s: bias must have shape (%lld), got %s", op, (long long)OC,
+                       sf_shape_str(b, sb, sizeof sb));
     for (int d = 0; d < x->ndim; d++) out_shape[d] = x->shape[d];
     out_shape[x->ndim - 1] = OC;
-    return linear_impl(g, "linear", x, w, b, layout, N, C, OC, x->ndim, out_shape);
+    *N_out = N;
+    *C_out = C;
+    *OC_out = OC;
+    return SF_OK;
+}
+
+sf_tensor *sf_linear(sf_graph *g, sf_tensor *x, sf_tensor *w, sf_tensor *b, sf_wlayout layout) {
+    int64_t N, C, OC, out_shape[SF_MAX_DIMS]; // out (..., OC)
+    if (linear_shapes("linear", g, x, w, b, layout, &N, &C, &OC, out_shape)) return NULL;
+    return linear_impl(g, "linear", linear_backward_node, x, x, 0, w, b, layout, N, C, OC, x->ndim, out_shape);
+}
+
+sf_tensor *sf_gelu_linear(sf_graph *g, sf_tensor *u, sf_gelu_kind kind, sf_tensor *w, sf_tensor *b, sf_wlayout layout) {
+    int64_t N, C, OC, out_shape[SF_MAX_DIMS]; // out (..., OC)
+    if (linear_shapes("gelu_linear", g, u, w, b, layout, &N, &C, &OC, out_shape)) return NULL;
+    if (kind != SF_GELU_TANH && kind != SF_GELU_ERF)
+        return sf_fail_null(SF_ERR_ARG, "gelu_linear: unknown GELU kind %d", (int)kind);
+    int64_t s[1] = {N * C};
+    sf_tensor *a = sf_graph_scratch(g, 1, s); // (N, C) gelu(u), dropped after the gemm
+    if (!a) return NULL;
+    sf_gelu_forward(sf_f32(a), sf_f32(u), N * C, kind);
+    sf_tensor *out = linear_impl(g, "gelu_linear", gelu_linear_backward, a, u, kind, w, b, layout, N, C, OC, u->ndim,
+                                 out_shape);
+    sf_graph_recycle(g, a);
+    return out;
 }
 
 sf_tensor *sf_matmul(sf_graph *g, sf_tensor *a, sf_tensor *b) {
@@ -245,5 +312,5 @@ sf_tensor *sf_matmul(sf_graph *g, sf_tensor *a, sf_tensor *b) {
         return sf_fail_null(SF_ERR_ARG, "matmul: inner dims differ: a %s . b %s", sf_shape_str(a, sa, sizeof sa),
                             sf_shape_str(b, sb, sizeof sb));
     int64_t out_shape[2] = {a->shape[0], b->shape[1]}; // (M, N)
-    return linear_impl(g, "matmul", a, b, NULL, SF_W_IN_OUT, a->shape[0], a->shape[1], b->shape[1], 2, out_shape);
+    return linear_impl(g, "matmul", linear_backward_node, a, a, 0, b, NULL, SF_W_IN_OUT, a->shape[0], a->shape[1], b->shape[1], 2, out_shape);
 }

@@ -1,4 +1,5 @@
-/* test_fused.c — the fused ops sf_add_layernorm (ops_norm.c) and sf_bias_gelu (ops_elementwise.c):
+/* test_fused.c — the fused ops sf_add_layernorm (ops_norm.c), sf_bias_gelu (ops_elementwise.c) and
+ * sf_gelu_linear (ops_linear.c, also with a sampled sparse weight):
  * finite-difference gradients of every input for each way the two outputs of add_layernorm can be used
  * (both, only the norm, only the sum, a GPT-2-like chain where the sum feeds the next fused op, the same
  * tensor added to itself; frozen and bias-less variants), equality with the unfused compositions
@@ -375,6 +376,94 @@ TEST(bias_gelu_matches_linear_then_gelu) {
                 if (res[0][i] && res[1][i]) {
                     double e = max_rel_diff(res[1][i], res[0][i], sz[i]);
                     CHECK(e < 1e-5, "kind %d train_b %d: %s differs by %g", kind, train_b, names[i], e);
+                }
+                free(res[0][i]);
+                free(res[1][i]);
+            }
+        }
+}
+
+/* ---- sf_gelu_linear (ops_linear.c): linear(gelu(u)) recomputing gelu(u) in backward ---- */
+typedef struct {
+    sf_gelu_kind kind;
+    sf_wlayout layout;
+} gl_ctx;
+
+static sf_tensor *build_gl(sf_graph *g, sf_tensor **in, void *vctx) {
+    gl_ctx *c = vctx;
+    return sf_gelu_linear(g, in[0], c->kind, in[1], in[2], c->layout);
+}
+
+TEST(gradcheck_gelu_linear) {
+    for (int kind = 0; kind <= 1; kind++)
+        for (int lay = 0; lay <= 1; lay++) {
+            int64_t us[2] = {5, 6}, ws[2] = {lay ? 6 : 4, lay ? 4 : 6}, bs[1] = {4};
+            sf_tensor *in[3] = {randn(2, us, 101, 1.5f, 0.0f), randn(2, ws, 102, 0.5f, 0.0f), randn(1, bs, 103, 0.5f, 0.0f)};
+            for (int i = 0; i < 3; i++) sf_param_set_trainable(in[i], 1);
+            gl_ctx c = {(sf_gelu_kind)kind, (sf_wlayout)lay};
+            double err = gradcheck("gelu_linear", build_gl, &c, in, 3, 1e-3, 64);
+            CHECK(err <= GC_TOL, "kind %d layout %d: gradcheck error %.3g", kind, lay, err);
+            for (int i = 0; i < 3; i++) sf_tensor_release(in[i]);
+        }
+}
+
+/* Against sf_gelu then sf_linear, u (200, 48) -> 96 outputs, both layouts: output and the gradients of
+ * u, W, b agree; with a frozen u there is no input gradient; a SIFT-style sampled sparse weight gets
+ * the same k entries as the dense gradient holds. */
+TEST(gelu_linear_matches_gelu_then_linear) {
+    const int64_t N = 200, C = 48, OC = 96, K = 97;
+    for (int lay = 0; lay <= 1; lay++)
+        for (int train_u = 0; train_u <= 1; train_u++) {
+            float *res[2][4] = {{NULL}}, sparse_vals[K];
+            for (int fused = 0; fused <= 1; fused++) {
+                int64_t us[2] = {N, C}, ws[2] = {lay ? C : OC, lay ? OC : C}, bs[1] = {OC}, ys[2] = {N, OC};
+                sf_tensor *u = randn(2, us, 111, 1.5f, 0.0f), *w = randn(2, ws, 112, 0.3f, 0.0f);
+                sf_tensor *b = randn(1, bs, 113, 0.5f, 0.0f), *seed = randn(2, ys, 114, 1.0f, 0.0f);
+                sf_param_set_trainable(u, train_u);
+                sf_param_set_trainable(w, 1);
+                sf_param_set_trainable(b, 1);
+                sf_graph *g = sf_graph_new();
+                sf_tensor *y = fused ? sf_gelu_linear(g, u, SF_GELU_TANH, w, b, (sf_wlayout)lay)
+                                     : sf_linear(g, sf_gelu(g, u, SF_GELU_TANH), w, b, (sf_wlayout)lay);
+                REQUIRE(y && sf_graph_backward(g, y, seed) == SF_OK, "%s", sf_last_error());
+                CHECK(!train_u == !u->grad, "input gradient present %d, u trains %d", u->grad != NULL, train_u);
+                sf_tensor *t[4] = {y, u->grad, w->grad, b->grad};
+                for (int i = 0; i < 4; i++)
+                    if (t[i]) {
+                        res[fused][i] = malloc(sf_tensor_nbytes(t[i]));
+                        memcpy(res[fused][i], sf_f32(t[i]), sf_tensor_nbytes(t[i]));
+                    }
+                sf_graph_free(g);
+                if (fused) { /* the same weight as a sampled sparse leaf: k entries, no dense gradient */
+                    sf_index_array idx = sf_index_alloc(K, C * OC);
+                    for (int64_t j = 0; j < K; j++) sf_index_set(idx, j, j * 47);
+                    memset(sparse_vals, 0, sizeof sparse_vals);
+                    sf_sparse_grad sp = {.k = K, .idx = idx, .values = sparse_vals, .sampled = 1};
+                    sf_param_drop_grad(w);
+                    w->sparse = &sp;
+                    g = sf_graph_new();
+                    y = sf_gelu_linear(g, u, SF_GELU_TANH, w, b, (sf_wlayout)lay);
+                    REQUIRE(y && sf_graph_backward(g, y, seed) == SF_OK, "%s", sf_last_error());
+                    CHECK(w->grad == NULL, "a dense gradient was formed for the sampled weight");
+                    double worst = 0, mx = 0;
+                    for (int64_t j = 0; j < K; j++) {
+                        worst = fmax(worst, fabs(sparse_vals[j] - res[0][2][j * 47]));
+                        mx = fmax(mx, fabs(res[0][2][j * 47]));
+                    }
+                    CHECK(worst <= 1e-5 * mx, "layout %d: sampled entries differ by %g (max %g)", lay, worst, mx);
+                    w->sparse = NULL;
+                    sf_graph_free(g);
+                    sf_index_free(&idx);
+                }
+                sf_tensor_release(u); sf_tensor_release(w); sf_tensor_release(b); sf_tensor_release(seed);
+            }
+            const int64_t sz[4] = {N * OC, N * C, C * OC, OC};
+            const char *names[4] = {"output", "du", "dW", "dbias"};
+            for (int i = 0; i < 4; i++) {
+                CHECK(!res[0][i] == !res[1][i], "layout %d: %s present in one path only", lay, names[i]);
+                if (res[0][i] && res[1][i]) {
+                    double e = max_rel_diff(res[1][i], res[0][i], sz[i]);
+                    CHECK(e < 1e-5, "layout %d train_u %d: %s differs by %g", lay, train_u, names[i], e);
                 }
                 free(res[0][i]);
                 free(res[1][i]);
