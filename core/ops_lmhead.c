@@ -7,7 +7,10 @@
  * their gradient is ever materialised whole: memory O(N * Vc) instead of O(N * V), at the price of one
  * more (N x C x V) gemm in backward. When N * V fits in the caller's keep_floats, the forward keeps
  * each block's exponentials instead (with the running max each used) and backward rescales them to
- * the softmax: no recompute, O(N * V) memory; the gradient is written over them in place. A reference path (separate linear and
+ * the softmax: no recompute, O(N * V) memory; the gradient is written over them in place. When the head
+ * is frozen (SIFT, LoRA: only dh is wanted) the forward accumulates dh itself, block by block, like an
+ * online softmax: A = sum_v exp(x_v - m) W_v, rescaled whenever the running max m grows, and
+ * dh = (A / S - W_target) * scale at the end; backward only scales it. Two gemms in all, O(N * C). A reference path (separate linear and
  * cross_entropy on the tape) is what the tests compare against. */
 #include <math.h>
 #include <string.h>
@@ -16,6 +19,9 @@
 
 #include "ops.h"
 #include "simd_math.h"
+
+/* How backward gets the logits' gradient (node attribute i[5]). */
+enum { HEAD_RECOMPUTE = 0, HEAD_KEPT = 1, HEAD_ONLINE_DH = 2 };
 
 /* Columns of the vocabulary per block: the (N, Vc) block stays near 1 M floats (4 MB), at least 256
  * and a multiple of 64 columns wide so the gemms keep good shapes. */
@@ -33,18 +39,21 @@ static void block_logits(float *logits, const float *h, const float *W, int64_t 
 
 /* Folds one block of columns [v0, v0+Vc) into every row's running max mx and sum of exp(x - mx), and
  * picks up the target logit tl when it lies in the block. The block is overwritten with exp(x - m), m
- * the row's running max after this block, which goes to m_used (N) when given. */
+ * the row's running max after this block, which goes to m_used (N) when given; rescale (N), when given,
+ * gets exp(m_before - m), the factor earlier partial sums must be multiplied by. */
 static void block_fold(float *blk, const int64_t *tgt, int64_t N, int64_t v0, int64_t Vc, float *mx, float *sum,
-                       float *tl, float *m_used) {
+                       float *tl, float *m_used, float *rescale) {
 #pragma omp parallel for if (N * Vc > (1 << 16))
     for (int64_t r = 0; r < N; r++) {
         float *x = blk + r * Vc;
         if (tgt[r] >= v0 && tgt[r] < v0 + Vc) tl[r] = x[tgt[r] - v0];
         const float m = fmaxf(mx[r], sf_max_f32(x, Vc));
         sf_exp_shifted(x, x, m, Vc);
-        sum[r] = sum[r] * expf(mx[r] - m) + sf_sum_f32(x, Vc);
+        const float f = expf(mx[r] - m); /* what the sums so far are worth under the new max */
+        sum[r] = sum[r] * f + sf_sum_f32(x, Vc);
         mx[r] = m;
         if (m_used) m_used[r] = m;
+        if (rescale) rescale[r] = f;
     }
 }
 
@@ -75,7 +84,16 @@ static sf_status lmhead_backward(sf_graph *g, sf_node *n) {
     if (count == 0) return SF_OK;
     const float scale = sf_f32(sf_graph_grad(g, n->out))[0] / (float)count;
     const int64_t VC = block_cols(N, V);
-    const int kept = n->n_saved > 2; /* the forward kept every block's exponentials (see sf_lm_head_loss) */
+    const int64_t mode = n->i[5];
+    if (mode == HEAD_ONLINE_DH) { /* the forward formed dh / scale already (the head was frozen) */
+        if (dW) return sf_fail(SF_ERR_STATE, "lm_head_loss backward: the head weight became trainable after the forward");
+        const float *dhu = sf_f32(n->saved[2]); // (N, C)
+        float *d = sf_f32(dh);
+#pragma omp parallel for simd if (N * C > (1 << 16))
+        for (int64_t i = 0; i < N * C; i++) d[i] += scale * dhu[i];
+        return SF_OK;
+    }
+    const int kept = mode == HEAD_KEPT; /* the forward kept every block's exponentials */
     int64_t ss[2] = {N, VC};
     sf_tensor *scratch = kept ? NULL : sf_graph_scratch(g, 2, ss);
     if (!kept && !scratch) return sf_fail(SF_ERR_NOMEM, "lm_head_loss backward: out of memory");
@@ -120,7 +138,7 @@ sf_tensor *sf_lm_head_loss(sf_graph *g, sf_tensor *h, sf_tensor *W, sf_tensor *t
         return sf_fail_null(SF_ERR_ARG, "lm_head_loss: %lld targets for %lld rows", (long long)sf_tensor_numel(targets),
                             (long long)N);
     const int64_t V = W->shape[0], VC = block_cols(N, V);
-    int64_t s1[1] = {N}, ss[2] = {N, VC}, s3[2] = {3, N}, one[1] = {1};
+    int64_t s1[1] = {N}, ss[2] = {N, VC}, s3[2] = {4, N}, one[1] = {1};
     sf_tensor *tgt = sf_graph_tensor_dtype(g, SF_I64, 1, s1); // (N) copy, range-checked
     sf_tensor *lse = tgt ? sf_graph_tensor(g, 1, s1) : NULL;   // (N)
     sf_tensor *out = lse ? sf_graph_tensor(g, 1, one) : NULL;
@@ -134,26 +152,57 @@ sf_tensor *sf_lm_head_loss(sf_graph *g, sf_tensor *h, sf_tensor *W, sf_tensor *t
                                 (long long)i, (long long)V);
         count++;
     }
-    /* keep every block's exponentials for backward (no recompute) when they fit in keep_floats */
+    /* What backward will need: with a frozen head only dh, which the forward accumulates block by block
+     * (online: A = sum_v exp(x_v - m) W_v, rescaled when m grows; dh = scale (A / S - W_target)); with a
+     * training head the blocks' exponentials when they fit in keep_floats, else nothing (recompute). */
     const int64_t n_blocks = (V + VC - 1) / VC;
-    const int keep = sf_graph_recording(g) && (h->requires_grad || W->requires_grad) && N * V <= keep_floats;
-    int64_t sk[1] = {N * V}, sm[2] = {n_blocks, N};
-    sf_tensor *kept = keep ? sf_graph_tensor(g, 1, sk) : NULL;   // blocks of (N, Vc), one after another
-    sf_tensor *m_used = keep ? sf_graph_tensor(g, 2, sm) : NULL; // (blocks, N) the max each block used
-    if (keep && !m_used) return NULL;
-    sf_tensor *scratch = keep ? NULL : sf_graph_scratch(g, 2, ss);     // (N, Vc) one block of logits
-    sf_tensor *stats = (keep || scratch) ? sf_graph_scratch(g, 2, s3) : NULL; // (3, N) running max, sum, target logit
+    const int grad = sf_graph_recording(g) && (h->requires_grad || W->requires_grad);
+    const int64_t mode = !grad ? HEAD_RECOMPUTE
+                         : (h->requires_grad && !W->requires_grad) ? HEAD_ONLINE_DH
+                         : N * V <= keep_floats ? HEAD_KEPT : HEAD_RECOMPUTE;
+    int64_t sk[1] = {N * V}, sm[2] = {n_blocks, N}, sa[2] = {N, C};
+    sf_tensor *kept = mode == HEAD_KEPT ? sf_graph_tensor(g, 1, sk) : NULL;   // blocks of (N, Vc), one after another
+    sf_tensor *m_used = mode == HEAD_KEPT ? sf_graph_tensor(g, 2, sm) : NULL; // (blocks, N) the max each block used
+    sf_tensor *acc = mode == HEAD_ONLINE_DH ? sf_graph_tensor_zeros(g, 2, sa) : NULL; // (N, C) A, then dh / scale
+    if ((mode == HEAD_KEPT && !m_used) || (mode == HEAD_ONLINE_DH && !acc)) return NULL;
+    sf_tensor *scratch = mode == HEAD_KEPT ? NULL : sf_graph_scratch(g, 2, ss); // (N, Vc) one block of logits
+    sf_tensor *stats = (mode == HEAD_KEPT || scratch) ? sf_graph_scratch(g, 2, s3) : NULL; // (4, N) see below
     if (!stats) {
         sf_graph_recycle(g, scratch);
         return NULL;
     }
-    float *mx = sf_f32(stats), *se = mx + N, *tl = se + N;
+    float *mx = sf_f32(stats), *se = mx + N, *tl = se + N, *resc = tl + N; // running max, sum, target logit, rescale
     for (int64_t r = 0; r < N; r++) mx[r] = -INFINITY, se[r] = 0.0f, tl[r] = 0.0f;
+    const float *hd = sf_f32(h), *Wd = sf_f32(W);
     for (int64_t v0 = 0, b = 0; v0 < V; v0 += VC, b++) {
         const int64_t vc = V - v0 < VC ? V - v0 : VC;
-        float *blk = keep ? sf_f32(kept) + v0 * N : sf_f32(scratch);
-        block_logits(blk, sf_f32(h), sf_f32(W) + v0 * C, N, C, vc);
-        block_fold(blk, td, N, v0, vc, mx, se, tl, keep ? sf_f32(m_used) + b * N : NULL);
+        float *blk = mode == HEAD_KEPT ? sf_f32(kept) + v0 * N : sf_f32(scratch);
+        block_logits(blk, hd, Wd + v0 * C, N, C, vc);
+        block_fold(blk, td, N, v0, vc, mx, se, tl, mode == HEAD_KEPT ? sf_f32(m_used) + b * N : NULL,
+                   mode == HEAD_ONLINE_DH ? resc : NULL);
+        if (mode == HEAD_ONLINE_DH) {
+            float *A = sf_f32(acc);
+#pragma omp parallel for if (N * C > (1 << 16))
+            for (int64_t r = 0; r < N; r++)
+                if (resc[r] != 1.0f)
+                    for (int64_t c = 0; c < C; c++) A[r * C + c] *= resc[r];
+            /* A (N, C) += exp(x - m) (N, Vc) W[v0:v0+Vc] (Vc, C) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)vc, 1.0f, blk, (int)vc,
+                        Wd + v0 * C, (int)C, 1.0f, A, (int)C);
+        }
+    }
+    if (mode == HEAD_ONLINE_DH) { /* dh / scale = softmax W - W_target = A / S - W_target; 0 for ignored rows */
+        float *A = sf_f32(acc);
+#pragma omp parallel for if (N * C > (1 << 16))
+        for (int64_t r = 0; r < N; r++) {
+            float *a = A + r * C;
+            if (td[r] == ignore_index) {
+                memset(a, 0, (size_t)C * sizeof *a);
+                continue;
+            }
+            const float inv = 1.0f / se[r], *wt = Wd + td[r] * C;
+            for (int64_t c = 0; c < C; c++) a[c] = a[c] * inv - wt[c];
+        }
     }
     double sum = 0;
     float *lsed = sf_f32(lse);
@@ -172,8 +221,10 @@ sf_tensor *sf_lm_head_loss(sf_graph *g, sf_tensor *h, sf_tensor *W, sf_tensor *t
         n->i[2] = V;
         n->i[3] = ignore_index;
         n->i[4] = count;
+        n->i[5] = mode;
         if (sf_node_save(n, tgt) || sf_node_save(n, lse)) return NULL;
-        if (keep && (sf_node_save(n, kept) || sf_node_save(n, m_used))) return NULL;
+        if (mode == HEAD_KEPT && (sf_node_save(n, kept) || sf_node_save(n, m_used))) return NULL;
+        if (mode == HEAD_ONLINE_DH && sf_node_save(n, acc)) return NULL;
     }
     return out;
 }
