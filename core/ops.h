@@ -202,9 +202,10 @@ sf_tensor *sf_cross_entropy(sf_graph *g, sf_tensor *logits, sf_tensor *targets, 
 
 /* LM head + cross-entropy fused (ops_lmhead.c), for when only the loss is needed: mean over
  * non-ignored rows of CE(h W^T, targets), h (..., C), W (V, C), targets (N = rows of h). The logits are
- * formed block by block of vocabulary columns; when N * V <= keep_floats the blocks' exponentials are
- * kept for backward, otherwise backward recomputes them (memory O(N * 1 M / N)). -> one-element tensor. */
-#define SF_LMHEAD_KEEP_FLOATS ((int64_t)8 << 20) /* 32 MB: gpt2-4m up to 8x256 keeps, GPT-2 124M (51 MB at 4x64) recomputes */
+ * formed block by block of vocabulary columns. A frozen head (only dh wanted) gets dh formed in the
+ * forward (O(N * C) memory); a trainable one keeps the blocks' exponentials for backward when
+ * N * V <= keep_floats, else backward recomputes them (O(1 M) floats). -> one-element tensor. */
+#define SF_LMHEAD_KEEP_FLOATS ((int64_t)16 << 20) /* 64 MB: a trainable head keeps GPT-2 124M 4x64 (51 MB) */
 sf_tensor *sf_lm_head_loss(sf_graph *g, sf_tensor *h, sf_tensor *W, sf_tensor *targets, int64_t ignore_index,
                            int64_t keep_floats);
 
