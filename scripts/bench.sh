@@ -44,7 +44,7 @@ for shape in "gpt2-4m 32 32" "gpt2-4m 8 256" "gpt2-124M 4 64"; do
     set -- $shape
     name=$1; B=$2; T=$3
     target=$MODEL; [ "$name" = "gpt2-124M" ] && target=gpt2-124M
-    steps=12; [ "$name" = "gpt2-124M" ] && steps=10
+    steps=20; [ "$name" = "gpt2-124M" ] && steps=10
     echo "== $name $B x $T"
     # our three methods interleaved in one process (ratios under the same conditions) ...
     run sift "$REPL" scripts/bench_train.lua "$target" full,sift,lora "$B" "$T" "$steps"

@@ -1,6 +1,7 @@
 -- bench_train.lua MODEL_DIR METHODS BATCH SEQ [STEPS] — times training steps (forward + backward + AdamW)
 -- and prints one JSON line per method: {"method", "batch", "seq", "ms_median", "ms_min", "ms_max",
--- "tokens_per_s", "peak_rss_mb", "opt_grad_bytes", "trainable", "steps"}.
+-- "tokens_per_s", "peak_rss_mb", "opt_grad_bytes", "trainable", "steps", "interleaved",
+-- "paired_ratio_to_<first method>" (median over steps of step i / the first method's step i)}.
 -- METHODS is one of full | sift | lora, or several joined by commas ("full,sift,lora"): then each method
 -- gets its own copy of the model and their steps are interleaved (full, sift, lora, full, ...), so the
 -- ratios between methods are measured under the same machine conditions; peak RSS is then that of the
@@ -60,11 +61,22 @@ for line in io.lines("/proc/self/status") do
   local kb = line:match("^VmHWM:%s*(%d+)")
   if kb then rss = tonumber(kb) / 1024 end
 end
+-- paired ratios: step i of each method against step i of the first, which ran right before it, so
+-- both saw the same machine state; their median is the robust "ratio measured in the same run"
+local function median(v)
+  table.sort(v)
+  return #v % 2 == 1 and v[(#v + 1) // 2] or (v[#v // 2] + v[#v // 2 + 1]) / 2
+end
+for _, r in ipairs(runs) do
+  local q = {}
+  for i = 1, steps do q[i] = r.times[i] / runs[1].times[i] end
+  r.paired = median(q)
+end
 for _, r in ipairs(runs) do
   local t = r.times
   table.sort(t)
   local med = #t % 2 == 1 and t[(#t + 1) // 2] or (t[#t // 2] + t[#t // 2 + 1]) / 2
-  print(string.format('{"method":"%s","batch":%d,"seq":%d,"ms_median":%.2f,"ms_min":%.2f,"ms_max":%.2f,"tokens_per_s":%.0f,"peak_rss_mb":%.1f,"opt_grad_bytes":%d,"trainable":%d,"steps":%d,"interleaved":%s}',
+  print(string.format('{"method":"%s","batch":%d,"seq":%d,"ms_median":%.2f,"ms_min":%.2f,"ms_max":%.2f,"tokens_per_s":%.0f,"peak_rss_mb":%.1f,"opt_grad_bytes":%d,"trainable":%d,"steps":%d,"interleaved":%s,"paired_ratio_to_%s":%.4f}',
     r.method, B, T, med, t[1], t[#t], B * T / (med / 1000), rss, r.set:memory().optimizer_and_grads, r.set:trainable(), steps,
-    #runs > 1 and "true" or "false"))
+    #runs > 1 and "true" or "false", runs[1].method, r.paired))
 end
