@@ -264,6 +264,7 @@ void sf_graph_free(sf_graph *g) {
 sf_tensor *sf_graph_grad(sf_graph *g, sf_tensor *t) {
     if (!t || !t->requires_grad) return NULL;
     if (t->is_leaf && !t->hook && !t->sparse) {
+        t->grad_zero = 0;
         if (!t->grad) {
             t->grad = sf_tensor_zeros(SF_F32, t->ndim, t->shape);
             if (!t->grad) return NULL;
@@ -327,6 +328,7 @@ static sf_status finish_leaf(sf_graph *g, sf_tensor *t) {
     t->ag_grad = NULL;
     sf_hook_result r = t->hook(t, gbuf, t->hook_user);
     if (r == SF_HOOK_KEEP) {
+        t->grad_zero = 0;
         if (!t->grad) {
             t->grad = gbuf; /* hand over the buffer itself */
             return SF_OK;
@@ -390,9 +392,11 @@ void sf_param_set_hook(sf_tensor *t, sf_grad_hook hook, void *user) {
     t->hook_user = user;
 }
 void sf_param_zero_grad(sf_tensor *t) {
-    if (t->grad) memset(sf_f32(t->grad), 0, sf_tensor_nbytes(t->grad));
+    if (t->grad && !t->grad_zero) memset(sf_f32(t->grad), 0, sf_tensor_nbytes(t->grad));
+    t->grad_zero = t->grad != NULL;
 }
 void sf_param_drop_grad(sf_tensor *t) {
     sf_tensor_release(t->grad);
     t->grad = NULL;
+    t->grad_zero = 0;
 }

@@ -24,6 +24,7 @@
  * weight, and works in f32 only (statistics of the reference loops in double).
  */
 #include <math.h>
+#include <stdlib.h>
 
 #include "ops.h"
 
@@ -234,25 +235,15 @@ void sf_add_layernorm_forward_ref(float *sum, float *out, float *mean, float *rs
 void sf_add_layernorm_backward_ref(float *da, float *db, float *dweight, float *dbias, const float *dsum,
                                    const float *dout, const float *sum, const float *weight, const float *mean,
                                    const float *rstd, int64_t N, int64_t C) {
-    for (int64_t i = 0; i < N; i++) {
-        const float *x = sum + i * C, *dy = dout + i * C;
-        double m = mean[i], s = rstd[i], a = 0, b = 0;
-        for (int64_t j = 0; j < C; j++) {
-            double nrm = (x[j] - m) * s, dn = (double)dy[j] * weight[j];
-            a += dn;
-            b += dn * nrm;
-            if (dweight) dweight[j] += (float)(nrm * dy[j]);
-            if (dbias) dbias[j] += dy[j];
-        }
-        a /= (double)C;
-        b /= (double)C;
-        for (int64_t j = 0; j < C; j++) {
-            double nrm = (x[j] - m) * s;
-            double g = s * ((double)dy[j] * weight[j] - a - nrm * b) + (dsum ? dsum[i * C + j] : 0.0);
-            if (da) da[i * C + j] += (float)g;
-            if (db) db[i * C + j] += (float)g;
-        }
+    float *dx = calloc((size_t)(N * C > 0 ? N * C : 1), sizeof *dx); // (N, C) the norm's input gradient
+    if (!dx) return;                                                // reference loops: tests only
+    sf_layernorm_backward_ref(dx, dweight, dbias, dout, sum, weight, mean, rstd, N, C);
+    for (int64_t i = 0; i < N * C; i++) {
+        const float g = dx[i] + (dsum ? dsum[i] : 0.0f);
+        if (da) da[i] += g;
+        if (db) db[i] += g; /* da == db when a == b: both terms land */
     }
+    free(dx);
 }
 
 /* ================================= rmsnorm raw kernels =========================================== */

@@ -1,6 +1,8 @@
 /* optim.c — AdamW update kernel (optimised + reference) and the dense AdamW optimizer. See optim.h. */
 #include "optim.h"
 
+#include "graph.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +19,10 @@ void sf_adamw_update_ref(float *p, const float *g, float *m, float *v, int64_t n
     }
 }
 
-void sf_adamw_update(float *p, const float *g, float *m, float *v, int64_t n, const sf_adamw_hparams *h, int64_t t,
-                     float wd_scale) {
+/* The element loop; g_zero (NULL or g itself) is cleared as it is read, which saves the optimizer's
+ * separate zeroing pass over the gradients (one sweep of memory fewer per step). */
+static inline void adamw_loop(float *p, const float *g, float *g_zero, float *m, float *v, int64_t n,
+                              const sf_adamw_hparams *h, int64_t t, float wd_scale) {
     /* bias corrections hoisted out of the element loop */
     const float step = (float)(h->lr / (1.0 - pow(h->beta1, (double)t)));
     const float inv_sqrt_bc2 = (float)(1.0 / sqrt(1.0 - pow(h->beta2, (double)t)));
@@ -32,7 +36,13 @@ void sf_adamw_update(float *p, const float *g, float *m, float *v, int64_t n, co
         m[i] = mi;
         v[i] = vi;
         p[i] = p[i] * decay - step * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+        if (g_zero) g_zero[i] = 0.0f;
     }
+}
+
+void sf_adamw_update(float *p, const float *g, float *m, float *v, int64_t n, const sf_adamw_hparams *h, int64_t t,
+                     float wd_scale) {
+    adamw_loop(p, g, NULL, m, v, n, h, t, wd_scale);
 }
 
 struct sf_adamw {
@@ -100,13 +110,15 @@ sf_status sf_adamw_step(sf_adamw *o) {
             o->v[i] = sf_alloc_zero(sf_tensor_nbytes(p));
             if (!o->m[i] || !o->v[i]) return sf_fail(SF_ERR_NOMEM, "AdamW: out of memory for the moments of %s", p->name ? p->name : "?");
         }
-        sf_adamw_update(sf_f32(p), sf_f32(p->grad), o->m[i], o->v[i], n, &o->h, o->t, o->wd_scale[i]);
+        float *g = sf_f32(p->grad);
+        adamw_loop(sf_f32(p), g, g, o->m[i], o->v[i], n, &o->h, o->t, o->wd_scale[i]);
+        p->grad_zero = 1; /* consumed and cleared in the same sweep */
     }
     return SF_OK;
 }
 
 void sf_adamw_zero_grad(sf_adamw *o) {
-    for (int i = 0; i < o->n; i++) if (o->params[i]->grad) memset(sf_tensor_data(o->params[i]->grad), 0, sf_tensor_nbytes(o->params[i]->grad));
+    for (int i = 0; i < o->n; i++) sf_param_zero_grad(o->params[i]); /* free when already zero */
 }
 
 void sf_adamw_set_lr(sf_adamw *o, float lr) { o->h.lr = lr; }

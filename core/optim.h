@@ -25,8 +25,8 @@ void sf_adamw_update_ref(float *p, const float *g, float *m, float *v, int64_t n
 typedef struct sf_adamw sf_adamw;
 sf_adamw *sf_adamw_new(sf_tensor *const *params, const float *wd_scale, int n, const sf_adamw_hparams *h);
 void sf_adamw_free(sf_adamw *o);
-sf_status sf_adamw_step(sf_adamw *o);  /* one update of every parameter that has a gradient */
-void sf_adamw_zero_grad(sf_adamw *o);  /* zeroes the parameters' gradients */
+sf_status sf_adamw_step(sf_adamw *o);  /* one update of every parameter that has a gradient, which it zeroes */
+void sf_adamw_zero_grad(sf_adamw *o);  /* zeroes the parameters' gradients (free when already zero) */
 void sf_adamw_set_lr(sf_adamw *o, float lr);
 sf_adamw_hparams *sf_adamw_hparams_of(sf_adamw *o);
 int64_t sf_adamw_steps(const sf_adamw *o);

@@ -106,3 +106,12 @@ double gradcheck(const char *label, gc_build_fn build, void *ctx, sf_tensor **in
     sf_tensor_release(r);
     return worst;
 }
+
+double gc_max_rel_diff(const float *a, const float *b, int64_t n) {
+    double d = 0, m = 1e-3;
+    for (int64_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        m = fmax(m, fabs(b[i]));
+    }
+    return d / m;
+}

@@ -17,6 +17,9 @@ typedef sf_tensor *(*gc_build_fn)(sf_graph *g, sf_tensor **inputs, void *ctx);
 double gradcheck(const char *label, gc_build_fn build, void *ctx, sf_tensor **inputs, int n_inputs,
                  double eps, int max_points);
 
+/* max |a - b| / max(|b|, 1e-3) over n elements: the tests' relative difference. */
+double gc_max_rel_diff(const float *a, const float *b, int64_t n);
+
 /* Uniform/normal fillers with an explicit seed (tests only). */
 void gc_fill_randn(sf_tensor *t, unsigned long long seed, float scale);
 void gc_fill_uniform(sf_tensor *t, unsigned long long seed, float lo, float hi);

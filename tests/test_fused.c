@@ -35,14 +35,6 @@ static float *fvec(int64_t n, unsigned long long seed, float scale, float shift)
     return v;
 }
 
-static double max_rel_diff(const float *a, const float *b, int64_t n) {
-    double d = 0, m = 1e-3;
-    for (int64_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        m = fmax(m, fabs(b[i]));
-    }
-    return d / m;
-}
 
 /* ================================== add_layernorm ============================================= */
 
@@ -156,13 +148,13 @@ TEST(add_layernorm_matches_unfused) {
             sf_tensor_release(seed);
             for (int i = 0; i < 4; i++) sf_tensor_release(in[i]);
         }
-        CHECK(max_rel_diff(outs[1], outs[0], n_out) < 1e-6, "mode %d output %g", mode,
-              max_rel_diff(outs[1], outs[0], n_out));
+        CHECK(gc_max_rel_diff(outs[1], outs[0], n_out) < 1e-6, "mode %d output %g", mode,
+              gc_max_rel_diff(outs[1], outs[0], n_out));
         const int64_t sz[4] = {N * C, N * C, C, C};
         for (int i = 0; i < 4; i++) {
             CHECK(!grads[0][i] == !grads[1][i], "mode %d: input %d has a gradient in one version only", mode, i);
             if (grads[0][i] && grads[1][i]) {
-                double e = max_rel_diff(grads[1][i], grads[0][i], sz[i]);
+                double e = gc_max_rel_diff(grads[1][i], grads[0][i], sz[i]);
                 CHECK(e < 1e-5, "mode %d: gradient of input %d differs by %g", mode, i, e);
             }
             free(grads[0][i]);
@@ -185,11 +177,11 @@ TEST(add_layernorm_kernels_match_reference) {
         sf_add_layernorm_forward(s1, o1, m1, r1, a, b, w, wb ? bias : NULL, N, C, 1e-5f);
         sf_add_layernorm_forward_ref(s2, o2, m2, r2, a, b, w, wb ? bias : NULL, N, C, 1e-5f);
         CHECK(!memcmp(s1, s2, N * C * 4), "sum differs");
-        CHECK(max_rel_diff(o1, o2, N * C) < 1e-5, "forward (bias %d) %g", wb, max_rel_diff(o1, o2, N * C));
-        CHECK(max_rel_diff(m1, m2, N) < 1e-6 && max_rel_diff(r1, r2, N) < 1e-5, "mean/rstd");
+        CHECK(gc_max_rel_diff(o1, o2, N * C) < 1e-5, "forward (bias %d) %g", wb, gc_max_rel_diff(o1, o2, N * C));
+        CHECK(gc_max_rel_diff(m1, m2, N) < 1e-6 && gc_max_rel_diff(r1, r2, N) < 1e-5, "mean/rstd");
     }
     sf_add_layernorm_forward(s1, o1, NULL, NULL, a, b, w, bias, N, C, 1e-5f); /* statistics not stored */
-    CHECK(max_rel_diff(o1, o2, N * C) < 1e-5, "forward without statistics");
+    CHECK(gc_max_rel_diff(o1, o2, N * C) < 1e-5, "forward without statistics");
     for (int mask = 0; mask < 33; mask++) { /* mask 32: da == db */
         int same = mask == 32, ga = same || (mask & 1), gb = !same && (mask & 2), gw = mask & 4, gbias = mask & 8;
         const float *dsum = mask & 16 ? ds : NULL;
@@ -200,8 +192,8 @@ TEST(add_layernorm_kernels_match_reference) {
         float *pb1 = same ? da1 : gb ? db1 : NULL, *pb2 = same ? da2 : gb ? db2 : NULL;
         sf_add_layernorm_backward(pa1, pb1, gw ? dw1 : NULL, gbias ? dc1 : NULL, dsum, dy, s2, w, m2, r2, N, C);
         sf_add_layernorm_backward_ref(pa2, pb2, gw ? dw2 : NULL, gbias ? dc2 : NULL, dsum, dy, s2, w, m2, r2, N, C);
-        double ea = max_rel_diff(da1, da2, N * C), eb = max_rel_diff(db1, db2, N * C);
-        double ew = max_rel_diff(dw1, dw2, C), ec = max_rel_diff(dc1, dc2, C);
+        double ea = gc_max_rel_diff(da1, da2, N * C), eb = gc_max_rel_diff(db1, db2, N * C);
+        double ew = gc_max_rel_diff(dw1, dw2, C), ec = gc_max_rel_diff(dc1, dc2, C);
         CHECK(ea < 1e-5 && eb < 1e-5 && ew < 1e-5 && ec < 1e-5, "mask %d: da %g db %g dw %g dbias %g", mask, ea, eb,
               ew, ec);
         CHECK(ga || da1[0] == 0.5f, "mask %d: da NULL but touched", mask);
@@ -324,7 +316,7 @@ TEST(bias_gelu_kernels_match_reference) {
     for (int kind = 0; kind <= 1; kind++) {
         sf_bias_gelu_forward(o1, x, bias, N, C, (sf_gelu_kind)kind);
         sf_bias_gelu_forward_ref(o2, x, bias, N, C, (sf_gelu_kind)kind);
-        CHECK(max_rel_diff(o1, o2, N * C) < 1e-6, "kind %d forward %g", kind, max_rel_diff(o1, o2, N * C));
+        CHECK(gc_max_rel_diff(o1, o2, N * C) < 1e-6, "kind %d forward %g", kind, gc_max_rel_diff(o1, o2, N * C));
         for (int mask = 0; mask < 4; mask++) {
             int gx = mask & 1, gb = mask & 2;
             float *dx1 = fvec(N * C, 0, 0, 0.25f), *dx2 = fvec(N * C, 0, 0, 0.25f);
@@ -333,7 +325,7 @@ TEST(bias_gelu_kernels_match_reference) {
             sf_bias_gelu_backward(gx ? dx1 : NULL, gb ? db1 : NULL, scr, dy, x, bias, N, C, (sf_gelu_kind)kind);
             free(scr);
             sf_bias_gelu_backward_ref(gx ? dx2 : NULL, gb ? db2 : NULL, dy, x, bias, N, C, (sf_gelu_kind)kind);
-            double ex = max_rel_diff(dx1, dx2, N * C), eb = max_rel_diff(db1, db2, C);
+            double ex = gc_max_rel_diff(dx1, dx2, N * C), eb = gc_max_rel_diff(db1, db2, C);
             CHECK(ex < 1e-5 && eb < 1e-5, "kind %d mask %d: dx %g dbias %g", kind, mask, ex, eb);
             CHECK(gx || dx1[N * C - 1] == 0.25f, "dinp NULL but touched");
             CHECK(gb || db1[C - 1] == 0.25f, "dbias NULL but touched");
@@ -374,7 +366,7 @@ TEST(bias_gelu_matches_linear_then_gelu) {
             const char *names[4] = {"output", "dx", "dW", "dbias"};
             for (int i = 0; i < 4; i++) {
                 if (res[0][i] && res[1][i]) {
-                    double e = max_rel_diff(res[1][i], res[0][i], sz[i]);
+                    double e = gc_max_rel_diff(res[1][i], res[0][i], sz[i]);
                     CHECK(e < 1e-5, "kind %d train_b %d: %s differs by %g", kind, train_b, names[i], e);
                 }
                 free(res[0][i]);
@@ -462,7 +454,7 @@ TEST(gelu_linear_matches_gelu_then_linear) {
             for (int i = 0; i < 4; i++) {
                 CHECK(!res[0][i] == !res[1][i], "layout %d: %s present in one path only", lay, names[i]);
                 if (res[0][i] && res[1][i]) {
-                    double e = max_rel_diff(res[1][i], res[0][i], sz[i]);
+                    double e = gc_max_rel_diff(res[1][i], res[0][i], sz[i]);
                     CHECK(e < 1e-5, "layout %d train_u %d: %s differs by %g", lay, train_u, names[i], e);
                 }
                 free(res[0][i]);

@@ -136,14 +136,6 @@ TEST(saved_statistics) {
 /* ---- optimised vs reference: N = 512, C = 384 (> parallel threshold); gradients start non-zero to
  *      check accumulation; tolerance on max abs diff scaled by the reference magnitude ---- */
 
-static double max_rel_diff(const float *a, const float *b, int64_t n) {
-    double d = 0, m = 1e-3;
-    for (int64_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        m = fmax(m, fabs(b[i]));
-    }
-    return d / m;
-}
 
 static float *fvec(int64_t n, unsigned long long seed, float scale, float shift) {
     float *v = malloc((size_t)n * sizeof(float));
@@ -164,8 +156,8 @@ TEST(layernorm_matches_reference) {
     for (int bias = 0; bias <= 1; bias++) {
         sf_layernorm_forward(o1, m1, r1, x, w, bias ? b : NULL, N, C, 1e-5f);
         sf_layernorm_forward_ref(o2, m2, r2, x, w, bias ? b : NULL, N, C, 1e-5f);
-        CHECK(max_rel_diff(o1, o2, N * C) < 1e-5, "forward (bias %d) %g", bias, max_rel_diff(o1, o2, N * C));
-        CHECK(max_rel_diff(m1, m2, N) < 1e-6 && max_rel_diff(r1, r2, N) < 1e-5, "mean/rstd");
+        CHECK(gc_max_rel_diff(o1, o2, N * C) < 1e-5, "forward (bias %d) %g", bias, gc_max_rel_diff(o1, o2, N * C));
+        CHECK(gc_max_rel_diff(m1, m2, N) < 1e-6 && gc_max_rel_diff(r1, r2, N) < 1e-5, "mean/rstd");
     }
     /* every combination of NULL gradients; all start at 0.5 */
     for (int mask = 0; mask < 8; mask++) {
@@ -174,7 +166,7 @@ TEST(layernorm_matches_reference) {
         int gx = mask & 1, gw = mask & 2, gb = mask & 4;
         sf_layernorm_backward(gx ? dx1 : NULL, gw ? dw1 : NULL, gb ? db1 : NULL, dy, x, w, m2, r2, N, C);
         sf_layernorm_backward_ref(gx ? dx2 : NULL, gw ? dw2 : NULL, gb ? db2 : NULL, dy, x, w, m2, r2, N, C);
-        double ex = max_rel_diff(dx1, dx2, N * C), ew = max_rel_diff(dw1, dw2, C), eb = max_rel_diff(db1, db2, C);
+        double ex = gc_max_rel_diff(dx1, dx2, N * C), ew = gc_max_rel_diff(dw1, dw2, C), eb = gc_max_rel_diff(db1, db2, C);
         CHECK(ex < 1e-5 && ew < 1e-5 && eb < 1e-5, "backward mask %d: dx %g dw %g db %g", mask, ex, ew, eb);
         CHECK(gx || dx1[0] == 0.5f, "dinp NULL but touched");
         CHECK(gw || (dw1[0] == 0.5f && dw1[C - 1] == 0.5f), "dweight untouched when NULL");
@@ -190,15 +182,15 @@ TEST(rmsnorm_matches_reference) {
     float *o1 = malloc(N * C * 4), *o2 = malloc(N * C * 4), *r1 = malloc(N * 4), *r2 = malloc(N * 4);
     sf_rmsnorm_forward(o1, r1, x, w, N, C, 1e-6f);
     sf_rmsnorm_forward_ref(o2, r2, x, w, N, C, 1e-6f);
-    CHECK(max_rel_diff(o1, o2, N * C) < 1e-5, "forward %g", max_rel_diff(o1, o2, N * C));
-    CHECK(max_rel_diff(r1, r2, N) < 1e-5, "rstd %g", max_rel_diff(r1, r2, N));
+    CHECK(gc_max_rel_diff(o1, o2, N * C) < 1e-5, "forward %g", gc_max_rel_diff(o1, o2, N * C));
+    CHECK(gc_max_rel_diff(r1, r2, N) < 1e-5, "rstd %g", gc_max_rel_diff(r1, r2, N));
     for (int mask = 0; mask < 4; mask++) {
         float *dx1 = fvec(N * C, 0, 0, -0.25f), *dx2 = fvec(N * C, 0, 0, -0.25f);
         float *dw1 = fvec(C, 0, 0, -0.25f), *dw2 = fvec(C, 0, 0, -0.25f);
         int gx = mask & 1, gw = mask & 2;
         sf_rmsnorm_backward(gx ? dx1 : NULL, gw ? dw1 : NULL, dy, x, w, r2, N, C);
         sf_rmsnorm_backward_ref(gx ? dx2 : NULL, gw ? dw2 : NULL, dy, x, w, r2, N, C);
-        double ex = max_rel_diff(dx1, dx2, N * C), ew = max_rel_diff(dw1, dw2, C);
+        double ex = gc_max_rel_diff(dx1, dx2, N * C), ew = gc_max_rel_diff(dw1, dw2, C);
         CHECK(ex < 1e-5 && ew < 1e-5, "backward mask %d: dx %g dw %g", mask, ex, ew);
         CHECK(gx || dx1[0] == -0.25f, "dinp NULL but touched");
         CHECK(gw || dw1[C - 1] == -0.25f, "dweight NULL but touched");
@@ -223,10 +215,10 @@ TEST(tape_matches_reference_large) {
     float *dx = calloc(N * C, 4), *dw = calloc(C, 4), *db = calloc(C, 4);
     sf_layernorm_forward_ref(o, m, r, sf_f32(x), sf_f32(w), sf_f32(b), N, C, 1e-5f);
     sf_layernorm_backward_ref(dx, dw, db, sf_f32(dy), sf_f32(x), sf_f32(w), m, r, N, C);
-    CHECK(max_rel_diff(sf_f32(y), o, N * C) < 1e-5, "out");
-    CHECK(max_rel_diff(sf_f32(x->grad), dx, N * C) < 1e-5, "dx %g", max_rel_diff(sf_f32(x->grad), dx, N * C));
-    CHECK(max_rel_diff(sf_f32(w->grad), dw, C) < 1e-5, "dw %g", max_rel_diff(sf_f32(w->grad), dw, C));
-    CHECK(max_rel_diff(sf_f32(b->grad), db, C) < 1e-5, "db %g", max_rel_diff(sf_f32(b->grad), db, C));
+    CHECK(gc_max_rel_diff(sf_f32(y), o, N * C) < 1e-5, "out");
+    CHECK(gc_max_rel_diff(sf_f32(x->grad), dx, N * C) < 1e-5, "dx %g", gc_max_rel_diff(sf_f32(x->grad), dx, N * C));
+    CHECK(gc_max_rel_diff(sf_f32(w->grad), dw, C) < 1e-5, "dw %g", gc_max_rel_diff(sf_f32(w->grad), dw, C));
+    CHECK(gc_max_rel_diff(sf_f32(b->grad), db, C) < 1e-5, "db %g", gc_max_rel_diff(sf_f32(b->grad), db, C));
     sf_graph_free(g);
     free(o); free(m); free(r); free(dx); free(dw); free(db);
     sf_tensor_release(x); sf_tensor_release(w); sf_tensor_release(b); sf_tensor_release(dy);

@@ -390,6 +390,46 @@ TEST(sampled_kernel_matches_reference) {
         }
 }
 
+/* The AdamW kernel against its reference over 3 steps (parallel path), and the dense optimizer's fused
+ * zeroing: after sf_adamw_step the gradient is zero and known to be; the tape's next accumulation
+ * clears that mark so zero_grad zeroes again. */
+TEST(adamw_kernel_and_fused_zeroing) {
+    const int64_t n = 100003;
+    float *p1 = malloc(n * 4), *p2 = malloc(n * 4), *g = malloc(n * 4), *m1 = calloc(n, 4), *m2 = calloc(n, 4),
+          *v1 = calloc(n, 4), *v2 = calloc(n, 4);
+    for (int64_t i = 0; i < n; i++) p1[i] = p2[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    sf_adamw_hparams h = {1e-2f, 0.9f, 0.999f, 1e-8f, 0.1f};
+    for (int t = 1; t <= 3; t++) {
+        for (int64_t i = 0; i < n; i++) g[i] = (float)((i * 13 + t * 7) % 97) / 40.0f - 1.2f;
+        sf_adamw_update(p1, g, m1, v1, n, &h, t, 1.0f);
+        sf_adamw_update_ref(p2, g, m2, v2, n, &h, t, 1.0f);
+    }
+    double worst = 0;
+    for (int64_t i = 0; i < n; i++) worst = fmax(worst, fabs(p1[i] - p2[i]));
+    CHECK(worst <= 1e-6, "AdamW kernel vs reference: %g", worst);
+    free(p1); free(p2); free(g); free(m1); free(m2); free(v1); free(v2);
+
+    int64_t shape[1] = {n};
+    sf_tensor *x = sf_tensor_zeros_f32(1, shape);
+    sf_param_set_trainable(x, 1);
+    sf_adamw *opt = sf_adamw_new(&x, NULL, 1, &h);
+    for (int step = 0; step < 2; step++) {
+        sf_graph *gr = sf_graph_new();
+        sf_tensor *y = sf_sum(gr, x);
+        REQUIRE(y && sf_graph_backward(gr, y, NULL) == SF_OK, "%s", sf_last_error());
+        sf_graph_free(gr);
+        CHECK(!x->grad_zero && sf_f32(x->grad)[n - 1] == 1.0f, "step %d: gradient of sum is not 1", step);
+        REQUIRE(sf_adamw_step(opt) == SF_OK, "%s", sf_last_error());
+        int64_t nonzero = 0;
+        for (int64_t i = 0; i < n; i++) nonzero += sf_f32(x->grad)[i] != 0.0f;
+        CHECK(x->grad_zero && nonzero == 0, "step %d: %lld gradient entries left after the step", step, (long long)nonzero);
+        CHECK(fabsf(sf_f32(x)[0] + 1e-2f * (float)(step + 1)) < 1e-4f, "step %d: weight %g", step, sf_f32(x)[0]);
+        sf_adamw_zero_grad(opt); /* free: already zero */
+    }
+    sf_adamw_free(opt);
+    sf_tensor_release(x);
+}
+
 TEST(budget_formula) {
     CHECK(sf_sparse_budget(0.05, 3072) == 154, "0.05 * 3072");
     CHECK(sf_sparse_budget(0.01, 100) == 2, "0.01*100 -> floor(1)+1 = 2");
