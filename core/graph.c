@@ -392,7 +392,8 @@ void sf_param_set_hook(sf_tensor *t, sf_grad_hook hook, void *user) {
     t->hook_user = user;
 }
 void sf_param_zero_grad(sf_tensor *t) {
-    if (t->grad && !t->grad_zero) memset(sf_f32(t->grad), 0, sf_tensor_nbytes(t->grad));
+    /* skipped only when known zero and nobody else holds the buffer (a caller could have written it) */
+    if (t->grad && (!t->grad_zero || t->grad->refcount > 1)) memset(sf_f32(t->grad), 0, sf_tensor_nbytes(t->grad));
     t->grad_zero = t->grad != NULL;
 }
 void sf_param_drop_grad(sf_tensor *t) {

@@ -82,8 +82,8 @@ typedef struct sf_tensor {
     sf_grad_hook hook;       /* optional leaf-gradient hook */
     void *hook_user;
     sf_sparse_grad *sparse;  /* not owned; NULL for ordinary leaves */
-    int grad_zero;           /* grad is known to hold only zeros (zeroing it again is skipped); cleared
-                              * whenever grad is handed out for writing (the tape, model:grad) */
+    int grad_zero;           /* grad is known to hold only zeros (zeroing it again is skipped unless
+                              * someone else holds it); cleared when the tape accumulates into it */
     /* bookkeeping owned by the graph during one backward pass */
     struct sf_tensor *ag_grad; /* transient gradient buffer */
     int ag_pending;            /* consumers whose backward has not run yet */
