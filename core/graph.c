@@ -394,7 +394,7 @@ void sf_param_set_hook(sf_tensor *t, sf_grad_hook hook, void *user) {
 void sf_param_zero_grad(sf_tensor *t) {
     /* skipped only when known zero and nobody else holds the buffer (a caller could have written it) */
     if (t->grad && (!t->grad_zero || t->grad->refcount > 1)) memset(sf_f32(t->grad), 0, sf_tensor_nbytes(t->grad));
-    t->grad_zero = t->grad != NULL;
+    t->grad_zero = t->grad && t->grad->refcount == 1;
 }
 void sf_param_drop_grad(sf_tensor *t) {
     sf_tensor_release(t->grad);

@@ -2,9 +2,10 @@
  * reverse pass), the task heads and the losses. One function per block kind; the shapes of every
  * intermediate are noted. Every residual add that a LayerNorm reads goes through sf_add_layernorm (for
  * GPT-2 the add closing one block is fused with the next block's ln_1, or with ln_f after the last):
- * 1.3-1.5x faster than sf_add + sf_layernorm at gpt2-4m and GPT-2 124M shapes. The MLPs keep
- * sf_linear (with bias) + sf_gelu: sf_bias_gelu measured no faster here (the bias fill and column sum
- * it saves are ~1% of the up-projection). Does not implement kernels (ops_*.c) nor generation (generate.c). */
+ * 1.3-1.5x faster than sf_add + sf_layernorm at gpt2-4m and GPT-2 124M shapes. The GELU MLPs run the
+ * up projection as sf_linear (with bias; sf_bias_gelu measured no faster) and the down projection as
+ * sf_gelu_linear, which recomputes gelu(u) in backward instead of keeping it. Does not implement kernels
+ * (ops_*.c) nor generation (generate.c). */
 #include <string.h>
 
 #include "lora.h"
@@ -265,7 +266,6 @@ sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tens
     }
     return SF_OK;
 }
-
 
 sf_status sf_model_backward(sf_model *m) {
     if (!m->loss) return sf_fail(SF_ERR_STATE, "backward: the last forward computed no loss (give labels)");

@@ -73,8 +73,8 @@ sf_tensor *sf_sum(sf_graph *g, sf_tensor *x); /* shape (1,) */
 /* gelu(x + bias): x (..., C), bias (C) added to every row. The bias of an MLP up-projection fused into
  * its activation (run the linear without bias): no bias fill before the gemm, and dbias summed in the
  * same pass as dx instead of a second read. Measured within +-3% of sf_linear (with bias) + sf_gelu at
- * gpt2-4m and GPT-2 124M shapes (the GELU math dominates; scripts/bench_kernels.c), so the models keep
- * the unfused pair. */
+ * gpt2-4m and GPT-2 124M shapes (the GELU math dominates; scripts/bench_kernels.c), so the models do
+ * not use it: their up projections keep the bias in sf_linear. */
 sf_tensor *sf_bias_gelu(sf_graph *g, sf_tensor *x, sf_tensor *bias, sf_gelu_kind kind);
 
 void sf_gelu_forward(float *out, const float *inp, int64_t n, sf_gelu_kind kind);

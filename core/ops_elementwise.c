@@ -106,28 +106,24 @@ void sf_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t 
 }
 
 /* Reference loops: serial, double precision, llm.c's cosh form of the tanh derivative. */
+static double gelu_ref_d(double x, sf_gelu_kind kind) {
+    if (kind == SF_GELU_ERF) return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+    return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+
+static double gelu_grad_ref_d(double x, sf_gelu_kind kind) {
+    if (kind == SF_GELU_ERF) return 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
+    double s = sqrt(2.0 / M_PI), u = s * (x + 0.044715 * x * x * x), c = cosh(u);
+    return 0.5 * (1.0 + tanh(u)) + 0.5 * x * (1.0 / (c * c)) * s * (1.0 + 3.0 * 0.044715 * x * x);
+}
+
 void sf_gelu_forward_ref(float *out, const float *inp, int64_t n, sf_gelu_kind kind) {
-    for (int64_t i = 0; i < n; i++) {
-        double x = inp[i];
-        if (kind == SF_GELU_ERF)
-            out[i] = (float)(0.5 * x * (1.0 + erf(x / sqrt(2.0))));
-        else
-            out[i] = (float)(0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))));
-    }
+    for (int64_t i = 0; i < n; i++) out[i] = (float)gelu_ref_d(inp[i], kind);
 }
 
 void sf_gelu_backward_ref(float *dinp, const float *inp, const float *dout, int64_t n, sf_gelu_kind kind) {
     if (!dinp) return;
-    for (int64_t i = 0; i < n; i++) {
-        double x = inp[i], grad;
-        if (kind == SF_GELU_ERF) {
-            grad = 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
-        } else {
-            double s = sqrt(2.0 / M_PI), u = s * (x + 0.044715 * x * x * x), c = cosh(u);
-            grad = 0.5 * (1.0 + tanh(u)) + 0.5 * x * (1.0 / (c * c)) * s * (1.0 + 3.0 * 0.044715 * x * x);
-        }
-        dinp[i] += (float)(dout[i] * grad);
-    }
+    for (int64_t i = 0; i < n; i++) dinp[i] += (float)(dout[i] * gelu_grad_ref_d(inp[i], kind));
 }
 
 /* dz = dy * gelu'(x + bias) on one row of C; dx += dz, dbias += dz (either may be NULL). */
@@ -208,15 +204,8 @@ void sf_bias_gelu_backward(float *dinp, float *dbias, float *scratch, const floa
 
 void sf_bias_gelu_forward_ref(float *out, const float *inp, const float *bias, int64_t N, int64_t C,
                               sf_gelu_kind kind) {
-    for (int64_t i = 0; i < N; i++) {
-        for (int64_t j = 0; j < C; j++) {
-            double x = (double)inp[i * C + j] + bias[j];
-            if (kind == SF_GELU_ERF)
-                out[i * C + j] = (float)(0.5 * x * (1.0 + erf(x / sqrt(2.0))));
-            else
-                out[i * C + j] = (float)(0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))));
-        }
-    }
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t j = 0; j < C; j++) out[i * C + j] = (float)gelu_ref_d((double)inp[i * C + j] + bias[j], kind);
 }
 
 void sf_bias_gelu_backward_ref(float *dinp, float *dbias, const float *dout, const float *inp, const float *bias,
@@ -224,14 +213,7 @@ void sf_bias_gelu_backward_ref(float *dinp, float *dbias, const float *dout, con
     for (int64_t j = 0; j < C; j++) {
         double colsum = 0;
         for (int64_t i = 0; i < N; i++) {
-            double x = (double)inp[i * C + j] + bias[j], grad;
-            if (kind == SF_GELU_ERF) {
-                grad = 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
-            } else {
-                double s = sqrt(2.0 / M_PI), u = s * (x + 0.044715 * x * x * x), c = cosh(u);
-                grad = 0.5 * (1.0 + tanh(u)) + 0.5 * x * (1.0 / (c * c)) * s * (1.0 + 3.0 * 0.044715 * x * x);
-            }
-            double dz = dout[i * C + j] * grad;
+            double dz = dout[i * C + j] * gelu_grad_ref_d((double)inp[i * C + j] + bias[j], kind);
             if (dinp) dinp[i * C + j] += (float)dz;
             colsum += dz;
         }

@@ -312,5 +312,6 @@ sf_tensor *sf_matmul(sf_graph *g, sf_tensor *a, sf_tensor *b) {
         return sf_fail_null(SF_ERR_ARG, "matmul: inner dims differ: a %s . b %s", sf_shape_str(a, sa, sizeof sa),
                             sf_shape_str(b, sb, sizeof sb));
     int64_t out_shape[2] = {a->shape[0], b->shape[1]}; // (M, N)
-    return linear_impl(g, "matmul", linear_backward_node, a, a, 0, b, NULL, SF_W_IN_OUT, a->shape[0], a->shape[1], b->shape[1], 2, out_shape);
+    return linear_impl(g, "matmul", linear_backward_node, a, a, 0, b, NULL, SF_W_IN_OUT, a->shape[0], a->shape[1],
+                       b->shape[1], 2, out_shape);
 }

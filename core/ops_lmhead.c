@@ -10,8 +10,8 @@
  * the softmax: no recompute, O(N * V) memory; the gradient is written over them in place. When the head
  * is frozen (SIFT, LoRA: only dh is wanted) the forward accumulates dh itself, block by block, like an
  * online softmax: A = sum_v exp(x_v - m) W_v, rescaled whenever the running max m grows, and
- * dh = (A / S - W_target) * scale at the end; backward only scales it. Two gemms in all, O(N * C). A reference path (separate linear and
- * cross_entropy on the tape) is what the tests compare against. */
+ * dh = (A / S - W_target) * scale at the end; backward only scales it. Two gemms in all, O(N * C).
+ * A reference path (separate linear and cross_entropy on the tape) is what the tests compare against. */
 #include <math.h>
 #include <string.h>
 
@@ -73,6 +73,32 @@ static void block_dlogits(float *blk, const int64_t *tgt, const float *m, const 
 #pragma omp simd
         for (int64_t j = 0; j < Vc; j++) x[j] *= f;
         if (t >= v0 && t < v0 + Vc) x[t - v0] -= scale;
+    }
+}
+
+/* Online dh, one block: A (N, C) = A * rescale (per row) + exp(x - m) (N, Vc) W[v0:v0+Vc] (Vc, C). */
+static void online_dh_add(float *A, const float *rescale, const float *blk, const float *Wb, int64_t N, int64_t C,
+                          int64_t Vc) {
+#pragma omp parallel for if (N * C > (1 << 16))
+    for (int64_t r = 0; r < N; r++)
+        if (rescale[r] != 1.0f)
+            for (int64_t c = 0; c < C; c++) A[r * C + c] *= rescale[r];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)Vc, 1.0f, blk, (int)Vc, Wb, (int)C,
+                1.0f, A, (int)C);
+}
+
+/* Online dh, the end: A becomes dh / scale = softmax W - W_target = A / S - W_target (0 for ignored rows). */
+static void online_dh_finish(float *A, const float *S, const int64_t *tgt, const float *W, int64_t N, int64_t C,
+                             int64_t ignore) {
+#pragma omp parallel for if (N * C > (1 << 16))
+    for (int64_t r = 0; r < N; r++) {
+        float *a = A + r * C;
+        if (tgt[r] == ignore) {
+            memset(a, 0, (size_t)C * sizeof *a);
+            continue;
+        }
+        const float inv = 1.0f / S[r], *wt = W + tgt[r] * C;
+        for (int64_t c = 0; c < C; c++) a[c] = a[c] * inv - wt[c];
     }
 }
 
@@ -180,30 +206,9 @@ sf_tensor *sf_lm_head_loss(sf_graph *g, sf_tensor *h, sf_tensor *W, sf_tensor *t
         block_logits(blk, hd, Wd + v0 * C, N, C, vc);
         block_fold(blk, td, N, v0, vc, mx, se, tl, mode == HEAD_KEPT ? sf_f32(m_used) + b * N : NULL,
                    mode == HEAD_ONLINE_DH ? resc : NULL);
-        if (mode == HEAD_ONLINE_DH) {
-            float *A = sf_f32(acc);
-#pragma omp parallel for if (N * C > (1 << 16))
-            for (int64_t r = 0; r < N; r++)
-                if (resc[r] != 1.0f)
-                    for (int64_t c = 0; c < C; c++) A[r * C + c] *= resc[r];
-            /* A (N, C) += exp(x - m) (N, Vc) W[v0:v0+Vc] (Vc, C) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)vc, 1.0f, blk, (int)vc,
-                        Wd + v0 * C, (int)C, 1.0f, A, (int)C);
-        }
+        if (mode == HEAD_ONLINE_DH) online_dh_add(sf_f32(acc), resc, blk, Wd + v0 * C, N, C, vc);
     }
-    if (mode == HEAD_ONLINE_DH) { /* dh / scale = softmax W - W_target = A / S - W_target; 0 for ignored rows */
-        float *A = sf_f32(acc);
-#pragma omp parallel for if (N * C > (1 << 16))
-        for (int64_t r = 0; r < N; r++) {
-            float *a = A + r * C;
-            if (td[r] == ignore_index) {
-                memset(a, 0, (size_t)C * sizeof *a);
-                continue;
-            }
-            const float inv = 1.0f / se[r], *wt = Wd + td[r] * C;
-            for (int64_t c = 0; c < C; c++) a[c] = a[c] * inv - wt[c];
-        }
-    }
+    if (mode == HEAD_ONLINE_DH) online_dh_finish(sf_f32(acc), se, td, Wd, N, C, ignore_index);
     double sum = 0;
     float *lsed = sf_f32(lse);
     for (int64_t r = 0; r < N; r++) {

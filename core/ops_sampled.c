@@ -4,16 +4,13 @@
  *
  * The optimised kernel transposes dout (N, OC) and inp (N, C) once, in L1-sized tiles of 8 x 8 AVX
  * register blocks, so that each entry is a contiguous, vectorised dot product of length N; the k dot
- * products run in parallel. (Row-
- * wise gathers and per-block transposes measured 4-10x slower here: the cost is memory access, not the
- * k*N multiply-adds.) A plain reference loop sits beside it. */
+ * products run in parallel. (Row-wise gathers and per-block transposes measured 4-10x slower here: the
+ * cost is memory access, not the k*N multiply-adds.) A plain reference loop sits beside it. */
 #include "ops.h"
 
 #ifdef __AVX__
 #include <immintrin.h>
 #endif
-
-
 
 /* Row stride of the transposed copies: N padded so that consecutive rows are not a multiple of 4 KB
  * apart (N = 1024 floats would put the 8 rows of every register block in one L1 set). */
@@ -25,8 +22,11 @@ int64_t sf_linear_weight_grad_sampled_scratch(int64_t k, int64_t N, int64_t C, i
 }
 
 #ifdef __AVX__
+#define SHUF_LO _MM_SHUFFLE(1, 0, 1, 0) /* immediates of _mm256_shuffle_ps */
+#define SHUF_HI _MM_SHUFFLE(3, 2, 3, 2)
 /* dst (8 rows, stride ds) = src (8 rows, stride ss)^T for one 8 x 8 block, in registers. */
-static inline __attribute__((always_inline)) void transpose8x8(float *dst, int64_t ds, const float *src, int64_t ss) {
+static inline __attribute__((always_inline)) void transpose8x8(float *dst, int64_t ds, const float *src,
+                                                              int64_t ss) {
     const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss),
                  r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss),
                  r5 = _mm256_loadu_ps(src + 5 * ss), r6 = _mm256_loadu_ps(src + 6 * ss),
@@ -34,10 +34,10 @@ static inline __attribute__((always_inline)) void transpose8x8(float *dst, int64
     const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
                  t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
                  t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-    const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)), u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),
-                 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)), u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)),
-                 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)), u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2)),
-                 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)), u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, SHUF_LO), u1 = _mm256_shuffle_ps(t0, t2, SHUF_HI),
+                 u2 = _mm256_shuffle_ps(t1, t3, SHUF_LO), u3 = _mm256_shuffle_ps(t1, t3, SHUF_HI),
+                 u4 = _mm256_shuffle_ps(t4, t6, SHUF_LO), u5 = _mm256_shuffle_ps(t4, t6, SHUF_HI),
+                 u6 = _mm256_shuffle_ps(t5, t7, SHUF_LO), u7 = _mm256_shuffle_ps(t5, t7, SHUF_HI);
     _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
     _mm256_storeu_ps(dst + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
     _mm256_storeu_ps(dst + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
@@ -49,8 +49,8 @@ static inline __attribute__((always_inline)) void transpose8x8(float *dst, int64
 }
 #endif
 
-/* dst (Cc, R) with row stride ld = src (R, Cc)^T in 32 x 32 tiles (8 x 8 register blocks where AVX is available, scalar
- * at the edges); tiles are shared among threads. */
+/* dst (Cc, R) with row stride ld = src (R, Cc)^T in 32 x 32 tiles (8 x 8 register blocks where AVX is
+ * available, scalar at the edges); tiles are shared among threads. */
 static void transpose(float *dst, int64_t ld, const float *src, int64_t R, int64_t Cc) {
     const int64_t TB = 32;
     const int64_t tiles_r = (R + TB - 1) / TB, tiles_c = (Cc + TB - 1) / TB;

@@ -82,8 +82,8 @@ typedef struct sf_tensor {
     sf_grad_hook hook;       /* optional leaf-gradient hook */
     void *hook_user;
     sf_sparse_grad *sparse;  /* not owned; NULL for ordinary leaves */
-    int grad_zero;           /* grad is known to hold only zeros (zeroing it again is skipped unless
-                              * someone else holds it); cleared when the tape accumulates into it */
+    int grad_zero;           /* grad is known to hold only zeros and nobody else holds it (zeroing it again
+                              * is skipped); cleared when the tape or model:grad hands it out */
     /* bookkeeping owned by the graph during one backward pass */
     struct sf_tensor *ag_grad; /* transient gradient buffer */
     int ag_pending;            /* consumers whose backward has not run yet */

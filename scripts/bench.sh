@@ -2,7 +2,7 @@
 # bench.sh BUILD_DIR — `make bench`: one run that measures, on this machine, in this order:
 #   1. the bare cblas_sgemm rate (the practical ceiling; measured again at the end, the higher one
 #      is used) and the kernel benchmark (linear vs sgemm);
-#   2. training steps (median of 12 after 3 warm-up, min-max) and peak resident memory of full
+#   2. training steps (median of 20 after 3 warm-up, 10 at 124M; min-max) and peak resident memory of full
 #      fine-tuning, SIFT 1 % and LoRA r=8 at gpt2-4m 32x32 and 8x256 and GPT-2 124M 4x64 (random
 #      weights), each method in its own process so peak RSS is its own;
 #   3. the same steps in PyTorch (scripts/bench_torch.py, 2 threads, passive waiting) when Debian's

@@ -74,8 +74,7 @@ for _, r in ipairs(runs) do
 end
 for _, r in ipairs(runs) do
   local t = r.times
-  table.sort(t)
-  local med = #t % 2 == 1 and t[(#t + 1) // 2] or (t[#t // 2] + t[#t // 2 + 1]) / 2
+  local med = median(t) -- sorts t: t[1], t[#t] are the min and max
   print(string.format('{"method":"%s","batch":%d,"seq":%d,"ms_median":%.2f,"ms_min":%.2f,"ms_max":%.2f,"tokens_per_s":%.0f,"peak_rss_mb":%.1f,"opt_grad_bytes":%d,"trainable":%d,"steps":%d,"interleaved":%s,"paired_ratio_to_%s":%.4f}',
     r.method, B, T, med, t[1], t[#t], B * T / (med / 1000), rss, r.set:memory().optimizer_and_grads, r.set:trainable(), steps,
     #runs > 1 and "true" or "false", runs[1].method, r.paired))
