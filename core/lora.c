@@ -7,8 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cblas.h>
-
+#include "gemm.h"
 #include "rng.h"
 
 static sf_tensor *named_zeros(int64_t d0, int64_t d1, const char *base, const char *suffix) {
@@ -104,10 +103,10 @@ static void merge_one(sf_lora_adapter *a, float sign) {
     int64_t r = a->A->shape[0], in = a->A->shape[1], out = a->B->shape[0];
     float alpha = sign * a->scale;
     if (a->layout == SF_W_OUT_IN) /* W (out, in) += B (out, r) A (r, in) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)out, (int)in, (int)r, alpha, sf_f32(a->B), (int)r,
+        sf_sgemm(0, 0, (int)out, (int)in, (int)r, alpha, sf_f32(a->B), (int)r,
                     sf_f32(a->A), (int)in, 1.0f, sf_f32(a->w), (int)in);
     else /* W (in, out) += A^T (in, r) B^T (r, out) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, (int)in, (int)out, (int)r, alpha, sf_f32(a->A), (int)in,
+        sf_sgemm(1, 1, (int)in, (int)out, (int)r, alpha, sf_f32(a->A), (int)in,
                     sf_f32(a->B), (int)r, 1.0f, sf_f32(a->w), (int)out);
 }
 

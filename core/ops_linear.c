@@ -24,6 +24,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "ops.h"
 
 static int fits_blas_int(int64_t N, int64_t C, int64_t OC) {
@@ -123,10 +124,10 @@ void sf_linear_forward(float *out, const float *inp, const float *weight, const 
         beta = 1.0f;
     }
     if (layout == SF_W_OUT_IN) // out = inp . weight^T, weight (OC, C)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight,
+        sf_sgemm(0, 1, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight,
                     (int)C, beta, out, (int)OC);
     else // out = inp . weight, weight (C, OC)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight,
+        sf_sgemm(0, 0, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight,
                     (int)OC, beta, out, (int)OC);
 }
 
@@ -141,18 +142,18 @@ void sf_linear_backward(float *dinp, float *dweight, float *dbias, const float *
     if (C > 0) {
         if (dinp) {
             if (layout == SF_W_OUT_IN) // dinp (N, C) += dout (N, OC) . weight (OC, C)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)OC, 1.0f, dout,
+                sf_sgemm(0, 0, (int)N, (int)C, (int)OC, 1.0f, dout,
                             (int)OC, weight, (int)C, 1.0f, dinp, (int)C);
             else // dinp (N, C) += dout (N, OC) . weight^T, weight (C, OC)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)C, (int)OC, 1.0f, dout,
+                sf_sgemm(0, 1, (int)N, (int)C, (int)OC, 1.0f, dout,
                             (int)OC, weight, (int)OC, 1.0f, dinp, (int)C);
         }
         if (dweight) {
             if (layout == SF_W_OUT_IN) // dweight (OC, C) += dout^T (OC, N) . inp (N, C)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)OC, (int)C, (int)N, 1.0f, dout,
+                sf_sgemm(1, 0, (int)OC, (int)C, (int)N, 1.0f, dout,
                             (int)OC, inp, (int)C, 1.0f, dweight, (int)C);
             else // dweight (C, OC) += inp^T (C, N) . dout (N, OC)
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)C, (int)OC, (int)N, 1.0f, inp, (int)C,
+                sf_sgemm(1, 0, (int)C, (int)OC, (int)N, 1.0f, inp, (int)C,
                             dout, (int)OC, 1.0f, dweight, (int)OC);
         }
     }

@@ -15,8 +15,7 @@
 #include <math.h>
 #include <string.h>
 
-#include <cblas.h>
-
+#include "gemm.h"
 #include "ops.h"
 #include "simd_math.h"
 
@@ -33,7 +32,7 @@ static int64_t block_cols(int64_t N, int64_t V) {
 
 static void block_logits(float *logits, const float *h, const float *W, int64_t N, int64_t C, int64_t Vc) {
     // logits (N, Vc) = h (N, C) W^T, W (Vc, C): the rows v0..v0+Vc of the head
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)Vc, (int)C, 1.0f, h, (int)C, W, (int)C, 0.0f,
+    sf_sgemm(0, 1, (int)N, (int)Vc, (int)C, 1.0f, h, (int)C, W, (int)C, 0.0f,
                 logits, (int)Vc);
 }
 
@@ -83,7 +82,7 @@ static void online_dh_add(float *A, const float *rescale, const float *blk, cons
     for (int64_t r = 0; r < N; r++)
         if (rescale[r] != 1.0f)
             for (int64_t c = 0; c < C; c++) A[r * C + c] *= rescale[r];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)Vc, 1.0f, blk, (int)Vc, Wb, (int)C,
+    sf_sgemm(0, 0, (int)N, (int)C, (int)Vc, 1.0f, blk, (int)Vc, Wb, (int)C,
                 1.0f, A, (int)C);
 }
 
@@ -140,10 +139,10 @@ static sf_status lmhead_backward(sf_graph *g, sf_node *n) {
             block_dlogits(blk, tgt, lse, lse, N, v0, vc, ignore, scale);
         }
         if (dh) /* dh (N, C) += dlogits (N, Vc) W[v0:v0+Vc] (Vc, C) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)C, (int)vc, 1.0f, blk, (int)vc,
+            sf_sgemm(0, 0, (int)N, (int)C, (int)vc, 1.0f, blk, (int)vc,
                         Wd + v0 * C, (int)C, 1.0f, sf_f32(dh), (int)C);
         if (dW) /* dW[v0:v0+Vc] (Vc, C) += dlogits^T (Vc, N) h (N, C) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)vc, (int)C, (int)N, 1.0f, blk, (int)vc, hd,
+            sf_sgemm(1, 0, (int)vc, (int)C, (int)N, 1.0f, blk, (int)vc, hd,
                         (int)C, 1.0f, sf_f32(dW) + v0 * C, (int)C);
     }
     sf_graph_recycle(g, scratch);

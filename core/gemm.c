@@ -1,0 +1,44 @@
+/* gemm.c — routes the engine's matrix products: sift's own AVX-512 kernel for large products when the
+ * build has it, OpenBLAS's cblas_sgemm otherwise. See gemm.h. */
+#include "gemm.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Below this many multiply-adds OpenBLAS's small-matrix paths and the absence of packing win. */
+#define OWN_MIN_MACS ((int64_t)1 << 18)
+
+static int g_force_openblas = -1; /* -1: not read from the environment yet */
+
+static int force_openblas(void) {
+    if (g_force_openblas < 0) {
+        const char *e = getenv("SIFT_GEMM");
+        g_force_openblas = e && strcmp(e, "openblas") == 0;
+    }
+    return g_force_openblas;
+}
+
+int sf_gemm_use_openblas(int on) {
+    int prev = force_openblas();
+    g_force_openblas = on ? 1 : 0;
+    return prev;
+}
+
+const char *sf_gemm_kernel(void) {
+#if defined(__AVX512F__)
+    if (!force_openblas()) return "avx512";
+#endif
+    return "openblas";
+}
+
+void sf_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+              const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K > 0 && M * N * K >= OWN_MIN_MACS && !force_openblas() && !omp_in_parallel() &&
+        sf_sgemm_own(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        return;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
+                (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}

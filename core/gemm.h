@@ -1,0 +1,35 @@
+/* gemm.h — the engine's single-precision matrix product, C = alpha op(A) op(B) + beta C (row-major,
+ * the cblas_sgemm contract), routed to the fastest kernel this build has.
+ *
+ * Where the build targets AVX-512 (-march=native on such a CPU) large products run on sift's own
+ * packed, cache-blocked AVX-512 kernel (gemm_avx512.c), split over the engine's threads; everything
+ * else — other CPUs, small or degenerate products, calls made inside a parallel region — goes to
+ * OpenBLAS's cblas_sgemm. The reason: OpenBLAS 0.3.21 runs its AVX2 (Haswell) kernels under the
+ * OPENBLAS_CORETYPE=Haswell setting this project keeps, which leave half of an AVX-512 core's FMA
+ * width unused.
+ *
+ * What it does not do: column-major layouts, other element types, or any numerics beyond the float
+ * sums themselves (summation order differs from OpenBLAS's, so results agree to rounding, not bits).
+ */
+#ifndef SF_GEMM_H
+#define SF_GEMM_H
+
+#include <stdint.h>
+
+/* C (M, N) = alpha * op(A) (M, K) . op(B) (K, N) + beta * C; op(X) = X or X^T as trans_* says.
+ * Leading dimensions as in row-major cblas_sgemm (lda = row stride of A as stored). beta == 0 never
+ * reads C (it may hold NaN). */
+void sf_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+              const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* Which kernel large products use: "avx512" (sift's own) or "openblas". sf_gemm_use_openblas(1)
+ * forces OpenBLAS for every product (tests compare the two; benchmarks measure both); the environment
+ * variable SIFT_GEMM=openblas does the same at start-up. Returns the previous setting. */
+int sf_gemm_use_openblas(int on);
+const char *sf_gemm_kernel(void);
+
+/* The own kernel directly, whatever the routing (tests); 0 when this build has none. */
+int sf_sgemm_own(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+#endif

@@ -1,0 +1,195 @@
+/* gemm_avx512.c — sift's own single-precision GEMM for AVX-512 CPUs: C = alpha op(A) op(B) + beta C,
+ * row-major, any transposition. Compiled to a stub (sf_sgemm_own returns 0) when the build does not
+ * target AVX-512; gemm.c routes around it then.
+ *
+ * The classic Goto/BLIS scheme: op(B) is packed KC x NC at a time into column slivers of NR = 32
+ * (Bp: [NC/NR][KC][NR]), op(A) MC x KC at a time into row slivers of MR = 12 (Ap: [MC/MR][KC][MR]),
+ * zero-padded at the edges, and a 12 x 32 register-blocked micro-kernel (24 zmm accumulators, two
+ * vector loads of B and 12 broadcasts of A per k) adds each sliver pair into C with masked stores at
+ * the right and bottom edges. Two or more threads each take a contiguous share of the rows (or, for
+ * wide short products, of the columns) and run the whole scheme on it with their own pack buffers,
+ * which are kept across calls (no allocation in a training step after the first).
+ *
+ * What it does not do: decide when it is worth using (gemm.c does), run inside an outer parallel
+ * region, or any type other than float.
+ */
+#include "gemm.h"
+
+#if defined(__AVX512F__)
+
+#include <immintrin.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "threads.h"
+
+enum { MR = 12, NR = 32, KC = 384, MC = 192, NC = 3072, MAX_THREADS = 64 };
+
+typedef struct {
+    float *a, *b; /* Ap (MC * KC) and Bp (NC * KC), 64-byte aligned, kept across calls */
+} pack_buffers;
+
+static pack_buffers g_bufs[MAX_THREADS];
+
+static int ensure_buffers(pack_buffers *p) {
+    if (!p->a) p->a = aligned_alloc(64, (size_t)MC * KC * sizeof(float));
+    if (!p->b) p->b = aligned_alloc(64, (size_t)NC * KC * sizeof(float));
+    return p->a && p->b;
+}
+
+/* Bp[s][k][j] = op(B)(k, s*NR + j) for k < kc, j < NR (0 beyond nc); op(B) starts at B (already
+ * offset to the block's first row and column). */
+static void pack_b(float *restrict bp, const float *restrict B, int64_t ldb, int tb, int64_t kc, int64_t nc) {
+    for (int64_t s = 0; s < nc; s += NR) {
+        const int64_t nr = nc - s < NR ? nc - s : NR;
+        float *dst = bp + s * kc; /* (kc, NR) */
+        if (!tb) {
+            const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+            const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = B + k * ldb + s;
+                _mm512_store_ps(dst + k * NR, _mm512_maskz_loadu_ps(m0, src));
+                _mm512_store_ps(dst + k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+            }
+        } else { /* op(B)(k, n) = B[n * ldb + k]: each of the sliver's columns is a contiguous row of B */
+            /* gathered 16 at a time: lane j reads row j (the 16 rows' cache lines stay in L1 across k) */
+            const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                    _mm512_set1_epi32((int)ldb));
+            const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+            const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+            const float *src0 = B + s * ldb, *src1 = B + (s + 16) * ldb;
+            for (int64_t k = 0; k < kc; k++) {
+                _mm512_store_ps(dst + k * NR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, rows, src0 + k, 4));
+                _mm512_store_ps(dst + k * NR + 16,
+                                m1 ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, rows, src1 + k, 4)
+                                   : _mm512_setzero_ps());
+            }
+        }
+    }
+}
+
+/* Ap[s][k][i] = op(A)(s*MR + i, k) for k < kc, i < MR (0 beyond mc). */
+static void pack_a(float *restrict ap, const float *restrict A, int64_t lda, int ta, int64_t mc, int64_t kc) {
+    for (int64_t s = 0; s < mc; s += MR) {
+        const int64_t mr = mc - s < MR ? mc - s : MR;
+        float *dst = ap + s * kc; /* (kc, MR) */
+        if (ta) { /* op(A)(m, k) = A[k * lda + m]: MR contiguous values per k */
+            const __mmask16 m = (__mmask16)((1u << mr) - 1);
+            for (int64_t k = 0; k < kc; k++) {
+                __m512 v = _mm512_maskz_loadu_ps(m, A + k * lda + s);
+                _mm512_mask_storeu_ps(dst + k * MR, (__mmask16)((1u << MR) - 1), v);
+            }
+        } else {
+            /* gathered: lane i reads row i of the sliver */
+            const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                    _mm512_set1_epi32((int)lda));
+            const __mmask16 m = (__mmask16)((1u << mr) - 1);
+            const float *src = A + s * lda;
+            for (int64_t k = 0; k < kc; k++)
+                _mm512_mask_storeu_ps(dst + k * MR, (__mmask16)((1u << MR) - 1),
+                                      _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, rows, src + k, 4));
+        }
+    }
+}
+
+/* C (mr <= MR, nr <= NR; row stride ldc) = alpha * Ap-sliver . Bp-sliver + beta * C. */
+static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp, float *restrict c, int64_t ldc,
+                         int mr, int nr, float alpha, float beta) {
+    __m512 acc[MR][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            const __m512 a = _mm512_set1_ps(ap[i]);
+            acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+        }
+        ap += MR;
+        bp += NR;
+    }
+    const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) {
+        if (i >= mr) break;
+        float *row = c + i * ldc;
+        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
+        if (beta != 0.0f) {
+            r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), r0);
+            r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), r1);
+        }
+        _mm512_mask_storeu_ps(row, m0, r0);
+        _mm512_mask_storeu_ps(row + 16, m1, r1);
+    }
+}
+
+/* The whole blocked scheme on one thread's share: C (M, N) = alpha op(A) op(B) + beta C. */
+static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    for (int64_t jc = 0; jc < N; jc += NC) {
+        const int64_t nc = N - jc < NC ? N - jc : NC;
+        for (int64_t pc = 0; pc < K; pc += KC) {
+            const int64_t kc = K - pc < KC ? K - pc : KC;
+            const float beta_here = pc == 0 ? beta : 1.0f; /* later K blocks add onto the first's result */
+            pack_b(bufs->b, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, tb, kc, nc);
+            for (int64_t ic = 0; ic < M; ic += MC) {
+                const int64_t mc = M - ic < MC ? M - ic : MC;
+                pack_a(bufs->a, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, ta, mc, kc);
+                for (int64_t jr = 0; jr < nc; jr += NR) {
+                    const int nr = (int)(nc - jr < NR ? nc - jr : NR);
+                    for (int64_t ir = 0; ir < mc; ir += MR) {
+                        const int mr = (int)(mc - ir < MR ? mc - ir : MR);
+                        micro_kernel(kc, bufs->a + ir * kc, bufs->b + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc, mr,
+                                     nr, alpha, beta_here);
+                    }
+                }
+            }
+        }
+    }
+}
+
+int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    int nt = omp_in_parallel() ? 1 : sf_get_threads();
+    if (nt > MAX_THREADS) nt = MAX_THREADS;
+    /* split the longer side into contiguous shares, in whole micro-tiles */
+    const int by_rows = M >= N;
+    const int64_t tile = by_rows ? MR : NR, len = by_rows ? M : N;
+    const int64_t tiles = (len + tile - 1) / tile;
+    if (nt > tiles) nt = (int)tiles;
+    if (nt < 1) nt = 1;
+    int ok = 1;
+    for (int t = 0; t < nt; t++) ok &= ensure_buffers(&g_bufs[t]);
+    if (!ok) return 0;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        const int t = omp_get_thread_num();
+        const int64_t t0 = tiles * t / nt * tile, t1 = tiles * (t + 1) / nt * tile;
+        const int64_t lo = t0, hi = t1 < len ? t1 : len;
+        if (hi > lo) {
+            if (by_rows)
+                gemm_serial(&g_bufs[t], ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta,
+                            C + lo * ldc, ldc);
+            else
+                gemm_serial(&g_bufs[t], ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta,
+                            C + lo, ldc);
+        }
+    }
+    return 1;
+}
+
+#else /* no AVX-512 in this build */
+
+int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)beta,
+        (void)C, (void)ldc;
+    return 0;
+}
+
+#endif
