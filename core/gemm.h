@@ -22,14 +22,20 @@
 void sf_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
               const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* The same with a bias row added to every row of the result: C = alpha op(A) op(B) + beta C + bias (N).
+ * The own kernel adds it in its stores; the OpenBLAS route fills C with it first (beta must be 0 then). */
+void sf_sgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, const float *bias);
+
 /* Which kernel large products use: "avx512" (sift's own) or "openblas". sf_gemm_use_openblas(1)
  * forces OpenBLAS for every product (tests compare the two; benchmarks measure both); the environment
  * variable SIFT_GEMM=openblas does the same at start-up. Returns the previous setting. */
 int sf_gemm_use_openblas(int on);
 const char *sf_gemm_kernel(void);
 
-/* The own kernel directly, whatever the routing (tests); 0 when this build has none. */
+/* The own kernel directly, whatever the routing (tests); bias (N) may be NULL. Returns 0 (and does
+ * nothing) when this build has none or M, N or K is not positive. */
 int sf_sgemm_own(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias);
 
 #endif

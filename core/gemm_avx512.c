@@ -6,7 +6,7 @@
  * (Bp: [NC/NR][KC][NR]), op(A) MC x KC at a time into row slivers of MR = 12 (Ap: [MC/MR][KC][MR]),
  * zero-padded at the edges, and a 12 x 32 register-blocked micro-kernel (24 zmm accumulators, two
  * vector loads of B and 12 broadcasts of A per k) adds each sliver pair into C with masked stores at
- * the right and bottom edges. Two or more threads each take a contiguous share of the rows (or, for
+ * the right and bottom edges; an optional bias row is added in the same store (the first K block's). Two or more threads each take a contiguous share of the rows (or, for
  * wide short products, of the columns) and run the whole scheme on it with their own pack buffers,
  * which are kept across calls (no allocation in a training step after the first).
  *
@@ -93,9 +93,10 @@ static void pack_a(float *restrict ap, const float *restrict A, int64_t lda, int
     }
 }
 
-/* C (mr <= MR, nr <= NR; row stride ldc) = alpha * Ap-sliver . Bp-sliver + beta * C. */
+/* C (mr <= MR, nr <= NR; row stride ldc) = alpha * Ap-sliver . Bp-sliver + beta * C (+ bias (nr), added to
+ * every row, when not NULL). */
 static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp, float *restrict c, int64_t ldc,
-                         int mr, int nr, float alpha, float beta) {
+                         int mr, int nr, float alpha, float beta, const float *restrict bias) {
     __m512 acc[MR][2];
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
@@ -114,11 +115,13 @@ static void micro_kernel(int64_t kc, const float *restrict ap, const float *rest
     const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
     const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+    const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) {
         if (i >= mr) break;
         float *row = c + i * ldc;
-        __m512 r0 = _mm512_mul_ps(va, acc[i][0]), r1 = _mm512_mul_ps(va, acc[i][1]);
+        __m512 r0 = _mm512_fmadd_ps(va, acc[i][0], bias0), r1 = _mm512_fmadd_ps(va, acc[i][1], bias1);
         if (beta != 0.0f) {
             r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), r0);
             r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), r1);
@@ -128,14 +131,17 @@ static void micro_kernel(int64_t kc, const float *restrict ap, const float *rest
     }
 }
 
-/* The whole blocked scheme on one thread's share: C (M, N) = alpha op(A) op(B) + beta C. */
+/* The whole blocked scheme on one thread's share: C (M, N) = alpha op(A) op(B) + beta C (+ bias (N)). */
 static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
+                        const float *bias) {
     for (int64_t jc = 0; jc < N; jc += NC) {
         const int64_t nc = N - jc < NC ? N - jc : NC;
         for (int64_t pc = 0; pc < K; pc += KC) {
             const int64_t kc = K - pc < KC ? K - pc : KC;
-            const float beta_here = pc == 0 ? beta : 1.0f; /* later K blocks add onto the first's result */
+            /* later K blocks add onto the first's result, which holds the bias */
+            const float beta_here = pc == 0 ? beta : 1.0f;
+            const float *bias_here = pc == 0 ? bias : NULL;
             pack_b(bufs->b, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, tb, kc, nc);
             for (int64_t ic = 0; ic < M; ic += MC) {
                 const int64_t mc = M - ic < MC ? M - ic : MC;
@@ -145,7 +151,7 @@ static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         const int mr = (int)(mc - ir < MR ? mc - ir : MR);
                         micro_kernel(kc, bufs->a + ir * kc, bufs->b + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc, mr,
-                                     nr, alpha, beta_here);
+                                     nr, alpha, beta_here, bias_here ? bias_here + jc + jr : NULL);
                     }
                 }
             }
@@ -154,7 +160,8 @@ static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N
 }
 
 int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias) {
+    if (M <= 0 || N <= 0 || K <= 0) return 0;
     int nt = omp_in_parallel() ? 1 : sf_get_threads();
     if (nt > MAX_THREADS) nt = MAX_THREADS;
     /* split the longer side into contiguous shares, in whole micro-tiles */
@@ -174,10 +181,10 @@ int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
         if (hi > lo) {
             if (by_rows)
                 gemm_serial(&g_bufs[t], ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta,
-                            C + lo * ldc, ldc);
+                            C + lo * ldc, ldc, bias);
             else
                 gemm_serial(&g_bufs[t], ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta,
-                            C + lo, ldc);
+                            C + lo, ldc, bias ? bias + lo : NULL);
         }
     }
     return 1;
@@ -186,9 +193,9 @@ int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
 #else /* no AVX-512 in this build */
 
 int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias) {
     (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)beta,
-        (void)C, (void)ldc;
+        (void)C, (void)ldc, (void)bias;
     return 0;
 }
 

@@ -118,17 +118,12 @@ void sf_linear_forward(float *out, const float *inp, const float *weight, const 
         fill_rows(out, bias, N, OC);
         return;
     }
-    float beta = 0.0f;
-    if (bias) {
-        fill_rows(out, bias, N, OC);
-        beta = 1.0f;
-    }
-    if (layout == SF_W_OUT_IN) // out = inp . weight^T, weight (OC, C)
-        sf_sgemm(0, 1, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight,
-                    (int)C, beta, out, (int)OC);
-    else // out = inp . weight, weight (C, OC)
-        sf_sgemm(0, 0, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight,
-                    (int)OC, beta, out, (int)OC);
+    const int tb = layout == SF_W_OUT_IN; // out = inp . weight^T, weight (OC, C); or inp . weight, weight (C, OC)
+    const int64_t ldw = tb ? C : OC;
+    if (bias) // out (N, OC) = inp (N, C) . op(weight) (C, OC) + bias, added in the gemm's stores
+        sf_sgemm_bias(0, tb, N, OC, C, 1.0f, inp, C, weight, ldw, out, OC, bias);
+    else
+        sf_sgemm(0, tb, N, OC, C, 1.0f, inp, C, weight, ldw, 0.0f, out, OC);
 }
 
 void sf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,

@@ -11,6 +11,7 @@
 
 #include <cblas.h>
 
+#include "../core/gemm.h"
 #include "../core/threads.h"
 #include "l_delta.h"
 #include "lsift.h"
@@ -110,15 +111,26 @@ static void open_dist(lua_State *L) {
     lua_setfield(L, -2, "dist");
 }
 
-/* sift.sgemm_rate(n, reps) -> GFLOP/s of a bare n x n x n cblas_sgemm (median of reps), the practical
- * ceiling benchmarks compare against. */
+/* sift.sgemm_rate(n, reps, kernel) -> GFLOP/s of a bare n x n x n product (median of reps), the
+ * ceiling benchmarks compare against. kernel "openblas" (default): OpenBLAS's cblas_sgemm; "sift": the
+ * engine's sf_sgemm, i.e. its own AVX-512 kernel where the build has one (see core/gemm.h). */
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
+static void product(int own, lua_Integer n, const float *a, const float *b, float *c) { // c (n, n) = a b
+    if (own)
+        sf_sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a, (int)n, b, (int)n, 0.0f,
+                    c, (int)n);
+}
+
 static int l_sgemm_rate(lua_State *L) {
     lua_Integer n = luaL_optinteger(L, 1, 768), reps = luaL_optinteger(L, 2, 10);
+    static const char *const kernels[] = {"openblas", "sift", NULL};
+    const int own = luaL_checkoption(L, 3, "openblas", kernels) == 1;
     if (n < 16 || n > 8192 || reps < 1 || reps > 1000) return luaL_error(L, "sgemm_rate: n in 16..8192, reps in 1..1000");
     size_t bytes = (size_t)(n * n) * sizeof(float);
     float *a = sf_alloc(bytes), *b = sf_alloc(bytes), *c = sf_alloc(bytes);
@@ -131,11 +143,11 @@ static int l_sgemm_rate(lua_State *L) {
         return luaL_error(L, "sgemm_rate: out of memory");
     }
     for (lua_Integer i = 0; i < n * n; i++) a[i] = b[i] = (float)((i % 7) - 3) * 0.01f;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a, (int)n, b, (int)n, 0.0f, c, (int)n);
+    product(own, n, a, b, c);
     for (lua_Integer r = 0; r < reps; r++) {
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a, (int)n, b, (int)n, 0.0f, c, (int)n);
+        product(own, n, a, b, c);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         t[r] = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
     }
@@ -149,6 +161,17 @@ static int l_sgemm_rate(lua_State *L) {
     return 1;
 }
 
+/* sift.gemm_kernel(name?) -> the kernel large products use ("avx512" or "openblas"); with a name
+ * ("openblas", or "auto" for the build's best) it switches first. */
+static int l_gemm_kernel(lua_State *L) {
+    if (!lua_isnoneornil(L, 1)) {
+        static const char *const names[] = {"auto", "openblas", NULL};
+        sf_gemm_use_openblas(luaL_checkoption(L, 1, NULL, names) == 1);
+    }
+    lua_pushstring(L, sf_gemm_kernel());
+    return 1;
+}
+
 static int l_isatty(lua_State *L) {
     lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
     return 1;
@@ -156,7 +179,8 @@ static int l_isatty(lua_State *L) {
 
 int luaopen_sift(lua_State *L) {
     static const luaL_Reg fns[] = {{"now", l_now}, {"threads", l_threads}, {"isatty", l_isatty},
-                                   {"sgemm_rate", l_sgemm_rate}, {NULL, NULL}};
+                                   {"sgemm_rate", l_sgemm_rate}, {"gemm_kernel", l_gemm_kernel},
+                                   {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushliteral(L, SIFT_VERSION);
     lua_setfield(L, -2, "version");

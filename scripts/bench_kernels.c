@@ -1,9 +1,11 @@
-/* bench_kernels.c — times the linear kernels of core/ops_linear.c against bare cblas_sgemm at
- * transformer shapes, and fails (exit 1) if linear forward+backward costs more than 1.2x the three
- * bare sgemms of the same sizes (forward, dX, dW: the same FLOPs).
+/* bench_kernels.c — times the linear kernels of core/ops_linear.c against bare sgemms (sf_sgemm: the
+ * kernel the engine routes to, see core/gemm.h) at transformer shapes, and fails (exit 1) if linear
+ * forward+backward costs more than 1.2x the three bare sgemms of the same sizes (forward, dX, dW: the
+ * same FLOPs). Beside it, one bare forward-size OpenBLAS cblas_sgemm, for the own kernel's gain.
  *
  * For each shape and weight layout it reports, as GFLOP/s (2*N*C*OC per product):
  *   sgemm       one bare forward-size sgemm (NN, beta 0)
+ *   openblas    the same product through cblas_sgemm (OpenBLAS, whatever sf_sgemm routes to)
  *   linear fwd  sf_linear_forward with bias
  *   3 sgemms    bare fwd (N,OC,C) NN + dX (N,C,OC) NN + dW (C,OC,N) TN, all beta 0
  *   fwd+bwd     sf_linear_forward + sf_linear_backward(dinp, dweight, dbias) and its ratio to 3 sgemms
@@ -21,11 +23,7 @@
  * interleaved rep by rep so background load hits both alike.
  * It does not check numerics (tests/test_linear.c and tests/test_fused.c do).
  *
- * Build: gcc -std=gnu11 -O2 -march=native -fopenmp -I/usr/include/x86_64-linux-gnu/openblas-pthread \
- *          core/status.c core/tensor.c core/graph.c core/ops_common.c core/threads.c core/ops_linear.c \
- *          core/ops_sampled.c core/ops_norm.c core/ops_elementwise.c core/rng.c scripts/bench_kernels.c \
- *          -lopenblas -lm -o bench_kernels
- *        (or `make bench-kernels`)
+ * Build: `make` (build/bench_kernels, linked with libsift.a); run with `make bench-kernels`.
  * Usage: bench_kernels [reps] [linear|fused]   (default 15 reps, at least 10; both sections)
  */
 #include <cblas.h>
@@ -34,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../core/gemm.h"
 #include "../core/ops.h"
 #include "../core/threads.h"
 
@@ -81,16 +80,20 @@ typedef struct {
 } bufs;
 
 static void bare_fwd(bufs *B) { // y (N, OC) = x (N, C) . bw (C, OC)
+    sf_sgemm(0, 0, (int)B->N, (int)B->OC, (int)B->C, 1.0f, B->x, (int)B->C,
+                B->bw, (int)B->OC, 0.0f, B->y, (int)B->OC);
+}
+static void bare_fwd_openblas(bufs *B) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B->N, (int)B->OC, (int)B->C, 1.0f, B->x, (int)B->C,
                 B->bw, (int)B->OC, 0.0f, B->y, (int)B->OC);
 }
 static void bare_3(bufs *B) {
     bare_fwd(B);
     // bdx (N, C) = dy (N, OC) . w as (OC, C)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B->N, (int)B->C, (int)B->OC, 1.0f, B->dy, (int)B->OC,
+    sf_sgemm(0, 0, (int)B->N, (int)B->C, (int)B->OC, 1.0f, B->dy, (int)B->OC,
                 B->w, (int)B->C, 0.0f, B->bdx, (int)B->C);
     // bdw (C, OC) = x^T (C, N) . dy (N, OC)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)B->C, (int)B->OC, (int)B->N, 1.0f, B->x, (int)B->C,
+    sf_sgemm(1, 0, (int)B->C, (int)B->OC, (int)B->N, 1.0f, B->x, (int)B->C,
                 B->dy, (int)B->OC, 0.0f, B->bdw, (int)B->OC);
 }
 static void lin_fwd(bufs *B) { sf_linear_forward(B->y, B->x, B->w, B->b, B->N, B->C, B->OC, B->layout); }
@@ -248,7 +251,7 @@ int main(int argc, char **argv) {
     const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
     double *t_sg = malloc(sizeof(double) * (size_t)reps), *t_fw = malloc(sizeof(double) * (size_t)reps);
     double *t_3 = malloc(sizeof(double) * (size_t)reps), *t_fb = malloc(sizeof(double) * (size_t)reps);
-    double *t_tp = malloc(sizeof(double) * (size_t)reps);
+    double *t_tp = malloc(sizeof(double) * (size_t)reps), *t_ob = malloc(sizeof(double) * (size_t)reps);
     int n_bad = 0;
     double worst = 0;
 
@@ -294,16 +297,19 @@ int main(int argc, char **argv) {
                 double t4 = now_s();
                 if (tape_fwd_bwd(&T, (sf_wlayout)lay)) return 2;
                 double t5 = now_s();
+                bare_fwd_openblas(&B);
+                double t6 = now_s();
                 t_sg[r] = t1 - t0, t_fw[r] = t2 - t1, t_3[r] = t3 - t2, t_fb[r] = t4 - t3, t_tp[r] = t5 - t4;
+                t_ob[r] = t6 - t5;
             }
             double sg = median(t_sg, reps), fw = median(t_fw, reps), b3 = median(t_3, reps);
-            double fb = median(t_fb, reps), tp = median(t_tp, reps);
+            double fb = median(t_fb, reps), tp = median(t_tp, reps), ob = median(t_ob, reps);
             double gf = 2e-9 * (double)N * (double)C * (double)OC; // GFLOP per product
             double ratio = fb / b3;
-            printf("shape N=%lld C=%lld OC=%lld %-6s (%s) | sgemm %6.1f GFLOP/s | linear fwd %6.1f GFLOP/s | "
+            printf("shape N=%lld C=%lld OC=%lld %-6s (%s) | sgemm %6.1f GFLOP/s (openblas %6.1f) | linear fwd %6.1f GFLOP/s | "
                    "3 sgemms %6.1f GFLOP/s | fwd+bwd %6.1f GFLOP/s = %.2fx of 3 sgemms | tape %.2fx\n",
                    (long long)N, (long long)C, (long long)OC, lay == SF_W_OUT_IN ? "out_in" : "in_out", sh->model,
-                   gf / sg, gf / fw, 3 * gf / b3, 3 * gf / fb, ratio, tp / b3);
+                   gf / sg, gf / ob, gf / fw, 3 * gf / b3, 3 * gf / fb, ratio, tp / b3);
             fflush(stdout);
             if (ratio > worst) worst = ratio;
             if (ratio > MAX_RATIO) {
@@ -320,7 +326,7 @@ int main(int argc, char **argv) {
             for (int i = 0; i < 11; i++) sf_free(all[i], (size_t)sz[i] * sizeof(float));
         }
     }
-    free(t_sg), free(t_fw), free(t_3), free(t_fb), free(t_tp);
+    free(t_sg), free(t_fw), free(t_3), free(t_fb), free(t_tp), free(t_ob);
     printf("worst fwd+bwd ratio %.2fx (limit %.2fx): %s\n", worst, MAX_RATIO, n_bad ? "FAIL" : "ok");
     if (strcmp(only, "linear")) bench_fused(reps);
     return n_bad ? 1 : 0;

@@ -56,7 +56,7 @@ static double run_case(int own, int ta, int tb, shape s, int pad, float alpha, f
     memcpy(R, C, (size_t)(M * ldc) * sizeof *R);
     ref_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
     if (own)
-        CHECK(sf_sgemm_own(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), "own kernel refused");
+        CHECK(sf_sgemm_own(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL), "own kernel refused");
     else
         sf_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     double worst = 0;
@@ -75,7 +75,7 @@ static double run_case(int own, int ta, int tb, shape s, int pad, float alpha, f
 
 static int have_own(void) {
     float a = 1, b = 2, c = 0;
-    return sf_sgemm_own(0, 0, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f, &c, 1) && c == 2.0f;
+    return sf_sgemm_own(0, 0, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f, &c, 1, NULL) && c == 2.0f;
 }
 
 TEST(own_kernel_every_transposition_and_edge) {
@@ -116,6 +116,33 @@ TEST(own_kernel_inside_a_parallel_region) {
 #pragma omp parallel for num_threads(2)
     for (int t = 0; t < 2; t++) worst[t] = run_case(1, t, 1 - t, s, 1, 1.0f, 0.5f, 40 + (uint64_t)t);
     CHECK(worst[0] <= 1.0 && worst[1] <= 1.0, "errors %.3g %.3g x tolerance", worst[0], worst[1]);
+}
+
+/* sf_sgemm_bias on both routes: C = alpha op(A) op(B) + bias, C's old values (NaN) never read */
+TEST(bias_row_added_on_both_routes) {
+    const int64_t M = 37, N = 70, K = 400, ldc = N + 2;
+    sf_rng r;
+    sf_rng_seed(&r, 77);
+    float *A = filled(M * K, &r), *B = filled(N * K, &r), *bias = filled(N, &r), *R = filled(M * ldc, &r);
+    float *C = malloc((size_t)(M * ldc) * sizeof *C);
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) R[i * ldc + j] = bias[j];
+    ref_gemm(0, 1, M, N, K, 0.5f, A, K, B, K, 1.0f, R, ldc);
+    for (int forced = 0; forced < 2; forced++) {
+        int prev = sf_gemm_use_openblas(forced);
+        for (int64_t i = 0; i < M * ldc; i++) C[i] = NAN;
+        sf_sgemm_bias(0, 1, M, N, K, 0.5f, A, K, B, K, C, ldc, bias);
+        double worst = 0;
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double e = fabs((double)C[i * ldc + j] - R[i * ldc + j]) / (1e-5 * (K * 0.5 + 2));
+                if (!(e <= worst)) worst = e;
+            }
+        CHECK(worst <= 1.0, "%s route: error %.3g x tolerance", forced ? "openblas" : "routed", worst);
+        CHECK(isnan(C[N]) && isnan(C[N + 1]), "padding columns untouched");
+        sf_gemm_use_openblas(prev);
+    }
+    free(A), free(B), free(bias), free(R), free(C);
 }
 
 TEST(routing_switch_and_openblas_path) {

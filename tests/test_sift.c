@@ -15,6 +15,7 @@
 #include "../core/optim.h"
 #include "../core/safetensors.h"
 #include "../core/sift.h"
+#include "../core/threads.h"
 #include "test.h"
 
 static const char *shared_dir(void) {
@@ -345,8 +346,8 @@ TEST(sampled_gradient_equals_gather) {
 }
 
 /* ---- units ---- */
-/* The sampled kernel against its reference loop: both layouts, partial row blocks, one and many entries,
- * int32 and int64 offsets (the same result bit for bit). */
+/* The sampled kernel against its reference loop: both layouts, partial row chunks, one and many entries,
+ * int32 and int64 offsets, one and two threads (the same result bit for bit). */
 TEST(sampled_kernel_matches_reference) {
     int64_t sizes[4][3] = {{5, 3, 4}, {37, 16, 24}, {300, 64, 96}, {1024, 32, 200}}; /* N, C, OC */
     unsigned long long seed = 1;
@@ -372,6 +373,13 @@ TEST(sampled_kernel_matches_reference) {
             sf_linear_weight_grad_sampled(c, wide, k, dout, inp, scr, ns, N, C, OC, (sf_wlayout)lay);
             sf_linear_weight_grad_sampled(c, wide, k, dout, inp, scr, ns, N, C, OC, (sf_wlayout)lay);
             CHECK(!memcmp(a, c, (size_t)k * 4), "int32 and int64 offsets disagree");
+            const int threads = sf_get_threads();
+            sf_set_threads(1);
+            memset(c, 0, (size_t)k * 4);
+            sf_linear_weight_grad_sampled(c, idx, k, dout, inp, scr, ns, N, C, OC, (sf_wlayout)lay);
+            sf_linear_weight_grad_sampled(c, idx, k, dout, inp, scr, ns, N, C, OC, (sf_wlayout)lay);
+            sf_set_threads(threads);
+            CHECK(!memcmp(a, c, (size_t)k * 4), "one and %d threads disagree", threads);
             double worst = 0, mx = 0;
             for (int64_t j = 0; j < k; j++) {
                 worst = fmax(worst, fabs(a[j] - 2 * b[j]));
