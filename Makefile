@@ -3,7 +3,7 @@
 #   make deps         install missing Debian packages (needs root / sudo)
 #   make test         every test (C unit tests, gradient checks, Lua tests); last line "N passed, N failed"
 #   make test-asan    the same suite built with -fsanitize=address,undefined (in build-asan/)
-#   make bench-kernels  GFLOP/s of linear forward/backward next to bare cblas_sgemm; fused ops vs unfused
+#   make bench-kernels  GFLOP/s of linear forward/backward next to bare sgemms; fused ops vs unfused
 #   make install PREFIX=/usr/local
 MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)   # build in parallel by default
 BUILD    ?= build
