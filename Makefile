@@ -18,7 +18,7 @@ BLAS_INC ?= /usr/include/x86_64-linux-gnu/openblas-openmp
 OPT      ?= -O2 -march=native
 WERROR   ?= -Werror
 SAN      ?=
-CFLAGS   += -std=gnu11 $(OPT) -g -Wall -Wextra $(WERROR) -fPIC -fopenmp -I$(BLAS_INC) $(SAN)
+CFLAGS   += -std=gnu11 $(OPT) -fno-math-errno -g -Wall -Wextra $(WERROR) -fPIC -fopenmp -I$(BLAS_INC) $(SAN)
 LDLIBS   += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lm -lpthread
 LDFLAGS  += -fopenmp $(SAN)
 

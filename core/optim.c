@@ -136,7 +136,7 @@ size_t sf_adamw_state_bytes(const sf_adamw *o) {
 
 double sf_grad_norm_sq(const float *g, int64_t n) {
     double s = 0;
-#pragma omp parallel for reduction(+ : s) if (n > (1 << 16))
+#pragma omp parallel for simd reduction(+ : s) if (n > (1 << 16))
     for (int64_t i = 0; i < n; i++) s += (double)g[i] * g[i];
     return s;
 }
