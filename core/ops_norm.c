@@ -112,8 +112,10 @@ static void ln_param_grads(float *dweight, float *dbias, const float *dout, cons
             const float *x = inp + i * C, *dy = dout + i * C; // (C,)
             float m = mean[i], s = rstd[i];
             if (dweight)
+#pragma omp simd
                 for (int64_t j = j0; j < j1; j++) dweight[j] += (x[j] - m) * s * dy[j];
             if (dbias)
+#pragma omp simd
                 for (int64_t j = j0; j < j1; j++) dbias[j] += dy[j];
         }
     }
