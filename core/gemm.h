@@ -8,6 +8,9 @@
  * OPENBLAS_CORETYPE=Haswell setting this project keeps, which leave half of an AVX-512 core's FMA
  * width unused.
  *
+ * The own kernel's pack buffers are per OpenMP thread number and kept across calls: call it from one
+ * thread at a time (the engine does; calls from inside a parallel region go to OpenBLAS).
+ *
  * What it does not do: column-major layouts, other element types, or any numerics beyond the float
  * sums themselves (summation order differs from OpenBLAS's, so results agree to rounding, not bits).
  */
@@ -34,7 +37,7 @@ int sf_gemm_use_openblas(int on);
 const char *sf_gemm_kernel(void);
 
 /* The own kernel directly, whatever the routing (tests); bias (N) may be NULL. Returns 0 (and does
- * nothing) when this build has none or M, N or K is not positive. */
+ * nothing) when this build has none, M, N or K is not positive, or lda / ldb reach 2^26. */
 int sf_sgemm_own(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias);
 

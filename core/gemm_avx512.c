@@ -161,7 +161,7 @@ static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N
 
 int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias) {
-    if (M <= 0 || N <= 0 || K <= 0) return 0;
+    if (M <= 0 || N <= 0 || K <= 0 || lda >= ((int64_t)1 << 26) || ldb >= ((int64_t)1 << 26)) return 0;
     int nt = omp_in_parallel() ? 1 : sf_get_threads();
     if (nt > MAX_THREADS) nt = MAX_THREADS;
     /* split the longer side into contiguous shares, in whole micro-tiles */
