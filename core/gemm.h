@@ -8,9 +8,6 @@
  * OPENBLAS_CORETYPE=Haswell setting this project keeps, which leave half of an AVX-512 core's FMA
  * width unused.
  *
- * The own kernel's pack buffers are per OpenMP thread number and kept across calls: call it from one
- * thread at a time (the engine does; calls from inside a parallel region go to OpenBLAS).
- *
  * What it does not do: column-major layouts, other element types, or any numerics beyond the float
  * sums themselves (summation order differs from OpenBLAS's, so results agree to rounding, not bits).
  */

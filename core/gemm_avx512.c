@@ -8,17 +8,20 @@
  * vector loads of B and 12 broadcasts of A per k) adds each sliver pair into C with masked stores at
  * the right and bottom edges; an optional bias row is added in the same store (the first K block's). Two or more threads each take a contiguous share of the rows (or, for
  * wide short products, of the columns) and run the whole scheme on it with their own pack buffers,
- * which are kept across calls (no allocation in a training step after the first).
+ * which are per thread and kept across calls (no allocation in a training step after the first; any
+ * number of threads may call at once).
  *
- * What it does not do: decide when it is worth using (gemm.c does), run inside an outer parallel
- * region, or any type other than float.
+ * What it does not do: decide when it is worth using (gemm.c does), split work inside an outer
+ * parallel region (it runs on the calling thread there), or any type other than float.
  */
 #include "gemm.h"
 
 #if defined(__AVX512F__)
 
+#include <cblas.h>
 #include <immintrin.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,12 +33,36 @@ typedef struct {
     float *a, *b; /* Ap (MC * KC) and Bp (NC * KC), 64-byte aligned, kept across calls */
 } pack_buffers;
 
-static pack_buffers g_bufs[MAX_THREADS];
+/* Each thread's own pack buffers (thread-specific data, freed when the thread ends): OpenMP's pool
+ * threads keep theirs from call to call, and concurrent callers never share one. */
+static pthread_key_t g_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
-static int ensure_buffers(pack_buffers *p) {
-    if (!p->a) p->a = aligned_alloc(64, (size_t)MC * KC * sizeof(float));
-    if (!p->b) p->b = aligned_alloc(64, (size_t)NC * KC * sizeof(float));
-    return p->a && p->b;
+static void free_buffers(void *p) {
+    pack_buffers *b = p;
+    free(b->a);
+    free(b->b);
+    free(b);
+}
+
+static void make_key(void) {
+    if (pthread_key_create(&g_key, free_buffers) != 0) g_key = (pthread_key_t)-1;
+}
+
+static pack_buffers *thread_buffers(void) {
+    pthread_once(&g_key_once, make_key);
+    if (g_key == (pthread_key_t)-1) return NULL;
+    pack_buffers *p = pthread_getspecific(g_key);
+    if (p) return p;
+    p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->a = aligned_alloc(64, (size_t)MC * KC * sizeof(float));
+    p->b = aligned_alloc(64, (size_t)NC * KC * sizeof(float));
+    if (!p->a || !p->b || pthread_setspecific(g_key, p) != 0) {
+        free_buffers(p);
+        return NULL;
+    }
+    return p;
 }
 
 /* Bp[s][k][j] = op(B)(k, s*NR + j) for k < kc, j < NR (0 beyond nc); op(B) starts at B (already
@@ -159,6 +186,20 @@ static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N
     }
 }
 
+/* C (m, n) = alpha op(A) op(B) + beta C (+ bias) through OpenBLAS on the calling thread. */
+static void serial_fallback(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha, const float *A, int64_t lda,
+                            const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias) {
+    if (bias) {
+        for (int64_t i = 0; i < m; i++) {
+            float *row = C + i * ldc;
+            for (int64_t j = 0; j < n; j++) row[j] = (beta != 0.0f ? beta * row[j] : 0.0f) + bias[j];
+        }
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)K,
+                alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
 int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias) {
     if (M <= 0 || N <= 0 || K <= 0 || lda >= ((int64_t)1 << 26) || ldb >= ((int64_t)1 << 26)) return 0;
@@ -170,22 +211,20 @@ int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
     const int64_t tiles = (len + tile - 1) / tile;
     if (nt > tiles) nt = (int)tiles;
     if (nt < 1) nt = 1;
-    int ok = 1;
-    for (int t = 0; t < nt; t++) ok &= ensure_buffers(&g_bufs[t]);
-    if (!ok) return 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         const int t = omp_get_thread_num();
         const int64_t t0 = tiles * t / nt * tile, t1 = tiles * (t + 1) / nt * tile;
         const int64_t lo = t0, hi = t1 < len ? t1 : len;
-        if (hi > lo) {
-            if (by_rows)
-                gemm_serial(&g_bufs[t], ta, tb, hi - lo, N, K, alpha, ta ? A + lo : A + lo * lda, lda, B, ldb, beta,
-                            C + lo * ldc, ldc, bias);
-            else
-                gemm_serial(&g_bufs[t], ta, tb, M, hi - lo, K, alpha, A, lda, tb ? B + lo * ldb : B + lo, ldb, beta,
-                            C + lo, ldc, bias ? bias + lo : NULL);
-        }
+        const int64_t m = by_rows ? hi - lo : M, n = by_rows ? N : hi - lo; /* this share: C (m, n) */
+        const float *a = by_rows ? (ta ? A + lo : A + lo * lda) : A, *b = by_rows ? B : (tb ? B + lo * ldb : B + lo);
+        float *c = by_rows ? C + lo * ldc : C + lo;
+        const float *bias_share = bias && !by_rows ? bias + lo : bias;
+        pack_buffers *bufs = hi > lo ? thread_buffers() : NULL;
+        if (bufs)
+            gemm_serial(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share);
+        else if (hi > lo) /* no memory for this thread's pack buffers: OpenBLAS does its share */
+            serial_fallback(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share);
     }
     return 1;
 }
