@@ -192,31 +192,37 @@ static void pop_entry(sf_delta *d) {
     d->n--;
 }
 
-/* Sparse entry without validation of the hash (hash may be NULL: filled in later). Takes no ownership. */
-static sf_status add_sparse_raw(sf_delta *d, const char *name, int ndim, const int64_t *shape, int64_t k,
-                                const int64_t *idx, const float *values, const char *hash) {
-    if (ndim < 1 || ndim > SF_MAX_DIMS)
-        return sf_fail(SF_ERR_ARG, "delta: %s: rank %d outside 1..%d", name ? name : "?", ndim, SF_MAX_DIMS);
-    int64_t numel = sf_shape_numel(ndim, shape);
-    if (numel < 0) return sf_fail(SF_ERR_ARG, "delta: %s: bad shape (%s)", name ? name : "?", sf_last_error());
-    if (k < 0) return sf_fail(SF_ERR_ARG, "delta: %s: negative k", name ? name : "?");
+/* Sparse entry without validation of the hash (hash may be NULL: filled in later). Takes ownership of
+ * idx (k, malloc'd), which the entry keeps or which is freed on failure; copies values. */
+static sf_status add_sparse_owned(sf_delta *d, const char *name, int ndim, const int64_t *shape, int64_t k,
+                                  int64_t *idx, const float *values, const char *hash) {
+    sf_status st = SF_OK;
+    int64_t numel = ndim >= 1 && ndim <= SF_MAX_DIMS ? sf_shape_numel(ndim, shape) : -1;
     char where[300];
     snprintf(where, sizeof where, "delta: %s", name ? name : "?");
-    sf_status st = check_indices(idx, k, numel, where);
-    if (st) return st;
-    sf_delta_entry *e = push_entry(d, name);
-    if (!e) return sf_last_status();
+    sf_delta_entry *e = NULL;
+    if (ndim < 1 || ndim > SF_MAX_DIMS)
+        st = sf_fail(SF_ERR_ARG, "delta: %s: rank %d outside 1..%d", name ? name : "?", ndim, SF_MAX_DIMS);
+    else if (numel < 0)
+        st = sf_fail(SF_ERR_ARG, "delta: %s: bad shape (%s)", name ? name : "?", sf_last_error());
+    else if (k < 0)
+        st = sf_fail(SF_ERR_ARG, "delta: %s: negative k", name ? name : "?");
+    else if ((st = check_indices(idx, k, numel, where)) == SF_OK && !(e = push_entry(d, name)))
+        st = sf_last_status();
+    if (st != SF_OK) {
+        free(idx);
+        return st;
+    }
     e->ndim = ndim;
     memcpy(e->shape, shape, (size_t)ndim * sizeof *shape);
     e->numel = numel;
     e->k = k;
-    e->idx = malloc((size_t)(k ? k : 1) * sizeof *e->idx);
+    e->idx = idx;
     e->values = malloc((size_t)(k ? k : 1) * sizeof *e->values);
-    if (!e->idx || !e->values) {
-        pop_entry(d);
+    if (!e->values) {
+        pop_entry(d); /* frees e->idx */
         return sf_fail(SF_ERR_NOMEM, "delta: out of memory for %" PRId64 " values of %s", k, name);
     }
-    memcpy(e->idx, idx, (size_t)k * sizeof *idx);
     if (values)
         memcpy(e->values, values, (size_t)k * sizeof *values);
     else
@@ -226,6 +232,15 @@ static sf_status add_sparse_raw(sf_delta *d, const char *name, int ndim, const i
         e->base_sha256[64] = '\0';
     }
     return SF_OK;
+}
+
+/* The same from a borrowed idx (copied). */
+static sf_status add_sparse_raw(sf_delta *d, const char *name, int ndim, const int64_t *shape, int64_t k,
+                                const int64_t *idx, const float *values, const char *hash) {
+    int64_t *copy = malloc((size_t)(k > 0 ? k : 1) * sizeof *copy); /* (k) */
+    if (!copy) return sf_fail(SF_ERR_NOMEM, "delta: out of memory for %" PRId64 " indices of %s", k, name ? name : "?");
+    if (k > 0) memcpy(copy, idx, (size_t)k * sizeof *idx);
+    return add_sparse_owned(d, name, ndim, shape, k, copy, values, hash);
 }
 
 sf_status sf_delta_add_sparse(sf_delta *d, const char *name, int ndim, const int64_t *shape, int64_t k,
@@ -345,8 +360,7 @@ sf_delta *sf_delta_from_sparse(const sf_sparse_set *s, sf_tensor *const *dense, 
             return sf_fail_null(SF_ERR_NOMEM, "delta: out of memory for the indices of %s", t->name);
         }
         sf_index_to_i64(t->idx, t->k, idx);
-        sf_status st = add_sparse_raw(d, t->name, t->w->ndim, t->w->shape, t->k, idx, t->delta, NULL);
-        free(idx);
+        sf_status st = add_sparse_owned(d, t->name, t->w->ndim, t->w->shape, t->k, idx, t->delta, NULL); /* takes idx */
         if (st != SF_OK) {
             sf_delta_free(d);
             return NULL;
@@ -612,7 +626,8 @@ static sf_status load_sparse(sf_st_file *f, sf_delta *d, const char *path, const
             st = sf_fail(SF_ERR_FORMAT, "%s: '%s': value %g at position %" PRId64 " is not finite", path, vname, v[j], j);
             goto done;
         }
-    st = add_sparse_raw(d, name, ndim, shape, k, idx, v, hash);
+    st = add_sparse_owned(d, name, ndim, shape, k, idx, v, hash); /* takes idx */
+    idx = NULL;
     if (st) st = sf_fail(st, "%s: %s", path, sf_last_error());
 done:
     free(key);
