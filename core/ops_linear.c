@@ -1,8 +1,8 @@
-/* ops_linear.c — linear layers and plain matrix products: raw kernels (cblas_sgemm) with plain-loop
+/* ops_linear.c — linear layers and plain matrix products: raw kernels (sf_sgemm, core/gemm.h) with plain-loop
  * references, and the tape ops sf_linear / sf_matmul. See ops.h ("linear / matmul").
  *
  * Layouts: SF_W_OUT_IN stores the weight (OC, C) (nn.Linear, y = x W^T + b); SF_W_IN_OUT stores it
- * (C, OC) (GPT-2 Conv1D, y = x W + b). Forward is one sgemm (bias pre-filled into the output, beta = 1);
+ * (C, OC) (GPT-2 Conv1D, y = x W + b). Forward is one sgemm with the bias added in its stores;
  * backward is up to two sgemms (dinp, dweight, both beta = 1 so they accumulate) plus a column-sum pass
  * as an sgemv of dout with a ones vector for dbias; a NULL gradient pointer skips its work (frozen
  * weight: no dweight gemm).
@@ -11,9 +11,9 @@
  * gemm and recomputed in backward (one GELU pass) instead of staying resident, (N, C) floats less per
  * MLP (a third of a GPT-2 block's activations).
  *
- * Threads: all parallelism here is OpenBLAS's (built on OpenMP, so the same threads as the other
- * kernels; see the Makefile). The two non-gemm passes (bias fill, column sums) are one sweep over
- * (N, OC) each, ~1-3% of the gemms.
+ * Threads: all parallelism here is the gemms' (sift's own kernel or OpenBLAS, both on OpenMP, so the
+ * same threads as the other kernels; see core/gemm.h and the Makefile). The one non-gemm pass (column
+ * sums for dbias) is one sweep over (N, OC), ~1-3% of the gemms.
  *
  * What it does not do: no saved copies (the tape node keeps x, w, b as retained inputs), no
  * non-contiguous/strided operands, no batched matmul (sf_matmul is 2-D only), no mixed precision.
