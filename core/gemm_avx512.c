@@ -6,8 +6,9 @@
  * (Bp: [NC/NR][KC][NR]), op(A) MC x KC at a time into row slivers of MR = 12 (Ap: [MC/MR][KC][MR]),
  * zero-padded at the edges, and a 12 x 32 register-blocked micro-kernel (24 zmm accumulators, two
  * vector loads of B and 12 broadcasts of A per k) adds each sliver pair into C with masked stores at
- * the right and bottom edges; an optional bias row is added in the same store (the first K block's). Two or more threads each take a contiguous share of the rows (or, for
- * wide short products, of the columns) and run the whole scheme on it with their own pack buffers,
+ * the right and bottom edges; an optional bias row is added in the same stores (the first K block's).
+ * Two or more threads each take a contiguous share of the rows (or, for wide short products, of the
+ * columns) and run the whole scheme on it with their own pack buffers,
  * which are per thread and kept across calls (no allocation in a training step after the first; any
  * number of threads may call at once).
  *
@@ -27,7 +28,7 @@
 
 #include "threads.h"
 
-enum { MR = 12, NR = 32, KC = 384, MC = 192, NC = 3072, MAX_THREADS = 64 };
+enum { MR = 12, NR = 32, KC = 384, MC = 192, NC = 3072 };
 
 typedef struct {
     float *a, *b; /* Ap (MC * KC) and Bp (NC * KC), 64-byte aligned, kept across calls */
@@ -204,7 +205,6 @@ int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias) {
     if (M <= 0 || N <= 0 || K <= 0 || lda >= ((int64_t)1 << 26) || ldb >= ((int64_t)1 << 26)) return 0;
     int nt = omp_in_parallel() ? 1 : sf_get_threads();
-    if (nt > MAX_THREADS) nt = MAX_THREADS;
     /* split the longer side into contiguous shares, in whole micro-tiles */
     const int by_rows = M >= N;
     const int64_t tile = by_rows ? MR : NR, len = by_rows ? M : N;

@@ -103,11 +103,9 @@ static void merge_one(sf_lora_adapter *a, float sign) {
     int64_t r = a->A->shape[0], in = a->A->shape[1], out = a->B->shape[0];
     float alpha = sign * a->scale;
     if (a->layout == SF_W_OUT_IN) /* W (out, in) += B (out, r) A (r, in) */
-        sf_sgemm(0, 0, (int)out, (int)in, (int)r, alpha, sf_f32(a->B), (int)r,
-                    sf_f32(a->A), (int)in, 1.0f, sf_f32(a->w), (int)in);
+        sf_sgemm(0, 0, out, in, r, alpha, sf_f32(a->B), r, sf_f32(a->A), in, 1.0f, sf_f32(a->w), in);
     else /* W (in, out) += A^T (in, r) B^T (r, out) */
-        sf_sgemm(1, 1, (int)in, (int)out, (int)r, alpha, sf_f32(a->A), (int)in,
-                    sf_f32(a->B), (int)r, 1.0f, sf_f32(a->w), (int)out);
+        sf_sgemm(1, 1, in, out, r, alpha, sf_f32(a->A), in, sf_f32(a->B), r, 1.0f, sf_f32(a->w), out);
 }
 
 sf_status sf_lora_merge(sf_lora_set *s) {

@@ -137,19 +137,15 @@ void sf_linear_backward(float *dinp, float *dweight, float *dbias, const float *
     if (C > 0) {
         if (dinp) {
             if (layout == SF_W_OUT_IN) // dinp (N, C) += dout (N, OC) . weight (OC, C)
-                sf_sgemm(0, 0, (int)N, (int)C, (int)OC, 1.0f, dout,
-                            (int)OC, weight, (int)C, 1.0f, dinp, (int)C);
+                sf_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
             else // dinp (N, C) += dout (N, OC) . weight^T, weight (C, OC)
-                sf_sgemm(0, 1, (int)N, (int)C, (int)OC, 1.0f, dout,
-                            (int)OC, weight, (int)OC, 1.0f, dinp, (int)C);
+                sf_sgemm(0, 1, N, C, OC, 1.0f, dout, OC, weight, OC, 1.0f, dinp, C);
         }
         if (dweight) {
             if (layout == SF_W_OUT_IN) // dweight (OC, C) += dout^T (OC, N) . inp (N, C)
-                sf_sgemm(1, 0, (int)OC, (int)C, (int)N, 1.0f, dout,
-                            (int)OC, inp, (int)C, 1.0f, dweight, (int)C);
+                sf_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
             else // dweight (C, OC) += inp^T (C, N) . dout (N, OC)
-                sf_sgemm(1, 0, (int)C, (int)OC, (int)N, 1.0f, inp, (int)C,
-                            dout, (int)OC, 1.0f, dweight, (int)OC);
+                sf_sgemm(1, 0, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight, OC);
         }
     }
     if (dbias) colsum_add(dbias, dout, N, OC);

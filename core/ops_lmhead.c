@@ -32,8 +32,7 @@ static int64_t block_cols(int64_t N, int64_t V) {
 
 static void block_logits(float *logits, const float *h, const float *W, int64_t N, int64_t C, int64_t Vc) {
     // logits (N, Vc) = h (N, C) W^T, W (Vc, C): the rows v0..v0+Vc of the head
-    sf_sgemm(0, 1, (int)N, (int)Vc, (int)C, 1.0f, h, (int)C, W, (int)C, 0.0f,
-                logits, (int)Vc);
+    sf_sgemm(0, 1, N, Vc, C, 1.0f, h, C, W, C, 0.0f, logits, Vc);
 }
 
 /* Folds one block of columns [v0, v0+Vc) into every row's running max mx and sum of exp(x - mx), and
@@ -82,8 +81,7 @@ static void online_dh_add(float *A, const float *rescale, const float *blk, cons
     for (int64_t r = 0; r < N; r++)
         if (rescale[r] != 1.0f)
             for (int64_t c = 0; c < C; c++) A[r * C + c] *= rescale[r];
-    sf_sgemm(0, 0, (int)N, (int)C, (int)Vc, 1.0f, blk, (int)Vc, Wb, (int)C,
-                1.0f, A, (int)C);
+    sf_sgemm(0, 0, N, C, Vc, 1.0f, blk, Vc, Wb, C, 1.0f, A, C);
 }
 
 /* Online dh, the end: A becomes dh / scale = softmax W - W_target = A / S - W_target (0 for ignored rows). */
@@ -139,11 +137,9 @@ static sf_status lmhead_backward(sf_graph *g, sf_node *n) {
             block_dlogits(blk, tgt, lse, lse, N, v0, vc, ignore, scale);
         }
         if (dh) /* dh (N, C) += dlogits (N, Vc) W[v0:v0+Vc] (Vc, C) */
-            sf_sgemm(0, 0, (int)N, (int)C, (int)vc, 1.0f, blk, (int)vc,
-                        Wd + v0 * C, (int)C, 1.0f, sf_f32(dh), (int)C);
+            sf_sgemm(0, 0, N, C, vc, 1.0f, blk, vc, Wd + v0 * C, C, 1.0f, sf_f32(dh), C);
         if (dW) /* dW[v0:v0+Vc] (Vc, C) += dlogits^T (Vc, N) h (N, C) */
-            sf_sgemm(1, 0, (int)vc, (int)C, (int)N, 1.0f, blk, (int)vc, hd,
-                        (int)C, 1.0f, sf_f32(dW) + v0 * C, (int)C);
+            sf_sgemm(1, 0, vc, C, N, 1.0f, blk, vc, hd, C, 1.0f, sf_f32(dW) + v0 * C, C);
     }
     sf_graph_recycle(g, scratch);
     return SF_OK;

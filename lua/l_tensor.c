@@ -408,8 +408,7 @@ static int t_matmul(lua_State *L) {
     sf_tensor *o = sf_tensor_f32d(M, N, -1, -1);
     if (!o) return lsift_error(L, "matmul");
     if (M && N && K)
-        sf_sgemm(0, 0, (int)M, (int)N, (int)K, 1.0f, sf_f32(a), (int)K,
-                    sf_f32(b), (int)N, 0.0f, sf_f32(o), (int)N);
+        sf_sgemm(0, 0, M, N, K, 1.0f, sf_f32(a), K, sf_f32(b), N, 0.0f, sf_f32(o), N);
     lsift_push_tensor(L, o);
     return 1;
 }

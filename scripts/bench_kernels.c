@@ -80,8 +80,7 @@ typedef struct {
 } bufs;
 
 static void bare_fwd(bufs *B) { // y (N, OC) = x (N, C) . bw (C, OC)
-    sf_sgemm(0, 0, (int)B->N, (int)B->OC, (int)B->C, 1.0f, B->x, (int)B->C,
-                B->bw, (int)B->OC, 0.0f, B->y, (int)B->OC);
+    sf_sgemm(0, 0, B->N, B->OC, B->C, 1.0f, B->x, B->C, B->bw, B->OC, 0.0f, B->y, B->OC);
 }
 static void bare_fwd_openblas(bufs *B) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)B->N, (int)B->OC, (int)B->C, 1.0f, B->x, (int)B->C,
@@ -90,11 +89,9 @@ static void bare_fwd_openblas(bufs *B) {
 static void bare_3(bufs *B) {
     bare_fwd(B);
     // bdx (N, C) = dy (N, OC) . w as (OC, C)
-    sf_sgemm(0, 0, (int)B->N, (int)B->C, (int)B->OC, 1.0f, B->dy, (int)B->OC,
-                B->w, (int)B->C, 0.0f, B->bdx, (int)B->C);
+    sf_sgemm(0, 0, B->N, B->C, B->OC, 1.0f, B->dy, B->OC, B->w, B->C, 0.0f, B->bdx, B->C);
     // bdw (C, OC) = x^T (C, N) . dy (N, OC)
-    sf_sgemm(1, 0, (int)B->C, (int)B->OC, (int)B->N, 1.0f, B->x, (int)B->C,
-                B->dy, (int)B->OC, 0.0f, B->bdw, (int)B->OC);
+    sf_sgemm(1, 0, B->C, B->OC, B->N, 1.0f, B->x, B->C, B->dy, B->OC, 0.0f, B->bdw, B->OC);
 }
 static void lin_fwd(bufs *B) { sf_linear_forward(B->y, B->x, B->w, B->b, B->N, B->C, B->OC, B->layout); }
 static void lin_fwd_bwd(bufs *B) {
