@@ -66,58 +66,58 @@ static pack_buffers *thread_buffers(void) {
     return p;
 }
 
-/* Bp[s][k][j] = op(B)(k, s*NR + j) for k < kc, j < NR (0 beyond nc); op(B) starts at B (already
- * offset to the block's first row and column). */
-static void pack_b(float *restrict bp, const float *restrict B, int64_t ldb, int tb, int64_t kc, int64_t nc) {
-    for (int64_t s = 0; s < nc; s += NR) {
-        const int64_t nr = nc - s < NR ? nc - s : NR;
-        float *dst = bp + s * kc; /* (kc, NR) */
-        if (!tb) {
-            const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
-            const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-            for (int64_t k = 0; k < kc; k++) {
-                const float *src = B + k * ldb + s;
-                _mm512_store_ps(dst + k * NR, _mm512_maskz_loadu_ps(m0, src));
-                _mm512_store_ps(dst + k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
-            }
-        } else { /* op(B)(k, n) = B[n * ldb + k]: each of the sliver's columns is a contiguous row of B */
-            /* gathered 16 at a time: lane j reads row j (the 16 rows' cache lines stay in L1 across k) */
-            const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                                    _mm512_set1_epi32((int)ldb));
-            const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
-            const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
-            const float *src0 = B + s * ldb, *src1 = B + (s + 16) * ldb;
-            for (int64_t k = 0; k < kc; k++) {
-                _mm512_store_ps(dst + k * NR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, rows, src0 + k, 4));
-                _mm512_store_ps(dst + k * NR + 16,
-                                m1 ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, rows, src1 + k, 4)
-                                   : _mm512_setzero_ps());
-            }
+/* One sliver of Bp: dst[k][j] = op(B)(k, j) for k < kc, j < NR (0 beyond nr); op(B) starts at B (already
+ * offset to the sliver's first row and column). */
+static void pack_b_sliver(float *restrict dst, const float *restrict B, int64_t ldb, int tb, int64_t kc, int64_t nr) {
+    const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+    const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    if (!tb) {
+        for (int64_t k = 0; k < kc; k++) {
+            const float *src = B + k * ldb;
+            _mm512_store_ps(dst + k * NR, _mm512_maskz_loadu_ps(m0, src));
+            _mm512_store_ps(dst + k * NR + 16, _mm512_maskz_loadu_ps(m1, src + 16));
         }
+        return;
+    }
+    /* op(B)(k, n) = B[n * ldb + k]: each of the sliver's columns is a contiguous row of B, gathered 16 at a
+     * time: lane j reads row j (the 16 rows' cache lines stay in L1 across k) */
+    const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32((int)ldb));
+    const float *src0 = B, *src1 = B + 16 * ldb;
+    for (int64_t k = 0; k < kc; k++) {
+        _mm512_store_ps(dst + k * NR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, rows, src0 + k, 4));
+        _mm512_store_ps(dst + k * NR + 16,
+                        m1 ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, rows, src1 + k, 4) : _mm512_setzero_ps());
     }
 }
 
 /* Ap[s][k][i] = op(A)(s*MR + i, k) for k < kc, i < MR (0 beyond mc). */
 static void pack_a(float *restrict ap, const float *restrict A, int64_t lda, int ta, int64_t mc, int64_t kc) {
+    const __mmask16 mr_lanes = (__mmask16)((1u << MR) - 1);
+    if (ta) {
+        /* op(A)(m, k) = A[k * lda + m]: row k of A holds MR contiguous values of every sliver; read each
+         * row front to back and deal it out */
+        for (int64_t k = 0; k < kc; k++) {
+            const float *src = A + k * lda;
+            for (int64_t s = 0; s < mc; s += MR) {
+                const int64_t mr = mc - s < MR ? mc - s : MR;
+                const __mmask16 m = (__mmask16)((1u << mr) - 1);
+                _mm512_mask_storeu_ps(ap + s * kc + k * MR, mr_lanes, _mm512_maskz_loadu_ps(m, src + s));
+            }
+        }
+        return;
+    }
     for (int64_t s = 0; s < mc; s += MR) {
         const int64_t mr = mc - s < MR ? mc - s : MR;
         float *dst = ap + s * kc; /* (kc, MR) */
-        if (ta) { /* op(A)(m, k) = A[k * lda + m]: MR contiguous values per k */
-            const __mmask16 m = (__mmask16)((1u << mr) - 1);
-            for (int64_t k = 0; k < kc; k++) {
-                __m512 v = _mm512_maskz_loadu_ps(m, A + k * lda + s);
-                _mm512_mask_storeu_ps(dst + k * MR, (__mmask16)((1u << MR) - 1), v);
-            }
-        } else {
-            /* gathered: lane i reads row i of the sliver */
-            const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                                    _mm512_set1_epi32((int)lda));
-            const __mmask16 m = (__mmask16)((1u << mr) - 1);
-            const float *src = A + s * lda;
-            for (int64_t k = 0; k < kc; k++)
-                _mm512_mask_storeu_ps(dst + k * MR, (__mmask16)((1u << MR) - 1),
-                                      _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, rows, src + k, 4));
-        }
+        /* gathered: lane i reads row i of the sliver */
+        const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                _mm512_set1_epi32((int)lda));
+        const __mmask16 m = (__mmask16)((1u << mr) - 1);
+        const float *src = A + s * lda;
+        for (int64_t k = 0; k < kc; k++)
+            _mm512_mask_storeu_ps(dst + k * MR, mr_lanes,
+                                  _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, rows, src + k, 4));
     }
 }
 
@@ -126,6 +126,11 @@ static void pack_a(float *restrict ap, const float *restrict A, int64_t lda, int
 static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp, float *restrict c, int64_t ldc,
                          int mr, int nr, float alpha, float beta, const float *restrict bias) {
     __m512 acc[MR][2];
+    /* the tile of C is read or written after the k loop: fetch it now, so its lines arrive meanwhile */
+    for (int i = 0; i < mr; i++) {
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);
+    }
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
 #pragma GCC unroll 2
@@ -159,10 +164,53 @@ static void micro_kernel(int64_t kc, const float *restrict ap, const float *rest
     }
 }
 
-/* The whole blocked scheme on one thread's share: C (M, N) = alpha op(A) op(B) + beta C (+ bias (N)). */
+/* A region of memory the next pack will read (rows x bytes, row stride in bytes), prefetched a few cache
+ * lines at a time between micro-kernel calls, so that its loads from memory overlap the arithmetic
+ * instead of stalling the pack. */
+typedef struct {
+    const char *base;
+    int64_t rows, row_bytes, stride; /* the region */
+    int64_t r, off;                  /* the next line to fetch: row r, byte offset off */
+    int64_t per_call;                /* lines to fetch per micro-kernel call */
+} prefetch_cursor;
+
+/* Starts cursor c over op(X)'s block of rows x cols at X (already offset; leading dimension ld, transposed
+ * when t), to be fetched over `calls` micro-kernel calls. An empty block (rows or cols 0) fetches nothing. */
+static void prefetch_start(prefetch_cursor *c, const float *X, int64_t ld, int t, int64_t rows, int64_t cols,
+                           int64_t calls) {
+    /* op(X)(i, j) = X[i * ld + j], or X[j * ld + i] when transposed: memory rows are i or j */
+    const int64_t mem_rows = t ? cols : rows, mem_len = t ? rows : cols;
+    c->base = (const char *)X;
+    c->rows = rows > 0 && cols > 0 ? mem_rows : 0;
+    c->row_bytes = mem_len * (int64_t)sizeof(float);
+    c->stride = ld * (int64_t)sizeof(float);
+    c->r = c->off = 0;
+    const int64_t lines = c->rows * ((c->row_bytes + 63) / 64 + 1);
+    c->per_call = calls > 0 ? lines / calls + 1 : lines;
+}
+
+static inline void prefetch_some(prefetch_cursor *c) {
+    for (int64_t n = 0; n < c->per_call && c->r < c->rows; n++) {
+        _mm_prefetch(c->base + c->r * c->stride + c->off, _MM_HINT_T1);
+        c->off += 64;
+        if (c->off >= c->row_bytes + 64) { /* one line past the end: rows need not start on a line */
+            c->off = 0;
+            c->r++;
+        }
+    }
+}
+
+/* The whole blocked scheme on one thread's share: C (M, N) = alpha op(A) op(B) + beta C (+ bias (N)).
+ * B's panel is packed one sliver at a time during the first row block, each just before its first use, while
+ * the source of the next sliver is prefetched into L2 between micro-kernel calls; likewise A's next row
+ * block during the current one. So the operands' loads from memory overlap the arithmetic instead of
+ * stalling the packs (the weights of a large model are never in cache when their product starts). */
 static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
                         const float *bias) {
+#define A_AT(i, p) (ta ? A + (p) * lda + (i) : A + (i) * lda + (p)) /* op(A) from row i, column p */
+#define B_AT(p, j) (tb ? B + (j) * ldb + (p) : B + (p) * ldb + (j)) /* op(B) from row p, column j */
+    prefetch_cursor next_b = {0}, next_a = {0};
     for (int64_t jc = 0; jc < N; jc += NC) {
         const int64_t nc = N - jc < NC ? N - jc : NC;
         for (int64_t pc = 0; pc < K; pc += KC) {
@@ -170,21 +218,43 @@ static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N
             /* later K blocks add onto the first's result, which holds the bias */
             const float beta_here = pc == 0 ? beta : 1.0f;
             const float *bias_here = pc == 0 ? bias : NULL;
-            pack_b(bufs->b, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, tb, kc, nc);
+            /* the panel after this one: K's next block, or N's next block from K's first */
+            const int64_t npc = pc + KC < K ? pc + KC : 0, njc = pc + KC < K ? jc : jc + NC;
+            const int64_t nkc = K - npc < KC ? K - npc : KC, nnc = njc >= N ? 0 : N - njc < NC ? N - njc : NC;
             for (int64_t ic = 0; ic < M; ic += MC) {
                 const int64_t mc = M - ic < MC ? M - ic : MC;
-                pack_a(bufs->a, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, ta, mc, kc);
+                const int64_t slivers = (mc + MR - 1) / MR, calls = slivers * ((nc + NR - 1) / NR);
+                pack_a(bufs->a, A_AT(ic, pc), lda, ta, mc, kc);
+                const int64_t nic = ic + MC < M ? ic + MC : 0, nmc = M - nic < MC ? M - nic : MC;
+                if (ic + MC < M)
+                    prefetch_start(&next_a, A_AT(nic, pc), lda, ta, nmc, kc, calls);
+                else /* A's first row block of the next panel */
+                    prefetch_start(&next_a, A_AT(0, npc), lda, ta, njc < N ? nmc : 0, nkc, calls);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int nr = (int)(nc - jr < NR ? nc - jr : NR);
+                    if (ic == 0) {
+                        pack_b_sliver(bufs->b + jr * kc, B_AT(pc, jc + jr), ldb, tb, kc, nr);
+                        /* the next sliver: this panel's, or the next panel's first */
+                        if (jr + NR < nc)
+                            prefetch_start(&next_b, B_AT(pc, jc + jr + NR), ldb, tb, kc,
+                                           nc - jr - NR < NR ? nc - jr - NR : NR, slivers);
+                        else
+                            prefetch_start(&next_b, njc < N ? B_AT(npc, njc) : B, ldb, tb, nkc,
+                                           nnc < NR ? nnc : NR, slivers);
+                    }
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         const int mr = (int)(mc - ir < MR ? mc - ir : MR);
                         micro_kernel(kc, bufs->a + ir * kc, bufs->b + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc, mr,
                                      nr, alpha, beta_here, bias_here ? bias_here + jc + jr : NULL);
+                        prefetch_some(&next_a);
+                        if (ic == 0) prefetch_some(&next_b);
                     }
                 }
             }
         }
     }
+#undef A_AT
+#undef B_AT
 }
 
 /* C (m, n) = alpha op(A) op(B) + beta C (+ bias) through OpenBLAS on the calling thread. */

