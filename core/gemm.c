@@ -33,16 +33,14 @@ const char *sf_gemm_kernel(void) {
     return "openblas";
 }
 
-/* The own kernel packs with 32-bit gather offsets of up to 15 rows: leading dimensions stay below 2^26. */
-static int use_own(int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb) {
-    return K > 0 && M * N * K >= OWN_MIN_MACS && lda < ((int64_t)1 << 26) && ldb < ((int64_t)1 << 26) &&
-           !force_openblas() && !omp_in_parallel();
+static int use_own(int64_t M, int64_t N, int64_t K) {
+    return K > 0 && M * N * K >= OWN_MIN_MACS && !force_openblas() && !omp_in_parallel();
 }
 
 void sf_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
               const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
-    if (use_own(M, N, K, lda, ldb) && sf_sgemm_own(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL))
+    if (use_own(M, N, K) && sf_sgemm_own(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL))
         return;
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
                 (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
@@ -51,7 +49,7 @@ void sf_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
 void sf_sgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, const float *bias) {
     if (M <= 0 || N <= 0) return;
-    if (use_own(M, N, K, lda, ldb) && sf_sgemm_own(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc, bias))
+    if (use_own(M, N, K) && sf_sgemm_own(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc, bias))
         return;
     for (int64_t i = 0; i < M; i++) memcpy(C + i * ldc, bias, (size_t)N * sizeof(float)); /* rows = bias */
     sf_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, C, ldc);

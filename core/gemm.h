@@ -34,7 +34,7 @@ int sf_gemm_use_openblas(int on);
 const char *sf_gemm_kernel(void);
 
 /* The own kernel directly, whatever the routing (tests); bias (N) may be NULL. Returns 0 (and does
- * nothing) when this build has none, M, N or K is not positive, or lda / ldb reach 2^26. */
+ * nothing) when this build has none or M, N or K is not positive. */
 int sf_sgemm_own(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias);
 

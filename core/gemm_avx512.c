@@ -7,6 +7,10 @@
  * zero-padded at the edges, and a 12 x 32 register-blocked micro-kernel (24 zmm accumulators, two
  * vector loads of B and 12 broadcasts of A per k) adds each sliver pair into C with masked stores at
  * the right and bottom edges; an optional bias row is added in the same stores (the first K block's).
+ * Packs read whole cache lines: row-major sources row by row, transposed ones 16 x 16 at a time through
+ * a register transpose. The operands of a training step come from memory, not cache, so B's slivers
+ * are packed just before their first use and the source of the next sliver (and of A's next block) is
+ * prefetched between micro-kernel calls, and each C tile is prefetched before its k loop.
  * Two or more threads each take a contiguous share of the rows (or, for wide short products, of the
  * columns) and run the whole scheme on it with their own pack buffers,
  * which are per thread and kept across calls (no allocation in a training step after the first; any
@@ -66,6 +70,40 @@ static pack_buffers *thread_buffers(void) {
     return p;
 }
 
+/* Loads `rows` (<= 16) rows of 16 consecutive floats (the first `kn` of each, the rest 0; rows beyond
+ * `rows` are 0) from X (row stride ld) into r, and transposes them in registers: afterwards r[j] holds
+ * element j of every row, i.e. r[j][i] = X[i * ld + j]. The pack of a transposed operand reads whole
+ * cache lines this way, 16 values a load, instead of gathering one value per row. */
+static inline void load_transpose16(__m512 r[16], const float *X, int64_t ld, int rows, int kn) {
+    const __mmask16 km = kn >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << kn) - 1);
+    for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_maskz_loadu_ps(km, X + i * ld) : _mm512_setzero_ps();
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) { /* per 128-bit lane: pairs of rows interleaved */
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) { /* r[4i + j], lane L: rows 4i..4i+3 of column 4L + j */
+        const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
+        const __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
+    }
+    for (int j = 0; j < 4; j++) { /* 128-bit lanes regrouped: columns j, 8+j (0x88) and 4+j, 12+j (0xdd) */
+        t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+        t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
+        t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
+    }
+    for (int j = 0; j < 4; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
+        r[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
+        r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xdd);
+    }
+}
+
 /* One sliver of Bp: dst[k][j] = op(B)(k, j) for k < kc, j < NR (0 beyond nr); op(B) starts at B (already
  * offset to the sliver's first row and column). */
 static void pack_b_sliver(float *restrict dst, const float *restrict B, int64_t ldb, int tb, int64_t kc, int64_t nr) {
@@ -79,15 +117,16 @@ static void pack_b_sliver(float *restrict dst, const float *restrict B, int64_t 
         }
         return;
     }
-    /* op(B)(k, n) = B[n * ldb + k]: each of the sliver's columns is a contiguous row of B, gathered 16 at a
-     * time: lane j reads row j (the 16 rows' cache lines stay in L1 across k) */
-    const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                            _mm512_set1_epi32((int)ldb));
-    const float *src0 = B, *src1 = B + 16 * ldb;
-    for (int64_t k = 0; k < kc; k++) {
-        _mm512_store_ps(dst + k * NR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m0, rows, src0 + k, 4));
-        _mm512_store_ps(dst + k * NR + 16,
-                        m1 ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m1, rows, src1 + k, 4) : _mm512_setzero_ps());
+    /* op(B)(k, n) = B[n * ldb + k]: each of the sliver's columns is a contiguous row of B; 16 of them at a
+     * time are read 16 values along k and transposed */
+    const int lo = nr < 16 ? (int)nr : 16, hi = nr > 16 ? (int)nr - 16 : 0;
+    for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+        const int kn = kc - k0 < 16 ? (int)(kc - k0) : 16;
+        __m512 r[16];
+        load_transpose16(r, B + k0, ldb, lo, kn);
+        for (int j = 0; j < kn; j++) _mm512_store_ps(dst + (k0 + j) * NR, r[j]);
+        load_transpose16(r, B + 16 * ldb + k0, ldb, hi, kn);
+        for (int j = 0; j < kn; j++) _mm512_store_ps(dst + (k0 + j) * NR + 16, r[j]);
     }
 }
 
@@ -108,16 +147,15 @@ static void pack_a(float *restrict ap, const float *restrict A, int64_t lda, int
         return;
     }
     for (int64_t s = 0; s < mc; s += MR) {
-        const int64_t mr = mc - s < MR ? mc - s : MR;
+        const int mr = mc - s < MR ? (int)(mc - s) : MR;
         float *dst = ap + s * kc; /* (kc, MR) */
-        /* gathered: lane i reads row i of the sliver */
-        const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                                _mm512_set1_epi32((int)lda));
-        const __mmask16 m = (__mmask16)((1u << mr) - 1);
-        const float *src = A + s * lda;
-        for (int64_t k = 0; k < kc; k++)
-            _mm512_mask_storeu_ps(dst + k * MR, mr_lanes,
-                                  _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, rows, src + k, 4));
+        /* op(A)(m, k) = A[m * lda + k]: the sliver's rows read 16 values along k at a time and transposed */
+        for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+            const int kn = kc - k0 < 16 ? (int)(kc - k0) : 16;
+            __m512 r[16];
+            load_transpose16(r, A + s * lda + k0, lda, mr, kn);
+            for (int j = 0; j < kn; j++) _mm512_mask_storeu_ps(dst + (k0 + j) * MR, mr_lanes, r[j]);
+        }
     }
 }
 
@@ -273,7 +311,7 @@ static void serial_fallback(int ta, int tb, int64_t m, int64_t n, int64_t K, flo
 
 int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias) {
-    if (M <= 0 || N <= 0 || K <= 0 || lda >= ((int64_t)1 << 26) || ldb >= ((int64_t)1 << 26)) return 0;
+    if (M <= 0 || N <= 0 || K <= 0) return 0;
     int nt = omp_in_parallel() ? 1 : sf_get_threads();
     /* split the longer side into contiguous shares, in whole micro-tiles */
     const int by_rows = M >= N;

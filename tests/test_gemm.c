@@ -1,8 +1,9 @@
 /* test_gemm.c — tests for gemm.c / gemm_avx512.c: sift's own AVX-512 kernel against a double-precision
  * reference and against OpenBLAS for every transposition, shapes that straddle every blocking edge (MR,
  * NR, KC, MC, NC), padded leading dimensions, alpha/beta (beta = 0 must not read C, which holds NaN),
- * 1 and 2 threads, calls from inside a parallel region, and the routing switch. On a build without
- * AVX-512 the kernel tests report themselves skipped. It does not time anything (make bench does).
+ * 1 and 2 threads, calls from inside a parallel region, rows more than 2^26 floats apart, and the routing
+ * switch. On a build without AVX-512 the kernel tests report themselves skipped. It does not time
+ * anything (make bench does).
  *
  * Tolerance: |C - ref| <= 1e-5 * (K * max|a| * max|b| + |beta C|), float accumulation of K products.
  */
@@ -11,6 +12,7 @@
 
 #include "../core/gemm.h"
 #include "../core/rng.h"
+#include "../core/tensor.h"
 #include "../core/threads.h"
 #include "test.h"
 
@@ -119,6 +121,31 @@ TEST(own_kernel_inside_a_parallel_region) {
 }
 
 /* sf_sgemm_bias on both routes: C = alpha op(A) op(B) + bias, C's old values (NaN) never read */
+TEST(own_kernel_rows_far_apart) {
+    /* leading dimensions past 2^26 floats (the packs read rows, no 32-bit gather offsets): A's two rows lie
+     * 256 MB apart in a mapping of which only those rows are ever touched */
+    if (!have_own()) SKIP("this build has no AVX-512 kernel (the CPU or -march lacks AVX-512F)");
+    const int64_t M = 2, N = 300, K = 900, lda = ((int64_t)1 << 26) + 3;
+    float *A = sf_alloc((size_t)(lda + K) * sizeof(float));
+    CHECK(A != NULL, "no memory for the %lld-float A", (long long)(lda + K));
+    if (!A) return;
+    sf_rng r;
+    sf_rng_seed(&r, 77);
+    float *Ac = filled(M * K, &r), *B = filled(N * K, &r), *C = calloc((size_t)(M * N), sizeof *C), *R = calloc((size_t)(M * N), sizeof *R);
+    memcpy(A, Ac, (size_t)K * sizeof *A);
+    memcpy(A + lda, Ac + K, (size_t)K * sizeof *A);
+    ref_gemm(0, 1, M, N, K, 1.0f, Ac, K, B, K, 0.0f, R, N);
+    CHECK(sf_sgemm_own(0, 1, M, N, K, 1.0f, A, lda, B, K, 0.0f, C, N, NULL), "own kernel refused lda = %lld", (long long)lda);
+    double worst = 0;
+    for (int64_t i = 0; i < M * N; i++) {
+        const double e = fabs((double)C[i] - R[i]) / (1e-5 * (double)(K + 1));
+        if (!(e <= worst)) worst = e;
+    }
+    CHECK(worst <= 1.0, "error %.3g x tolerance", worst);
+    sf_free(A, (size_t)(lda + K) * sizeof(float));
+    free(Ac), free(B), free(C), free(R);
+}
+
 TEST(bias_row_added_on_both_routes) {
     const int64_t M = 37, N = 70, K = 400, ldc = N + 2;
     sf_rng r;
