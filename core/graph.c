@@ -275,6 +275,23 @@ sf_tensor *sf_graph_grad(sf_graph *g, sf_tensor *t) {
     return t->ag_grad;
 }
 
+sf_tensor *sf_graph_grad_for_write(sf_graph *g, sf_tensor *t, int *fresh) {
+    *fresh = 0;
+    if (!t || !t->requires_grad) return NULL;
+    if (t->is_leaf && !t->hook && !t->sparse) {
+        /* zero and nobody else holds it (a caller holding the buffer may have written into it) */
+        const int known_zero = !t->grad || (t->grad_zero && t->grad->refcount == 1);
+        sf_tensor *gt = sf_graph_grad(g, t); /* clears grad_zero: the caller writes into it now */
+        *fresh = gt && known_zero;
+        return gt;
+    }
+    if (!t->ag_grad) {
+        t->ag_grad = pooled_tensor(g, SF_F32, t->ndim, t->shape, 0);
+        *fresh = t->ag_grad != NULL;
+    }
+    return t->ag_grad;
+}
+
 static sf_status add_into(sf_tensor *dst, const sf_tensor *src) {
     float *d = sf_f32(dst);
     const float *s = sf_f32(src);

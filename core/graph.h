@@ -83,6 +83,11 @@ sf_status sf_node_save(sf_node *n, sf_tensor *t);
 
 /* During backward: the buffer to accumulate t's gradient into (see top), or NULL if t does not need one. */
 sf_tensor *sf_graph_grad(sf_graph *g, sf_tensor *t);
+/* The same buffer for a kernel that can either overwrite or accumulate (a gemm's beta 0 or 1): *fresh is
+ * set when nothing has been accumulated into it yet (a transient buffer just taken from the pool, not
+ * zeroed, or a leaf gradient known to be zero), and then the caller must WRITE every element of it
+ * (which saves zeroing it and reading the zeros back). Later calls for the same t say not fresh. */
+sf_tensor *sf_graph_grad_for_write(sf_graph *g, sf_tensor *t, int *fresh);
 /* During backward, for ops that can compute selected entries of a weight gradient directly: the
  * sparse leaf's values (k) to accumulate into, or NULL (then use sf_graph_grad as usual). */
 sf_sparse_grad *sf_graph_sparse_grad(sf_graph *g, sf_tensor *t);

@@ -3,7 +3,8 @@
  *
  * Layouts: SF_W_OUT_IN stores the weight (OC, C) (nn.Linear, y = x W^T + b); SF_W_IN_OUT stores it
  * (C, OC) (GPT-2 Conv1D, y = x W + b). Forward is one sgemm with the bias added in its stores;
- * backward is up to two sgemms (dinp, dweight, both beta = 1 so they accumulate) plus a column-sum pass
+ * backward is up to two sgemms (dinp, dweight: beta = 1 to accumulate, or beta = 0 on the tape when the
+ * gradient buffer is fresh, see sf_graph_grad_for_write) plus a column-sum pass
  * as an sgemv of dout with a ones vector for dbias; a NULL gradient pointer skips its work (frozen
  * weight: no dweight gemm).
  *
@@ -126,40 +127,56 @@ void sf_linear_forward(float *out, const float *inp, const float *weight, const 
         sf_sgemm(0, tb, N, OC, C, 1.0f, inp, C, weight, ldw, 0.0f, out, OC);
 }
 
-void sf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                        const float *weight, int64_t N, int64_t C, int64_t OC, sf_wlayout layout) {
+/* sf_linear_backward with a choice per output: dinp and dweight are overwritten when their `fresh` flag is
+ * set (beta 0: not zeroed first, not read), accumulated into otherwise; dbias always accumulates. */
+static void linear_backward_beta(float *dinp, int dinp_fresh, float *dweight, int dweight_fresh, float *dbias,
+                                 const float *dout, const float *inp, const float *weight, int64_t N, int64_t C,
+                                 int64_t OC, sf_wlayout layout) {
     // dinp (N, C), dweight (OC, C) or (C, OC), dbias (OC), dout (N, OC), inp (N, C)
-    if (N <= 0 || OC <= 0) return; /* nothing flows back (dweight, dbias get += 0) */
-    if (!fits_blas_int(N, C, OC)) {
-        sf_linear_backward_ref(dinp, dweight, dbias, dout, inp, weight, N, C, OC, layout);
-        return;
+    if (N <= 0 || OC <= 0 || C <= 0 || !fits_blas_int(N, C, OC)) { /* the reference accumulates */
+        if (dinp && dinp_fresh) memset(dinp, 0, (size_t)(N * C) * sizeof(float));
+        if (dweight && dweight_fresh) memset(dweight, 0, (size_t)(OC * C) * sizeof(float));
+        if (N <= 0 || OC <= 0) return; /* nothing flows back */
+        if (!fits_blas_int(N, C, OC)) {
+            sf_linear_backward_ref(dinp, dweight, dbias, dout, inp, weight, N, C, OC, layout);
+            return;
+        }
     }
     if (C > 0) {
         if (dinp) {
-            if (layout == SF_W_OUT_IN) // dinp (N, C) += dout (N, OC) . weight (OC, C)
-                sf_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
-            else // dinp (N, C) += dout (N, OC) . weight^T, weight (C, OC)
-                sf_sgemm(0, 1, N, C, OC, 1.0f, dout, OC, weight, OC, 1.0f, dinp, C);
+            const float beta = dinp_fresh ? 0.0f : 1.0f;
+            if (layout == SF_W_OUT_IN) // dinp (N, C) (+)= dout (N, OC) . weight (OC, C)
+                sf_sgemm(0, 0, N, C, OC, 1.0f, dout, OC, weight, C, beta, dinp, C);
+            else // dinp (N, C) (+)= dout (N, OC) . weight^T, weight (C, OC)
+                sf_sgemm(0, 1, N, C, OC, 1.0f, dout, OC, weight, OC, beta, dinp, C);
         }
         if (dweight) {
-            if (layout == SF_W_OUT_IN) // dweight (OC, C) += dout^T (OC, N) . inp (N, C)
-                sf_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
-            else // dweight (C, OC) += inp^T (C, N) . dout (N, OC)
-                sf_sgemm(1, 0, C, OC, N, 1.0f, inp, C, dout, OC, 1.0f, dweight, OC);
+            const float beta = dweight_fresh ? 0.0f : 1.0f;
+            if (layout == SF_W_OUT_IN) // dweight (OC, C) (+)= dout^T (OC, N) . inp (N, C)
+                sf_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, beta, dweight, C);
+            else // dweight (C, OC) (+)= inp^T (C, N) . dout (N, OC)
+                sf_sgemm(1, 0, C, OC, N, 1.0f, inp, C, dout, OC, beta, dweight, OC);
         }
     }
     if (dbias) colsum_add(dbias, dout, N, OC);
 }
 
+void sf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                        const float *weight, int64_t N, int64_t C, int64_t OC, sf_wlayout layout) {
+    linear_backward_beta(dinp, 0, dweight, 0, dbias, dout, inp, weight, N, C, OC, layout);
+}
+
 /* ------------------------------------------------------------------ tape ops */
 
 /* The backward of a linear node whose input values are x (N, C) (the recorded input in[0], or values
- * recomputed from it) and whose input gradient, when wanted, accumulates into dx (N, C). in[1] = weight,
- * in[2] = bias (linear only). i[0] = N, i[1] = C, i[2] = OC, i[3] = layout. */
-static sf_status linear_backward_with(sf_graph *g, sf_node *n, const float *x, float *dx) {
+ * recomputed from it) and whose input gradient, when wanted, goes to dx (N, C): overwritten when dx_fresh,
+ * accumulated into otherwise. in[1] = weight, in[2] = bias (linear only). i[0] = N, i[1] = C, i[2] = OC,
+ * i[3] = layout. */
+static sf_status linear_backward_with(sf_graph *g, sf_node *n, const float *x, float *dx, int dx_fresh) {
     sf_tensor *gout = sf_graph_grad(g, n->out);
     if (!gout) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the output gradient", n->op);
-    float *grads[3] = {dx, NULL, NULL}; // dinp (N, C), dweight (like weight), dbias (OC)
+    float *dw = NULL, *db = NULL; // dweight (like weight), dbias (OC)
+    int dw_fresh = 0;
     sf_sparse_grad *sp = sf_graph_sparse_grad(g, n->in[1]);
     if (sp) { /* SIFT target with a fixed mask: only its k entries, no dense dW */
         int64_t N = n->i[0], C = n->i[1], OC = n->i[2];
@@ -169,27 +186,31 @@ static sf_status linear_backward_with(sf_graph *g, sf_node *n, const float *x, f
         sf_linear_weight_grad_sampled(sp->values, sp->idx, sp->k, sf_f32(gout), x, sf_f32(scr), s_c[0], N, C, OC,
                                       (sf_wlayout)n->i[3]);
         sf_graph_recycle(g, scr);
+    } else if (n->in[1]->requires_grad) {
+        sf_tensor *gw = sf_graph_grad_for_write(g, n->in[1], &dw_fresh);
+        if (!gw) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the weight's gradient", n->op);
+        dw = sf_f32(gw);
     }
-    for (int k = 1; k < n->n_in; k++) {
-        if (!n->in[k]->requires_grad || (k == 1 && sp)) continue;
-        sf_tensor *gt = sf_graph_grad(g, n->in[k]);
-        if (!gt) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for input %d's gradient", n->op, k);
-        grads[k] = sf_f32(gt);
+    if (n->n_in > 2 && n->in[2]->requires_grad) {
+        sf_tensor *gb = sf_graph_grad(g, n->in[2]);
+        if (!gb) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the bias's gradient", n->op);
+        db = sf_f32(gb);
     }
-    sf_linear_backward(grads[0], grads[1], grads[2], sf_f32(gout), x, sf_f32(n->in[1]), n->i[0], n->i[1], n->i[2],
-                       (sf_wlayout)n->i[3]);
+    linear_backward_beta(dx, dx_fresh, dw, dw_fresh, db, sf_f32(gout), x, sf_f32(n->in[1]), n->i[0], n->i[1],
+                         n->i[2], (sf_wlayout)n->i[3]);
     return SF_OK;
 }
 
 /* Shared by linear and matmul: in[0] = x (N, C) viewed as rows. */
 static sf_status linear_backward_node(sf_graph *g, sf_node *n) {
     float *dx = NULL;
+    int fresh = 0;
     if (n->in[0]->requires_grad) {
-        sf_tensor *gx = sf_graph_grad(g, n->in[0]);
+        sf_tensor *gx = sf_graph_grad_for_write(g, n->in[0], &fresh);
         if (!gx) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for input 0's gradient", n->op);
         dx = sf_f32(gx);
     }
-    return linear_backward_with(g, n, sf_f32(n->in[0]), dx);
+    return linear_backward_with(g, n, sf_f32(n->in[0]), dx, fresh);
 }
 
 /* gelu_linear: in[0] = u, the pre-activation (N, C); i[4] = GELU kind. The activation a = gelu(u) is
@@ -205,8 +226,7 @@ static sf_status gelu_linear_backward(sf_graph *g, sf_node *n) {
         return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the recomputed activation", n->op);
     }
     sf_gelu_forward(sf_f32(a), sf_f32(n->in[0]), N * C, (sf_gelu_kind)n->i[4]);
-    if (da) memset(sf_f32(da), 0, (size_t)(N * C) * sizeof(float));
-    sf_status st = linear_backward_with(g, n, sf_f32(a), da ? sf_f32(da) : NULL);
+    sf_status st = linear_backward_with(g, n, sf_f32(a), da ? sf_f32(da) : NULL, 1); /* da: written whole */
     if (st == SF_OK && da) {
         sf_tensor *du = sf_graph_grad(g, n->in[0]);
         if (!du) st = sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the input gradient", n->op);

@@ -101,10 +101,17 @@ static void online_dh_finish(float *A, const float *S, const int64_t *tgt, const
 
 static sf_status lmhead_backward(sf_graph *g, sf_node *n) {
     sf_tensor *h = n->in[0], *W = n->in[1], *tgt_t = n->saved[0], *lse_t = n->saved[1];
-    sf_tensor *dh = sf_graph_grad(g, h), *dW = sf_graph_grad(g, W);
+    int dh_fresh = 0, dW_fresh = 0; /* fresh: overwritten by the first block instead of accumulated into */
+    sf_tensor *dh = sf_graph_grad_for_write(g, h, &dh_fresh), *dW = sf_graph_grad_for_write(g, W, &dW_fresh);
+    if ((h->requires_grad && !dh) || (W->requires_grad && !dW))
+        return sf_fail(SF_ERR_NOMEM, "lm_head_loss backward: out of memory for the gradients");
     if (!dh && !dW) return SF_OK;
     const int64_t N = n->i[0], C = n->i[1], V = n->i[2], ignore = n->i[3], count = n->i[4];
-    if (count == 0) return SF_OK;
+    if (count == 0) { /* nothing flows back: fresh gradients must still read zero */
+        if (dh_fresh) memset(sf_f32(dh), 0, sf_tensor_nbytes(dh));
+        if (dW_fresh) memset(sf_f32(dW), 0, sf_tensor_nbytes(dW));
+        return SF_OK;
+    }
     const float scale = sf_f32(sf_graph_grad(g, n->out))[0] / (float)count;
     const int64_t VC = block_cols(N, V);
     const int64_t mode = n->i[5];
@@ -113,7 +120,7 @@ static sf_status lmhead_backward(sf_graph *g, sf_node *n) {
         const float *dhu = sf_f32(n->saved[2]); // (N, C)
         float *d = sf_f32(dh);
 #pragma omp parallel for simd if (N * C > (1 << 16))
-        for (int64_t i = 0; i < N * C; i++) d[i] += scale * dhu[i];
+        for (int64_t i = 0; i < N * C; i++) d[i] = (dh_fresh ? 0.0f : d[i]) + scale * dhu[i];
         return SF_OK;
     }
     const int kept = mode == HEAD_KEPT; /* the forward kept every block's exponentials */
@@ -136,10 +143,10 @@ static sf_status lmhead_backward(sf_graph *g, sf_node *n) {
                 if (tgt[r] != ignore) sf_exp_shifted(blk + r * vc, blk + r * vc, lse[r], vc);
             block_dlogits(blk, tgt, lse, lse, N, v0, vc, ignore, scale);
         }
-        if (dh) /* dh (N, C) += dlogits (N, Vc) W[v0:v0+Vc] (Vc, C) */
-            sf_sgemm(0, 0, N, C, vc, 1.0f, blk, vc, Wd + v0 * C, C, 1.0f, sf_f32(dh), C);
-        if (dW) /* dW[v0:v0+Vc] (Vc, C) += dlogits^T (Vc, N) h (N, C) */
-            sf_sgemm(1, 0, vc, C, N, 1.0f, blk, vc, hd, C, 1.0f, sf_f32(dW) + v0 * C, C);
+        if (dh) /* dh (N, C) += dlogits (N, Vc) W[v0:v0+Vc] (Vc, C); the first block writes a fresh dh */
+            sf_sgemm(0, 0, N, C, vc, 1.0f, blk, vc, Wd + v0 * C, C, dh_fresh && v0 == 0 ? 0.0f : 1.0f, sf_f32(dh), C);
+        if (dW) /* dW[v0:v0+Vc] (Vc, C) += dlogits^T (Vc, N) h (N, C): each block its own rows */
+            sf_sgemm(1, 0, vc, C, N, 1.0f, blk, vc, hd, C, dW_fresh ? 0.0f : 1.0f, sf_f32(dW) + v0 * C, C);
     }
     sf_graph_recycle(g, scratch);
     return SF_OK;

@@ -230,6 +230,16 @@ static double rel_diff(const float *a, const float *ref, int64_t n) {
     return mx / mref;
 }
 
+/* max |a - 2 ref| / max(max |2 ref|, 1) */
+static double rel_diff_2x(const float *a, const float *ref, int64_t n) {
+    double mx = 0, mref = 1;
+    for (int64_t i = 0; i < n; i++) {
+        mx = fmax(mx, fabs((double)a[i] - 2.0 * ref[i]));
+        mref = fmax(mref, fabs(2.0 * ref[i]));
+    }
+    return mx / mref;
+}
+
 static void fill(float *p, int64_t n, unsigned long long seed) {
     int64_t s[1] = {n};
     sf_tensor *t = sf_tensor_new_f32(1, s);
@@ -286,6 +296,31 @@ static void ref_vs_opt(int64_t N, int64_t C, int64_t OC, sf_wlayout layout) {
     CHECK(rel_diff(dw1, dw2, nw) <= REF_TOL && rel_diff(db1, db2, OC) <= REF_TOL, "dweight/dbias-only backward differs");
     free(x), free(w), free(b), free(y1), free(y2), free(dy), free(dx1), free(dx2), free(dw1), free(dw2), free(db1),
         free(db2);
+}
+
+TEST(linear_shared_input_and_tied_weight_sum_their_gradients) {
+    /* y = linear(x, W) + linear(x, W): the first contribution to dx and dW in backward overwrites the fresh
+     * buffers (beta 0), the second must add to it: dx = 2 dy W^T, dW = 2 x^T dy. A second step after
+     * zero_grad (dW known zero: overwritten again) must give the same, not twice as much. */
+    const int64_t N = 5, C = 24, OC = 40;
+    int64_t xs[2] = {N, C}, ws[2] = {C, OC}, ys[2] = {N, OC};
+    sf_tensor *x = randn(2, xs, 4, 1), *w = randn(2, ws, 5, 1), *dy = randn(2, ys, 6, 0);
+    float dx_ref[5 * 24] = {0}, dw_ref[24 * 40] = {0};
+    sf_linear_backward_ref(dx_ref, dw_ref, NULL, sf_f32(dy), sf_f32(x), sf_f32(w), N, C, OC, SF_W_IN_OUT);
+    for (int step = 0; step < 2; step++) {
+        sf_graph *g = sf_graph_new();
+        sf_tensor *y = sf_add(g, sf_linear(g, x, w, NULL, SF_W_IN_OUT), sf_linear(g, x, w, NULL, SF_W_IN_OUT));
+        REQUIRE(y, "forward failed: %s", sf_last_error());
+        REQUIRE(sf_graph_backward(g, y, dy) == SF_OK, "backward: %s", sf_last_error());
+        CHECK(rel_diff_2x(sf_f32(x->grad), dx_ref, N * C) < 1e-5, "step %d: dx is not 2 dy W^T", step);
+        CHECK(rel_diff_2x(sf_f32(w->grad), dw_ref, C * OC) < 1e-5, "step %d: dW is not 2 x^T dy", step);
+        sf_graph_free(g);
+        sf_param_zero_grad(x);
+        sf_param_zero_grad(w);
+    }
+    sf_tensor_release(x);
+    sf_tensor_release(w);
+    sf_tensor_release(dy);
 }
 
 TEST(linear_ref_vs_opt_odd_sizes) {
