@@ -27,7 +27,7 @@
 
 #include "tensor.h"
 
-#define SF_NODE_MAX_IN 4
+#define SF_NODE_MAX_IN 5
 #define SF_NODE_MAX_SAVED 6
 
 typedef struct sf_graph sf_graph;

@@ -1,7 +1,9 @@
-/* lora.c — LoRA adapters: creation with PEFT's initialisation, the adapted linear on the tape, merging.
+/* lora.c — LoRA adapters: creation with PEFT's initialisation, the adapted linear on the tape (one fused
+ * node: the base product plus the low-rank path added by gemms, forward and backward), merging.
  * See lora.h. */
 #include "lora.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,14 +90,84 @@ const sf_lora_adapter *sf_lora_find(const sf_lora_set *s, const sf_tensor *w) {
     return NULL;
 }
 
+/* lora_linear's backward. in = {x, W, A, B, (b)}, saved[0] = h = x A^T (N, r); i[0..4] = N, C, OC, layout,
+ * r; f[0] = scale. With g = dout (N, OC) and dh = scale g B (N, r):
+ *   dB (OC, r) += scale g^T h        dA (r, C) += dh^T x
+ *   dx (N, C)  += g op(W)^T + dh A   dW, db as a plain linear's (when they train)
+ * All of it gemms: no elementwise pass over (N, OC). */
+static sf_status lora_linear_backward(sf_graph *g, sf_node *n) {
+    const int64_t N = n->i[0], C = n->i[1], OC = n->i[2], r = n->i[4];
+    const sf_wlayout layout = (sf_wlayout)n->i[3];
+    const float scale = (float)n->f[0];
+    sf_tensor *x = n->in[0], *W = n->in[1], *A = n->in[2], *B = n->in[3], *b = n->n_in > 4 ? n->in[4] : NULL;
+    const float *gout = sf_f32(sf_graph_grad(g, n->out)), *h = sf_f32(n->saved[0]);
+    int dx_fresh = 0, dW_fresh = 0, dA_fresh = 0, dB_fresh = 0;
+    sf_tensor *dx = sf_graph_grad_for_write(g, x, &dx_fresh), *dW = sf_graph_grad_for_write(g, W, &dW_fresh);
+    sf_tensor *dA = sf_graph_grad_for_write(g, A, &dA_fresh), *dB = sf_graph_grad_for_write(g, B, &dB_fresh);
+    sf_tensor *db = b ? sf_graph_grad(g, b) : NULL;
+    int64_t hs[2] = {N, r};
+    sf_tensor *dh = (dx || dA) ? sf_graph_scratch(g, 2, hs) : NULL; // (N, r)
+    if ((x->requires_grad && !dx) || (W->requires_grad && !dW) || (A->requires_grad && !dA) ||
+        (B->requires_grad && !dB) || (b && b->requires_grad && !db) || ((dx || dA) && !dh)) {
+        sf_graph_recycle(g, dh);
+        return sf_fail(SF_ERR_NOMEM, "lora_linear backward: out of memory for the gradients");
+    }
+    if (dB) /* dB (OC, r) (+)= scale g^T (OC, N) h (N, r) */
+        sf_sgemm(1, 0, OC, r, N, scale, gout, OC, h, r, dB_fresh ? 0.0f : 1.0f, sf_f32(dB), r);
+    if (dh) /* dh (N, r) = scale g (N, OC) B (OC, r) */
+        sf_sgemm(0, 0, N, r, OC, scale, gout, OC, sf_f32(B), r, 0.0f, sf_f32(dh), r);
+    if (dA) /* dA (r, C) (+)= dh^T (r, N) x (N, C) */
+        sf_sgemm(1, 0, r, C, N, 1.0f, sf_f32(dh), r, sf_f32(x), C, dA_fresh ? 0.0f : 1.0f, sf_f32(dA), C);
+    /* the frozen (or trainable) base: dx (+)= g op(W)^T, dW, db */
+    sf_linear_backward_into(dx ? sf_f32(dx) : NULL, dx_fresh, dW ? sf_f32(dW) : NULL, dW_fresh,
+                            db ? sf_f32(db) : NULL, gout, sf_f32(x), sf_f32(W), N, C, OC, layout);
+    if (dx) /* dx (N, C) += dh (N, r) A (r, C) */
+        sf_sgemm(0, 0, N, C, r, 1.0f, sf_f32(dh), r, sf_f32(A), C, 1.0f, sf_f32(dx), C);
+    sf_graph_recycle(g, dh);
+    return SF_OK;
+}
+
+/* y = x op(W) + b + scale (x A^T) B^T as one tape node: the low-rank path is added into the base
+ * product's output by a gemm with beta 1 (alpha = scale), so it costs two skinny gemms and no
+ * elementwise pass; h = x A^T (N, r) is kept for backward. */
 sf_tensor *sf_lora_linear(sf_graph *g, const sf_lora_set *s, sf_tensor *x, sf_tensor *w, sf_tensor *b, sf_wlayout layout) {
-    sf_tensor *y = sf_linear(g, x, w, b, layout);
     const sf_lora_adapter *a = sf_lora_find(s, w);
-    if (!y || !a || a->merged) return y;
-    sf_tensor *h = sf_linear(g, x, a->A, NULL, SF_W_OUT_IN); // (..., r)
-    sf_tensor *d = h ? sf_linear(g, h, a->B, NULL, SF_W_OUT_IN) : NULL; // (..., out)
-    d = d ? sf_scale(g, d, a->scale) : NULL;
-    return d ? sf_add(g, y, d) : NULL;
+    if (!a || a->merged || !g || !x || x->ndim < 1) return sf_linear(g, x, w, b, layout); /* it reports bad input */
+    char sx[64], sb[64];
+    if (sf_check_f32(x, "lora_linear", "x")) return NULL;
+    if (layout != a->layout)
+        return sf_fail_null(SF_ERR_ARG, "lora_linear: %s was adapted in the %s layout, used as %s", a->name,
+                            a->layout == SF_W_OUT_IN ? "out_in" : "in_out", layout == SF_W_OUT_IN ? "out_in" : "in_out");
+    const int64_t r = a->A->shape[0], C = a->A->shape[1], OC = a->B->shape[0];
+    if (x->shape[x->ndim - 1] != C)
+        return sf_fail_null(SF_ERR_ARG, "lora_linear: x %s has %lld input features but %s expects %lld",
+                            sf_shape_str(x, sx, sizeof sx), (long long)x->shape[x->ndim - 1], a->name, (long long)C);
+    if (b && (sf_check_f32(b, "lora_linear", "bias") || b->ndim != 1 || b->shape[0] != OC))
+        return sf_fail_null(SF_ERR_ARG, "lora_linear: bias must have shape (%lld), got %s", (long long)OC,
+                            sf_shape_str(b, sb, sizeof sb));
+    int64_t N = 1, out_shape[SF_MAX_DIMS]; // out (..., OC)
+    for (int d = 0; d < x->ndim - 1; d++) N *= x->shape[d], out_shape[d] = x->shape[d];
+    out_shape[x->ndim - 1] = OC;
+    if (N > INT_MAX || C > INT_MAX || OC > INT_MAX)
+        return sf_fail_null(SF_ERR_ARG, "lora_linear: sizes N=%lld C=%lld OC=%lld exceed the 32-bit BLAS range",
+                            (long long)N, (long long)C, (long long)OC);
+    int64_t hs[2] = {N, r};
+    sf_tensor *out = sf_graph_tensor(g, x->ndim, out_shape), *h = out ? sf_graph_tensor(g, 2, hs) : NULL;
+    if (!h) return NULL;
+    sf_linear_forward(sf_f32(out), sf_f32(x), sf_f32(w), b ? sf_f32(b) : NULL, N, C, OC, layout);
+    if (N > 0 && OC > 0) {
+        /* h (N, r) = x (N, C) A^T, A (r, C); out (N, OC) += scale h B^T, B (OC, r) */
+        sf_sgemm(0, 1, N, r, C, 1.0f, sf_f32(x), C, sf_f32(a->A), C, 0.0f, sf_f32(h), r);
+        sf_sgemm(0, 1, N, OC, r, a->scale, sf_f32(h), r, sf_f32(a->B), r, 1.0f, sf_f32(out), OC);
+    }
+    sf_tensor *in[5] = {x, w, a->A, a->B, b};
+    sf_node *n = sf_graph_record(g, "lora_linear", lora_linear_backward, out, in, b ? 5 : 4);
+    if (n) {
+        n->i[0] = N, n->i[1] = C, n->i[2] = OC, n->i[3] = layout, n->i[4] = r;
+        n->f[0] = a->scale;
+        if (sf_node_save(n, h) != SF_OK) return NULL;
+    }
+    return out;
 }
 
 /* W += sign * scale * (B A) in W's layout. */

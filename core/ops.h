@@ -29,6 +29,12 @@ void sf_linear_forward(float *out, const float *inp, const float *weight, const 
 /* dinp (N, C) += dout . W^T ; dweight += (layout) ; dbias (OC) += column sums of dout. */
 void sf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, int64_t N, int64_t C, int64_t OC, sf_wlayout layout);
+/* sf_linear_backward with a choice per output: dinp and dweight (either may be NULL) are overwritten when
+ * their `fresh` flag is set (beta 0: not zeroed first, not read) and accumulated into otherwise; dbias
+ * always accumulates. */
+void sf_linear_backward_into(float *dinp, int dinp_fresh, float *dweight, int dweight_fresh, float *dbias,
+                             const float *dout, const float *inp, const float *weight, int64_t N, int64_t C,
+                             int64_t OC, sf_wlayout layout);
 void sf_linear_forward_ref(float *out, const float *inp, const float *weight, const float *bias, int64_t N,
                            int64_t C, int64_t OC, sf_wlayout layout);
 void sf_linear_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,

@@ -127,11 +127,9 @@ void sf_linear_forward(float *out, const float *inp, const float *weight, const 
         sf_sgemm(0, tb, N, OC, C, 1.0f, inp, C, weight, ldw, 0.0f, out, OC);
 }
 
-/* sf_linear_backward with a choice per output: dinp and dweight are overwritten when their `fresh` flag is
- * set (beta 0: not zeroed first, not read), accumulated into otherwise; dbias always accumulates. */
-static void linear_backward_beta(float *dinp, int dinp_fresh, float *dweight, int dweight_fresh, float *dbias,
-                                 const float *dout, const float *inp, const float *weight, int64_t N, int64_t C,
-                                 int64_t OC, sf_wlayout layout) {
+void sf_linear_backward_into(float *dinp, int dinp_fresh, float *dweight, int dweight_fresh, float *dbias,
+                             const float *dout, const float *inp, const float *weight, int64_t N, int64_t C,
+                             int64_t OC, sf_wlayout layout) {
     // dinp (N, C), dweight (OC, C) or (C, OC), dbias (OC), dout (N, OC), inp (N, C)
     if (N <= 0 || OC <= 0 || C <= 0 || !fits_blas_int(N, C, OC)) { /* the reference accumulates */
         if (dinp && dinp_fresh) memset(dinp, 0, (size_t)(N * C) * sizeof(float));
@@ -163,7 +161,7 @@ static void linear_backward_beta(float *dinp, int dinp_fresh, float *dweight, in
 
 void sf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, int64_t N, int64_t C, int64_t OC, sf_wlayout layout) {
-    linear_backward_beta(dinp, 0, dweight, 0, dbias, dout, inp, weight, N, C, OC, layout);
+    sf_linear_backward_into(dinp, 0, dweight, 0, dbias, dout, inp, weight, N, C, OC, layout);
 }
 
 /* ------------------------------------------------------------------ tape ops */
@@ -196,7 +194,7 @@ static sf_status linear_backward_with(sf_graph *g, sf_node *n, const float *x, f
         if (!gb) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the bias's gradient", n->op);
         db = sf_f32(gb);
     }
-    linear_backward_beta(dx, dx_fresh, dw, dw_fresh, db, sf_f32(gout), x, sf_f32(n->in[1]), n->i[0], n->i[1],
+    sf_linear_backward_into(dx, dx_fresh, dw, dw_fresh, db, sf_f32(gout), x, sf_f32(n->in[1]), n->i[0], n->i[1],
                          n->i[2], (sf_wlayout)n->i[3]);
     return SF_OK;
 }
