@@ -4,7 +4,8 @@
  * Where the build targets AVX-512 (-march=native on such a CPU) large products run on sift's own
  * packed, cache-blocked AVX-512 kernel (gemm_avx512.c), split over the engine's threads; everything
  * else — other CPUs, small or degenerate products, calls made inside a parallel region — goes to
- * OpenBLAS's cblas_sgemm. The reason: OpenBLAS 0.3.21 runs its AVX2 (Haswell) kernels under the
+ * OpenBLAS's cblas_sgemm, except sizes or leading dimensions beyond cblas's int range (the own kernel
+ * takes those whatever the routing, or plain loops on a build without it). The reason: OpenBLAS 0.3.21 runs its AVX2 (Haswell) kernels under the
  * OPENBLAS_CORETYPE=Haswell setting this project keeps, which leave half of an AVX-512 core's FMA
  * width unused.
  *

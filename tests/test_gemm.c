@@ -1,8 +1,8 @@
 /* test_gemm.c — tests for gemm.c / gemm_avx512.c: sift's own AVX-512 kernel against a double-precision
  * reference and against OpenBLAS for every transposition, shapes that straddle every blocking edge (MR,
  * NR, KC, MC, NC), padded leading dimensions, alpha/beta (beta = 0 must not read C, which holds NaN),
- * 1 and 2 threads, calls from inside a parallel region, rows more than 2^26 floats apart, and the routing
- * switch. On a build without AVX-512 the kernel tests report themselves skipped. It does not time
+ * 1 and 2 threads, calls from inside a parallel region, rows more than 2^26 floats apart, sizes beyond
+ * cblas's int range (never passed to it), and the routing switch. On a build without AVX-512 the kernel tests report themselves skipped. It does not time
  * anything (make bench does).
  *
  * Tolerance: |C - ref| <= 1e-5 * (K * max|a| * max|b| + |beta C|), float accumulation of K products.
@@ -136,6 +136,35 @@ TEST(own_kernel_rows_far_apart) {
     memcpy(A + lda, Ac + K, (size_t)K * sizeof *A);
     ref_gemm(0, 1, M, N, K, 1.0f, Ac, K, B, K, 0.0f, R, N);
     CHECK(sf_sgemm_own(0, 1, M, N, K, 1.0f, A, lda, B, K, 0.0f, C, N, NULL), "own kernel refused lda = %lld", (long long)lda);
+    double worst = 0;
+    for (int64_t i = 0; i < M * N; i++) {
+        const double e = fabs((double)C[i] - R[i]) / (1e-5 * (double)(K + 1));
+        if (!(e <= worst)) worst = e;
+    }
+    CHECK(worst <= 1.0, "error %.3g x tolerance", worst);
+    sf_free(A, (size_t)(lda + K) * sizeof(float));
+    free(Ac), free(B), free(C), free(R);
+}
+
+TEST(sizes_beyond_cblas_int_range_never_reach_cblas) {
+    /* a leading dimension of 2^31 + 16 floats cannot be passed to cblas_sgemm (int): even with OpenBLAS
+     * forced the product must come out right (the own kernel takes it, or plain loops without one). A's
+     * two rows lie 8 GB apart in a mapping of which only they are touched. */
+#if defined(__SANITIZE_ADDRESS__)
+    SKIP("an 8 GB mapping under AddressSanitizer's allocator");
+#endif
+    const int64_t M = 2, N = 40, K = 30, lda = ((int64_t)1 << 31) + 16;
+    float *A = sf_alloc((size_t)(lda + K) * sizeof(float));
+    if (!A) SKIP("no 8 GB of address space for the test: %s", sf_last_error());
+    sf_rng r;
+    sf_rng_seed(&r, 78);
+    float *Ac = filled(M * K, &r), *B = filled(K * N, &r), *C = calloc((size_t)(M * N), sizeof *C), *R = calloc((size_t)(M * N), sizeof *R);
+    memcpy(A, Ac, (size_t)K * sizeof *A);
+    memcpy(A + lda, Ac + K, (size_t)K * sizeof *A);
+    ref_gemm(0, 0, M, N, K, 1.0f, Ac, K, B, N, 0.0f, R, N);
+    const int prev = sf_gemm_use_openblas(1);
+    sf_sgemm(0, 0, M, N, K, 1.0f, A, lda, B, N, 0.0f, C, N);
+    sf_gemm_use_openblas(prev);
     double worst = 0;
     for (int64_t i = 0; i < M * N; i++) {
         const double e = fabs((double)C[i] - R[i]) / (1e-5 * (double)(K + 1));
