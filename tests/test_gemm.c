@@ -120,61 +120,58 @@ TEST(own_kernel_inside_a_parallel_region) {
     CHECK(worst[0] <= 1.0 && worst[1] <= 1.0, "errors %.3g %.3g x tolerance", worst[0], worst[1]);
 }
 
-/* sf_sgemm_bias on both routes: C = alpha op(A) op(B) + bias, C's old values (NaN) never read */
-TEST(own_kernel_rows_far_apart) {
-    /* leading dimensions past 2^26 floats (the packs read rows, no 32-bit gather offsets): A's two rows lie
-     * 256 MB apart in a mapping of which only those rows are ever touched */
-    if (!have_own()) SKIP("this build has no AVX-512 kernel (the CPU or -march lacks AVX-512F)");
-    const int64_t M = 2, N = 300, K = 900, lda = ((int64_t)1 << 26) + 3;
+/* A (2, K) whose two rows lie lda floats apart, in a mapping of which only those rows are touched, times
+ * op(B) (K, N) (transposed when tb); through the own kernel directly (own), or through sf_sgemm with
+ * OpenBLAS forced. Returns the error over the tolerance (<= 1 passes), -1 when the own kernel refused,
+ * or NAN when the address space for A is missing. */
+static double far_rows_case(int64_t lda, int tb, int own, int64_t N, int64_t K, uint64_t seed) {
+    const int64_t M = 2;
     float *A = sf_alloc((size_t)(lda + K) * sizeof(float));
-    CHECK(A != NULL, "no memory for the %lld-float A", (long long)(lda + K));
-    if (!A) return;
+    if (!A) return NAN;
     sf_rng r;
-    sf_rng_seed(&r, 77);
-    float *Ac = filled(M * K, &r), *B = filled(N * K, &r), *C = calloc((size_t)(M * N), sizeof *C), *R = calloc((size_t)(M * N), sizeof *R);
+    sf_rng_seed(&r, seed);
+    float *Ac = filled(M * K, &r), *B = filled(N * K, &r), *C = calloc((size_t)(M * N), sizeof *C);
+    float *R = calloc((size_t)(M * N), sizeof *R);
     memcpy(A, Ac, (size_t)K * sizeof *A);
     memcpy(A + lda, Ac + K, (size_t)K * sizeof *A);
-    ref_gemm(0, 1, M, N, K, 1.0f, Ac, K, B, K, 0.0f, R, N);
-    CHECK(sf_sgemm_own(0, 1, M, N, K, 1.0f, A, lda, B, K, 0.0f, C, N, NULL), "own kernel refused lda = %lld", (long long)lda);
+    const int64_t ldb = tb ? K : N;
+    ref_gemm(0, tb, M, N, K, 1.0f, Ac, K, B, ldb, 0.0f, R, N);
     double worst = 0;
-    for (int64_t i = 0; i < M * N; i++) {
+    if (own) {
+        if (!sf_sgemm_own(0, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N, NULL)) worst = -1;
+    } else {
+        const int prev = sf_gemm_use_openblas(1);
+        sf_sgemm(0, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
+        sf_gemm_use_openblas(prev);
+    }
+    for (int64_t i = 0; i < M * N && worst >= 0; i++) {
         const double e = fabs((double)C[i] - R[i]) / (1e-5 * (double)(K + 1));
         if (!(e <= worst)) worst = e;
     }
-    CHECK(worst <= 1.0, "error %.3g x tolerance", worst);
     sf_free(A, (size_t)(lda + K) * sizeof(float));
     free(Ac), free(B), free(C), free(R);
+    return worst;
+}
+
+TEST(own_kernel_rows_far_apart) {
+    /* leading dimensions past 2^26 floats (the packs read rows, no 32-bit gather offsets): 256 MB apart */
+    if (!have_own()) SKIP("this build has no AVX-512 kernel (the CPU or -march lacks AVX-512F)");
+    const double e = far_rows_case(((int64_t)1 << 26) + 3, 1, 1, 300, 900, 77);
+    CHECK(e >= 0 && e <= 1.0, "error %.3g x tolerance (-1: the kernel refused, nan: no memory)", e);
 }
 
 TEST(sizes_beyond_cblas_int_range_never_reach_cblas) {
     /* a leading dimension of 2^31 + 16 floats cannot be passed to cblas_sgemm (int): even with OpenBLAS
-     * forced the product must come out right (the own kernel takes it, or plain loops without one). A's
-     * two rows lie 8 GB apart in a mapping of which only they are touched. */
+     * forced the product must come out right (the own kernel takes it, or plain loops without one) */
 #if defined(__SANITIZE_ADDRESS__)
     SKIP("an 8 GB mapping under AddressSanitizer's allocator");
 #endif
-    const int64_t M = 2, N = 40, K = 30, lda = ((int64_t)1 << 31) + 16;
-    float *A = sf_alloc((size_t)(lda + K) * sizeof(float));
-    if (!A) SKIP("no 8 GB of address space for the test: %s", sf_last_error());
-    sf_rng r;
-    sf_rng_seed(&r, 78);
-    float *Ac = filled(M * K, &r), *B = filled(K * N, &r), *C = calloc((size_t)(M * N), sizeof *C), *R = calloc((size_t)(M * N), sizeof *R);
-    memcpy(A, Ac, (size_t)K * sizeof *A);
-    memcpy(A + lda, Ac + K, (size_t)K * sizeof *A);
-    ref_gemm(0, 0, M, N, K, 1.0f, Ac, K, B, N, 0.0f, R, N);
-    const int prev = sf_gemm_use_openblas(1);
-    sf_sgemm(0, 0, M, N, K, 1.0f, A, lda, B, N, 0.0f, C, N);
-    sf_gemm_use_openblas(prev);
-    double worst = 0;
-    for (int64_t i = 0; i < M * N; i++) {
-        const double e = fabs((double)C[i] - R[i]) / (1e-5 * (double)(K + 1));
-        if (!(e <= worst)) worst = e;
-    }
-    CHECK(worst <= 1.0, "error %.3g x tolerance", worst);
-    sf_free(A, (size_t)(lda + K) * sizeof(float));
-    free(Ac), free(B), free(C), free(R);
+    const double e = far_rows_case(((int64_t)1 << 31) + 16, 0, 0, 40, 30, 78);
+    if (isnan(e)) SKIP("no 8 GB of address space for the test: %s", sf_last_error());
+    CHECK(e <= 1.0, "error %.3g x tolerance", e);
 }
 
+/* sf_sgemm_bias on both routes: C = alpha op(A) op(B) + bias, C's old values (NaN) never read */
 TEST(bias_row_added_on_both_routes) {
     const int64_t M = 37, N = 70, K = 400, ldc = N + 2;
     sf_rng r;
