@@ -85,6 +85,8 @@ sf_tensor *sf_bias_gelu(sf_graph *g, sf_tensor *x, sf_tensor *bias, sf_gelu_kind
 
 void sf_gelu_forward(float *out, const float *inp, int64_t n, sf_gelu_kind kind);
 void sf_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n, sf_gelu_kind kind);
+/* out = gelu(inp) and grad = gelu'(inp) in one pass (one tanh or erf per element), all (n,). */
+void sf_gelu_forward_grad(float *out, float *grad, const float *inp, int64_t n, sf_gelu_kind kind);
 void sf_gelu_forward_ref(float *out, const float *inp, int64_t n, sf_gelu_kind kind);
 void sf_gelu_backward_ref(float *dinp, const float *inp, const float *dout, int64_t n, sf_gelu_kind kind);
 /* out (N, C) = gelu(inp (N, C) + bias (C)). */

@@ -105,6 +105,25 @@ void sf_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t 
     }
 }
 
+void sf_gelu_forward_grad(float *out, float *grad, const float *inp, int64_t n, sf_gelu_kind kind) {
+    // out, grad, inp: (n,)
+    if (kind == SF_GELU_ERF) {
+#pragma omp parallel for if (n > SF_EW_PAR) schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            const float x = inp[i], e = erff(x * INV_SQRT2);
+            out[i] = 0.5f * x * (1.0f + e);
+            grad[i] = 0.5f * (1.0f + e) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
+        }
+    } else {
+#pragma omp parallel for simd if (n > SF_EW_PAR) schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            const float x = inp[i], x2 = x * x, t = sf_tanh_fast(GELU_S * (x + GELU_C * x2 * x));
+            out[i] = 0.5f * x * (1.0f + t);
+            grad[i] = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x2);
+        }
+    }
+}
+
 /* Reference loops: serial, double precision, llm.c's cosh form of the tanh derivative. */
 static double gelu_ref_d(double x, sf_gelu_kind kind) {
     if (kind == SF_GELU_ERF) return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));

@@ -212,26 +212,42 @@ static sf_status linear_backward_node(sf_graph *g, sf_node *n) {
 }
 
 /* gelu_linear: in[0] = u, the pre-activation (N, C); i[4] = GELU kind. The activation a = gelu(u) is
- * recomputed into a scratch instead of being kept from the forward; da goes through GELU's backward
- * into du. */
+ * recomputed into a scratch instead of being kept from the forward, in the same pass as gelu'(u), which
+ * waits in du itself when du is fresh (else in a second scratch); da, written whole by the dX gemm, then
+ * turns it into du = da * gelu'(u) (or adds that). */
 static sf_status gelu_linear_backward(sf_graph *g, sf_node *n) {
-    const int64_t N = n->i[0], C = n->i[1];
-    int64_t s[1] = {N * C};
-    sf_tensor *a = sf_graph_scratch(g, 1, s);                                       // (N, C) gelu(u)
-    sf_tensor *da = a && n->in[0]->requires_grad ? sf_graph_scratch(g, 1, s) : NULL; // (N, C) d loss / d a
-    if (!a || (n->in[0]->requires_grad && !da)) {
-        sf_graph_recycle(g, a);
+    const int64_t N = n->i[0], C = n->i[1], NC = N * C;
+    const sf_gelu_kind kind = (sf_gelu_kind)n->i[4];
+    int64_t s[1] = {NC};
+    int du_fresh = 0;
+    sf_tensor *du = sf_graph_grad_for_write(g, n->in[0], &du_fresh);             // (N, C) d loss / d u
+    sf_tensor *a = sf_graph_scratch(g, 1, s);                                      // (N, C) gelu(u)
+    sf_tensor *da = du ? sf_graph_scratch(g, 1, s) : NULL;                          // (N, C) d loss / d a
+    sf_tensor *gp = du && !du_fresh ? sf_graph_scratch(g, 1, s) : NULL;            // (N, C) gelu'(u)
+    if ((n->in[0]->requires_grad && !du) || !a || (du && !da) || (du && !du_fresh && !gp)) {
+        sf_graph_recycle(g, a), sf_graph_recycle(g, da), sf_graph_recycle(g, gp);
         return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the recomputed activation", n->op);
     }
-    sf_gelu_forward(sf_f32(a), sf_f32(n->in[0]), N * C, (sf_gelu_kind)n->i[4]);
+    float *grad_u = du ? sf_f32(du_fresh ? du : gp) : NULL; // gelu'(u), until da is known
+    if (grad_u)
+        sf_gelu_forward_grad(sf_f32(a), grad_u, sf_f32(n->in[0]), NC, kind);
+    else
+        sf_gelu_forward(sf_f32(a), sf_f32(n->in[0]), NC, kind);
     sf_status st = linear_backward_with(g, n, sf_f32(a), da ? sf_f32(da) : NULL, 1); /* da: written whole */
-    if (st == SF_OK && da) {
-        sf_tensor *du = sf_graph_grad(g, n->in[0]);
-        if (!du) st = sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the input gradient", n->op);
-        else sf_gelu_backward(sf_f32(du), sf_f32(n->in[0]), sf_f32(da), N * C, (sf_gelu_kind)n->i[4]);
+    if (st == SF_OK && du) {
+        float *d = sf_f32(du);
+        const float *dav = sf_f32(da), *gpv = grad_u;
+        if (du_fresh) {
+#pragma omp parallel for simd if (NC > ((int64_t)1 << 15))
+            for (int64_t i = 0; i < NC; i++) d[i] = dav[i] * gpv[i];
+        } else {
+#pragma omp parallel for simd if (NC > ((int64_t)1 << 15))
+            for (int64_t i = 0; i < NC; i++) d[i] += dav[i] * gpv[i];
+        }
     }
     sf_graph_recycle(g, a);
     sf_graph_recycle(g, da);
+    sf_graph_recycle(g, gp);
     return st;
 }
 

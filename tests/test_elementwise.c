@@ -220,6 +220,19 @@ TEST(gelu_kernels_match_reference) {
         CHECK(fg <= 1e-5, "kind %d backward max abs diff %g", kind, fg);
         CHECK(o1[1] == 20.0f && o1[2] == 0.0f && o1[0] == 0.0f, "kind %d tails: %g %g", kind, o1[1], o1[2]);
         CHECK_CLOSE(g1[0], 0.25 + 0.5 * sf_f32(d)[0], 1e-7); /* gelu'(0) = 0.5 */
+        /* the one-pass value + derivative: gelu(x) as above, gelu'(x) as the reference with dout = 1 */
+        for (int64_t i = 0; i < n; i++) g2[i] = 0.0f;
+        float *ones = malloc(n * sizeof(float));
+        for (int64_t i = 0; i < n; i++) ones[i] = 1.0f;
+        sf_gelu_backward_ref(g2, sf_f32(x), ones, n, (sf_gelu_kind)kind);
+        sf_gelu_forward_grad(o1, g1, sf_f32(x), n, (sf_gelu_kind)kind);
+        fo = fg = 0;
+        for (int64_t i = 0; i < n; i++) {
+            fo = fmax(fo, fabs(o1[i] - o2[i]) / fmax(1.0, fabs(o2[i])));
+            fg = fmax(fg, fabs(g1[i] - g2[i]));
+        }
+        CHECK(fo <= 1e-6 && fg <= 1e-5, "kind %d forward_grad: value rel diff %g, derivative abs diff %g", kind, fo, fg);
+        free(ones);
     }
     sf_gelu_backward(NULL, sf_f32(x), sf_f32(d), n, SF_GELU_TANH); /* frozen: no-op, no crash */
     free(o1); free(o2); free(g1); free(g2);

@@ -399,6 +399,32 @@ TEST(gradcheck_gelu_linear) {
         }
 }
 
+TEST(gelu_linear_input_gradient_accumulates_across_backwards) {
+    /* the first backward writes u's fresh gradient (gelu'(u) waits in it); the second finds it holding
+     * values and must add: twice the single pass, for both GELU kinds */
+    for (int kind = 0; kind <= 1; kind++) {
+        int64_t us[2] = {40, 24}, ws[2] = {24, 16}, bs[1] = {16};
+        sf_tensor *u = randn(2, us, 111, 1.5f, 0.0f), *w = randn(2, ws, 112, 0.5f, 0.0f), *b = randn(1, bs, 113, 0.5f, 0.0f);
+        sf_param_set_trainable(u, 1);
+        float once[40 * 24];
+        for (int pass = 0; pass < 2; pass++) {
+            sf_graph *g = sf_graph_new();
+            sf_tensor *y = sf_gelu_linear(g, u, (sf_gelu_kind)kind, w, b, SF_W_IN_OUT);
+            REQUIRE(y, "gelu_linear: %s", sf_last_error());
+            REQUIRE(sf_graph_backward(g, sf_sum(g, y), NULL) == SF_OK, "backward: %s", sf_last_error());
+            if (pass == 0) {
+                memcpy(once, sf_f32(u->grad), sizeof once);
+            } else {
+                double worst = 0;
+                for (int i = 0; i < 40 * 24; i++) worst = fmax(worst, fabs(sf_f32(u->grad)[i] - 2.0 * once[i]));
+                CHECK(worst < 1e-5, "kind %d: second pass gave %.3g off twice the first", kind, worst);
+            }
+            sf_graph_free(g);
+        }
+        sf_tensor_release(u), sf_tensor_release(w), sf_tensor_release(b);
+    }
+}
+
 /* Against sf_gelu then sf_linear, u (200, 48) -> 96 outputs, both layouts: output and the gradients of
  * u, W, b agree; with a frozen u there is no input gradient; a SIFT-style sampled sparse weight gets
  * the same k entries as the dense gradient holds. */
