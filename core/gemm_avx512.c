@@ -32,7 +32,7 @@
 
 #include "threads.h"
 
-enum { MR = 12, NR = 32, KC = 384, MC = 192, NC = 3072 };
+enum { MR = 12, NR = 32, KC = 768, MC = 96, NC = 3072 };
 
 typedef struct {
     float *a, *b; /* Ap (MC * KC) and Bp (NC * KC), 64-byte aligned, kept across calls */
