@@ -1,5 +1,6 @@
 /* gemm.c — routes the engine's matrix products: sift's own AVX-512 kernel for large products when the
- * build has it, OpenBLAS's cblas_sgemm otherwise. See gemm.h. */
+ * build has it, OpenBLAS's cblas_sgemv for a single row or column, OpenBLAS's cblas_sgemm otherwise.
+ * See gemm.h. */
 #include "gemm.h"
 
 #include <cblas.h>
@@ -56,9 +57,45 @@ static void sgemm_loops(int ta, int tb, int64_t M, int64_t N, int64_t K, float a
         }
 }
 
+/* A single row or column of C (M or N = 1, as in generation with a KV cache: one token's products) is a
+ * matrix-vector product: cblas_sgemv reads the matrix once, where a gemm would first pack all of it. */
+static int is_vector(int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc) {
+    return (M == 1 || N == 1) && K > 0 && fits_cblas(M, N, K, lda, ldb, ldc);
+}
+
+static void vector_product(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                           const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    /* y: C's row (M = 1, contiguous) or column (stride ldc); beta applied here, so C is never read when
+     * beta is 0 and the gemv only adds */
+    const int64_t ny = M == 1 ? N : M, incy = M == 1 ? 1 : ldc;
+    for (int64_t i = 0; i < ny; i++) C[i * incy] = beta == 0.0f ? 0.0f : beta * C[i * incy];
+    /* below ~4 MB of matrix one thread finishes sooner than waking a second one (passive waiting) */
+    const int serial = ny * K < ((int64_t)1 << 20) && !omp_in_parallel();
+    const int threads = serial ? omp_get_max_threads() : 0;
+    if (serial) omp_set_num_threads(1);
+    if (M == 1) { /* x = op(A)'s row: A[k] or A[k * lda]; C (1, N) = x op(B) */
+        const int incx = ta ? (int)lda : 1;
+        if (tb) /* B stored (N, K): y = B x */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)N, (int)K, alpha, B, (int)ldb, A, incx, 1.0f, C, 1);
+        else /* B (K, N): y = B^T x */
+            cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)N, alpha, B, (int)ldb, A, incx, 1.0f, C, 1);
+    } else { /* x = op(B)'s column: B[k * ldb] or B[k]; C (M, 1) = op(A) x */
+        const int incx = tb ? 1 : (int)ldb;
+        if (ta) /* A stored (K, M): y = A^T x */
+            cblas_sgemv(CblasRowMajor, CblasTrans, (int)K, (int)M, alpha, A, (int)lda, B, incx, 1.0f, C, (int)ldc);
+        else /* A (M, K): y = A x */
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)M, (int)K, alpha, A, (int)lda, B, incx, 1.0f, C, (int)ldc);
+    }
+    if (serial) omp_set_num_threads(threads);
+}
+
 void sf_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
               const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
+    if (is_vector(M, N, K, lda, ldb, ldc)) {
+        vector_product(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
     if (use_own(M, N, K) && sf_sgemm_own(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL))
         return;
     if (!fits_cblas(M, N, K < 0 ? 0 : K, lda, ldb, ldc)) { /* the own kernel whatever the routing, else loops */
@@ -73,7 +110,8 @@ void sf_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
 void sf_sgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, const float *bias) {
     if (M <= 0 || N <= 0) return;
-    if (use_own(M, N, K) && sf_sgemm_own(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc, bias))
+    if (!is_vector(M, N, K, lda, ldb, ldc) && use_own(M, N, K) &&
+        sf_sgemm_own(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc, bias))
         return;
     for (int64_t i = 0; i < M; i++) memcpy(C + i * ldc, bias, (size_t)N * sizeof(float)); /* rows = bias */
     sf_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, C, ldc);

@@ -5,7 +5,9 @@
  * packed, cache-blocked AVX-512 kernel (gemm_avx512.c), split over the engine's threads; everything
  * else — other CPUs, small or degenerate products, calls made inside a parallel region — goes to
  * OpenBLAS's cblas_sgemm, except sizes or leading dimensions beyond cblas's int range (the own kernel
- * takes those whatever the routing, or plain loops on a build without it). The reason: OpenBLAS 0.3.21 runs its AVX2 (Haswell) kernels under the
+ * takes those whatever the routing, or plain loops on a build without it). A product with one row or one
+ * column (a token at a time in generation) is a matrix-vector product: OpenBLAS's cblas_sgemv, which
+ * does not pack the matrix first. The reason: OpenBLAS 0.3.21 runs its AVX2 (Haswell) kernels under the
  * OPENBLAS_CORETYPE=Haswell setting this project keeps, which leave half of an AVX-512 core's FMA
  * width unused.
  *

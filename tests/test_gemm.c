@@ -2,8 +2,9 @@
  * reference and against OpenBLAS for every transposition, shapes that straddle every blocking edge (MR,
  * NR, KC, MC, NC), padded leading dimensions, alpha/beta (beta = 0 must not read C, which holds NaN),
  * 1 and 2 threads, calls from inside a parallel region, rows more than 2^26 floats apart, sizes beyond
- * cblas's int range (never passed to it), and the routing switch. On a build without AVX-512 the kernel tests report themselves skipped. It does not time
- * anything (make bench does).
+ * cblas's int range (never passed to it), single-row / single-column products (the matrix-vector
+ * route), and the routing switch. On a build without AVX-512 the kernel tests report themselves
+ * skipped. It does not time anything (make bench does).
  *
  * Tolerance: |C - ref| <= 1e-5 * (K * max|a| * max|b| + |beta C|), float accumulation of K products.
  */
@@ -110,6 +111,22 @@ TEST(own_kernel_one_and_two_threads_agree_with_reference) {
     sf_set_threads(2);
     CHECK(run_case(1, 0, 1, w, 0, 1.0f, 0.0f, 7) <= 1.0, "wide product split over columns");
     sf_set_threads(saved);
+}
+
+TEST(single_row_or_column_products_through_sf_sgemm) {
+    /* M = 1 or N = 1 (a token at a time) take the matrix-vector route: every transposition, padded leading
+     * dimensions (strided vectors), beta 0 over NaN and beta -0.5, large enough to have gone to the own
+     * kernel before */
+    static const shape VEC[] = {{1, 4096, 256}, {1, 300, 50}, {77, 1, 300}, {1, 1, 9}, {2000, 1, 700}, {1, 33, 1}};
+    uint64_t seed = 500;
+    for (size_t i = 0; i < sizeof VEC / sizeof *VEC; i++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int b = 0; b < 2; b++) {
+                    double e = run_case(0, ta, tb, VEC[i], (int)(i % 2) * 3, 0.75f, b ? -0.5f : 0.0f, seed++);
+                    CHECK(e <= 1.0, "M=%lld N=%lld K=%lld ta=%d tb=%d beta=%s: error %.3g x tolerance",
+                          (long long)VEC[i].M, (long long)VEC[i].N, (long long)VEC[i].K, ta, tb, b ? "-0.5" : "0", e);
+                }
 }
 
 TEST(own_kernel_inside_a_parallel_region) {
