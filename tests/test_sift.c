@@ -4,6 +4,7 @@
  * AdamW trajectory (adamw.<param>, adamw.losses) match within 3e-4 absolute; the sampled-product
  * gradient equals the gather path within 1e-5 relative; no dense gradient of a target survives backward.
  * Plus unit tests of budgets, top-k ties, policies and index validation. */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -401,6 +402,30 @@ TEST(sampled_kernel_matches_reference) {
 /* The AdamW kernel against its reference over 3 steps (parallel path), and the dense optimizer's fused
  * zeroing: after sf_adamw_step the gradient is zero and known to be; the tape's next accumulation
  * clears that mark so zero_grad zeroes again. */
+TEST(count_nonfinite_finds_every_inf_and_nan) {
+    /* the fast all-finite sweep must never hide one: Inf, -Inf, NaN at the ends, in the middle and past the
+     * parallel threshold; the largest finite values do not count */
+    const int64_t n = 300001;
+    float *g = malloc((size_t)n * sizeof *g);
+    for (int64_t i = 0; i < n; i++) g[i] = (float)(i % 13) - 6.0f;
+    CHECK(sf_count_nonfinite(g, n) == 0, "finite values counted");
+    g[0] = FLT_MAX, g[1] = -FLT_MAX, g[2] = FLT_MIN;
+    CHECK(sf_count_nonfinite(g, n) == 0, "extreme finite values counted");
+    const int64_t at[5] = {0, 17, n / 2, n - 2, n - 1};
+    const float bad[3] = {INFINITY, -INFINITY, NAN};
+    for (int k = 0; k < 5; k++)
+        for (int b = 0; b < 3; b++) {
+            const float keep = g[at[k]];
+            g[at[k]] = bad[b];
+            CHECK(sf_count_nonfinite(g, n) == 1, "%g at %lld not counted once", (double)bad[b], (long long)at[k]);
+            CHECK(sf_count_nonfinite(g, 5) == (at[k] < 5), "short array, %g at %lld", (double)bad[b], (long long)at[k]);
+            g[at[k]] = keep;
+        }
+    g[5] = INFINITY, g[6] = -INFINITY, g[7] = NAN;
+    CHECK(sf_count_nonfinite(g, n) == 3, "three non-finite values");
+    free(g);
+}
+
 TEST(adamw_kernel_and_fused_zeroing) {
     const int64_t n = 100003;
     float *p1 = malloc(n * 4), *p2 = malloc(n * 4), *g = malloc(n * 4), *m1 = calloc(n, 4), *m2 = calloc(n, 4),
