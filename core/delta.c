@@ -1,6 +1,7 @@
 /* delta.c — SIFT deltas: building from a sparse set, saving / loading (safetensors + metadata), checking
  * against a model (names, shapes, SHA-256 of base tensors), bit-exact apply / unapply, and composition
- * (sum, scaling). See delta.h for the file layout and the guarantees.
+ * (sum, scaling). See delta.h for the file layout and the guarantees. Offsets are kept as the file keeps
+ * them (index_array.h): int32 for tensors below 2^31 elements, int64 above.
  *
  * What it does not do: know about Lua or training; hash dense entries; hash huge tensors in parallel
  * within one tensor (tensors are hashed in parallel with each other, each one sequentially: SHA-256 is a
@@ -82,24 +83,29 @@ static void format_double(double v, char *buf, size_t n) {
 }
 
 /* Validates k indices: strictly ascending, in 0..numel-1. Message prefixed by `where` (file, tensor). */
-static sf_status check_indices(const int64_t *idx, int64_t k, int64_t numel, const char *where) {
+static sf_status index_out_of_range(int64_t v, int64_t j, int64_t numel, const char *where) {
+    return sf_fail(SF_ERR_FORMAT, "%s: index %" PRId64 " at position %" PRId64 " is outside 0..%" PRId64, where, v, j,
+                   numel - 1);
+}
+
+static sf_status check_indices(sf_index_array idx, int64_t k, int64_t numel, const char *where) {
     if (k > numel)
         return sf_fail(SF_ERR_FORMAT, "%s: %" PRId64 " indices for a tensor of %" PRId64 " elements", where, k, numel);
-    for (int64_t j = 0; j < k; j++) {
-        if (idx[j] < 0 || idx[j] >= numel)
-            return sf_fail(SF_ERR_FORMAT, "%s: index %" PRId64 " at position %" PRId64 " is outside 0..%" PRId64, where,
-                           idx[j], j, numel - 1);
-        if (j && idx[j] <= idx[j - 1])
+    for (int64_t j = 0, prev = -1; j < k; j++) {
+        const int64_t v = sf_index_get(idx, j);
+        if (v < 0 || v >= numel) return index_out_of_range(v, j, numel, where);
+        if (j && v <= prev)
             return sf_fail(SF_ERR_FORMAT,
                            "%s: indices are not strictly ascending at position %" PRId64 " (%" PRId64 " after %" PRId64 ")",
-                           where, j, idx[j], idx[j - 1]);
+                           where, j, v, prev);
+        prev = v;
     }
     return SF_OK;
 }
 
 /* SHA-256 of the f32 tensor w (n) as if w[idx[j]] were patch[j] (k, ascending idx; patch may be NULL
  * for none), without writing into w: chunks holding patched entries are copied to a stack buffer. */
-static void hash_patched(const float *w, int64_t n, const int64_t *idx, const float *patch, int64_t k, char hex[65]) {
+static void hash_patched(const float *w, int64_t n, sf_index_array idx, const float *patch, int64_t k, char hex[65]) {
     enum { CH = 4096 };
     float buf[CH]; // (CH) one chunk of the tensor, patched
     sf_sha256_ctx c;
@@ -107,12 +113,12 @@ static void hash_patched(const float *w, int64_t n, const int64_t *idx, const fl
     int64_t j = 0;
     for (int64_t s = 0; s < n; s += CH) {
         int64_t len = n - s < CH ? n - s : CH;
-        if (!patch || j >= k || idx[j] >= s + len) {
+        if (!patch || j >= k || sf_index_get(idx, j) >= s + len) {
             sf_sha256_update(&c, w + s, (size_t)len * sizeof(float));
             continue;
         }
         memcpy(buf, w + s, (size_t)len * sizeof(float));
-        for (; j < k && idx[j] < s + len; j++) buf[idx[j] - s] = patch[j];
+        for (; j < k && sf_index_get(idx, j) < s + len; j++) buf[sf_index_get(idx, j) - s] = patch[j];
         sf_sha256_update(&c, buf, (size_t)len * sizeof(float));
     }
     uint8_t dig[32];
@@ -133,7 +139,7 @@ static void entry_drop_applied(sf_delta_entry *e) {
 static void entry_free(sf_delta_entry *e) {
     entry_drop_applied(e);
     free(e->name);
-    free(e->idx);
+    sf_index_free(&e->idx);
     free(e->values);
     sf_tensor_release(e->tensor);
     memset(e, 0, sizeof *e);
@@ -193,9 +199,10 @@ static void pop_entry(sf_delta *d) {
 }
 
 /* Sparse entry without validation of the hash (hash may be NULL: filled in later). Takes ownership of
- * idx (k, malloc'd), which the entry keeps or which is freed on failure; copies values. */
+ * idx (k offsets, as wide as the tensor's numel needs), which the entry keeps or which is freed on
+ * failure; copies values. */
 static sf_status add_sparse_owned(sf_delta *d, const char *name, int ndim, const int64_t *shape, int64_t k,
-                                  int64_t *idx, const float *values, const char *hash) {
+                                  sf_index_array idx, const float *values, const char *hash) {
     sf_status st = SF_OK;
     int64_t numel = ndim >= 1 && ndim <= SF_MAX_DIMS ? sf_shape_numel(ndim, shape) : -1;
     char where[300];
@@ -207,10 +214,12 @@ static sf_status add_sparse_owned(sf_delta *d, const char *name, int ndim, const
         st = sf_fail(SF_ERR_ARG, "delta: %s: bad shape (%s)", name ? name : "?", sf_last_error());
     else if (k < 0)
         st = sf_fail(SF_ERR_ARG, "delta: %s: negative k", name ? name : "?");
+    else if (idx.wide != sf_index_needs_wide(numel))
+        st = sf_fail(SF_ERR_ARG, "delta: %s: index width does not fit %" PRId64 " elements", name ? name : "?", numel);
     else if ((st = check_indices(idx, k, numel, where)) == SF_OK && !(e = push_entry(d, name)))
         st = sf_last_status();
     if (st != SF_OK) {
-        free(idx);
+        sf_index_free(&idx);
         return st;
     }
     e->ndim = ndim;
@@ -234,12 +243,36 @@ static sf_status add_sparse_owned(sf_delta *d, const char *name, int ndim, const
     return SF_OK;
 }
 
-/* The same from a borrowed idx (copied). */
+/* The number of elements of a shape, or -1 for a bad rank or shape. */
+static int64_t shape_numel(int ndim, const int64_t *shape) {
+    return ndim >= 1 && ndim <= SF_MAX_DIMS ? sf_shape_numel(ndim, shape) : -1;
+}
+
+/* The same from borrowed int64 offsets (narrowed to the tensor's width; an offset that does not fit is
+ * reported as out of range). */
 static sf_status add_sparse_raw(sf_delta *d, const char *name, int ndim, const int64_t *shape, int64_t k,
                                 const int64_t *idx, const float *values, const char *hash) {
-    int64_t *copy = malloc((size_t)(k > 0 ? k : 1) * sizeof *copy); /* (k) */
-    if (!copy) return sf_fail(SF_ERR_NOMEM, "delta: out of memory for %" PRId64 " indices of %s", k, name ? name : "?");
-    if (k > 0) memcpy(copy, idx, (size_t)k * sizeof *idx);
+    const int64_t numel = shape_numel(ndim, shape);
+    sf_index_array copy = sf_index_alloc(k, numel); /* (k) */
+    if (!copy.data) return sf_fail(SF_ERR_NOMEM, "delta: out of memory for %" PRId64 " indices of %s", k, name ? name : "?");
+    char where[300];
+    snprintf(where, sizeof where, "delta: %s", name ? name : "?");
+    for (int64_t j = 0; j < k; j++) {
+        if (!copy.wide && (idx[j] < 0 || idx[j] > INT32_MAX)) {
+            sf_index_free(&copy);
+            return index_out_of_range(idx[j], j, numel, where);
+        }
+        sf_index_set(copy, j, idx[j]);
+    }
+    return add_sparse_owned(d, name, ndim, shape, k, copy, values, hash);
+}
+
+/* The same from a borrowed index array (copied as it is). */
+static sf_status add_sparse_copy(sf_delta *d, const char *name, int ndim, const int64_t *shape, int64_t k,
+                                 sf_index_array idx, const float *values, const char *hash) {
+    sf_index_array copy = {malloc((size_t)(k > 0 ? k : 1) * sf_index_elem_bytes(idx.wide)), idx.wide}; /* (k) */
+    if (!copy.data) return sf_fail(SF_ERR_NOMEM, "delta: out of memory for %" PRId64 " indices of %s", k, name ? name : "?");
+    if (k > 0) memcpy(copy.data, idx.data, (size_t)k * sf_index_elem_bytes(idx.wide));
     return add_sparse_owned(d, name, ndim, shape, k, copy, values, hash);
 }
 
@@ -354,13 +387,8 @@ sf_delta *sf_delta_from_sparse(const sf_sparse_set *s, sf_tensor *const *dense, 
     if (!d) return NULL;
     for (int i = 0; i < s->n; i++) {
         const sf_sparse_target *t = &s->t[i];
-        int64_t *idx = malloc((size_t)(t->k ? t->k : 1) * sizeof *idx); /* (k) the set's offsets, widened */
-        if (!idx) {
-            sf_delta_free(d);
-            return sf_fail_null(SF_ERR_NOMEM, "delta: out of memory for the indices of %s", t->name);
-        }
-        sf_index_to_i64(t->idx, t->k, idx);
-        sf_status st = add_sparse_owned(d, t->name, t->w->ndim, t->w->shape, t->k, idx, t->delta, NULL); /* takes idx */
+        /* the set's offsets as they are (same width rule: the numel of the same tensor) */
+        sf_status st = add_sparse_copy(d, t->name, t->w->ndim, t->w->shape, t->k, t->idx, t->delta, NULL);
         if (st != SF_OK) {
             sf_delta_free(d);
             return NULL;
@@ -461,10 +489,10 @@ sf_status sf_delta_save(const sf_delta *d, const char *path) {
         snprintf(keys[m + 1], ln, "sha256.%s", e->name);
         snprintf(names[t], ln, "%s.indices", e->name);
         snprintf(names[t + 1], ln, "%s.values", e->name);
-        if (wide)
-            memcpy(sf_tensor_data(tensors[t]), e->idx, (size_t)e->k * sizeof(int64_t));
-        else
-            for (int64_t j = 0; j < e->k; j++) ((int32_t *)sf_tensor_data(tensors[t]))[j] = (int32_t)e->idx[j];
+        for (int64_t j = 0; j < e->k; j++) { /* the file's width: the same rule as in memory */
+            if (wide) ((int64_t *)sf_tensor_data(tensors[t]))[j] = sf_index_get(e->idx, j);
+            else ((int32_t *)sf_tensor_data(tensors[t]))[j] = (int32_t)sf_index_get(e->idx, j);
+        }
         memcpy(sf_f32(tensors[t + 1]), e->values, (size_t)e->k * sizeof(float));
         m += 2;
         t += 2;
@@ -564,7 +592,7 @@ static sf_status load_sparse(sf_st_file *f, sf_delta *d, const char *path, const
     size_t ln = strlen(name) + 16;
     char *key = malloc(ln), *iname = malloc(ln), *vname = malloc(ln);
     sf_tensor *it = NULL, *vt = NULL;
-    int64_t *idx = NULL;
+    sf_index_array idx = {NULL, 0};
     sf_status st = SF_OK;
     if (!key || !iname || !vname) {
         st = sf_fail(SF_ERR_NOMEM, "%s: out of memory", path);
@@ -607,18 +635,27 @@ static sf_status load_sparse(sf_st_file *f, sf_delta *d, const char *path, const
         st = sf_last_status();
         goto done;
     }
-    if (!(idx = malloc((size_t)(k ? k : 1) * sizeof *idx))) {
-        st = sf_fail(SF_ERR_NOMEM, "%s: out of memory for the indices of '%s'", path, name);
-        goto done;
-    }
-    if (it->dtype == SF_I64)
-        memcpy(idx, sf_tensor_data(it), (size_t)k * sizeof *idx);
-    else
-        for (int64_t j = 0; j < k; j++) idx[j] = ((const int32_t *)sf_tensor_data(it))[j];
     char where[600];
     char sh[160];
     shape_text(ndim, shape, sh, sizeof sh);
     snprintf(where, sizeof where, "%s: '%s' (shape %s)", path, iname, sh);
+    if (!(idx = sf_index_alloc(k, numel)).data) {
+        st = sf_fail(SF_ERR_NOMEM, "%s: out of memory for the indices of '%s'", path, name);
+        goto done;
+    }
+    if (k > numel) { /* reported as check_indices does, before any index */
+        st = check_indices(idx, k, numel, where);
+        goto done;
+    }
+    for (int64_t j = 0; j < k; j++) { /* into the width the tensor needs; what does not fit is out of range */
+        const int64_t v = it->dtype == SF_I64 ? ((const int64_t *)sf_tensor_data(it))[j]
+                                              : ((const int32_t *)sf_tensor_data(it))[j];
+        if (v < 0 || v >= numel) {
+            st = index_out_of_range(v, j, numel, where);
+            goto done;
+        }
+        sf_index_set(idx, j, v);
+    }
     if ((st = check_indices(idx, k, numel, where)) != SF_OK) goto done;
     const float *v = sf_f32(vt);
     for (int64_t j = 0; j < k; j++)
@@ -627,13 +664,13 @@ static sf_status load_sparse(sf_st_file *f, sf_delta *d, const char *path, const
             goto done;
         }
     st = add_sparse_owned(d, name, ndim, shape, k, idx, v, hash); /* takes idx */
-    idx = NULL;
+    idx.data = NULL;
     if (st) st = sf_fail(st, "%s: %s", path, sf_last_error());
 done:
     free(key);
     free(iname);
     free(vname);
-    free(idx);
+    sf_index_free(&idx);
     sf_tensor_release(it);
     sf_tensor_release(vt);
     return st;
@@ -884,8 +921,9 @@ sf_status sf_delta_apply(sf_delta *d, sf_model *m) {
         } else {
             float *w = sf_f32(p); // (numel)
             for (int64_t j = 0; j < e->k; j++) {
-                e->orig[j] = w[e->idx[j]];
-                w[e->idx[j]] = w[e->idx[j]] + e->values[j]; /* = w0 + delta, as in the trainer's write-back */
+                const int64_t x = sf_index_get(e->idx, j);
+                e->orig[j] = w[x];
+                w[x] = w[x] + e->values[j]; /* = w0 + delta, as in the trainer's write-back */
             }
         }
         sf_tensor_retain(p);
@@ -908,7 +946,7 @@ sf_status sf_delta_unapply(sf_delta *d, sf_model *m) {
             memcpy(sf_f32(e->target), sf_f32(e->orig_dense), (size_t)e->numel * sizeof(float));
         } else {
             float *w = sf_f32(e->target); // (numel)
-            for (int64_t j = 0; j < e->k; j++) w[e->idx[j]] = e->orig[j];
+            for (int64_t j = 0; j < e->k; j++) w[sf_index_get(e->idx, j)] = e->orig[j];
         }
         entry_drop_applied(e);
     }
@@ -919,7 +957,7 @@ sf_status sf_delta_unapply(sf_delta *d, sf_model *m) {
 /* ---- composition --------------------------------------------------------------------------------- */
 static sf_status copy_entry(sf_delta *r, const sf_delta_entry *e) {
     if (e->dense) return sf_delta_add_dense(r, e->name, e->tensor);
-    return add_sparse_raw(r, e->name, e->ndim, e->shape, e->k, e->idx, e->values, e->base_sha256);
+    return add_sparse_copy(r, e->name, e->ndim, e->shape, e->k, e->idx, e->values, e->base_sha256);
 }
 
 static sf_status copy_extras(sf_delta *r, const sf_delta *d) {
@@ -947,35 +985,38 @@ sf_delta *sf_delta_clone(const sf_delta *d) {
 
 /* Union of two sparse entries with the same name/shape into r; adds the common count to *coll. */
 static sf_status merge_sparse(sf_delta *r, const sf_delta_entry *a, const sf_delta_entry *b, int64_t *coll) {
+#define AI(i) sf_index_get(a->idx, i)
+#define BI(j) sf_index_get(b->idx, j)
     int64_t common = 0;
     for (int64_t i = 0, j = 0; i < a->k && j < b->k;) {
-        if (a->idx[i] == b->idx[j]) common++, i++, j++;
-        else if (a->idx[i] < b->idx[j]) i++;
+        if (AI(i) == BI(j)) common++, i++, j++;
+        else if (AI(i) < BI(j)) i++;
         else j++;
     }
     int64_t k = a->k + b->k - common;
-    int64_t *idx = malloc((size_t)(k ? k : 1) * sizeof *idx);
+    sf_index_array idx = sf_index_alloc(k, a->numel); /* (k) the union, as wide as a's tensor needs */
     float *val = malloc((size_t)(k ? k : 1) * sizeof *val);
-    if (!idx || !val) {
-        free(idx);
+    if (!idx.data || !val) {
+        sf_index_free(&idx);
         free(val);
         return sf_fail(SF_ERR_NOMEM, "delta add: out of memory for %s", a->name);
     }
     int64_t i = 0, j = 0, o = 0;
     while (i < a->k || j < b->k) {
-        if (j >= b->k || (i < a->k && a->idx[i] < b->idx[j])) {
-            idx[o] = a->idx[i];
+        if (j >= b->k || (i < a->k && AI(i) < BI(j))) {
+            sf_index_set(idx, o, AI(i));
             val[o++] = a->values[i++];
-        } else if (i >= a->k || b->idx[j] < a->idx[i]) {
-            idx[o] = b->idx[j];
+        } else if (i >= a->k || BI(j) < AI(i)) {
+            sf_index_set(idx, o, BI(j));
             val[o++] = b->values[j++];
         } else {
-            idx[o] = a->idx[i];
+            sf_index_set(idx, o, AI(i));
             val[o++] = a->values[i++] + b->values[j++];
         }
     }
-    sf_status st = add_sparse_raw(r, a->name, a->ndim, a->shape, k, idx, val, a->base_sha256);
-    free(idx);
+#undef AI
+#undef BI
+    sf_status st = add_sparse_owned(r, a->name, a->ndim, a->shape, k, idx, val, a->base_sha256); /* takes idx */
     free(val);
     *coll += common;
     return st;
@@ -1046,7 +1087,7 @@ sf_delta *sf_delta_scale(const sf_delta *d, double factor) {
         for (int64_t j = 0; j < e->k; j++)
             if (!isfinite(e->values[j])) {
                 sf_fail(SF_ERR_NUMERIC, "delta scale: %g * the value at index %" PRId64 " of %s overflows float", factor,
-                        d->e[i].idx[j], d->e[i].name);
+                        sf_index_get(d->e[i].idx, j), d->e[i].name);
                 sf_delta_free(r);
                 return NULL;
             }

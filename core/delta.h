@@ -39,7 +39,8 @@ typedef struct {
     int64_t shape[SF_MAX_DIMS];   /* of the model tensor */
     int64_t numel;
     int64_t k;                    /* sparse: number of indices; dense: numel */
-    int64_t *idx;                 /* (k) sparse: strictly ascending offsets in 0..numel-1 */
+    sf_index_array idx;           /* (k) sparse: strictly ascending offsets in 0..numel-1, int32 when
+                                     numel < 2^31 (as in the file), int64 above */
     float *values;                /* (k) sparse: the increments */
     char base_sha256[65];         /* sparse: hex SHA-256 of the base tensor's f32 bytes */
     sf_tensor *tensor;            /* dense: (shape) f32 replacement values, owned */

@@ -9,8 +9,10 @@
  * listing every offending tensor). Corrupted files (unsorted / duplicate / out-of-range / negative
  * indices, mismatched lengths, missing tensors, bad format tag, shape and hash garbage, unknown tensors,
  * wrong dtypes, NaN values, bad numbers) fail to load with a message naming the file and the tensor.
- * Composition: d + d has collisions == total k and doubled values, 0.5 * d halves, disjoint masks give 0
- * collisions, conflicts are listed. Dense head entries round-trip on fixtures/roberta-cls.
+ * Offsets are int32 in memory below 2^31 elements and int64 above (a 2^32-element entry survives save,
+ * load, clone and add). Composition: d + d has collisions == total k and doubled values, 0.5 * d
+ * halves, disjoint masks give 0 collisions, conflicts are listed. Dense head entries round-trip on
+ * fixtures/roberta-cls.
  * Needs ../shared (SIFT_SHARED) for the model tests; they report themselves skipped without it. */
 #include <math.h>
 #include <stdio.h>
@@ -364,7 +366,7 @@ static void roundtrip(const char *which) {
         if (a->dense) {
             CHECK(same_bytes(a->tensor, b->tensor), "dense %s differs", a->name);
         } else if (a->k == b->k) {
-            CHECK(!memcmp(a->idx, b->idx, (size_t)a->k * 8) && !memcmp(a->values, b->values, (size_t)a->k * 4) &&
+            CHECK(a->idx.wide == b->idx.wide && !memcmp(a->idx.data, b->idx.data, (size_t)a->k * sf_index_elem_bytes(a->idx.wide)) && !memcmp(a->values, b->values, (size_t)a->k * 4) &&
                       !strcmp(a->base_sha256, b->base_sha256),
                   "sparse %s differs", a->name);
         }
@@ -459,11 +461,11 @@ TEST(refusals_name_every_tensor_and_write_nothing) {
     d->e[2].shape[0] = d->e[2].shape[1];
     d->e[2].shape[1] = t;
     if (d->e[3].k >= 2) {
-        int64_t x = d->e[3].idx[0];
-        d->e[3].idx[0] = d->e[3].idx[1];
-        d->e[3].idx[1] = x;
+        int64_t x = sf_index_get(d->e[3].idx, 0);
+        sf_index_set(d->e[3].idx, 0, sf_index_get(d->e[3].idx, 1));
+        sf_index_set(d->e[3].idx, 1, x);
     }
-    d->e[4].idx[d->e[4].k - 1] = d->e[4].numel; /* out of range */
+    sf_index_set(d->e[4].idx, d->e[4].k - 1, d->e[4].numel); /* out of range */
     CHECK(sf_delta_apply(d, m) != SF_OK, "a broken delta was applied");
     msg = sf_last_error();
     CHECK(strstr(msg, "lm_head.weight: not in the model"), "missing: %s", msg);
@@ -593,7 +595,7 @@ TEST(corrupted_files_are_refused) {
     sf_delta *ok = sf_delta_load(good);
     REQUIRE(ok, "the valid file does not load: %s", sf_last_error());
     CHECK(ok->n == 3 && ok->e[0].k == 3 && ok->e[1].k == 2 && ok->e[2].dense && sf_delta_n_values(ok) == 5, "entries");
-    CHECK(ok->e[0].idx[2] == 7 && ok->e[0].values[1] == -0.25f && ok->e[1].values[1] == -2.0f, "values");
+    CHECK(sf_index_get(ok->e[0].idx, 2) == 7 && ok->e[0].values[1] == -0.25f && ok->e[1].values[1] == -2.0f, "values");
     CHECK(sf_f32(ok->e[2].tensor)[3] == 1.5f && ok->e[2].shape[0] == 2 && ok->e[2].ndim == 2, "dense");
     CHECK(ok->seed == 42 && ok->step == 7 && ok->rate == 0.05 && !strcmp(sf_delta_get_extra(ok, "note"), "hello"), "meta");
     sf_delta_free(ok);
@@ -704,7 +706,7 @@ TEST(corrupted_real_delta_writes_nothing) {
     REQUIRE(sf_delta_save(d, good) == SF_OK, "%s", sf_last_error());
     const sf_delta_entry *e = &d->e[6];
     int32_t *iv = malloc((size_t)e->k * 4);
-    for (int64_t j = 0; j < e->k; j++) iv[j] = (int32_t)e->idx[j];
+    for (int64_t j = 0; j < e->k; j++) iv[j] = (int32_t)sf_index_get(e->idx, j);
     iv[e->k / 2] = (int32_t)e->numel; /* out of range */
     char nm[300];
     snprintf(nm, sizeof nm, "%s.indices", e->name);
@@ -726,6 +728,40 @@ TEST(corrupted_real_delta_writes_nothing) {
 }
 
 /* ---- composition ------------------------------------------------------------------------------------ */
+TEST(indices_are_int32_in_memory_below_2_31_elements_and_int64_above) {
+    /* the delta needs no tensor data: a (65536, 65536) entry has 2^32 elements, so offsets past 2^31 need
+     * int64, in memory and in the file; a small one keeps int32; both survive save, load, clone and add */
+    const char *hash = "0000000000000000000000000000000000000000000000000000000000000000";
+    const int64_t big[2] = {65536, 65536}, small[2] = {4, 5};
+    const int64_t ib[3] = {5, 3000000000LL, 4294967295LL}, is[3] = {0, 7, 19};
+    const float vb[3] = {1.0f, -2.0f, 3.0f}, vs[3] = {0.5f, 0.25f, -1.0f};
+    sf_delta *d = sf_delta_new("topk", 0.01, 3, 1);
+    REQUIRE(d && sf_delta_add_sparse(d, "big", 2, big, 3, ib, vb, hash) == SF_OK &&
+                sf_delta_add_sparse(d, "small", 2, small, 3, is, vs, hash) == SF_OK,
+            "building: %s", sf_last_error());
+    CHECK(d->e[0].idx.wide && !d->e[1].idx.wide, "widths: big %d small %d", d->e[0].idx.wide, d->e[1].idx.wide);
+    char path[256];
+    tmp_path(path, sizeof path, "wide");
+    REQUIRE(sf_delta_save(d, path) == SF_OK, "save: %s", sf_last_error());
+    sf_delta *l = sf_delta_load(path);
+    REQUIRE(l, "load: %s", sf_last_error());
+    sf_delta *c = sf_delta_clone(l), *s2 = c ? sf_delta_add(l, c, NULL) : NULL;
+    REQUIRE(s2, "clone / add: %s", sf_last_error());
+    const sf_delta *all[3] = {l, c, s2};
+    for (int w = 0; w < 3; w++)
+        for (int j = 0; j < 3; j++) {
+            CHECK(all[w]->e[0].idx.wide && sf_index_get(all[w]->e[0].idx, j) == ib[j], "delta %d big[%d]", w, j);
+            CHECK(!all[w]->e[1].idx.wide && sf_index_get(all[w]->e[1].idx, j) == is[j], "delta %d small[%d]", w, j);
+            CHECK(all[w]->e[0].values[j] == (w == 2 ? 2 : 1) * vb[j], "delta %d big value %d", w, j);
+        }
+    const int64_t too_far[1] = {3000000000LL};
+    CHECK(sf_delta_add_sparse(d, "small2", 2, small, 1, too_far, vs, hash) != SF_OK &&
+              strstr(sf_last_error(), "outside 0..19"),
+          "an offset past int32 for a small tensor: %s", sf_last_error());
+    remove(path);
+    sf_delta_free(d), sf_delta_free(l), sf_delta_free(c), sf_delta_free(s2);
+}
+
 TEST(composition_units) {
     sf_delta *d = small_delta(0), *dd = small_delta(1);
     int64_t coll = -1;
@@ -735,7 +771,7 @@ TEST(composition_units) {
     CHECK(s->n == 2 && s->e[0].k == 3 && s->e[1].k == 2, "shape of the sum");
     for (int i = 0; i < 2; i++)
         for (int64_t j = 0; j < s->e[i].k; j++)
-            CHECK(s->e[i].values[j] == 2 * d->e[i].values[j] && s->e[i].idx[j] == d->e[i].idx[j], "d + d at %d/%lld", i, (long long)j);
+            CHECK(s->e[i].values[j] == 2 * d->e[i].values[j] && sf_index_get(s->e[i].idx, j) == sf_index_get(d->e[i].idx, j), "d + d at %d/%lld", i, (long long)j);
     CHECK(!strcmp(s->policy, "topk+topk") && s->step == 7 && s->seed == 42, "metadata of the sum");
     CHECK(fabs(s->rate - 5.0 / 30.0) < 1e-12, "effective rate %g", s->rate);
     sf_delta_free(s);
@@ -777,7 +813,7 @@ TEST(composition_units) {
     CHECK(coll == 5 && s->n == 2 && s->e[0].k == 15 && s->e[1].k == 10, "overlap: coll %lld k %lld", (long long)coll, (long long)s->e[0].k);
     for (int64_t j = 0; j < 15; j++) {
         float want = j < 5 ? (float)j : j < 10 ? (float)j + 100.0f + (float)(j - 5) : 100.0f + (float)(j - 5);
-        CHECK(s->e[0].idx[j] == j && s->e[0].values[j] == want, "overlap at %lld: %g vs %g", (long long)j, s->e[0].values[j], want);
+        CHECK(sf_index_get(s->e[0].idx, j) == j && s->e[0].values[j] == want, "overlap at %lld: %g vs %g", (long long)j, s->e[0].values[j], want);
     }
     CHECK(s->step == 2 && !strcmp(s->policy, "random+random"), "metadata");
     sf_delta_free(s);
@@ -827,7 +863,7 @@ TEST(composition_on_a_model) {
             const float *w0 = NULL;
             for (int p = 0; p < m->n_params; p++)
                 if (!strcmp(m->params[p].name, d->e[i].name)) w0 = sf_f32(orig[p]);
-            for (int64_t j = 0; j < d->e[i].k; j++) bad += w[d->e[i].idx[j]] != w0[d->e[i].idx[j]] + mult[o] * d->e[i].values[j];
+            for (int64_t j = 0; j < d->e[i].k; j++) bad += w[sf_index_get(d->e[i].idx, j)] != w0[sf_index_get(d->e[i].idx, j)] + mult[o] * d->e[i].values[j];
         }
         CHECK(bad == 0, "%s: %d weights are not base + %g * values", o ? "0.5 * d" : "d + d", bad, mult[o]);
         REQUIRE(sf_delta_unapply(ops[o], m) == SF_OK, "%s", sf_last_error());
@@ -840,8 +876,8 @@ TEST(composition_on_a_model) {
         const sf_delta_entry *e = sf_delta_find(d, s2->t[i].name);
         int64_t k = e->k, n = 0, *idx = malloc((size_t)k * sizeof *idx);
         for (int64_t x = 0, j = 0; x < e->numel && n < k; x++) {
-            while (j < e->k && e->idx[j] < x) j++;
-            if (j < e->k && e->idx[j] == x) continue;
+            while (j < e->k && sf_index_get(e->idx, j) < x) j++;
+            if (j < e->k && sf_index_get(e->idx, j) == x) continue;
             idx[n++] = x;
         }
         REQUIRE(sf_sparse_set_indices(s2, i, idx, n) == SF_OK, "%s", sf_last_error());
@@ -866,8 +902,8 @@ TEST(composition_on_a_model) {
         const float *w0 = NULL;
         for (int p = 0; p < m->n_params; p++)
             if (!strcmp(m->params[p].name, d->e[i].name)) w0 = sf_f32(orig[p]);
-        for (int64_t j = 0; j < d->e[i].k; j++) bad += w[d->e[i].idx[j]] != w0[d->e[i].idx[j]] + d->e[i].values[j];
-        for (int64_t j = 0; j < e2->k; j++) bad += w[e2->idx[j]] != w0[e2->idx[j]] + e2->values[j];
+        for (int64_t j = 0; j < d->e[i].k; j++) bad += w[sf_index_get(d->e[i].idx, j)] != w0[sf_index_get(d->e[i].idx, j)] + d->e[i].values[j];
+        for (int64_t j = 0; j < e2->k; j++) bad += w[sf_index_get(e2->idx, j)] != w0[sf_index_get(e2->idx, j)] + e2->values[j];
     }
     CHECK(bad == 0, "%d weights wrong after applying d1 + d2", bad);
     REQUIRE(sf_delta_unapply(sum, m) == SF_OK, "%s", sf_last_error());
