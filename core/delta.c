@@ -198,13 +198,18 @@ static void pop_entry(sf_delta *d) {
     d->n--;
 }
 
+/* The number of elements of a shape, or -1 for a bad rank or shape. */
+static int64_t shape_numel(int ndim, const int64_t *shape) {
+    return ndim >= 1 && ndim <= SF_MAX_DIMS ? sf_shape_numel(ndim, shape) : -1;
+}
+
 /* Sparse entry without validation of the hash (hash may be NULL: filled in later). Takes ownership of
  * idx (k offsets, as wide as the tensor's numel needs), which the entry keeps or which is freed on
  * failure; copies values. */
 static sf_status add_sparse_owned(sf_delta *d, const char *name, int ndim, const int64_t *shape, int64_t k,
                                   sf_index_array idx, const float *values, const char *hash) {
     sf_status st = SF_OK;
-    int64_t numel = ndim >= 1 && ndim <= SF_MAX_DIMS ? sf_shape_numel(ndim, shape) : -1;
+    int64_t numel = shape_numel(ndim, shape);
     char where[300];
     snprintf(where, sizeof where, "delta: %s", name ? name : "?");
     sf_delta_entry *e = NULL;
@@ -241,11 +246,6 @@ static sf_status add_sparse_owned(sf_delta *d, const char *name, int ndim, const
         e->base_sha256[64] = '\0';
     }
     return SF_OK;
-}
-
-/* The number of elements of a shape, or -1 for a bad rank or shape. */
-static int64_t shape_numel(int ndim, const int64_t *shape) {
-    return ndim >= 1 && ndim <= SF_MAX_DIMS ? sf_shape_numel(ndim, shape) : -1;
 }
 
 /* The same from borrowed int64 offsets (narrowed to the tensor's width; an offset that does not fit is

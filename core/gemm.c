@@ -98,9 +98,10 @@ void sf_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
     }
     if (use_own(M, N, K) && sf_sgemm_own(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL))
         return;
-    if (!fits_cblas(M, N, K < 0 ? 0 : K, lda, ldb, ldc)) { /* the own kernel whatever the routing, else loops */
-        if (!sf_sgemm_own(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL))
-            sgemm_loops(trans_a, trans_b, M, N, K < 0 ? 0 : K, alpha, A, lda, B, ldb, beta, C, ldc);
+    const int64_t k = K < 0 ? 0 : K;
+    if (!fits_cblas(M, N, k, lda, ldb, ldc)) { /* the own kernel whatever the routing, else loops */
+        if (!sf_sgemm_own(trans_a, trans_b, M, N, k, alpha, A, lda, B, ldb, beta, C, ldc, NULL))
+            sgemm_loops(trans_a, trans_b, M, N, k, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,

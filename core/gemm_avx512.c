@@ -106,9 +106,9 @@ static inline void load_transpose16(__m512 r[16], const float *X, int64_t ld, in
 /* One sliver of Bp: dst[k][j] = op(B)(k, j) for k < kc, j < NR (0 beyond nr); op(B) starts at B (already
  * offset to the sliver's first row and column). */
 static void pack_b_sliver(float *restrict dst, const float *restrict B, int64_t ldb, int tb, int64_t kc, int64_t nr) {
-    const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
-    const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
     if (!tb) {
+        const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+        const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
         for (int64_t k = 0; k < kc; k++) {
             const float *src = B + k * ldb;
             _mm512_store_ps(dst + k * NR, _mm512_maskz_loadu_ps(m0, src));

@@ -132,22 +132,14 @@ static sf_status lora_linear_backward(sf_graph *g, sf_node *n) {
  * elementwise pass; h = x A^T (N, r) is kept for backward. */
 sf_tensor *sf_lora_linear(sf_graph *g, const sf_lora_set *s, sf_tensor *x, sf_tensor *w, sf_tensor *b, sf_wlayout layout) {
     const sf_lora_adapter *a = sf_lora_find(s, w);
-    if (!a || a->merged || !g || !x || x->ndim < 1) return sf_linear(g, x, w, b, layout); /* it reports bad input */
-    char sx[64], sb[64];
-    if (sf_check_f32(x, "lora_linear", "x")) return NULL;
+    if (!a || a->merged) return sf_linear(g, x, w, b, layout);
     if (layout != a->layout)
         return sf_fail_null(SF_ERR_ARG, "lora_linear: %s was adapted in the %s layout, used as %s", a->name,
                             a->layout == SF_W_OUT_IN ? "out_in" : "in_out", layout == SF_W_OUT_IN ? "out_in" : "in_out");
-    const int64_t r = a->A->shape[0], C = a->A->shape[1], OC = a->B->shape[0];
-    if (x->shape[x->ndim - 1] != C)
-        return sf_fail_null(SF_ERR_ARG, "lora_linear: x %s has %lld input features but %s expects %lld",
-                            sf_shape_str(x, sx, sizeof sx), (long long)x->shape[x->ndim - 1], a->name, (long long)C);
-    if (b && (sf_check_f32(b, "lora_linear", "bias") || b->ndim != 1 || b->shape[0] != OC))
-        return sf_fail_null(SF_ERR_ARG, "lora_linear: bias must have shape (%lld), got %s", (long long)OC,
-                            sf_shape_str(b, sb, sizeof sb));
-    int64_t N = 1, out_shape[SF_MAX_DIMS]; // out (..., OC)
-    for (int d = 0; d < x->ndim - 1; d++) N *= x->shape[d], out_shape[d] = x->shape[d];
-    out_shape[x->ndim - 1] = OC;
+    int64_t N, C, OC, out_shape[SF_MAX_DIMS]; // out (..., OC); the adapter's A (r, C) and B (OC, r) fit W
+    if (sf_linear_shapes("lora_linear", g, x, w, b, layout, &N, &C, &OC, out_shape))
+        return sf_fail_null(sf_last_status(), "%s (adapted weight %s)", sf_last_error(), a->name);
+    const int64_t r = a->A->shape[0];
     if (N > INT_MAX || C > INT_MAX || OC > INT_MAX)
         return sf_fail_null(SF_ERR_ARG, "lora_linear: sizes N=%lld C=%lld OC=%lld exceed the 32-bit BLAS range",
                             (long long)N, (long long)C, (long long)OC);

@@ -29,6 +29,10 @@ void sf_linear_forward(float *out, const float *inp, const float *weight, const 
 /* dinp (N, C) += dout . W^T ; dweight += (layout) ; dbias (OC) += column sums of dout. */
 void sf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                         const float *weight, int64_t N, int64_t C, int64_t OC, sf_wlayout layout);
+/* Checks a linear's operands (graph, f32 x and weight, layout, x's last dim against the weight, bias (OC));
+ * sets N (rows: the product of x's leading dims), C, OC and the output shape (..., OC). Errors name `op`. */
+sf_status sf_linear_shapes(const char *op, sf_graph *g, sf_tensor *x, sf_tensor *w, sf_tensor *b, sf_wlayout layout,
+                           int64_t *N_out, int64_t *C_out, int64_t *OC_out, int64_t *out_shape);
 /* sf_linear_backward with a choice per output: dinp and dweight (either may be NULL) are overwritten when
  * their `fresh` flag is set (beta 0: not zeroed first, not read) and accumulated into otherwise; dbias
  * always accumulates. */

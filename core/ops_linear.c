@@ -274,9 +274,8 @@ static sf_tensor *linear_impl(sf_graph *g, const char *op, sf_backward_fn backwa
     return out;
 }
 
-/* Checks a linear's operands; sets N (rows), C, OC and the output shape (..., OC). */
-static sf_status linear_shapes(const char *op, sf_graph *g, sf_tensor *x, sf_tensor *w, sf_tensor *b, sf_wlayout layout,
-                               int64_t *N_out, int64_t *C_out, int64_t *OC_out, int64_t *out_shape) {
+sf_status sf_linear_shapes(const char *op, sf_graph *g, sf_tensor *x, sf_tensor *w, sf_tensor *b, sf_wlayout layout,
+                           int64_t *N_out, int64_t *C_out, int64_t *OC_out, int64_t *out_shape) {
     char sx[64], sw[64], sb[64];
     if (!g) return sf_fail(SF_ERR_ARG, "%s: graph is missing", op);
     if (sf_check_f32(x, op, "x") || sf_check_f32(w, op, "weight")) return sf_last_status();
@@ -308,13 +307,13 @@ static sf_status linear_shapes(const char *op, sf_graph *g, sf_tensor *x, sf_ten
 
 sf_tensor *sf_linear(sf_graph *g, sf_tensor *x, sf_tensor *w, sf_tensor *b, sf_wlayout layout) {
     int64_t N, C, OC, out_shape[SF_MAX_DIMS]; // out (..., OC)
-    if (linear_shapes("linear", g, x, w, b, layout, &N, &C, &OC, out_shape)) return NULL;
+    if (sf_linear_shapes("linear", g, x, w, b, layout, &N, &C, &OC, out_shape)) return NULL;
     return linear_impl(g, "linear", linear_backward_node, x, x, 0, w, b, layout, N, C, OC, x->ndim, out_shape);
 }
 
 sf_tensor *sf_gelu_linear(sf_graph *g, sf_tensor *u, sf_gelu_kind kind, sf_tensor *w, sf_tensor *b, sf_wlayout layout) {
     int64_t N, C, OC, out_shape[SF_MAX_DIMS]; // out (..., OC)
-    if (linear_shapes("gelu_linear", g, u, w, b, layout, &N, &C, &OC, out_shape)) return NULL;
+    if (sf_linear_shapes("gelu_linear", g, u, w, b, layout, &N, &C, &OC, out_shape)) return NULL;
     if (kind != SF_GELU_TANH && kind != SF_GELU_ERF)
         return sf_fail_null(SF_ERR_ARG, "gelu_linear: unknown GELU kind %d", (int)kind);
     int64_t s[1] = {N * C};

@@ -3,13 +3,17 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 static _Thread_local char sf_err_buf[1024];
 static _Thread_local sf_status sf_err_code;
 
 static void sf_vrecord(sf_status code, const char *fmt, va_list ap) {
     sf_err_code = code;
-    vsnprintf(sf_err_buf, sizeof sf_err_buf, fmt, ap);
+    /* formatted aside first: callers often wrap the last message, passing sf_last_error() as an argument */
+    char msg[sizeof sf_err_buf];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    memcpy(sf_err_buf, msg, sizeof msg);
 }
 
 sf_status sf_fail(sf_status code, const char *fmt, ...) {

@@ -58,6 +58,10 @@ static size_t round_up(size_t n) { return (n + SF_ALIGN - 1) / SF_ALIGN * SF_ALI
 
 static size_t page_round(size_t n) { return (n + 4095) & ~(size_t)4095; }
 
+/* What sf_alloc takes for nbytes (0 counts as 1), and whether it maps that instead of using the heap. */
+static size_t alloc_size(size_t nbytes) { return round_up(nbytes ? nbytes : 1); }
+static int is_mapped(size_t sz) { return sz >= HUGE_MIN; }
+
 static void *map_huge(size_t nbytes) {
     const size_t len = page_round(nbytes), span = len + HUGE_ALIGN;
     char *base = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -71,9 +75,9 @@ static void *map_huge(size_t nbytes) {
 }
 
 void *sf_alloc(size_t nbytes) {
-    size_t sz = round_up(nbytes ? nbytes : 1);
+    size_t sz = alloc_size(nbytes);
     if (sz < nbytes) return sf_fail_null(SF_ERR_NOMEM, "allocation of %zu bytes overflows", nbytes);
-    void *p = sz >= HUGE_MIN ? map_huge(sz) : aligned_alloc(SF_ALIGN, sz);
+    void *p = is_mapped(sz) ? map_huge(sz) : aligned_alloc(SF_ALIGN, sz);
     if (!p) return sf_fail_null(SF_ERR_NOMEM, "out of memory allocating %zu bytes", nbytes);
     size_t cur = atomic_fetch_add(&g_mem_current, sz) + sz;
     size_t peak = atomic_load(&g_mem_peak);
@@ -84,15 +88,15 @@ void *sf_alloc(size_t nbytes) {
 
 void *sf_alloc_zero(size_t nbytes) {
     void *p = sf_alloc(nbytes);
-    if (p && round_up(nbytes ? nbytes : 1) < HUGE_MIN) memset(p, 0, nbytes); /* fresh mappings are zero */
+    if (p && !is_mapped(alloc_size(nbytes))) memset(p, 0, nbytes); /* fresh mappings are zero */
     return p;
 }
 
 void sf_free(void *p, size_t nbytes) {
     if (!p) return;
-    const size_t sz = round_up(nbytes ? nbytes : 1);
+    const size_t sz = alloc_size(nbytes);
     atomic_fetch_sub(&g_mem_current, sz);
-    if (sz >= HUGE_MIN)
+    if (is_mapped(sz))
         munmap(p, page_round(sz));
     else
         free(p);
