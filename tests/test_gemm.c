@@ -3,7 +3,7 @@
  * NR, KC, MC, NC), padded leading dimensions, alpha/beta (beta = 0 must not read C, which holds NaN),
  * 1 and 2 threads, calls from inside a parallel region, rows more than 2^26 floats apart, sizes beyond
  * cblas's int range (never passed to it), single-row / single-column products (the matrix-vector
- * route), and the routing switch. On a build without AVX-512 the kernel tests report themselves
+ * route), both schemes of the own kernel (whole-A and blocked), and the routing switch. On a build without AVX-512 the kernel tests report themselves
  * skipped. It does not time anything (make bench does).
  *
  * Tolerance: |C - ref| <= 1e-5 * (K * max|a| * max|b| + |beta C|), float accumulation of K products.
@@ -110,6 +110,34 @@ TEST(own_kernel_one_and_two_threads_agree_with_reference) {
     const shape w = {20, 4000, 64};
     sf_set_threads(2);
     CHECK(run_case(1, 0, 1, w, 0, 1.0f, 0.0f, 7) <= 1.0, "wide product split over columns");
+    sf_set_threads(saved);
+}
+
+/* Both schemes of the own kernel on one thread: a share whose op(A) K block (rows x min(K, 768)) fits in
+ * 256 K floats takes the whole-A path (A packed once, each B sliver used by every row at once, the next
+ * sliver prefetched, except for a row-major B whose row stride is a multiple of 1024 floats); a larger
+ * one takes the blocked path (MC x KC blocks of A, B panels of NC columns). */
+TEST(own_kernel_whole_a_and_blocked_paths) {
+    if (!have_own()) SKIP("this build has no AVX-512 kernel");
+    const int saved = sf_get_threads();
+    sf_set_threads(1);
+    static const struct {
+        shape s;
+        int pad, ta, tb;
+    } cases[] = {
+        {{340, 100, 769}, 0, 0, 0},  /* whole A: 340 x 768 floats */
+        {{342, 100, 769}, 3, 1, 1},  /* blocked: 342 x 768 > 256 K */
+        {{350, 3080, 769}, 0, 0, 1}, /* blocked, past NC = 3072 and KC */
+        {{350, 3080, 769}, 1, 1, 0},
+        {{100, 1024, 800}, 0, 0, 0}, /* whole A, B's row stride 1024 floats: no prefetch */
+        {{100, 1024, 800}, 5, 1, 0}, /* whole A, stride 1029: prefetched */
+        {{100, 1000, 1600}, 2, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const double e = run_case(1, cases[i].ta, cases[i].tb, cases[i].s, cases[i].pad, 1.25f, i % 2 ? 0.0f : 0.5f, 500 + i);
+        CHECK(e <= 1.0, "M=%lld N=%lld K=%lld ta=%d tb=%d: error %.3g x tolerance", (long long)cases[i].s.M,
+              (long long)cases[i].s.N, (long long)cases[i].s.K, cases[i].ta, cases[i].tb, e);
+    }
     sf_set_threads(saved);
 }
 
