@@ -36,9 +36,22 @@ void sf_sgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, fl
 int sf_gemm_use_openblas(int on);
 const char *sf_gemm_kernel(void);
 
+/* sf_sgemm, telling whether every value it stored in C is finite: returns 1 when the product ran on the
+ * own kernel, which checks its stores as it makes them (free: a few instructions per 12 x 32 tile), and
+ * found no Inf or NaN; 0 when one was found, or when the route taken cannot tell (OpenBLAS, sgemv, empty
+ * products). Since C is stored whole, 1 means all of C is finite, whatever it held before (beta 1 adds
+ * it in). Backward uses it to vouch for a weight's gradient (sf_graph_grad_set_finite), so the
+ * optimizer's non-finite sweep can skip it. */
+int sf_sgemm_finite(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
 /* The own kernel directly, whatever the routing (tests); bias (N) may be NULL. Returns 0 (and does
- * nothing) when this build has none or M, N or K is not positive. */
+ * nothing) when this build has none or M, N or K is not positive. The _checked form also sets
+ * *all_finite (when not NULL) as sf_sgemm_finite describes. */
 int sf_sgemm_own(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias);
+int sf_sgemm_own_checked(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias,
+                         int *all_finite);
 
 #endif

@@ -177,9 +177,11 @@ typedef struct {
 } prefetch_plan;
 
 /* C (mr <= MR, nr <= NR; row stride ldc) = alpha * Ap-sliver . Bp-sliver + beta * C (+ bias (nr), added to
- * every row, when not NULL); pf (or NULL): lines to prefetch meanwhile. */
+ * every row, when not NULL); pf (or NULL): lines to prefetch meanwhile. check (or NULL): every stored
+ * value times 0 is added into it, which leaves it 0 unless some stored value is Inf or NaN. */
 static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp, float *restrict c, int64_t ldc,
-                         int mr, int nr, float alpha, float beta, const float *restrict bias, const prefetch_plan *pf) {
+                         int mr, int nr, float alpha, float beta, const float *restrict bias, const prefetch_plan *pf,
+                         __m512 *check) {
     __m512 acc[MR][2];
     /* the tile of C is read or written after the k loop: fetch it now, so its lines arrive meanwhile */
     for (int i = 0; i < mr; i++) {
@@ -228,6 +230,11 @@ static void micro_kernel(int64_t kc, const float *restrict ap, const float *rest
         }
         _mm512_mask_storeu_ps(row, m0, r0);
         _mm512_mask_storeu_ps(row + 16, m1, r1);
+        if (check) {
+            const __m512 zero = _mm512_setzero_ps();
+            *check = _mm512_add_ps(*check, _mm512_maskz_mul_ps(m0, r0, zero));
+            *check = _mm512_add_ps(*check, _mm512_maskz_mul_ps(m1, r1, zero));
+        }
     }
 }
 
@@ -240,7 +247,7 @@ static void micro_kernel(int64_t kc, const float *restrict ap, const float *rest
  * and the prefetched lines evict one another and A (measured 2 % slower there). */
 static void gemm_whole_a(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
-                         const float *bias) {
+                         const float *bias, __m512 *check) {
     const int64_t calls = (M + MR - 1) / MR; /* micro-kernel calls per sliver */
     for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = K - pc < KC ? K - pc : KC;
@@ -269,7 +276,7 @@ static void gemm_whole_a(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t 
                 mine.first = ir / MR * per_call;
                 mine.count = next.count - mine.first < per_call ? next.count - mine.first : per_call;
                 micro_kernel(kc, bufs->a_whole + ir * kc, bufs->b, C + ir * ldc + jr, ldc, mr, nr, alpha, beta_here,
-                             bias_here ? bias_here + jr : NULL, mine.count > 0 ? &mine : NULL);
+                             bias_here ? bias_here + jr : NULL, mine.count > 0 ? &mine : NULL, check);
             }
         }
     }
@@ -283,7 +290,7 @@ static void gemm_whole_a(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t 
  * prefetches measured 3-4 % slower, cold or hot. */
 static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
-                        const float *bias) {
+                        const float *bias, __m512 *check) {
 #define A_AT(i, p) (ta ? A + (p) * lda + (i) : A + (i) * lda + (p)) /* op(A) from row i, column p */
 #define B_AT(p, j) (tb ? B + (j) * ldb + (p) : B + (p) * ldb + (j)) /* op(B) from row p, column j */
     for (int64_t jc = 0; jc < N; jc += NC) {
@@ -302,7 +309,7 @@ static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         const int mr = (int)(mc - ir < MR ? mc - ir : MR);
                         micro_kernel(kc, bufs->a + ir * kc, bufs->b + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc, mr,
-                                     nr, alpha, beta_here, bias_here ? bias_here + jc + jr : NULL, NULL);
+                                     nr, alpha, beta_here, bias_here ? bias_here + jc + jr : NULL, NULL, check);
                     }
                 }
             }
@@ -326,8 +333,9 @@ static void serial_fallback(int ta, int tb, int64_t m, int64_t n, int64_t K, flo
                 alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
-int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias) {
+int sf_sgemm_own_checked(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias,
+                         int *all_finite) {
     if (M <= 0 || N <= 0 || K <= 0) return 0;
     int nt = omp_in_parallel() ? 1 : sf_get_threads();
     /* split the longer side into contiguous shares, in whole micro-tiles */
@@ -336,7 +344,8 @@ int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
     const int64_t tiles = (len + tile - 1) / tile;
     if (nt > tiles) nt = (int)tiles;
     if (nt < 1) nt = 1;
-#pragma omp parallel num_threads(nt) if (nt > 1)
+    int unverified = 0; /* some share stored a non-finite value, or went where nobody checks */
+#pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : unverified)
     {
         const int t = omp_get_thread_num();
         const int64_t t0 = tiles * t / nt * tile, t1 = tiles * (t + 1) / nt * tile;
@@ -346,23 +355,39 @@ int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
         float *c = by_rows ? C + lo * ldc : C + lo;
         const float *bias_share = bias && !by_rows ? bias + lo : bias;
         pack_buffers *bufs = hi > lo ? thread_buffers() : NULL;
+        __m512 check = _mm512_setzero_ps();
         if (bufs && m * (K < KC ? K : KC) <= A_WHOLE)
-            gemm_whole_a(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share);
+            gemm_whole_a(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share, all_finite ? &check : NULL);
         else if (bufs)
-            gemm_serial(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share);
-        else if (hi > lo) /* no memory for this thread's pack buffers: OpenBLAS does its share */
+            gemm_serial(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share, all_finite ? &check : NULL);
+        else if (hi > lo) { /* no memory for this thread's pack buffers: OpenBLAS does its share */
             serial_fallback(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share);
+            unverified = 1;
+        }
+        if (_mm512_reduce_add_ps(check) != 0.0f) unverified = 1; /* NaN compares unequal too */
     }
+    if (all_finite) *all_finite = !unverified;
     return 1;
+}
+
+int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias) {
+    return sf_sgemm_own_checked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, NULL);
 }
 
 #else /* no AVX-512 in this build */
 
+int sf_sgemm_own_checked(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias,
+                         int *all_finite) {
+    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)beta,
+        (void)C, (void)ldc, (void)bias, (void)all_finite;
+    return 0;
+}
+
 int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias) {
-    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)beta,
-        (void)C, (void)ldc, (void)bias;
-    return 0;
+    return sf_sgemm_own_checked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, NULL);
 }
 
 #endif

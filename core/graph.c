@@ -265,6 +265,7 @@ sf_tensor *sf_graph_grad(sf_graph *g, sf_tensor *t) {
     if (!t || !t->requires_grad) return NULL;
     if (t->is_leaf && !t->hook && !t->sparse) {
         t->grad_zero = 0;
+        t->grad_finite = 0; /* the caller writes into it now; it may vouch again (sf_graph_grad_set_finite) */
         if (!t->grad) {
             t->grad = sf_tensor_zeros(SF_F32, t->ndim, t->shape);
             if (!t->grad) return NULL;
@@ -290,6 +291,14 @@ sf_tensor *sf_graph_grad_for_write(sf_graph *g, sf_tensor *t, int *fresh) {
         *fresh = t->ag_grad != NULL;
     }
     return t->ag_grad;
+}
+
+int sf_graph_grad_known_finite(const sf_tensor *t) {
+    return t && t->grad && t->grad_finite && t->grad->refcount == 1;
+}
+
+void sf_graph_grad_set_finite(sf_tensor *t, int finite) {
+    if (t && t->is_leaf && !t->hook && !t->sparse) t->grad_finite = finite && t->grad && t->grad->refcount == 1;
 }
 
 static sf_status add_into(sf_tensor *dst, const sf_tensor *src) {
@@ -346,6 +355,7 @@ static sf_status finish_leaf(sf_graph *g, sf_tensor *t) {
     sf_hook_result r = t->hook(t, gbuf, t->hook_user);
     if (r == SF_HOOK_KEEP) {
         t->grad_zero = 0;
+        t->grad_finite = 0;
         if (!t->grad) {
             t->grad = gbuf; /* hand over the buffer itself */
             return SF_OK;
@@ -412,9 +422,11 @@ void sf_param_zero_grad(sf_tensor *t) {
     /* skipped only when known zero and nobody else holds the buffer (a caller could have written it) */
     if (t->grad && (!t->grad_zero || t->grad->refcount > 1)) memset(sf_f32(t->grad), 0, sf_tensor_nbytes(t->grad));
     t->grad_zero = t->grad && t->grad->refcount == 1;
+    t->grad_finite = t->grad_zero; /* zeros */
 }
 void sf_param_drop_grad(sf_tensor *t) {
     sf_tensor_release(t->grad);
     t->grad = NULL;
     t->grad_zero = 0;
+    t->grad_finite = 0;
 }

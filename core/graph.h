@@ -88,6 +88,14 @@ sf_tensor *sf_graph_grad(sf_graph *g, sf_tensor *t);
  * zeroed, or a leaf gradient known to be zero), and then the caller must WRITE every element of it
  * (which saves zeroing it and reading the zeros back). Later calls for the same t say not fresh. */
 sf_tensor *sf_graph_grad_for_write(sf_graph *g, sf_tensor *t, int *fresh);
+/* Whether a leaf's gradient is known to hold no Inf or NaN: zeroed, or vouched for by the last writer
+ * (and nobody else holds the buffer, who could have written into it). Every sf_graph_grad or
+ * sf_graph_grad_for_write of t forgets it; a writer that knows what it wrote then says so with
+ * sf_graph_grad_set_finite: finite = 1 only when every element of t's gradient is now known finite (a
+ * checked product that stored all of it, sf_sgemm_finite; or a writer of some rows that checked them,
+ * when the rest was known finite before it wrote). */
+int sf_graph_grad_known_finite(const sf_tensor *t);
+void sf_graph_grad_set_finite(sf_tensor *t, int finite);
 /* During backward, for ops that can compute selected entries of a weight gradient directly: the
  * sparse leaf's values (k) to accumulate into, or NULL (then use sf_graph_grad as usual). */
 sf_sparse_grad *sf_graph_sparse_grad(sf_graph *g, sf_tensor *t);

@@ -119,8 +119,9 @@ static sf_status lora_linear_backward(sf_graph *g, sf_node *n) {
     if (dA) /* dA (r, C) (+)= dh^T (r, N) x (N, C) */
         sf_sgemm(1, 0, r, C, N, 1.0f, sf_f32(dh), r, sf_f32(x), C, dA_fresh ? 0.0f : 1.0f, sf_f32(dA), C);
     /* the frozen (or trainable) base: dx (+)= g op(W)^T, dW, db */
-    sf_linear_backward_into(dx ? sf_f32(dx) : NULL, dx_fresh, dW ? sf_f32(dW) : NULL, dW_fresh,
-                            db ? sf_f32(db) : NULL, gout, sf_f32(x), sf_f32(W), N, C, OC, layout);
+    const int dW_finite = sf_linear_backward_into(dx ? sf_f32(dx) : NULL, dx_fresh, dW ? sf_f32(dW) : NULL, dW_fresh,
+                                                  db ? sf_f32(db) : NULL, gout, sf_f32(x), sf_f32(W), N, C, OC, layout);
+    if (dW) sf_graph_grad_set_finite(W, dW_finite);
     if (dx) /* dx (N, C) += dh (N, r) A (r, C) */
         sf_sgemm(0, 0, N, C, r, 1.0f, sf_f32(dh), r, sf_f32(A), C, 1.0f, sf_f32(dx), C);
     sf_graph_recycle(g, dh);

@@ -35,8 +35,9 @@ sf_status sf_linear_shapes(const char *op, sf_graph *g, sf_tensor *x, sf_tensor 
                            int64_t *N_out, int64_t *C_out, int64_t *OC_out, int64_t *out_shape);
 /* sf_linear_backward with a choice per output: dinp and dweight (either may be NULL) are overwritten when
  * their `fresh` flag is set (beta 0: not zeroed first, not read) and accumulated into otherwise; dbias
- * always accumulates. */
-void sf_linear_backward_into(float *dinp, int dinp_fresh, float *dweight, int dweight_fresh, float *dbias,
+ * always accumulates. Returns 1 when dweight was written whole by a product that checked its stores and
+ * found every value finite (sf_sgemm_finite), 0 otherwise. */
+int sf_linear_backward_into(float *dinp, int dinp_fresh, float *dweight, int dweight_fresh, float *dbias,
                              const float *dout, const float *inp, const float *weight, int64_t N, int64_t C,
                              int64_t OC, sf_wlayout layout);
 void sf_linear_forward_ref(float *out, const float *inp, const float *weight, const float *bias, int64_t N,

@@ -236,12 +236,25 @@ static sf_tensor *index_snapshot(sf_graph *g, const sf_tensor *t, int64_t hi, co
 
 /* Shared by embedding and gather_rows: in[0] = table/x (V, C), saved[0] = ids snapshot (N) i64. */
 static sf_status lookup_backward(sf_graph *g, sf_node *n) {
+    const int was_finite = sf_graph_grad_known_finite(n->in[0]); /* before the access below forgets it */
     sf_tensor *dout = sf_graph_grad(g, n->out);
     sf_tensor *dtable = sf_graph_grad(g, n->in[0]);
     if (!dout) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory", n->op);
     if (!dtable) return SF_OK; /* frozen: no work */
-    sf_embedding_backward(sf_f32(dtable), sf_f32(dout), (const int64_t *)sf_tensor_data(n->saved[0]), n->i[0],
-                          n->i[1]);
+    const int64_t *ids = (const int64_t *)sf_tensor_data(n->saved[0]), N = n->i[0], C = n->i[1];
+    sf_embedding_backward(sf_f32(dtable), sf_f32(dout), ids, N, C);
+    /* a tied table's gradient vouched for by the LM head's product stays so when the rows added here are
+     * finite: only those changed (N rows, in cache; the optimizer's sweep would read all V) */
+    if (was_finite) {
+        const float *d = sf_f32(dtable);
+        float zero_sum = 0.0f; /* sum of value * 0: 0 unless some value is Inf or NaN */
+        for (int64_t r = 0; r < N; r++) {
+            const float *row = d + ids[r] * C;
+#pragma omp simd reduction(+ : zero_sum)
+            for (int64_t c = 0; c < C; c++) zero_sum += row[c] * 0.0f;
+        }
+        sf_graph_grad_set_finite(n->in[0], zero_sum == 0.0f);
+    }
     return SF_OK;
 }
 

@@ -127,19 +127,20 @@ void sf_linear_forward(float *out, const float *inp, const float *weight, const 
         sf_sgemm(0, tb, N, OC, C, 1.0f, inp, C, weight, ldw, 0.0f, out, OC);
 }
 
-void sf_linear_backward_into(float *dinp, int dinp_fresh, float *dweight, int dweight_fresh, float *dbias,
-                             const float *dout, const float *inp, const float *weight, int64_t N, int64_t C,
-                             int64_t OC, sf_wlayout layout) {
+int sf_linear_backward_into(float *dinp, int dinp_fresh, float *dweight, int dweight_fresh, float *dbias,
+                            const float *dout, const float *inp, const float *weight, int64_t N, int64_t C,
+                            int64_t OC, sf_wlayout layout) {
     // dinp (N, C), dweight (OC, C) or (C, OC), dbias (OC), dout (N, OC), inp (N, C)
     if (N <= 0 || OC <= 0 || C <= 0 || !fits_blas_int(N, C, OC)) { /* the reference accumulates */
         if (dinp && dinp_fresh) memset(dinp, 0, (size_t)(N * C) * sizeof(float));
         if (dweight && dweight_fresh) memset(dweight, 0, (size_t)(OC * C) * sizeof(float));
-        if (N <= 0 || OC <= 0) return; /* nothing flows back */
+        if (N <= 0 || OC <= 0) return 0; /* nothing flows back */
         if (!fits_blas_int(N, C, OC)) {
             sf_linear_backward_ref(dinp, dweight, dbias, dout, inp, weight, N, C, OC, layout);
-            return;
+            return 0;
         }
     }
+    int dweight_finite = 0;
     if (C > 0) {
         if (dinp) {
             const float beta = dinp_fresh ? 0.0f : 1.0f;
@@ -151,12 +152,13 @@ void sf_linear_backward_into(float *dinp, int dinp_fresh, float *dweight, int dw
         if (dweight) {
             const float beta = dweight_fresh ? 0.0f : 1.0f;
             if (layout == SF_W_OUT_IN) // dweight (OC, C) (+)= dout^T (OC, N) . inp (N, C)
-                sf_sgemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, beta, dweight, C);
+                dweight_finite = sf_sgemm_finite(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, beta, dweight, C);
             else // dweight (C, OC) (+)= inp^T (C, N) . dout (N, OC)
-                sf_sgemm(1, 0, C, OC, N, 1.0f, inp, C, dout, OC, beta, dweight, OC);
+                dweight_finite = sf_sgemm_finite(1, 0, C, OC, N, 1.0f, inp, C, dout, OC, beta, dweight, OC);
         }
     }
     if (dbias) colsum_add(dbias, dout, N, OC);
+    return dweight_finite;
 }
 
 void sf_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
@@ -194,8 +196,9 @@ static sf_status linear_backward_with(sf_graph *g, sf_node *n, const float *x, f
         if (!gb) return sf_fail(SF_ERR_NOMEM, "%s backward: out of memory for the bias's gradient", n->op);
         db = sf_f32(gb);
     }
-    sf_linear_backward_into(dx, dx_fresh, dw, dw_fresh, db, sf_f32(gout), x, sf_f32(n->in[1]), n->i[0], n->i[1],
-                         n->i[2], (sf_wlayout)n->i[3]);
+    const int dw_finite = sf_linear_backward_into(dx, dx_fresh, dw, dw_fresh, db, sf_f32(gout), x, sf_f32(n->in[1]),
+                                                  n->i[0], n->i[1], n->i[2], (sf_wlayout)n->i[3]);
+    if (dw) sf_graph_grad_set_finite(n->in[1], dw_finite); /* the optimizer's non-finite sweep may skip it */
     return SF_OK;
 }
 

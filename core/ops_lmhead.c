@@ -129,6 +129,7 @@ static sf_status lmhead_backward(sf_graph *g, sf_node *n) {
     if (!kept && !scratch) return sf_fail(SF_ERR_NOMEM, "lm_head_loss backward: out of memory");
     const int64_t *tgt = sf_tensor_data(tgt_t);
     const float *lse = sf_f32(lse_t), *hd = sf_f32(h), *Wd = sf_f32(W);
+    int dW_finite = 1; /* every block's rows of dW stored by a product that checked them */
     for (int64_t v0 = 0, b = 0; v0 < V; v0 += VC, b++) {
         const int64_t vc = V - v0 < VC ? V - v0 : VC;
         float *blk; // (N, vc): this block's exp(x - m), turned into its dlogits
@@ -146,8 +147,9 @@ static sf_status lmhead_backward(sf_graph *g, sf_node *n) {
         if (dh) /* dh (N, C) += dlogits (N, Vc) W[v0:v0+Vc] (Vc, C); the first block writes a fresh dh */
             sf_sgemm(0, 0, N, C, vc, 1.0f, blk, vc, Wd + v0 * C, C, dh_fresh && v0 == 0 ? 0.0f : 1.0f, sf_f32(dh), C);
         if (dW) /* dW[v0:v0+Vc] (Vc, C) += dlogits^T (Vc, N) h (N, C): each block its own rows */
-            sf_sgemm(1, 0, vc, C, N, 1.0f, blk, vc, hd, C, dW_fresh ? 0.0f : 1.0f, sf_f32(dW) + v0 * C, C);
+            dW_finite &= sf_sgemm_finite(1, 0, vc, C, N, 1.0f, blk, vc, hd, C, dW_fresh ? 0.0f : 1.0f, sf_f32(dW) + v0 * C, C);
     }
+    if (dW) sf_graph_grad_set_finite(W, dW_finite); /* the blocks' rows make up all of dW */
     sf_graph_recycle(g, scratch);
     return SF_OK;
 }

@@ -113,6 +113,7 @@ sf_status sf_adamw_step(sf_adamw *o) {
         float *g = sf_f32(p->grad);
         adamw_loop(sf_f32(p), g, g, o->m[i], o->v[i], n, &o->h, o->t, o->wd_scale[i]);
         p->grad_zero = p->grad->refcount == 1; /* cleared in the same sweep; trusted while nobody else holds it */
+        p->grad_finite = p->grad_zero;
     }
     return SF_OK;
 }

@@ -84,6 +84,9 @@ typedef struct sf_tensor {
     sf_sparse_grad *sparse;  /* not owned; NULL for ordinary leaves */
     int grad_zero;           /* grad is known to hold only zeros and nobody else holds it (zeroing it again
                               * is skipped); cleared when the tape or model:grad hands it out */
+    int grad_finite;         /* grad is known to hold no Inf or NaN (the optimizer's sweep for them skips
+                              * it): set by zeroing and by writers that checked what they wrote
+                              * (sf_graph_grad_set_finite), cleared like grad_zero */
     /* bookkeeping owned by the graph during one backward pass */
     struct sf_tensor *ag_grad; /* transient gradient buffer */
     int ag_pending;            /* consumers whose backward has not run yet */

@@ -247,7 +247,7 @@ static int m_grad(lua_State *L) {
         if (t->hook) return luaL_error(L, "'%s' is hooked by a sparse set: its dense gradient is not kept", name);
         return luaL_error(L, "'%s' has no gradient yet: run forward with labels, then backward", name);
     }
-    t->grad_zero = 0; /* the caller may write into it */
+    t->grad_zero = t->grad_finite = 0; /* the caller may write into it */
     sf_tensor_retain(t->grad);
     lsift_push_tensor(L, t->grad);
     return 1;

@@ -638,8 +638,8 @@ static int opt_step(lua_State *L) {
     /* refuse NaN/Inf before touching any weight */
     sf_tensor **t;
     int n = collect_dense(s, &t);
-    for (int i = 0; i < n; i++) {
-        if (!t[i]->grad) continue;
+    for (int i = 0; i < n; i++) { /* those whose last writer checked what it wrote need no sweep */
+        if (!t[i]->grad || sf_graph_grad_known_finite(t[i])) continue;
         if (sf_count_nonfinite(sf_f32(t[i]->grad), sf_tensor_numel(t[i]->grad))) {
             const char *nm = t[i]->name ? t[i]->name : "?";
             free(t);

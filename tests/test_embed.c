@@ -182,6 +182,41 @@ TEST(embedding_frozen_and_recording_off) {
     sf_tensor_release(table);
 }
 
+/* One embedding step with seed dout; returns whether the table's gradient is known finite after it. */
+static int embed_step_vouched(sf_tensor *ids, sf_tensor *table, sf_tensor *dout) {
+    sf_graph *g = sf_graph_new();
+    sf_tensor *y = sf_embedding(g, ids, table);
+    const int ran = y && sf_graph_backward(g, y, dout) == SF_OK;
+    CHECK(ran, "embedding step: %s", sf_last_error());
+    sf_graph_free(g);
+    return ran && sf_graph_grad_known_finite(table);
+}
+
+/* A table gradient known finite (zeroed, or vouched for by a tied LM head's checked product) stays known
+ * finite through the embedding's backward when the rows it added to are finite, and only then; one not
+ * known finite before never becomes so here (the embedding checks only the rows it touched). */
+TEST(embedding_keeps_a_known_finite_table_gradient_only_with_finite_rows) {
+    const int64_t ts[2] = {50, 8}, is[1] = {6}, ds[2] = {6, 8}, vals[6] = {3, 7, 3, 49, 0, 12};
+    sf_tensor *table = randn(2, ts, 41, 1), *dout = randn(2, ds, 42, 0);
+    sf_tensor *ids = index_tensor(SF_I64, 1, is, vals);
+    CHECK(!embed_step_vouched(ids, table, dout), "a first gradient nobody vouched for");
+    sf_param_zero_grad(table);
+    CHECK(sf_graph_grad_known_finite(table), "zeroed: known finite");
+    CHECK(embed_step_vouched(ids, table, dout), "finite rows added to a known-finite gradient");
+    CHECK(embed_step_vouched(ids, table, dout), "and again (accumulated)");
+    sf_f32(dout)[3 * 8 + 5] = INFINITY; /* reaches row 49 */
+    CHECK(!embed_step_vouched(ids, table, dout), "an Inf added to row 49 was vouched for");
+    sf_f32(dout)[3 * 8 + 5] = 0.25f;
+    CHECK(!embed_step_vouched(ids, table, dout), "rows finite, but row 49 still holds the Inf: not known");
+    sf_param_zero_grad(table);
+    sf_f32(table->grad)[20 * 8] = NAN; /* a row the ids never touch, written behind the tape's back ... */
+    sf_tensor *held = table->grad;
+    sf_tensor_retain(held); /* ... by a holder of the buffer, which makes it untrusted */
+    CHECK(!embed_step_vouched(ids, table, dout), "a held buffer was trusted");
+    sf_tensor_release(held);
+    sf_tensor_release(ids), sf_tensor_release(table), sf_tensor_release(dout);
+}
+
 TEST(embedding_errors) {
     const int64_t ts[2] = {5, 3}, is[1] = {6};
     sf_tensor *table = randn(2, ts, 7, 1);

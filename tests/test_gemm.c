@@ -3,7 +3,8 @@
  * NR, KC, MC, NC), padded leading dimensions, alpha/beta (beta = 0 must not read C, which holds NaN),
  * 1 and 2 threads, calls from inside a parallel region, rows more than 2^26 floats apart, sizes beyond
  * cblas's int range (never passed to it), single-row / single-column products (the matrix-vector
- * route), both schemes of the own kernel (whole-A and blocked), and the routing switch. On a build without AVX-512 the kernel tests report themselves
+ * route), both schemes of the own kernel (whole-A and blocked), checked products (sf_sgemm_finite), and
+ * the routing switch. On a build without AVX-512 the kernel tests report themselves
  * skipped. It does not time anything (make bench does).
  *
  * Tolerance: |C - ref| <= 1e-5 * (K * max|a| * max|b| + |beta C|), float accumulation of K products.
@@ -137,6 +138,43 @@ TEST(own_kernel_whole_a_and_blocked_paths) {
         const double e = run_case(1, cases[i].ta, cases[i].tb, cases[i].s, cases[i].pad, 1.25f, i % 2 ? 0.0f : 0.5f, 500 + i);
         CHECK(e <= 1.0, "M=%lld N=%lld K=%lld ta=%d tb=%d: error %.3g x tolerance", (long long)cases[i].s.M,
               (long long)cases[i].s.N, (long long)cases[i].s.K, cases[i].ta, cases[i].tb, e);
+    }
+    sf_set_threads(saved);
+}
+
+/* sf_sgemm_finite: 1 only when the own kernel stored every value of C and none was Inf or NaN — on both of
+ * its paths, 1 and 2 threads; a NaN in A, a NaN in C added in by beta 1, an overflow of finite operands
+ * and an unchecked route (OpenBLAS forced) all give 0; beta 0 never reads C's NaN. */
+TEST(checked_products_tell_whether_c_is_finite) {
+    const int saved = sf_get_threads();
+    const int own = have_own();
+    static const shape shapes[] = {{256, 200, 300}, {700, 100, 800}}; /* whole-A path, blocked path */
+    for (int nt = 1; nt <= 2; nt++) {
+        sf_set_threads(nt);
+        for (int si = 0; si < 2; si++) {
+            const int64_t M = shapes[si].M, N = shapes[si].N, K = shapes[si].K;
+            sf_rng r;
+            sf_rng_seed(&r, 900 + (uint64_t)(nt * 2 + si));
+            float *A = filled(M * K, &r), *B = filled(K * N, &r), *C = filled(M * N, &r);
+            for (int64_t i = 0; i < M * N; i++) C[i] = NAN;
+            CHECK(sf_sgemm_finite(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N) == own,
+                  "threads %d shape %d: finite product (beta 0 over NaN) not vouched", nt, si);
+            CHECK(sf_sgemm_finite(0, 1, M, N, K, 1.0f, A, K, B, K, 1.0f, C, N) == own,
+                  "threads %d shape %d: finite accumulation not vouched", nt, si);
+            C[(M - 1) * N + N - 1] = NAN; /* the last element, added in by beta 1 */
+            CHECK(!sf_sgemm_finite(1, 0, M, N, K, 1.0f, A, M, B, N, 1.0f, C, N), "NaN in C vouched (threads %d)", nt);
+            A[K / 2] = INFINITY; /* row 0 of A: Inf times B's signs, or NaN */
+            CHECK(!sf_sgemm_finite(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N), "Inf in A vouched (threads %d)", nt);
+            A[K / 2] = 0.5f;
+            for (int64_t i = 0; i < K * N; i++) B[i] *= 1e38f; /* finite; products overflow */
+            CHECK(!sf_sgemm_finite(0, 0, M, N, K, 1e10f, A, K, B, N, 0.0f, C, N), "overflow vouched (threads %d)", nt);
+            for (int64_t i = 0; i < K * N; i++) B[i] *= 1e-38f;
+            const int prev = sf_gemm_use_openblas(1);
+            CHECK(!sf_sgemm_finite(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N), "the OpenBLAS route cannot vouch");
+            sf_gemm_use_openblas(prev);
+            CHECK(!sf_sgemm_finite(0, 0, 0, N, K, 1.0f, A, K, B, N, 0.0f, C, N), "an empty product stores nothing");
+            free(A), free(B), free(C);
+        }
     }
     sf_set_threads(saved);
 }

@@ -9,7 +9,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "../core/gemm.h"
 #include "../core/ops.h"
+#include "../core/optim.h"
 #include "gradcheck.h"
 #include "test.h"
 
@@ -131,6 +133,48 @@ TEST(linear_only_weight_trains) {
     CHECK(in[0]->grad == NULL, "frozen x got a gradient");
     sf_tensor_release(in[0]);
     sf_tensor_release(in[1]);
+}
+
+/* One linear step: y = x w^T, backward with seed dy; returns whether w's gradient is known finite. */
+static int linear_step_vouched(sf_tensor *x, sf_tensor *w, sf_tensor *dy) {
+    sf_graph *g = sf_graph_new();
+    sf_tensor *y = sf_linear(g, x, w, NULL, SF_W_OUT_IN);
+    const int ran = y && sf_graph_backward(g, y, dy) == SF_OK;
+    CHECK(ran, "linear step: %s", sf_last_error());
+    sf_graph_free(g);
+    return ran && sf_graph_grad_known_finite(w);
+}
+
+/* The weight's gradient is vouched for by the product that wrote it when that product checks its stores
+ * (the own kernel; 256 x 128 x 96 is on its route) and found no Inf or NaN, so the optimizer's sweep can
+ * skip it; never when a NaN or an overflow reached it, when it is handed out, or on an unchecked route. */
+TEST(linear_weight_gradient_vouched_finite_only_when_it_is) {
+    const int64_t N = 256, C = 128, OC = 96, xs[2] = {N, C}, ws[2] = {OC, C}, ys[2] = {N, OC};
+    sf_tensor *x = randn(2, xs, 31, 0), *w = randn(2, ws, 32, 1), *dy = randn(2, ys, 33, 0);
+    const int checked = strcmp(sf_gemm_kernel(), "avx512") == 0; /* else OpenBLAS: nothing vouches */
+    CHECK(linear_step_vouched(x, w, dy) == checked, "finite gradient: vouched %d, route checks %d",
+          sf_graph_grad_known_finite(w), checked);
+    CHECK(sf_count_nonfinite(sf_f32(w->grad), OC * C) == 0, "gradient should be finite");
+    CHECK(linear_step_vouched(x, w, dy) == checked, "accumulated into (beta 1): still vouched");
+    sf_param_zero_grad(w);
+    CHECK(sf_graph_grad_known_finite(w), "zeroed: known finite");
+    sf_f32(dy)[5 * OC + 7] = NAN;
+    CHECK(!linear_step_vouched(x, w, dy), "a NaN reached the gradient but it was vouched for");
+    CHECK(sf_count_nonfinite(sf_f32(w->grad), OC * C) > 0, "the NaN should be in the gradient");
+    sf_f32(dy)[5 * OC + 7] = 1.0f;
+    sf_param_zero_grad(w);
+    CHECK(linear_step_vouched(x, w, dy) == checked, "finite again after zeroing");
+    for (int64_t i = 0; i < N * C; i++) sf_f32(x)[i] *= 1e20f; /* finite operands, products past FLT_MAX */
+    for (int64_t i = 0; i < N * OC; i++) sf_f32(dy)[i] *= 1e20f;
+    sf_param_zero_grad(w);
+    CHECK(!linear_step_vouched(x, w, dy), "an overflow to Inf was vouched for");
+    CHECK(sf_count_nonfinite(sf_f32(w->grad), OC * C) > 0, "the overflow should be in the gradient");
+    sf_param_zero_grad(w);
+    sf_tensor *held = w->grad;
+    sf_tensor_retain(held); /* somebody else holds the buffer: they could write into it */
+    CHECK(!sf_graph_grad_known_finite(w), "a buffer held elsewhere was trusted");
+    sf_tensor_release(held);
+    sf_tensor_release(x), sf_tensor_release(w), sf_tensor_release(dy);
 }
 
 TEST(matmul_gradcheck) {
