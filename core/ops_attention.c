@@ -18,7 +18,8 @@
  * dK/dV buffers reduced afterwards when several query heads share a kv head (GQA), so no two threads
  * ever write the same gradient element. The per-head products are cblas_sgemm calls made inside the
  * OpenMP region: OpenBLAS is the OpenMP build (see the Makefile), which runs them single-threaded there,
- * one (b, h) per thread. Measured on 2 cores (AMD EPYC, AVX2), gpt2-4m attention (NH=4, HD=64) per
+ * one (b, h) per thread; keys and values are read in place as transposed operands (OpenBLAS's pack
+ * transposes them; an explicit copy first cost ~4 % of a gpt2-4m SIFT step). Measured on 2 cores (AMD EPYC, AVX2), gpt2-4m attention (NH=4, HD=64) per
  * training step, forward + backward: T=32 B=32 27 -> 16 ms, T=256 B=8 152 -> 74 ms against the
  * register-tiled loop used before (which had beaten the pthread OpenBLAS: that one ran each call on a
  * second thread pool, oversubscribing the cores). The softmax uses a vectorisable exp (`exp_core`).
@@ -39,14 +40,12 @@
 /*   out, dout (B, T, NH*HD) contiguous; att (B, NH, T, T); key_mask (B, T) f32, nonzero = real, or NULL */
 /*   dq, dk, dv have the same layout (and strides) as q, k, v.                                       */
 /* ------------------------------------------------------------------------------------------------ */
-/* Scratch (floats) for sf_attention_forward with omp_get_max_threads() threads: a K^T (HD, T) per thread.
- * The kernels use as many threads as the n_scratch floats they are given allow (at least one). */
-int64_t sf_attention_forward_scratch(int64_t T, int64_t HD);
-void sf_attention_forward(float *out, float *att, float *scratch, int64_t n_scratch, const float *q, const float *k,
-                          const float *v, const float *key_mask, int64_t B, int64_t T, int64_t NH, int64_t NKV,
-                          int64_t HD, int64_t q_rs, int64_t k_rs, int64_t v_rs, int causal);
-/* Scratch for sf_attention_backward: per thread a dP block (64, T) and V^T (HD, T); plus, when NH != NKV,
- * per-(b, h) partial dK and dV (B, NH, T, HD) each. */
+void sf_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                          const float *key_mask, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t q_rs,
+                          int64_t k_rs, int64_t v_rs, int causal);
+/* Scratch for sf_attention_backward: per thread a dP block (64, T); plus, when NH != NKV, per-(b, h)
+ * partial dK and dV (B, NH, T, HD) each. The kernel uses as many threads as the n_scratch floats it is
+ * given allow (at least one). */
 int64_t sf_attention_backward_scratch(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD);
 void sf_attention_backward(float *dq, float *dk, float *dv, float *scratch, int64_t n_scratch, const float *dout,
                            const float *q, const float *k, const float *v, const float *att, const float *key_mask,
@@ -75,10 +74,13 @@ static void mm(float *C, int64_t ldc, const float *A, int64_t ars, int64_t acs, 
                 (int)(trans_a ? acs : ars), Bm, (int)ldb, accumulate ? 1.0f : 0.0f, C, (int)ldc);
 }
 
-/* dst (HD, n) stride ldd = src (n, HD) stride lds, transposed */
-static void transpose(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t n, int64_t HD) {
-    for (int64_t j = 0; j < n; j++)
-        for (int64_t c = 0; c < HD; c++) dst[c * ldd + j] = src[j * lds + c];
+/* C (M, N) = alpha * A . B^T, A (M, K) row stride lda, B stored (N, K) row stride ldb (a head's keys or
+ * values, read in place: OpenBLAS's pack transposes them on the way, no copy of ours). */
+static void mm_bt(float *C, int64_t ldc, const float *A, int64_t lda, const float *Bm, int64_t ldb, int64_t M,
+                  int64_t N, int64_t K, float alpha) {
+    if (M <= 0 || N <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, alpha, A, (int)lda, Bm, (int)ldb, 0.0f,
+                C, (int)ldc);
 }
 
 #define exp_shifted sf_exp_shifted /* core/simd_math.h */
@@ -138,19 +140,13 @@ static int threads_for(int64_t n, int64_t per) {
     return t < 1 ? 1 : t;
 }
 
-int64_t sf_attention_forward_scratch(int64_t T, int64_t HD) {
-    return (int64_t)omp_get_max_threads() * HD * T; // per-thread K^T (HD, T)
-}
-
-void sf_attention_forward(float *out, float *att, float *scratch, int64_t n_scratch, const float *q, const float *k,
-                          const float *v, const float *key_mask, int64_t B, int64_t T, int64_t NH, int64_t NKV,
-                          int64_t HD, int64_t q_rs, int64_t k_rs, int64_t v_rs, int causal) {
+void sf_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                          const float *key_mask, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t q_rs,
+                          int64_t k_rs, int64_t v_rs, int causal) {
     const int64_t G = NH / NKV, C = NH * HD;
     const float scale = 1.0f / sqrtf((float)HD);
-    const int nthr = threads_for(n_scratch, HD * T);
-#pragma omp parallel num_threads(nthr)
+#pragma omp parallel
     {
-        float *kt = scratch + (int64_t)omp_get_thread_num() * HD * T; // (HD, T)
 #pragma omp for schedule(dynamic, 1)
         for (int64_t bh = 0; bh < B * NH; bh++) {
             const int64_t b = bh / NH, h = bh % NH, kvh = h / G;
@@ -161,10 +157,9 @@ void sf_attention_forward(float *out, float *att, float *scratch, int64_t n_scra
             float *ah = att + bh * T * T;                         // (T, T)
             const float *mb = key_mask ? key_mask + b * T : NULL; // (T)
             const int64_t kend = key_end(mb, T);
-            transpose(kt, T, kh, k_rs, kend, HD);
             for (int64_t i0 = 0; i0 < T; i0 += ATT_BLK) {
                 const int64_t i1 = min64(T, i0 + ATT_BLK), M = i1 - i0, ncol = causal ? min64(i1, kend) : kend;
-                mm(ah + i0 * T, T, qh + i0 * q_rs, q_rs, 1, kt, T, M, ncol, HD, scale, 0); // S (M, ncol)
+                mm_bt(ah + i0 * T, T, qh + i0 * q_rs, q_rs, kh, k_rs, M, ncol, HD, scale); // S = Q K^T (M, ncol)
                 for (int64_t i = i0; i < i1; i++) softmax_row(ah + i * T, min64(causal ? i + 1 : T, kend), T, mb);
                 mm(oh + i0 * C, C, ah + i0 * T, T, 1, vh, v_rs, M, HD, ncol, 1.0f, 0); // O = P V (M, HD)
             }
@@ -173,8 +168,8 @@ void sf_attention_forward(float *out, float *att, float *scratch, int64_t n_scra
 }
 
 int64_t sf_attention_backward_scratch(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD) {
-    int64_t n = (int64_t)omp_get_max_threads() * (ATT_BLK + HD) * T; // per thread: dP (ATT_BLK, T), V^T (HD, T)
-    if (NH != NKV) n += 2 * B * NH * T * HD;                           // partial dK, dV (B, NH, T, HD)
+    int64_t n = (int64_t)omp_get_max_threads() * ATT_BLK * T; // per thread: dP (ATT_BLK, T)
+    if (NH != NKV) n += 2 * B * NH * T * HD;                    // partial dK, dV (B, NH, T, HD)
     return n;
 }
 
@@ -187,13 +182,12 @@ void sf_attention_backward(float *dq, float *dk, float *dv, float *scratch, int6
     const float scale = 1.0f / sqrtf((float)HD);
     float *pk = G > 1 ? scratch : NULL;              // (B, NH, T, HD) partial dK
     float *pv = G > 1 ? pk + B * NH * T * HD : NULL; // (B, NH, T, HD) partial dV
-    float *per_thread = scratch + n_part;            // (nthr, ATT_BLK + HD, T)
-    const int nthr = threads_for(n_scratch - n_part, (ATT_BLK + HD) * T);
+    float *per_thread = scratch + n_part;            // (nthr, ATT_BLK, T)
+    const int nthr = threads_for(n_scratch - n_part, ATT_BLK * T);
 
 #pragma omp parallel num_threads(nthr)
     {
-        float *dP = per_thread + (int64_t)omp_get_thread_num() * (ATT_BLK + HD) * T; // (ATT_BLK, T)
-        float *vt = dP + ATT_BLK * T;                                           // (HD, T)
+        float *dP = per_thread + (int64_t)omp_get_thread_num() * ATT_BLK * T; // (ATT_BLK, T)
 #pragma omp for schedule(dynamic, 1)
         for (int64_t bh = 0; bh < B * NH; bh++) {
             const int64_t b = bh / NH, h = bh % NH, kvh = h / G;
@@ -214,7 +208,6 @@ void sf_attention_backward(float *dq, float *dk, float *dv, float *scratch, int6
                 if (dv) dvh = dv + b * T * v_rs + kvh * HD;
             }
             const int64_t kend = key_end(key_mask ? key_mask + b * T : NULL, T);
-            int vt_done = 0;
             for (int64_t i0 = 0; i0 < T; i0 += ATT_BLK) {
                 /* keys [0, ncol) hold every nonzero P of this block, as in forward */
                 const int64_t i1 = min64(T, i0 + ATT_BLK), M = i1 - i0, ncol = causal ? min64(i1, kend) : kend;
@@ -222,11 +215,7 @@ void sf_attention_backward(float *dq, float *dk, float *dv, float *scratch, int6
                 const float *P = ah + i0 * T; // (M, ncol) stride T
                 if (dvh) mm(dvh, ldv, P, 1, T, doh + i0 * C, C, ncol, HD, M, 1.0f, 1); // dV += P^T dO
                 if (!dqh && !dkh) continue;
-                if (!vt_done) { /* V^T once per head, all keys (later blocks need more of it) */
-                    transpose(vt, T, vh, v_rs, kend, HD);
-                    vt_done = 1;
-                }
-                mm(dP, T, doh + i0 * C, C, 1, vt, T, M, ncol, HD, 1.0f, 0); // dP = dO V^T (M, ncol)
+                mm_bt(dP, T, doh + i0 * C, C, vh, v_rs, M, ncol, HD, 1.0f); // dP = dO V^T (M, ncol)
                 for (int64_t r = 0; r < M; r++) {                         // dS = P (dP - rowsum(P dP))
                     const float *pr = P + r * T;
                     float *dr = dP + r * T;
@@ -395,18 +384,13 @@ sf_tensor *sf_attention_qkv(sf_graph *g, sf_tensor *qkv, sf_tensor *key_mask, in
     const int64_t B = qkv->shape[0], T = qkv->shape[1];
     sf_tensor *mask = NULL;
     if (key_mask && !(mask = mask_copy(g, key_mask, B, T))) return NULL;
-    int64_t as[4] = {B, NH, T, T}, ns = sf_attention_forward_scratch(T, HD), os[3] = {B, T, NH * HD};
-    sf_tensor *att = sf_graph_tensor(g, 4, as);                  // (B, NH, T, T)
-    sf_tensor *scratch = att ? sf_graph_scratch(g, 1, &ns) : NULL;
-    sf_tensor *out = scratch ? sf_graph_tensor(g, 3, os) : NULL;  // (B, T, NH*HD)
-    if (!out) {
-        sf_graph_recycle(g, scratch);
-        return NULL;
-    }
+    int64_t as[4] = {B, NH, T, T}, os[3] = {B, T, NH * HD};
+    sf_tensor *att = sf_graph_tensor(g, 4, as);                 // (B, NH, T, T)
+    sf_tensor *out = att ? sf_graph_tensor(g, 3, os) : NULL;     // (B, T, NH*HD)
+    if (!out) return NULL;
     const float *x = sf_f32(qkv);
-    sf_attention_forward(sf_f32(out), sf_f32(att), sf_f32(scratch), ns, x, x + NH * HD, x + (NH + NKV) * HD,
-                         mask ? sf_f32(mask) : NULL, B, T, NH, NKV, HD, W, W, W, causal);
-    sf_graph_recycle(g, scratch);
+    sf_attention_forward(sf_f32(out), sf_f32(att), x, x + NH * HD, x + (NH + NKV) * HD, mask ? sf_f32(mask) : NULL, B,
+                         T, NH, NKV, HD, W, W, W, causal);
     sf_tensor *in[1] = {qkv};
     sf_node *n = sf_graph_record(g, "attention_qkv", attention_qkv_backward, out, in, 1);
     if (n) {
@@ -440,14 +424,12 @@ sf_tensor *sf_attention(sf_graph *g, sf_tensor *q, sf_tensor *k, sf_tensor *v, s
                             (long long)(NKV * HD), sf_shape_str(q, sq, sizeof sq));
     sf_tensor *mask = NULL; // (B, T) 0/1 copy of key_mask (saved for backward)
     if (key_mask && !(mask = mask_copy(g, key_mask, B, T))) return NULL;
-    int64_t as[4] = {B, NH, T, T}, ns = sf_attention_forward_scratch(T, HD);
-    sf_tensor *att = sf_graph_tensor(g, 4, as);                  // (B, NH, T, T)
-    sf_tensor *scratch = att ? sf_graph_tensor(g, 1, &ns) : NULL; // (nthreads, HD, T)
-    sf_tensor *out = scratch ? sf_graph_tensor_like(g, q) : NULL; // (B, T, NH*HD)
+    int64_t as[4] = {B, NH, T, T};
+    sf_tensor *att = sf_graph_tensor(g, 4, as);               // (B, NH, T, T)
+    sf_tensor *out = att ? sf_graph_tensor_like(g, q) : NULL; // (B, T, NH*HD)
     if (!out) return NULL;
-    sf_attention_forward(sf_f32(out), sf_f32(att), sf_f32(scratch), ns, sf_f32(q), sf_f32(k), sf_f32(v),
-                         mask ? sf_f32(mask) : NULL, B, T, NH, NKV, HD,
-                         NH * HD, NKV * HD, NKV * HD, causal);
+    sf_attention_forward(sf_f32(out), sf_f32(att), sf_f32(q), sf_f32(k), sf_f32(v), mask ? sf_f32(mask) : NULL, B, T,
+                         NH, NKV, HD, NH * HD, NKV * HD, NKV * HD, causal);
     sf_tensor *in[3] = {q, k, v};
     sf_node *n = sf_graph_record(g, "attention", attention_backward, out, in, 3);
     if (n) {

@@ -13,10 +13,9 @@
 #include "test.h"
 
 /* raw kernels of ops_attention.c (not in ops.h) */
-extern int64_t sf_attention_forward_scratch(int64_t T, int64_t HD);
-extern void sf_attention_forward(float *out, float *att, float *scratch, int64_t n_scratch, const float *q, const float *k,
-                                 const float *v, const float *key_mask, int64_t B, int64_t T, int64_t NH,
-                                 int64_t NKV, int64_t HD, int64_t q_rs, int64_t k_rs, int64_t v_rs, int causal);
+extern void sf_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                                 const float *key_mask, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
+                                 int64_t q_rs, int64_t k_rs, int64_t v_rs, int causal);
 extern int64_t sf_attention_backward_scratch(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD);
 extern void sf_attention_backward(float *dq, float *dk, float *dv, float *scratch, int64_t n_scratch, const float *dout,
                                   const float *q, const float *k, const float *v, const float *att,
@@ -212,10 +211,10 @@ static void ref_vs_opt(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD
 
     const int saved_threads = omp_get_max_threads();
     omp_set_num_threads(nthreads);
-    const int64_t nfs = sf_attention_forward_scratch(T, HD), nbs = sf_attention_backward_scratch(B, T, NH, NKV, HD);
-    float *fs = malloc(sizeof(float) * nfs), *bs = malloc(sizeof(float) * nbs);
+    const int64_t nbs = sf_attention_backward_scratch(B, T, NH, NKV, HD);
+    float *bs = malloc(sizeof(float) * nbs);
     sf_attention_forward_ref(o1, a1, q, k, v, mask, B, T, NH, NKV, HD, W, W, W, causal);
-    sf_attention_forward(o2, a2, fs, nfs, q, k, v, mask, B, T, NH, NKV, HD, W, W, W, causal);
+    sf_attention_forward(o2, a2, q, k, v, mask, B, T, NH, NKV, HD, W, W, W, causal);
     sf_attention_backward_ref(dq1, dk1, dv1, dout, q, k, v, a1, mask, B, T, NH, NKV, HD, W, W, W, causal);
     sf_attention_backward(dq2, dk2, dv2, bs, nbs, dout, q, k, v, a2, mask, B, T, NH, NKV, HD, W, W, W, causal);
     omp_set_num_threads(saved_threads);
@@ -243,7 +242,7 @@ static void ref_vs_opt(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD
         ek = fmax(ek, max_diff(g2 + r * W + NH * HD, g1 + r * W + NH * HD, NKV * HD));
     CHECK(ek <= tol_g, "dk alone differs by %g", ek);
 
-    free(qkv), free(dout), free(o1), free(o2), free(a1), free(a2), free(g1), free(g2), free(fs), free(bs);
+    free(qkv), free(dout), free(o1), free(o2), free(a1), free(a2), free(g1), free(g2), free(bs);
     sf_tensor_release(tq), sf_tensor_release(td), sf_tensor_release(tg);
 }
 
