@@ -119,6 +119,24 @@ int sf_sgemm_finite(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, f
     return 0; /* the route taken does not check */
 }
 
+/* Own-kernel products on one thread pay off from here (measured in attention's per-head products:
+ * 64 x 64 x 64 and larger 13-15 % faster than OpenBLAS's AVX2 kernels, 32 x 32 x 64 even). */
+#define OWN_SERIAL_MIN_MACS ((int64_t)1 << 15)
+
+void sf_sgemm_serial(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K > 0 && M * N * K >= OWN_SERIAL_MIN_MACS && !force_openblas() &&
+        sf_sgemm_own_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        return;
+    if (!fits_cblas(M, N, K < 0 ? 0 : K, lda, ldb, ldc)) {
+        sf_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
+                (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+}
+
 void sf_sgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, const float *bias) {
     if (M <= 0 || N <= 0) return;

@@ -53,5 +53,14 @@ int sf_sgemm_own(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, floa
 int sf_sgemm_own_checked(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                          int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias,
                          int *all_finite);
+int sf_sgemm_own_serial(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                        int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* The product on the calling thread alone, for callers that run many small products in parallel
+ * themselves (attention: one (batch, head) per thread): the own kernel when the routing allows it and
+ * the product has at least 2^15 multiply-adds, else OpenBLAS — which runs single-threaded when called
+ * inside a parallel region (the OpenMP build; outside one it may use the engine's threads). */
+void sf_sgemm_serial(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
 #endif

@@ -333,11 +333,10 @@ static void serial_fallback(int ta, int tb, int64_t m, int64_t n, int64_t K, flo
                 alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
-int sf_sgemm_own_checked(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias,
-                         int *all_finite) {
+/* The product on nt threads (1: the calling thread alone, no parallel region). */
+static int own_gemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                    const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias, int *all_finite) {
     if (M <= 0 || N <= 0 || K <= 0) return 0;
-    int nt = omp_in_parallel() ? 1 : sf_get_threads();
     /* split the longer side into contiguous shares, in whole micro-tiles */
     const int by_rows = M >= N;
     const int64_t tile = by_rows ? MR : NR, len = by_rows ? M : N;
@@ -375,6 +374,18 @@ int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, c
     return sf_sgemm_own_checked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, NULL);
 }
 
+int sf_sgemm_own_checked(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias,
+                         int *all_finite) {
+    return own_gemm(omp_in_parallel() ? 1 : sf_get_threads(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias,
+                    all_finite);
+}
+
+int sf_sgemm_own_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    return own_gemm(1, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL);
+}
+
 #else /* no AVX-512 in this build */
 
 int sf_sgemm_own_checked(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
@@ -388,6 +399,13 @@ int sf_sgemm_own_checked(int ta, int tb, int64_t M, int64_t N, int64_t K, float 
 int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias) {
     return sf_sgemm_own_checked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, NULL);
+}
+
+int sf_sgemm_own_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)beta,
+        (void)C, (void)ldc;
+    return 0;
 }
 
 #endif

@@ -16,10 +16,11 @@
  *
  * Threading: forward is parallel over (b, h); backward is parallel over (b, h) with per-(b, h) partial
  * dK/dV buffers reduced afterwards when several query heads share a kv head (GQA), so no two threads
- * ever write the same gradient element. The per-head products are cblas_sgemm calls made inside the
- * OpenMP region: OpenBLAS is the OpenMP build (see the Makefile), which runs them single-threaded there,
- * one (b, h) per thread; keys and values are read in place as transposed operands (OpenBLAS's pack
- * transposes them; an explicit copy first cost ~4 % of a gpt2-4m SIFT step). Measured on 2 cores (AMD EPYC, AVX2), gpt2-4m attention (NH=4, HD=64) per
+ * ever write the same gradient element. The per-head products run on the calling thread
+ * (sf_sgemm_serial: the own AVX-512 kernel from 2^15 multiply-adds, else OpenBLAS, single-threaded
+ * inside the region), one (b, h) per thread; keys and values are read in place as transposed operands
+ * (an explicit copy first cost ~4 % of a gpt2-4m SIFT step). The own kernel made attention 13-15 %
+ * faster at T = 64 and 256 on the Intel AVX-512 machine (OpenBLAS runs AVX2 kernels there). Measured on 2 cores (AMD EPYC, AVX2), gpt2-4m attention (NH=4, HD=64) per
  * training step, forward + backward: T=32 B=32 27 -> 16 ms, T=256 B=8 152 -> 74 ms against the
  * register-tiled loop used before (which had beaten the pthread OpenBLAS: that one ran each call on a
  * second thread pool, oversubscribing the cores). The softmax uses a vectorisable exp (`exp_core`).
@@ -28,8 +29,7 @@
 #include <omp.h>
 #include <string.h>
 
-#include <cblas.h>
-
+#include "gemm.h"
 #include "ops.h"
 #include "simd_math.h"
 
@@ -64,23 +64,21 @@ void sf_attention_backward_ref(float *dq, float *dk, float *dv, const float *dou
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* C (M, N) = or += alpha * A . B, with A(i, t) = A[i*ars + t*acs] (A with row stride ars and acs = 1,
- * or A^T with ars = 1) and B (K, N) row stride ldb: one sgemm. Called inside our OpenMP regions, where
- * OpenBLAS (built on OpenMP) runs single-threaded: one (batch, head) per thread. */
+ * or A^T with ars = 1) and B (K, N) row stride ldb: one product on the calling thread (sf_sgemm_serial),
+ * one (batch, head) per thread. */
 static void mm(float *C, int64_t ldc, const float *A, int64_t ars, int64_t acs, const float *Bm, int64_t ldb,
                int64_t M, int64_t N, int64_t K, float alpha, int accumulate) {
     if (M <= 0 || N <= 0) return;
     const int trans_a = acs != 1; /* A^T stored: (K, M) with row stride acs */
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, alpha, A,
-                (int)(trans_a ? acs : ars), Bm, (int)ldb, accumulate ? 1.0f : 0.0f, C, (int)ldc);
+    sf_sgemm_serial(trans_a, 0, M, N, K, alpha, A, trans_a ? acs : ars, Bm, ldb, accumulate ? 1.0f : 0.0f, C, ldc);
 }
 
 /* C (M, N) = alpha * A . B^T, A (M, K) row stride lda, B stored (N, K) row stride ldb (a head's keys or
- * values, read in place: OpenBLAS's pack transposes them on the way, no copy of ours). */
+ * values, read in place: the product's pack transposes them on the way, no copy of ours). */
 static void mm_bt(float *C, int64_t ldc, const float *A, int64_t lda, const float *Bm, int64_t ldb, int64_t M,
                   int64_t N, int64_t K, float alpha) {
     if (M <= 0 || N <= 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, alpha, A, (int)lda, Bm, (int)ldb, 0.0f,
-                C, (int)ldc);
+    sf_sgemm_serial(0, 1, M, N, K, alpha, A, lda, Bm, ldb, 0.0f, C, ldc);
 }
 
 #define exp_shifted sf_exp_shifted /* core/simd_math.h */

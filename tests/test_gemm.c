@@ -3,8 +3,8 @@
  * NR, KC, MC, NC), padded leading dimensions, alpha/beta (beta = 0 must not read C, which holds NaN),
  * 1 and 2 threads, calls from inside a parallel region, rows more than 2^26 floats apart, sizes beyond
  * cblas's int range (never passed to it), single-row / single-column products (the matrix-vector
- * route), both schemes of the own kernel (whole-A and blocked), checked products (sf_sgemm_finite), and
- * the routing switch. On a build without AVX-512 the kernel tests report themselves
+ * route), both schemes of the own kernel (whole-A and blocked), checked products (sf_sgemm_finite),
+ * single-thread products from parallel threads (sf_sgemm_serial), and the routing switch. On a build without AVX-512 the kernel tests report themselves
  * skipped. It does not time anything (make bench does).
  *
  * Tolerance: |C - ref| <= 1e-5 * (K * max|a| * max|b| + |beta C|), float accumulation of K products.
@@ -47,7 +47,7 @@ static void ref_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alph
         }
 }
 
-/* Runs one case through `own` (1) or sf_sgemm (0); returns the max error over the tolerance (<= 1 passes)
+/* Runs one case through `own` (1: sf_sgemm_own; 0: sf_sgemm; 2: sf_sgemm_serial); returns the max error over the tolerance (<= 1 passes)
  * and checks that the padding columns of C were not touched. */
 static double run_case(int own, int ta, int tb, shape s, int pad, float alpha, float beta, uint64_t seed) {
     sf_rng r;
@@ -60,7 +60,9 @@ static double run_case(int own, int ta, int tb, shape s, int pad, float alpha, f
         for (int64_t i = 0; i < M * ldc; i++) C[i] = NAN; /* must never be read */
     memcpy(R, C, (size_t)(M * ldc) * sizeof *R);
     ref_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
-    if (own)
+    if (own == 2)
+        sf_sgemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else if (own)
         CHECK(sf_sgemm_own(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL), "own kernel refused");
     else
         sf_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -202,6 +204,29 @@ TEST(own_kernel_inside_a_parallel_region) {
 #pragma omp parallel for num_threads(2)
     for (int t = 0; t < 2; t++) worst[t] = run_case(1, t, 1 - t, s, 1, 1.0f, 0.5f, 40 + (uint64_t)t);
     CHECK(worst[0] <= 1.0 && worst[1] <= 1.0, "errors %.3g %.3g x tolerance", worst[0], worst[1]);
+}
+
+/* sf_sgemm_serial, as attention calls it: from the threads of a parallel region at once (and from outside
+ * one), below and above the own kernel's 2^15 multiply-adds, every transposition, with the own kernel
+ * allowed and with OpenBLAS forced. */
+TEST(serial_products_from_parallel_threads) {
+    static const shape shapes[] = {{20, 30, 40}, {64, 64, 64}, {37, 250, 70}};
+    for (int forced = 0; forced < 2; forced++) {
+        const int prev = sf_gemm_use_openblas(forced);
+        double worst[2] = {0, 0};
+#pragma omp parallel for num_threads(2)
+        for (int t = 0; t < 2; t++)
+            for (int i = 0; i < 3; i++)
+                for (int tr = 0; tr < 4; tr++) {
+                    const double e = run_case(2, tr / 2, tr % 2, shapes[i], t, 0.5f, tr % 2 ? 0.0f : 1.0f,
+                                              (uint64_t)(60 + t * 16 + i * 4 + tr));
+                    if (!(e <= worst[t])) worst[t] = e;
+                }
+        const double outside = run_case(2, 1, 0, shapes[2], 2, 1.0f, 0.0f, 99);
+        sf_gemm_use_openblas(prev);
+        CHECK(worst[0] <= 1.0 && worst[1] <= 1.0 && outside <= 1.0, "OpenBLAS forced %d: errors %.3g %.3g %.3g x tolerance",
+              forced, worst[0], worst[1], outside);
+    }
 }
 
 /* A (2, K) whose two rows lie lda floats apart, in a mapping of which only those rows are touched, times
