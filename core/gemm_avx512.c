@@ -16,7 +16,9 @@
  * Two or more threads each take a contiguous share of the rows (or, for wide short products, of the
  * columns) and run the whole scheme on it with their own pack buffers,
  * which are per thread and kept across calls (no allocation in a training step after the first; any
- * number of threads may call at once).
+ * number of threads may call at once); sf_sgemm_own_serial runs it all on the calling thread. On
+ * request (sf_sgemm_own_checked) the stores also sum every value times 0, which tells whether all of C
+ * came out finite at the cost of a few instructions per tile.
  *
  * What it does not do: decide when it is worth using (gemm.c does), split work inside an outer
  * parallel region (it runs on the calling thread there), or any type other than float.
