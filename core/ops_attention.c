@@ -20,10 +20,11 @@
  * (sf_sgemm_serial: the own AVX-512 kernel from 2^15 multiply-adds, else OpenBLAS, single-threaded
  * inside the region), one (b, h) per thread; keys and values are read in place as transposed operands
  * (an explicit copy first cost ~4 % of a gpt2-4m SIFT step). The own kernel made attention 13-15 %
- * faster at T = 64 and 256 on the Intel AVX-512 machine (OpenBLAS runs AVX2 kernels there). Measured on 2 cores (AMD EPYC, AVX2), gpt2-4m attention (NH=4, HD=64) per
- * training step, forward + backward: T=32 B=32 27 -> 16 ms, T=256 B=8 152 -> 74 ms against the
- * register-tiled loop used before (which had beaten the pthread OpenBLAS: that one ran each call on a
- * second thread pool, oversubscribing the cores). The softmax uses a vectorisable exp (`exp_core`).
+ * faster at T = 64 and 256 on the Intel AVX-512 machine (OpenBLAS runs AVX2 kernels there). Earlier,
+ * on 2 AMD EPYC cores (AVX2), OpenBLAS per head had beaten the register-tiled loop used before: gpt2-4m
+ * attention (NH=4, HD=64) per training step, forward + backward, T=32 B=32 27 -> 16 ms, T=256 B=8
+ * 152 -> 74 ms (that loop had itself beaten the pthread OpenBLAS, which ran each call on a second
+ * thread pool, oversubscribing the cores). The softmax uses a vectorisable exp (`exp_core`).
  */
 #include <math.h>
 #include <omp.h>
