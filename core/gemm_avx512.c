@@ -256,7 +256,8 @@ static void gemm_whole_a(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t 
         const float beta_here = pc == 0 ? beta : 1.0f; /* later K blocks add onto the first's result */
         const float *bias_here = pc == 0 ? bias : NULL;
         for (int64_t ic = 0; ic < M; ic += MC) /* Ap: [ceil(M / MR)][kc][MR] */
-            pack_a(bufs->a_whole + ic * kc, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, ta, M - ic < MC ? M - ic : MC, kc);
+            pack_a(bufs->a_whole + ic * kc, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, ta,
+                   M - ic < MC ? M - ic : MC, kc);
         for (int64_t jr = 0; jr < N; jr += NR) {
             const int nr = (int)(N - jr < NR ? N - jr : NR);
             const float *sliver = tb ? B + jr * ldb + pc : B + pc * ldb + jr; /* op(B) from row pc, column jr */
@@ -337,7 +338,8 @@ static void serial_fallback(int ta, int tb, int64_t m, int64_t n, int64_t K, flo
 
 /* The product on nt threads (1: the calling thread alone, no parallel region). */
 static int own_gemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                    const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias, int *all_finite) {
+                    const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias,
+                    int *all_finite) {
     if (M <= 0 || N <= 0 || K <= 0) return 0;
     /* split the longer side into contiguous shares, in whole micro-tiles */
     const int by_rows = M >= N;
@@ -358,9 +360,11 @@ static int own_gemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, flo
         pack_buffers *bufs = hi > lo ? thread_buffers() : NULL;
         __m512 check = _mm512_setzero_ps();
         if (bufs && m * (K < KC ? K : KC) <= A_WHOLE)
-            gemm_whole_a(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share, all_finite ? &check : NULL);
+            gemm_whole_a(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share,
+                         all_finite ? &check : NULL);
         else if (bufs)
-            gemm_serial(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share, all_finite ? &check : NULL);
+            gemm_serial(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share,
+                        all_finite ? &check : NULL);
         else if (hi > lo) { /* no memory for this thread's pack buffers: OpenBLAS does its share */
             serial_fallback(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share);
             unverified = 1;

@@ -147,7 +147,8 @@ static sf_status lmhead_backward(sf_graph *g, sf_node *n) {
         if (dh) /* dh (N, C) += dlogits (N, Vc) W[v0:v0+Vc] (Vc, C); the first block writes a fresh dh */
             sf_sgemm(0, 0, N, C, vc, 1.0f, blk, vc, Wd + v0 * C, C, dh_fresh && v0 == 0 ? 0.0f : 1.0f, sf_f32(dh), C);
         if (dW) /* dW[v0:v0+Vc] (Vc, C) += dlogits^T (Vc, N) h (N, C): each block its own rows */
-            dW_finite &= sf_sgemm_finite(1, 0, vc, C, N, 1.0f, blk, vc, hd, C, dW_fresh ? 0.0f : 1.0f, sf_f32(dW) + v0 * C, C);
+            dW_finite &= sf_sgemm_finite(1, 0, vc, C, N, 1.0f, blk, vc, hd, C, dW_fresh ? 0.0f : 1.0f,
+                                         sf_f32(dW) + v0 * C, C);
     }
     if (dW) sf_graph_grad_set_finite(W, dW_finite); /* the blocks' rows make up all of dW */
     sf_graph_recycle(g, scratch);
