@@ -129,12 +129,7 @@ void sf_sgemm_serial(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, 
     if (K > 0 && M * N * K >= OWN_SERIAL_MIN_MACS && !force_openblas() &&
         sf_sgemm_own_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
         return;
-    if (!fits_cblas(M, N, K < 0 ? 0 : K, lda, ldb, ldc)) {
-        sf_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
-                (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    sf_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); /* OpenBLAS inside a region */
 }
 
 void sf_sgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,

@@ -80,6 +80,15 @@ static pack_buffers *thread_buffers(void) {
     return p;
 }
 
+/* Lane masks of a 32-column sliver's two vectors when only its first nr (<= NR) columns are real. */
+static inline __mmask16 lanes_lo(int64_t nr) { return nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1); }
+static inline __mmask16 lanes_hi(int64_t nr) { return nr > 16 ? lanes_lo(nr - 16) : (__mmask16)0; }
+
+/* Where op(X)'s element (row, col) sits in X stored with row stride ld, transposed (t) or not. */
+static inline const float *op_at(const float *X, int64_t ld, int t, int64_t row, int64_t col) {
+    return t ? X + col * ld + row : X + row * ld + col;
+}
+
 /* Loads `rows` (<= 16) rows of 16 consecutive floats (the first `kn` of each, the rest 0; rows beyond
  * `rows` are 0) from X (row stride ld) into r, and transposes them in registers: afterwards r[j] holds
  * element j of every row, i.e. r[j][i] = X[i * ld + j]. The pack of a transposed operand reads whole
@@ -118,8 +127,7 @@ static inline void load_transpose16(__m512 r[16], const float *X, int64_t ld, in
  * offset to the sliver's first row and column). */
 static void pack_b_sliver(float *restrict dst, const float *restrict B, int64_t ldb, int tb, int64_t kc, int64_t nr) {
     if (!tb) {
-        const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
-        const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+        const __mmask16 m0 = lanes_lo(nr), m1 = lanes_hi(nr);
         for (int64_t k = 0; k < kc; k++) {
             const float *src = B + k * ldb;
             _mm512_store_ps(dst + k * NR, _mm512_maskz_loadu_ps(m0, src));
@@ -216,8 +224,7 @@ static void micro_kernel(int64_t kc, const float *restrict ap, const float *rest
         ap += MR;
         bp += NR;
     }
-    const __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
-    const __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+    const __mmask16 m0 = lanes_lo(nr), m1 = lanes_hi(nr);
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
     const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
@@ -256,11 +263,10 @@ static void gemm_whole_a(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t 
         const float beta_here = pc == 0 ? beta : 1.0f; /* later K blocks add onto the first's result */
         const float *bias_here = pc == 0 ? bias : NULL;
         for (int64_t ic = 0; ic < M; ic += MC) /* Ap: [ceil(M / MR)][kc][MR] */
-            pack_a(bufs->a_whole + ic * kc, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, ta,
-                   M - ic < MC ? M - ic : MC, kc);
+            pack_a(bufs->a_whole + ic * kc, op_at(A, lda, ta, ic, pc), lda, ta, M - ic < MC ? M - ic : MC, kc);
         for (int64_t jr = 0; jr < N; jr += NR) {
             const int nr = (int)(N - jr < NR ? N - jr : NR);
-            const float *sliver = tb ? B + jr * ldb + pc : B + pc * ldb + jr; /* op(B) from row pc, column jr */
+            const float *sliver = op_at(B, ldb, tb, pc, jr);
             pack_b_sliver(bufs->b, sliver, ldb, tb, kc, nr);
             /* the next sliver: rows of B (tb: nnext rows of kc floats; else kc rows of nnext floats) */
             const int64_t nnext = N - jr - NR < NR ? N - jr - NR : NR;
@@ -294,8 +300,6 @@ static void gemm_whole_a(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t 
 static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
                         const float *bias, __m512 *check) {
-#define A_AT(i, p) (ta ? A + (p) * lda + (i) : A + (i) * lda + (p)) /* op(A) from row i, column p */
-#define B_AT(p, j) (tb ? B + (j) * ldb + (p) : B + (p) * ldb + (j)) /* op(B) from row p, column j */
     for (int64_t jc = 0; jc < N; jc += NC) {
         const int64_t nc = N - jc < NC ? N - jc : NC;
         for (int64_t pc = 0; pc < K; pc += KC) {
@@ -305,10 +309,10 @@ static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N
             const float *bias_here = pc == 0 ? bias : NULL;
             for (int64_t ic = 0; ic < M; ic += MC) {
                 const int64_t mc = M - ic < MC ? M - ic : MC;
-                pack_a(bufs->a, A_AT(ic, pc), lda, ta, mc, kc);
+                pack_a(bufs->a, op_at(A, lda, ta, ic, pc), lda, ta, mc, kc);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int nr = (int)(nc - jr < NR ? nc - jr : NR);
-                    if (ic == 0) pack_b_sliver(bufs->b + jr * kc, B_AT(pc, jc + jr), ldb, tb, kc, nr);
+                    if (ic == 0) pack_b_sliver(bufs->b + jr * kc, op_at(B, ldb, tb, pc, jc + jr), ldb, tb, kc, nr);
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         const int mr = (int)(mc - ir < MR ? mc - ir : MR);
                         micro_kernel(kc, bufs->a + ir * kc, bufs->b + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc, mr,
@@ -318,8 +322,6 @@ static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N
             }
         }
     }
-#undef A_AT
-#undef B_AT
 }
 
 /* C (m, n) = alpha op(A) op(B) + beta C (+ bias) through OpenBLAS on the calling thread. */
