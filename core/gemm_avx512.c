@@ -25,6 +25,8 @@
  */
 #include "gemm.h"
 
+#include <stddef.h>
+
 #if defined(__AVX512F__)
 
 #include <cblas.h>
