@@ -1,5 +1,5 @@
-/* gemm.c — routes the engine's matrix products: sift's own AVX-512 kernel for large products when the
- * build has it, OpenBLAS's cblas_sgemv for a single row or column, OpenBLAS's cblas_sgemm otherwise.
+/* gemm.c — routes the engine's matrix products: sift's own kernel (AVX-512 or AVX2) for large products
+ * when the build has one, OpenBLAS's cblas_sgemv for a single row or column, OpenBLAS's cblas_sgemm otherwise.
  * See gemm.h. */
 #include "gemm.h"
 
@@ -9,8 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Below this many multiply-adds OpenBLAS wins (measured: 64^3 OpenBLAS 4x faster, 96^3 own 1.3x). */
+/* Below this many multiply-adds OpenBLAS wins. AVX-512 (measured: 64^3 OpenBLAS 4x faster, 96^3 own
+ * 1.3x); AVX2, on 2 threads of a Zen 3 (OpenBLAS's AVX2 kernels are at full width there): 96^3 own 0.9x,
+ * from 128^3 (2^21) to 384^3 0.9-1.07x (even, within this VM's noise), a training step's products (from
+ * 1024 x 256 x 256) own 1.0-1.2x; from 2^21 the own kernel's checked stores also vouch for gradients. */
+#if defined(__AVX512F__)
 #define OWN_MIN_MACS ((int64_t)1 << 19)
+#else
+#define OWN_MIN_MACS ((int64_t)1 << 21)
+#endif
 
 static int g_force_openblas = -1; /* -1: not read from the environment yet */
 
@@ -29,8 +36,8 @@ int sf_gemm_use_openblas(int on) {
 }
 
 const char *sf_gemm_kernel(void) {
-#if defined(__AVX512F__)
-    if (!force_openblas()) return "avx512";
+#if defined(SF_OWN_GEMM)
+    if (!force_openblas()) return SF_OWN_GEMM;
 #endif
     return "openblas";
 }
@@ -119,9 +126,15 @@ int sf_sgemm_finite(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, f
     return 0; /* the route taken does not check */
 }
 
-/* Own-kernel products on one thread pay off from here (measured in attention's per-head products:
- * 64 x 64 x 64 and larger 13-15 % faster than OpenBLAS's AVX2 kernels, 32 x 32 x 64 even). */
+/* Own-kernel products on one thread pay off from here. AVX-512 (measured in attention's per-head
+ * products: 64 x 64 x 64 and larger 13-15 % faster than OpenBLAS's AVX2 kernels, 32 x 32 x 64 even);
+ * AVX2: never at attention's sizes (measured on a Zen 3, one thread: 32 x 32 x 64 own 0.62x OpenBLAS,
+ * 64^3 0.71x, 256 x 256 x 64 0.93x — packing does not pay for itself on products this small). */
+#if defined(__AVX512F__)
 #define OWN_SERIAL_MIN_MACS ((int64_t)1 << 15)
+#else
+#define OWN_SERIAL_MIN_MACS INT64_MAX
+#endif
 
 void sf_sgemm_serial(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
@@ -141,3 +154,27 @@ void sf_sgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, fl
     for (int64_t i = 0; i < M; i++) memcpy(C + i * ldc, bias, (size_t)N * sizeof(float)); /* rows = bias */
     sf_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, C, ldc);
 }
+
+#if !defined(SF_OWN_GEMM) /* no own kernel in this build: the entry points say so and do nothing */
+
+int sf_sgemm_own_checked(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias,
+                         int *all_finite) {
+    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)beta,
+        (void)C, (void)ldc, (void)bias, (void)all_finite;
+    return 0;
+}
+
+int sf_sgemm_own(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias) {
+    return sf_sgemm_own_checked(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, NULL);
+}
+
+int sf_sgemm_own_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)beta,
+        (void)C, (void)ldc;
+    return 0;
+}
+
+#endif

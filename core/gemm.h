@@ -1,15 +1,17 @@
 /* gemm.h — the engine's single-precision matrix product, C = alpha op(A) op(B) + beta C (row-major,
  * the cblas_sgemm contract), routed to the fastest kernel this build has.
  *
- * Where the build targets AVX-512 (-march=native on such a CPU) large products run on sift's own
- * packed, cache-blocked AVX-512 kernel (gemm_avx512.c), split over the engine's threads; everything
- * else — other CPUs, small or degenerate products, calls made inside a parallel region — goes to
- * OpenBLAS's cblas_sgemm, except sizes or leading dimensions beyond cblas's int range (the own kernel
- * takes those whatever the routing, or plain loops on a build without it). A product with one row or one
- * column (a token at a time in generation) is a matrix-vector product: OpenBLAS's cblas_sgemv, which
- * does not pack the matrix first. The reason: OpenBLAS 0.3.21 runs its AVX2 (Haswell) kernels under the
- * OPENBLAS_CORETYPE=Haswell setting this project keeps, which leave half of an AVX-512 core's FMA
- * width unused.
+ * Where the build targets AVX-512 or AVX2 + FMA (-march=native on such a CPU) large products run on
+ * sift's own packed, cache-blocked kernel (gemm_avx512.c or gemm_avx2.c, one scheme in
+ * gemm_own_scheme.h), split over the engine's threads; everything else — other CPUs, small or
+ * degenerate products, calls made inside a parallel region — goes to OpenBLAS's cblas_sgemm, except
+ * sizes or leading dimensions beyond cblas's int range (the own kernel takes those whatever the
+ * routing, or plain loops on a build without it). A product with one row or one column (a token at a
+ * time in generation) is a matrix-vector product: OpenBLAS's cblas_sgemv, which does not pack the
+ * matrix first. The reasons: OpenBLAS 0.3.21 runs its AVX2 (Haswell) kernels under the
+ * OPENBLAS_CORETYPE=Haswell setting this project keeps, which leave half of an AVX-512 core's FMA width
+ * unused; on AVX2 CPUs the own kernel is on a par with them on square products and 5-15 % faster on a
+ * training step's (few rows, whole-A path), and its stores check for non-finite values.
  *
  * What it does not do: column-major layouts, other element types, or any numerics beyond the float
  * sums themselves (summation order differs from OpenBLAS's, so results agree to rounding, not bits).
@@ -18,6 +20,13 @@
 #define SF_GEMM_H
 
 #include <stdint.h>
+
+/* The own kernel this build compiles, named as sf_gemm_kernel() reports it (none: OpenBLAS only). */
+#if defined(__AVX512F__)
+#define SF_OWN_GEMM "avx512"
+#elif defined(__AVX2__) && defined(__FMA__)
+#define SF_OWN_GEMM "avx2"
+#endif
 
 /* C (M, N) = alpha * op(A) (M, K) . op(B) (K, N) + beta * C; op(X) = X or X^T as trans_* says.
  * Leading dimensions as in row-major cblas_sgemm (lda = row stride of A as stored). beta == 0 never
@@ -30,7 +39,7 @@ void sf_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
 void sf_sgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, const float *bias);
 
-/* Which kernel large products use: "avx512" (sift's own) or "openblas". sf_gemm_use_openblas(1)
+/* Which kernel large products use: "avx512" or "avx2" (sift's own, SF_OWN_GEMM) or "openblas". sf_gemm_use_openblas(1)
  * forces OpenBLAS for every product (tests compare the two; benchmarks measure both); the environment
  * variable SIFT_GEMM=openblas does the same at start-up. Returns the previous setting. */
 int sf_gemm_use_openblas(int on);

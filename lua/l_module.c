@@ -113,7 +113,7 @@ static void open_dist(lua_State *L) {
 
 /* sift.sgemm_rate(n, reps, kernel) -> GFLOP/s of a bare n x n x n product (median of reps), the
  * ceiling benchmarks compare against. kernel "openblas" (default): OpenBLAS's cblas_sgemm; "sift": the
- * engine's sf_sgemm, i.e. its own AVX-512 kernel where the build has one (see core/gemm.h). */
+ * engine's sf_sgemm, i.e. its own AVX-512 or AVX2 kernel where the build has one (core/gemm.h). */
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -161,7 +161,7 @@ static int l_sgemm_rate(lua_State *L) {
     return 1;
 }
 
-/* sift.gemm_kernel(name?) -> the kernel large products use ("avx512" or "openblas"); with a name
+/* sift.gemm_kernel(name?) -> the kernel large products use ("avx512", "avx2" or "openblas"); with a name
  * ("openblas", or "auto" for the build's best) it switches first. */
 static int l_gemm_kernel(lua_State *L) {
     if (!lua_isnoneornil(L, 1)) {

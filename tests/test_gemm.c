@@ -1,11 +1,13 @@
-/* test_gemm.c — tests for gemm.c / gemm_avx512.c: sift's own AVX-512 kernel against a double-precision
+/* test_gemm.c — tests for gemm.c / gemm_avx512.c / gemm_avx2.c: sift's own kernel (whichever the build
+ * has: AVX-512, or AVX2 + FMA) against a double-precision
  * reference and against OpenBLAS for every transposition, shapes that straddle every blocking edge (MR,
  * NR, KC, MC, NC), padded leading dimensions, alpha/beta (beta = 0 must not read C, which holds NaN),
  * 1 and 2 threads, calls from inside a parallel region, rows more than 2^26 floats apart, sizes beyond
  * cblas's int range (never passed to it), single-row / single-column products (the matrix-vector
  * route), both schemes of the own kernel (whole-A and blocked), checked products (sf_sgemm_finite),
- * single-thread products from parallel threads (sf_sgemm_serial), and the routing switch. On a build without AVX-512 the kernel tests report themselves
- * skipped. It does not time anything (make bench does).
+ * single-thread products from parallel threads (sf_sgemm_serial), and the routing switch. The
+ * shapes straddle the blocking edges of both kernels. On a build with neither (no AVX2 + FMA) the kernel
+ * tests report themselves skipped. It does not time anything (make bench does).
  *
  * Tolerance: |C - ref| <= 1e-5 * (K * max|a| * max|b| + |beta C|), float accumulation of K products.
  */
@@ -22,11 +24,13 @@ typedef struct {
     int64_t M, N, K;
 } shape;
 
-/* every blocking edge: MR = 12, NR = 32, KC = 768, MC = 96, NC = 3072 (and the former KC = 384, MC = 192) */
+/* every blocking edge of the AVX-512 kernel: MR = 12, NR = 32, KC = 768, MC = 96, NC = 3072 (and the
+ * former KC = 384, MC = 192); of the AVX2 one: MR = 6, NR = 16, KC = 256, MC = 144, NC = 3072 */
 static const shape SHAPES[] = {
     {1, 1, 1},      {12, 32, 1},     {13, 33, 7},    {11, 31, 385},  {192, 64, 384}, {193, 65, 769},
     {25, 3073, 9},  {7, 3100, 400},  {400, 5, 3},    {64, 1000, 64}, {300, 300, 300}, {96, 32, 768},
-    {97, 33, 767},  {95, 70, 1537},  {200, 40, 1600},
+    {97, 33, 767},  {95, 70, 1537},  {200, 40, 1600}, {6, 16, 1},    {7, 17, 257},    {5, 15, 255},
+    {144, 48, 256}, {145, 49, 513},  {143, 3075, 20},
 };
 
 static float *filled(int64_t n, sf_rng *r) {
@@ -86,7 +90,7 @@ static int have_own(void) {
 }
 
 TEST(own_kernel_every_transposition_and_edge) {
-    if (!have_own()) SKIP("this build has no AVX-512 kernel (the CPU or -march lacks AVX-512F)");
+    if (!have_own()) SKIP("this build has no own kernel (the CPU or -march lacks AVX-512F and AVX2 + FMA)");
     uint64_t seed = 1;
     for (size_t i = 0; i < sizeof SHAPES / sizeof *SHAPES; i++)
         for (int ta = 0; ta < 2; ta++)
@@ -98,7 +102,7 @@ TEST(own_kernel_every_transposition_and_edge) {
 }
 
 TEST(own_kernel_one_and_two_threads_agree_with_reference) {
-    if (!have_own()) SKIP("this build has no AVX-512 kernel");
+    if (!have_own()) SKIP("this build has no own kernel");
     const int saved = sf_get_threads();
     const shape s = {301, 257, 401};
     for (int nt = 1; nt <= 2; nt++) {
@@ -116,25 +120,30 @@ TEST(own_kernel_one_and_two_threads_agree_with_reference) {
     sf_set_threads(saved);
 }
 
-/* Both schemes of the own kernel on one thread: a share whose op(A) K block (rows x min(K, 768)) fits in
- * 256 K floats takes the whole-A path (A packed once, each B sliver used by every row at once, the next
+/* Both schemes of the own kernel on one thread: a share whose op(A) K block (rows x min(K, KC)) fits in
+ * A_WHOLE floats takes the whole-A path (A packed once, each B sliver used by every row at once, the next
  * sliver prefetched, except for a row-major B whose row stride is a multiple of 1024 floats); a larger
- * one takes the blocked path (MC x KC blocks of A, B panels of NC columns). */
+ * one takes the blocked path (MC x KC blocks of A, B panels of NC columns). AVX-512: KC = 768, A_WHOLE =
+ * 256 K; AVX2: KC = 256, A_WHOLE = 64 K (the path named first is AVX-512's, the second AVX2's). */
 TEST(own_kernel_whole_a_and_blocked_paths) {
-    if (!have_own()) SKIP("this build has no AVX-512 kernel");
+    if (!have_own()) SKIP("this build has no own kernel");
     const int saved = sf_get_threads();
     sf_set_threads(1);
     static const struct {
         shape s;
         int pad, ta, tb;
     } cases[] = {
-        {{340, 100, 769}, 0, 0, 0},  /* whole A: 340 x 768 floats */
-        {{342, 100, 769}, 3, 1, 1},  /* blocked: 342 x 768 > 256 K */
+        {{340, 100, 769}, 0, 0, 0},  /* whole A: 340 x 768 floats; blocked */
+        {{342, 100, 769}, 3, 1, 1},  /* blocked: 342 x 768 > 256 K; blocked */
         {{350, 3080, 769}, 0, 0, 1}, /* blocked, past NC = 3072 and KC */
         {{350, 3080, 769}, 1, 1, 0},
         {{100, 1024, 800}, 0, 0, 0}, /* whole A, B's row stride 1024 floats: no prefetch */
         {{100, 1024, 800}, 5, 1, 0}, /* whole A, stride 1029: prefetched */
         {{100, 1000, 1600}, 2, 0, 1},
+        {{256, 100, 513}, 0, 0, 0},  /* whole A; whole A: 256 x 256 = 64 K */
+        {{257, 100, 513}, 1, 1, 1},  /* whole A; blocked */
+        {{128, 2304, 768}, 0, 0, 1}, /* a GPT-2 124M step's share (whole A on both), B = W (out, in) */
+        {{128, 770, 768}, 3, 1, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const double e = run_case(1, cases[i].ta, cases[i].tb, cases[i].s, cases[i].pad, 1.25f, i % 2 ? 0.0f : 0.5f, 500 + i);
@@ -198,7 +207,7 @@ TEST(single_row_or_column_products_through_sf_sgemm) {
 }
 
 TEST(own_kernel_inside_a_parallel_region) {
-    if (!have_own()) SKIP("this build has no AVX-512 kernel");
+    if (!have_own()) SKIP("this build has no own kernel");
     const shape s = {50, 70, 90};
     double worst[2] = {0, 0};
 #pragma omp parallel for num_threads(2)
@@ -264,7 +273,7 @@ static double far_rows_case(int64_t lda, int tb, int own, int64_t N, int64_t K, 
 
 TEST(own_kernel_rows_far_apart) {
     /* leading dimensions past 2^26 floats (the packs read rows, no 32-bit gather offsets): 256 MB apart */
-    if (!have_own()) SKIP("this build has no AVX-512 kernel (the CPU or -march lacks AVX-512F)");
+    if (!have_own()) SKIP("this build has no own kernel (the CPU or -march lacks AVX-512F and AVX2 + FMA)");
     const double e = far_rows_case(((int64_t)1 << 26) + 3, 1, 1, 300, 900, 77);
     CHECK(e >= 0 && e <= 1.0, "error %.3g x tolerance (-1: the kernel refused, nan: no memory)", e);
 }
@@ -313,7 +322,11 @@ TEST(routing_switch_and_openblas_path) {
     const shape s = {200, 300, 400};
     CHECK(run_case(0, 1, 0, s, 2, 0.5f, 0.25f, 9) <= 1.0, "OpenBLAS path");
     sf_gemm_use_openblas(0);
-    CHECK(strcmp(sf_gemm_kernel(), have_own() ? "avx512" : "openblas") == 0, "kernel %s", sf_gemm_kernel());
+#if defined(SF_OWN_GEMM)
+    CHECK(have_own() && strcmp(sf_gemm_kernel(), SF_OWN_GEMM) == 0, "kernel %s", sf_gemm_kernel());
+#else
+    CHECK(!have_own() && strcmp(sf_gemm_kernel(), "openblas") == 0, "kernel %s", sf_gemm_kernel());
+#endif
     CHECK(run_case(0, 0, 1, s, 2, 0.5f, 0.25f, 10) <= 1.0, "routed path");
     /* degenerate sizes never reach the own kernel: K = 0 scales C by beta, M = 0 is a no-op */
     float c[2] = {3, 4}, a = 0, b = 0;

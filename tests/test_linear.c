@@ -151,7 +151,7 @@ static int linear_step_vouched(sf_tensor *x, sf_tensor *w, sf_tensor *dy) {
 TEST(linear_weight_gradient_vouched_finite_only_when_it_is) {
     const int64_t N = 256, C = 128, OC = 96, xs[2] = {N, C}, ws[2] = {OC, C}, ys[2] = {N, OC};
     sf_tensor *x = randn(2, xs, 31, 0), *w = randn(2, ws, 32, 1), *dy = randn(2, ys, 33, 0);
-    const int checked = strcmp(sf_gemm_kernel(), "avx512") == 0; /* else OpenBLAS: nothing vouches */
+    const int checked = strcmp(sf_gemm_kernel(), "openblas") != 0; /* OpenBLAS: nothing vouches */
     CHECK(linear_step_vouched(x, w, dy) == checked, "finite gradient: vouched %d, route checks %d",
           sf_graph_grad_known_finite(w), checked);
     CHECK(sf_count_nonfinite(sf_f32(w->grad), OC * C) == 0, "gradient should be finite");

@@ -37,9 +37,9 @@ def("sift.threads", "sift.threads(n?) -> n",
   "sift.threads(2)")
 def("sift.isatty", "sift.isatty(fd = 1) -> boolean", "True when file descriptor fd (1 = stdout) is a terminal.")
 def("sift.sgemm_rate", "sift.sgemm_rate(n = 768, reps = 10, kernel = \"openblas\") -> GFLOP/s",
-  "Median rate of a bare n x n x n product on this machine: kernel \"openblas\" = OpenBLAS's cblas_sgemm,\n\"sift\" = the engine's own routing (its AVX-512 kernel where the build has one). `make bench`\ncompares training steps against the higher of the two.")
-def("sift.gemm_kernel", "sift.gemm_kernel(name?) -> \"avx512\" | \"openblas\"",
-  "The kernel the engine's large matrix products use: sift's own AVX-512 kernel where the build targets\nAVX-512, else OpenBLAS. gemm_kernel(\"openblas\") forces OpenBLAS (as SIFT_GEMM=openblas does at start-up),\ngemm_kernel(\"auto\") goes back to the best.",
+  "Median rate of a bare n x n x n product on this machine: kernel \"openblas\" = OpenBLAS's cblas_sgemm,\n\"sift\" = the engine's own routing (its AVX-512 or AVX2 kernel where the build has one). `make bench`\ncompares training steps against the higher of the two.")
+def("sift.gemm_kernel", "sift.gemm_kernel(name?) -> \"avx512\" | \"avx2\" | \"openblas\"",
+  "The kernel the engine's large matrix products use: sift's own AVX-512 or AVX2 kernel where the build\ntargets AVX-512 or AVX2 + FMA, else OpenBLAS. gemm_kernel(\"openblas\") forces OpenBLAS (as\nSIFT_GEMM=openblas does at start-up), gemm_kernel(\"auto\") goes back to the best.",
   "sift.gemm_kernel()  --> \"avx512\"")
 def("sift.print_options", "sift.print_options{precision=, threshold=, edgeitems=, linewidth=, sci_mode=} -> options",
   "Sets how tostring(tensor) formats numbers (like torch.set_printoptions) and returns the current options.\nthreshold = element count above which tensors print abbreviated; sci_mode = true | false | \"auto\".",
