@@ -145,11 +145,7 @@ static void micro_kernel(int64_t kc, const float *restrict ap, const float *rest
                          int mr, int nr, float alpha, float beta, const float *restrict bias, const prefetch_plan *pf,
                          check_acc *check) {
     __m256 acc[MR][2];
-    /* the tile of C is read or written after the k loop: fetch it now, so its lines arrive meanwhile */
-    for (int i = 0; i < mr; i++) {
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);
-    }
+    prefetch_c_tile(c, ldc, mr, nr);
 #pragma GCC unroll 6
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
     /* runs of `spacing` k steps, one prefetch before each, so the innermost loop is FMAs and loads only */

@@ -1,6 +1,6 @@
 /* gemm_avx512.c — sift's own single-precision GEMM for AVX-512 CPUs: C = alpha op(A) op(B) + beta C,
- * row-major, any transposition. Compiled to a stub (sf_sgemm_own returns 0) when the build does not
- * target AVX-512; gemm.c routes around it then.
+ * row-major, any transposition. Compiled only when the build targets AVX-512 (gemm_avx2.c takes AVX2
+ * builds; without either, gemm.c's stubs make sf_sgemm_own return 0 and route around it).
  *
  * The classic Goto/BLIS scheme: op(B) is packed KC x NC at a time into column slivers of NR = 32
  * (Bp: [NC/NR][KC][NR]), op(A) MC x KC at a time into row slivers of MR = 12 (Ap: [MC/MR][KC][MR]),
@@ -136,11 +136,7 @@ static void micro_kernel(int64_t kc, const float *restrict ap, const float *rest
                          int mr, int nr, float alpha, float beta, const float *restrict bias, const prefetch_plan *pf,
                          check_acc *check) {
     __m512 acc[MR][2];
-    /* the tile of C is read or written after the k loop: fetch it now, so its lines arrive meanwhile */
-    for (int i = 0; i < mr; i++) {
-        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);
-    }
+    prefetch_c_tile(c, ldc, mr, nr);
 #pragma GCC unroll 12
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     prefetch_cursor cur = prefetch_start(pf, kc);

@@ -77,6 +77,15 @@ typedef struct {
     int64_t ld, row_len, lines_per_row, first, count;
 } prefetch_plan;
 
+/* A micro-kernel's C tile (mr rows of nr floats) is read or written after its k loop: fetching its lines
+ * first lets them arrive meanwhile. */
+static inline void prefetch_c_tile(const float *c, int64_t ldc, int mr, int nr) {
+    for (int i = 0; i < mr; i++) {
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + nr - 1), _MM_HINT_T0);
+    }
+}
+
 /* A micro-kernel's walk through its prefetch plan: one line every `spacing` steps of its k loop until
  * `count` are out. Either prefetch_tick once per k step, or prefetch_issue at the start of each run of
  * `spacing` steps (a loop nest that keeps the countdown out of the innermost loop). */
