@@ -221,7 +221,27 @@ static void serial_fallback(int ta, int tb, int64_t m, int64_t n, int64_t K, flo
                 alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
-/* The product on nt threads (1: the calling thread alone, no parallel region). */
+/* One thread's share of the product: C (m, n) = alpha op(A) op(B) + beta C (+ bias), A, B, C and bias already
+ * offset to the share. Returns 1 when some value it stored was not finite or went unchecked (OpenBLAS did
+ * the share because the pack buffers could not be allocated). */
+static int gemm_share(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha, const float *a, int64_t lda,
+                      const float *b, int64_t ldb, float beta, float *c, int64_t ldc, const float *bias, int checked) {
+    if (m <= 0 || n <= 0) return 0;
+    pack_buffers *bufs = thread_buffers();
+    if (!bufs) { /* no memory for this thread's pack buffers: OpenBLAS does its share */
+        serial_fallback(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias);
+        return 1;
+    }
+    check_acc check = check_zero();
+    if (m * (K < KC ? K : KC) <= A_WHOLE)
+        gemm_whole_a(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias, checked ? &check : NULL);
+    else
+        gemm_serial(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias, checked ? &check : NULL);
+    return !check_clean(check);
+}
+
+/* The product on nt threads (1: the calling thread alone, no parallel region: attention calls it thousands of
+ * times per step from inside its own region, where even a one-thread team costs a little). */
 static int own_gemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias,
                     int *all_finite) {
@@ -231,9 +251,13 @@ static int own_gemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, flo
     const int64_t tile = by_rows ? MR : NR, len = by_rows ? M : N;
     const int64_t tiles = (len + tile - 1) / tile;
     if (nt > tiles) nt = (int)tiles;
-    if (nt < 1) nt = 1;
+    if (nt <= 1) {
+        const int unverified = gemm_share(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, all_finite != NULL);
+        if (all_finite) *all_finite = !unverified;
+        return 1;
+    }
     int unverified = 0; /* some share stored a non-finite value, or went where nobody checks */
-#pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : unverified)
+#pragma omp parallel num_threads(nt) reduction(| : unverified)
     {
         const int t = omp_get_thread_num();
         const int64_t t0 = tiles * t / nt * tile, t1 = tiles * (t + 1) / nt * tile;
@@ -242,19 +266,7 @@ static int own_gemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, flo
         const float *a = by_rows ? (ta ? A + lo : A + lo * lda) : A, *b = by_rows ? B : (tb ? B + lo * ldb : B + lo);
         float *c = by_rows ? C + lo * ldc : C + lo;
         const float *bias_share = bias && !by_rows ? bias + lo : bias;
-        pack_buffers *bufs = hi > lo ? thread_buffers() : NULL;
-        check_acc check = check_zero();
-        if (bufs && m * (K < KC ? K : KC) <= A_WHOLE)
-            gemm_whole_a(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share,
-                         all_finite ? &check : NULL);
-        else if (bufs)
-            gemm_serial(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share,
-                        all_finite ? &check : NULL);
-        else if (hi > lo) { /* no memory for this thread's pack buffers: OpenBLAS does its share */
-            serial_fallback(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share);
-            unverified = 1;
-        }
-        if (!check_clean(check)) unverified = 1;
+        unverified |= gemm_share(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share, all_finite != NULL);
     }
     if (all_finite) *all_finite = !unverified;
     return 1;
