@@ -1,5 +1,6 @@
 /* gemm.c — routes the engine's matrix products: sift's own kernel (AVX-512 or AVX2) for large products
- * when the build has one, OpenBLAS's cblas_sgemv for a single row or column, OpenBLAS's cblas_sgemm otherwise.
+ * when the build has one, OpenBLAS's cblas_sgemv for a single row or column, OpenBLAS's cblas_sgemm otherwise;
+ * and counts every product's multiply-adds (sf_gemm_macs).
  * See gemm.h. */
 #include "gemm.h"
 
@@ -96,8 +97,19 @@ static void vector_product(int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     if (serial) omp_set_num_threads(threads);
 }
 
-void sf_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-              const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+/* Multiply-adds of every product through the entry points below, since start-up (sf_gemm_macs). Relaxed
+ * atomic adds: attention's threads call sf_sgemm_serial concurrently; one add per product costs nothing. */
+static int64_t g_macs;
+
+static void count_macs(int64_t M, int64_t N, int64_t K) {
+    if (M > 0 && N > 0 && K > 0) __atomic_fetch_add(&g_macs, M * N * K, __ATOMIC_RELAXED);
+}
+
+int64_t sf_gemm_macs(void) { return __atomic_load_n(&g_macs, __ATOMIC_RELAXED); }
+
+/* sf_sgemm's routing, uncounted (the entry points count once, then route here). */
+static void route(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     if (is_vector(M, N, K, lda, ldb, ldc)) {
         vector_product(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -115,14 +127,21 @@ void sf_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
                 (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
 }
 
+void sf_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+              const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    count_macs(M, N, K);
+    route(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 int sf_sgemm_finite(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return 0;
+    count_macs(M, N, K);
     int all_finite = 0;
     if (!is_vector(M, N, K, lda, ldb, ldc) && use_own(M, N, K) &&
         sf_sgemm_own_checked(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, &all_finite))
         return all_finite;
-    sf_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    route(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return 0; /* the route taken does not check */
 }
 
@@ -139,20 +158,22 @@ int sf_sgemm_finite(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, f
 void sf_sgemm_serial(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
+    count_macs(M, N, K);
     if (K > 0 && M * N * K >= OWN_SERIAL_MIN_MACS && !force_openblas() &&
         sf_sgemm_own_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
         return;
-    sf_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); /* OpenBLAS inside a region */
+    route(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); /* OpenBLAS inside a region */
 }
 
 void sf_sgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, const float *bias) {
     if (M <= 0 || N <= 0) return;
+    count_macs(M, N, K);
     if (!is_vector(M, N, K, lda, ldb, ldc) && use_own(M, N, K) &&
         sf_sgemm_own(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc, bias))
         return;
     for (int64_t i = 0; i < M; i++) memcpy(C + i * ldc, bias, (size_t)N * sizeof(float)); /* rows = bias */
-    sf_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, C, ldc);
+    route(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, C, ldc);
 }
 
 #if !defined(SF_OWN_GEMM) /* no own kernel in this build: the entry points say so and do nothing */

@@ -54,6 +54,12 @@ const char *sf_gemm_kernel(void);
 int sf_sgemm_finite(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* Multiply-adds (M * N * K each) of every product made through sf_sgemm, sf_sgemm_bias, sf_sgemm_finite
+ * and sf_sgemm_serial since start-up, whatever kernel ran it; thread-safe. Take differences around a
+ * piece of work to count its products (twice this is its FLOP count). The own kernel's direct entry
+ * points below do not count. */
+int64_t sf_gemm_macs(void);
+
 /* The own kernel directly, whatever the routing (tests); bias (N) may be NULL. Returns 0 (and does
  * nothing) when this build has none or M, N or K is not positive. The _checked form also sets
  * *all_finite (when not NULL) as sf_sgemm_finite describes. */

@@ -172,6 +172,13 @@ static int l_gemm_kernel(lua_State *L) {
     return 1;
 }
 
+/* sift.gemm_flops() -> floating-point operations (2 per multiply-add) of every matrix product the engine
+ * has made since start-up (core/gemm.h, sf_gemm_macs); differences count a piece of work's products. */
+static int l_gemm_flops(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)(2 * sf_gemm_macs()));
+    return 1;
+}
+
 static int l_isatty(lua_State *L) {
     lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
     return 1;
@@ -180,6 +187,7 @@ static int l_isatty(lua_State *L) {
 int luaopen_sift(lua_State *L) {
     static const luaL_Reg fns[] = {{"now", l_now}, {"threads", l_threads}, {"isatty", l_isatty},
                                    {"sgemm_rate", l_sgemm_rate}, {"gemm_kernel", l_gemm_kernel},
+                                   {"gemm_flops", l_gemm_flops},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushliteral(L, SIFT_VERSION);

@@ -22,8 +22,8 @@ local nparams = { ["32x32"] = 4273664, ["8x256"] = 4273664, ["4x64"] = 124439808
 print(("\nsgemm %.1f GFLOP/s (the best bare rate: OpenBLAS %s, sift's own kernel %s); ours: methods interleaved in"
   .. " one process (vs full: median of paired step ratios); peak MB: each method alone"):format(rate or 0,
   openblas_rate or "-", own_rate or "-"))
-print(("%-10s %-6s %9s %9s %8s %9s %9s %9s %12s %7s"):format("shape", "method", "ours ms", "min-max", "vs full",
-  "torch ms", "ratio", "peak MB", "opt+grad MB", "sgemm%"))
+print(("%-10s %-6s %9s %9s %8s %9s %9s %9s %12s %7s %7s"):format("shape", "method", "ours ms", "min-max", "vs full",
+  "torch ms", "ratio", "peak MB", "opt+grad MB", "sgemm%", "GFLOP"))
 local function bar(ok, text) print((ok and "PASS  " or "FAIL  ") .. text) end
 for _, shape in ipairs { "32x32", "8x256", "4x64" } do
   for _, m in ipairs { "full", "sift", "lora" } do
@@ -34,10 +34,10 @@ for _, shape in ipairs { "32x32", "8x256", "4x64" } do
         frac = ("%.0f"):format(100 * 6 * nparams[shape] * o.batch * o.seq / (o.ms_median / 1000) / 1e9 / rate)
       end
       local alone = by["sift_alone/" .. m .. "/" .. shape]
-      print(("%-10s %-6s %9.1f %4.0f-%-4.0f %8.2f %9s %9s %9.0f %12.2f %7s"):format(shape, m, o.ms_median, o.ms_min,
+      print(("%-10s %-6s %9.1f %4.0f-%-4.0f %8.2f %9s %9s %9.0f %12.2f %7s %7s"):format(shape, m, o.ms_median, o.ms_min,
         o.ms_max, o.paired_ratio_to_full or o.ms_median / by["sift/full/" .. shape].ms_median, t and ("%.1f"):format(t.ms_median) or "-", t and ("%.2f"):format(o.ms_median / t.ms_median) or "-",
         alone and alone.peak_rss_mb or o.peak_rss_mb,
-        o.opt_grad_bytes / 2 ^ 20, frac))
+        o.opt_grad_bytes / 2 ^ 20, frac, o.gemm_gflop and ("%.2f"):format(o.gemm_gflop) or "-"))
     end
   end
 end
@@ -57,6 +57,10 @@ if sf and ss then
   local pr, mr = ss.paired_ratio_to_full or ss.ms_median / sf.ms_median, ss.ms_median / sf.ms_median
   bar(pr <= 0.75, ("#4 SIFT step / full step (gpt2-4m 32x32) = %.2f paired, %.2f of medians (<= 0.75)"):format(pr, mr))
   bar(pr <= 0.6, ("#6 SIFT step / our full step = %.2f paired, %.2f of medians (<= 0.6)"):format(pr, mr))
+  if ss.gemm_gflop and sf.gemm_gflop then -- what the products alone allow, at equal gemm speed
+    print(("      (the products alone: SIFT %.2f / full %.2f GFLOP per step = %.3f at equal gemm speed)"):format(
+      ss.gemm_gflop, sf.gemm_gflop, ss.gemm_gflop / sf.gemm_gflop))
+  end
 end
 local tf, ts = get("pytorch", "full", "32x32"), get("pytorch", "sift", "32x32")
 if sf and tf then bar(sf.ms_median / tf.ms_median <= 0.8, ("#6 gpt2-4m 32x32 full / PyTorch = %.2f (<= 0.8)"):format(sf.ms_median / tf.ms_median)) end

@@ -1,7 +1,8 @@
 -- bench_train.lua MODEL_DIR METHODS BATCH SEQ [STEPS] — times training steps (forward + backward + AdamW)
 -- and prints one JSON line per method: {"method", "batch", "seq", "ms_median", "ms_min", "ms_max",
 -- "tokens_per_s", "peak_rss_mb", "opt_grad_bytes", "trainable", "steps", "interleaved",
--- "paired_ratio_to_<first method>" (median over steps of step i / the first method's step i)}.
+-- "paired_ratio_to_<first method>" (median over steps of step i / the first method's step i), "gemm_gflop"
+-- (the step's matrix products, counted by sift.gemm_flops)}.
 -- METHODS is one of full | sift | lora, or several joined by commas ("full,sift,lora"): then each method
 -- gets its own copy of the model and their steps are interleaved (full, sift, lora, full, ...), so the
 -- ratios between methods are measured under the same machine conditions; peak RSS is then that of the
@@ -48,7 +49,13 @@ local function step(r)
   r.opt:step()
   r.opt:zero_grad()
 end
-for _ = 1, 3 do for _, r in ipairs(runs) do step(r) end end -- warm-up
+for _ = 1, 3 do -- warm-up; the last one also counts each method's products per step
+  for _, r in ipairs(runs) do
+    local f0 = sift.gemm_flops()
+    step(r)
+    r.gflop = (sift.gemm_flops() - f0) / 1e9
+  end
+end
 for i = 1, steps do
   for _, r in ipairs(runs) do
     local t0 = sift.now()
@@ -75,7 +82,7 @@ end
 for _, r in ipairs(runs) do
   local t = r.times
   local med = median(t) -- sorts t: t[1], t[#t] are the min and max
-  print(string.format('{"method":"%s","batch":%d,"seq":%d,"ms_median":%.2f,"ms_min":%.2f,"ms_max":%.2f,"tokens_per_s":%.0f,"peak_rss_mb":%.1f,"opt_grad_bytes":%d,"trainable":%d,"steps":%d,"interleaved":%s,"paired_ratio_to_%s":%.4f}',
+  print(string.format('{"method":"%s","batch":%d,"seq":%d,"ms_median":%.2f,"ms_min":%.2f,"ms_max":%.2f,"tokens_per_s":%.0f,"peak_rss_mb":%.1f,"opt_grad_bytes":%d,"trainable":%d,"steps":%d,"interleaved":%s,"paired_ratio_to_%s":%.4f,"gemm_gflop":%.4f}',
     r.method, B, T, med, t[1], t[#t], B * T / (med / 1000), rss, r.set:memory().optimizer_and_grads, r.set:trainable(), steps,
-    #runs > 1 and "true" or "false", runs[1].method, r.paired))
+    #runs > 1 and "true" or "false", runs[1].method, r.paired, r.gflop))
 end

@@ -5,7 +5,8 @@
  * 1 and 2 threads, calls from inside a parallel region, rows more than 2^26 floats apart, sizes beyond
  * cblas's int range (never passed to it), single-row / single-column products (the matrix-vector
  * route), both schemes of the own kernel (whole-A and blocked), checked products (sf_sgemm_finite),
- * single-thread products from parallel threads (sf_sgemm_serial), and the routing switch. The
+ * single-thread products from parallel threads (sf_sgemm_serial), the routing switch, and the
+ * multiply-add counter (sf_gemm_macs) on every entry point and route. The
  * shapes straddle the blocking edges of both kernels. On a build with neither (no AVX2 + FMA) the kernel
  * tests report themselves skipped. It does not time anything (make bench does).
  *
@@ -335,6 +336,48 @@ TEST(routing_switch_and_openblas_path) {
     sf_sgemm(0, 0, 0, 2, 3, 1.0f, &a, 3, &b, 2, 0.0f, c, 2);
     CHECK(c[0] == 1.5f, "M = 0 left C alone");
     sf_gemm_use_openblas(prev);
+}
+
+/* sf_gemm_macs counts M * N * K once per product through every entry point, on every route (own kernel,
+ * OpenBLAS forced, matrix-vector, serial from parallel threads, bias, checked), and nothing for empty
+ * products or the own kernel's direct entry points. */
+TEST(every_product_counted_once) {
+    const int64_t M = 40, N = 70, K = 300, n = M * N * K;
+    sf_rng r;
+    sf_rng_seed(&r, 321);
+    float *A = filled(M * K, &r), *B = filled(K * N, &r), *bias = filled(N, &r), *C = calloc((size_t)(M * N), sizeof *C);
+    for (int forced = 0; forced < 2; forced++) {
+        const int prev = sf_gemm_use_openblas(forced);
+        int64_t m0 = sf_gemm_macs();
+        sf_sgemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+        CHECK(sf_gemm_macs() - m0 == n, "forced %d sf_sgemm: counted %lld, expected %lld", forced,
+              (long long)(sf_gemm_macs() - m0), (long long)n);
+        m0 = sf_gemm_macs();
+        sf_sgemm_bias(0, 0, M, N, K, 1.0f, A, K, B, N, C, N, bias);
+        (void)sf_sgemm_finite(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+        CHECK(sf_gemm_macs() - m0 == 2 * n, "forced %d bias + finite: counted %lld, expected %lld", forced,
+              (long long)(sf_gemm_macs() - m0), (long long)(2 * n));
+        m0 = sf_gemm_macs();
+        sf_sgemm(0, 0, 1, N, K, 1.0f, A, K, B, N, 0.0f, C, N); /* one row: the matrix-vector route */
+        sf_sgemm(0, 0, M, N, 0, 1.0f, A, K, B, N, 0.0f, C, N); /* K = 0: no product */
+        sf_sgemm(0, 0, 0, N, K, 1.0f, A, K, B, N, 0.0f, C, N); /* M = 0 */
+        CHECK(sf_gemm_macs() - m0 == N * K, "forced %d vector + empty: counted %lld, expected %lld", forced,
+              (long long)(sf_gemm_macs() - m0), (long long)(N * K));
+        m0 = sf_gemm_macs();
+#pragma omp parallel for num_threads(2)
+        for (int t = 0; t < 8; t++) {
+            float *c = calloc((size_t)(M * N), sizeof *c);
+            sf_sgemm_serial(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, c, N);
+            free(c);
+        }
+        CHECK(sf_gemm_macs() - m0 == 8 * n, "forced %d serial from 2 threads: counted %lld, expected %lld", forced,
+              (long long)(sf_gemm_macs() - m0), (long long)(8 * n));
+        sf_gemm_use_openblas(prev);
+    }
+    const int64_t m0 = sf_gemm_macs();
+    (void)sf_sgemm_own(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N, NULL);
+    CHECK(sf_gemm_macs() == m0, "the own kernel's direct entry point counted %lld", (long long)(sf_gemm_macs() - m0));
+    free(A), free(B), free(bias), free(C);
 }
 
 TEST_MAIN()

@@ -41,6 +41,9 @@ def("sift.sgemm_rate", "sift.sgemm_rate(n = 768, reps = 10, kernel = \"openblas\
 def("sift.gemm_kernel", "sift.gemm_kernel(name?) -> \"avx512\" | \"avx2\" | \"openblas\"",
   "The kernel the engine's large matrix products use: sift's own AVX-512 or AVX2 kernel where the build\ntargets AVX-512 or AVX2 + FMA, else OpenBLAS. gemm_kernel(\"openblas\") forces OpenBLAS (as\nSIFT_GEMM=openblas does at start-up), gemm_kernel(\"auto\") goes back to the best.",
   "sift.gemm_kernel()  --> \"avx512\"")
+def("sift.gemm_flops", "sift.gemm_flops() -> integer",
+  "Floating-point operations (2 per multiply-add) of every matrix product the engine has made since\nstart-up, whatever kernel ran it. Take differences around a piece of work to count its products:\na training step's forward, backward and head, attention's per-head products, generation's\nmatrix-vector products. Not counted: elementwise work (norms, GELU, softmax, the optimizer) and\nthe k dot products of SIFT's sampled gradients.",
+  "local f0 = sift.gemm_flops()\nmodel:forward(batch); model:backward()\nprint((sift.gemm_flops() - f0) / 1e9, \"GFLOP\")")
 def("sift.print_options", "sift.print_options{precision=, threshold=, edgeitems=, linewidth=, sci_mode=} -> options",
   "Sets how tostring(tensor) formats numbers (like torch.set_printoptions) and returns the current options.\nthreshold = element count above which tensors print abbreviated; sci_mode = true | false | \"auto\".",
   "sift.print_options{precision = 6}")

@@ -58,6 +58,44 @@ test("select, step and memory: the calibration gradient is applied", function()
   check(not ok and err:find("sparse"), "grad of a hooked target should explain: %s", tostring(err))
 end)
 
+-- sift.gemm_flops counts every product; on gpt2-4m (d 256, 4 layers, vocab 4096, tied head) a step's
+-- counts follow from the shapes exactly: forward = blocks (12 d^2 per layer per token) + head (V d) +
+-- attention's two products (2 T^2 d per sequence per layer); full backward = twice the blocks and the
+-- head (input and weight gradients) + attention's four; SIFT skips exactly the block weight gradients
+-- (its k entries are dot products), the frozen head's weight gradient and block 0's qkv input gradient
+-- (frozen embeddings and norm). These are the counts behind docs/performance.md's 0.651 floor.
+test("products per step: full's exact counts, and exactly what SIFT skips", function()
+  local B, T, d, L, V = 4, 16, 256, 4, 4096
+  local ids = {}
+  for b = 1, B do ids[b] = {} for t = 1, T do ids[b][t] = (b * 131 + t * 17) % V end end
+  local batch = { input_ids = sift.tensor(ids, { dtype = "i64" }), labels = sift.tensor(ids, { dtype = "i64" }) }
+  local n = B * T
+  local blocks, head, attn = n * L * 12 * d * d, n * V * d, L * B * T * T * d -- multiply-adds
+  local counts = {}
+  for _, method in ipairs { "full", "sift" } do
+    local m = gpt2_4m()
+    local set = method == "full" and sift.full(m) or sift.sparse(m, { rate = 0.01 })
+    local opt = sift.AdamW(set, { lr = 1e-4 })
+    if method == "sift" then set:select(batch); opt:step(); opt:zero_grad() end
+    local f0 = sift.gemm_flops()
+    m:forward(batch, { logits = false })
+    local f1 = sift.gemm_flops()
+    m:backward()
+    local f2 = sift.gemm_flops()
+    opt:step()
+    check(sift.gemm_flops() == f2, "the optimizer step made products")
+    counts[method] = { fwd = (f1 - f0) // 2, bwd = (f2 - f1) // 2 }
+  end
+  local full, sp = counts.full, counts.sift
+  check(full.fwd == blocks + head + 2 * attn, "full forward %d multiply-adds, expected %d", full.fwd, blocks + head + 2 * attn)
+  check(full.bwd == 2 * blocks + 2 * head + 4 * attn, "full backward %d, expected %d", full.bwd, 2 * blocks + 2 * head + 4 * attn)
+  local skipped = blocks + head + n * 3 * d * d
+  check(sp.fwd + sp.bwd == full.fwd + full.bwd - skipped, "SIFT step %d, expected full's %d less %d",
+    sp.fwd + sp.bwd, full.fwd + full.bwd, skipped)
+  local ratio = (sp.fwd + sp.bwd) / (full.fwd + full.bwd)
+  check(ratio > 0.65 and ratio < 0.66, "SIFT / full products %.4f", ratio)
+end)
+
 test("policies: global, random, magnitude, fisher and a Lua function", function()
   local m, tok = gpt2_4m("classify")
   local b = sst2_batch(tok)
