@@ -65,6 +65,20 @@ static void sgemm_loops(int ta, int tb, int64_t M, int64_t N, int64_t K, float a
         }
 }
 
+/* OpenBLAS on the calling thread alone while it runs a product, when `on` and not already inside a
+ * parallel region (there OpenBLAS runs one thread anyway): returns what one_thread_end restores (0:
+ * nothing changed). OpenBLAS takes its thread count from OpenMP's at each call (the OpenMP build). */
+static int one_thread_begin(int on) {
+    if (!on || omp_in_parallel()) return 0;
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    return threads;
+}
+
+static void one_thread_end(int threads) {
+    if (threads > 0) omp_set_num_threads(threads);
+}
+
 /* A single row or column of C (M or N = 1, as in generation with a KV cache: one token's products) is a
  * matrix-vector product: cblas_sgemv reads the matrix once, where a gemm would first pack all of it. */
 static int is_vector(int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc) {
@@ -78,9 +92,7 @@ static void vector_product(int ta, int tb, int64_t M, int64_t N, int64_t K, floa
     const int64_t ny = M == 1 ? N : M, incy = M == 1 ? 1 : ldc;
     for (int64_t i = 0; i < ny; i++) C[i * incy] = beta == 0.0f ? 0.0f : beta * C[i * incy];
     /* below ~4 MB of matrix one thread finishes sooner than waking a second one (passive waiting) */
-    const int serial = ny * K < ((int64_t)1 << 20) && !omp_in_parallel();
-    const int threads = serial ? omp_get_max_threads() : 0;
-    if (serial) omp_set_num_threads(1);
+    const int threads = one_thread_begin(ny * K < ((int64_t)1 << 20));
     if (M == 1) { /* x = op(A)'s row: A[k] or A[k * lda]; C (1, N) = x op(B) */
         const int incx = ta ? (int)lda : 1;
         if (tb) /* B stored (N, K): y = B x */
@@ -94,7 +106,7 @@ static void vector_product(int ta, int tb, int64_t M, int64_t N, int64_t K, floa
         else /* A (M, K): y = A x */
             cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)M, (int)K, alpha, A, (int)lda, B, incx, 1.0f, C, (int)ldc);
     }
-    if (serial) omp_set_num_threads(threads);
+    one_thread_end(threads);
 }
 
 /* Multiply-adds of every product through the entry points below, since start-up (sf_gemm_macs). Relaxed
@@ -123,8 +135,14 @@ static void route(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, flo
             sgemm_loops(trans_a, trans_b, M, N, k, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
+    /* A product too small for the own kernel runs on one OpenBLAS thread: waking a second one (passive
+     * waiting) costs about what it saves at this size, and one thread's sums do not depend on the
+     * engine's thread count — OpenBLAS's 1- and 2-thread results differ in the last bits, and training
+     * is to give the same bits on any thread count where the own kernel runs (tests/lua/test_train.lua). */
+    const int threads = one_thread_begin(M * N * k < OWN_MIN_MACS);
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)M,
                 (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    one_thread_end(threads);
 }
 
 void sf_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,

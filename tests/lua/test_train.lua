@@ -176,6 +176,56 @@ test("a NaN written into a gradient the backward vouched for is still refused", 
   check(m:param(name):max_abs_diff(before) == 0, "weights changed")
 end)
 
+-- Reproducible training, the ground bit-identical resumption and data-parallel runs will stand on: the
+-- same steps give the same bits from run to run, and on 1 or 2 threads wherever the own gemm kernel
+-- runs (OpenBLAS's threaded products differ by thread count in the last bits, so products too small
+-- for the own kernel run on one OpenBLAS thread; with OpenBLAS forced, or on a build without an own
+-- kernel, only run-to-run identity is claimed). 16 x 32 tokens put the own gemm's shares on different
+-- paths by thread count (one thread: the blocked scheme for the 1024-wide products; two: the whole-A
+-- path), both summing each entry in one order; on an AVX2 build LoRA's rank-8 products are below the
+-- own kernel's threshold.
+test("training is bit-identical from run to run and on 1 or 2 threads (full, SIFT, LoRA)", function()
+  local B, T = 16, 32
+  local ids = {}
+  for b = 1, B do ids[b] = {} for t = 1, T do ids[b][t] = (b * 131 + t * 17 + b * t) % 4096 end end
+  local batch = { input_ids = sift.tensor(ids, { dtype = "i64" }), labels = sift.tensor(ids, { dtype = "i64" }) }
+  local threads = sift.threads()
+  local function run(method, nt)
+    sift.threads(nt)
+    local m = gpt2_4m()
+    local set = method == "full" and sift.full(m) or method == "sift" and sift.sparse(m, { rate = 0.01 })
+      or sift.lora(m, { r = 8, alpha = 16, seed = 3 })
+    local opt = sift.AdamW(set, { lr = 1e-3 })
+    if method == "sift" then set:select(batch); opt:step(); opt:zero_grad() end
+    local losses = {}
+    for s = 1, 2 do
+      losses[s] = m:forward(batch, { logits = false }).loss
+      m:backward(); opt:step(); opt:zero_grad()
+    end
+    local logits = m:forward(batch).logits -- what every method trained, the LoRA adapters included
+    sift.threads(threads)
+    return m, losses, logits
+  end
+  for _, method in ipairs { "full", "sift", "lora" } do
+    local ref, ref_losses, ref_logits = run(method, 2)
+    local others = { { 2, "a second run" } }
+    if sift.gemm_kernel() ~= "openblas" then others[2] = { 1, "one thread" } end
+    for _, other in ipairs(others) do
+      local m, losses, logits = run(method, other[1])
+      check(logits:max_abs_diff(ref_logits) == 0, "%s, %s: logits after training differ by %.3g", method, other[2],
+        logits:max_abs_diff(ref_logits))
+      check(losses[1] == ref_losses[1] and losses[2] == ref_losses[2], "%s, %s: losses %.9g %.9g vs %.9g %.9g",
+        method, other[2], losses[1], losses[2], ref_losses[1], ref_losses[2])
+      local differing = {}
+      for _, name in ipairs(ref:names()) do
+        if ref:param(name):max_abs_diff(m:param(name)) ~= 0 then differing[#differing + 1] = name end
+      end
+      check(#differing == 0, "%s, %s: %d parameters differ (first: %s)", method, other[2], #differing,
+        differing[1] or "-")
+    end
+  end
+end)
+
 test("sift.train: every method learns on SST-2 with the same schedule", function()
   H.need_shared("data/sst2/train.txt")
   local results = {}
