@@ -184,15 +184,15 @@ end)
 -- paths by thread count (one thread: the blocked scheme for the 1024-wide products; two: the whole-A
 -- path), both summing each entry in one order; on an AVX2 build LoRA's rank-8 products are below the
 -- own kernel's threshold.
-test("training is bit-identical from run to run and on 1 or 2 threads (full, SIFT, LoRA)", function()
-  local B, T = 16, 32
+local function check_reproducible(load, B, T)
+  local V = load().config.vocab_size
   local ids = {}
-  for b = 1, B do ids[b] = {} for t = 1, T do ids[b][t] = (b * 131 + t * 17 + b * t) % 4096 end end
+  for b = 1, B do ids[b] = {} for t = 1, T do ids[b][t] = (b * 131 + t * 17 + b * t) % V end end
   local batch = { input_ids = sift.tensor(ids, { dtype = "i64" }), labels = sift.tensor(ids, { dtype = "i64" }) }
   local threads = sift.threads()
   local function run(method, nt)
     sift.threads(nt)
-    local m = gpt2_4m()
+    local m = load()
     local set = method == "full" and sift.full(m) or method == "sift" and sift.sparse(m, { rate = 0.01 })
       or sift.lora(m, { r = 8, alpha = 16, seed = 3 })
     local opt = sift.AdamW(set, { lr = 1e-3 })
@@ -224,6 +224,15 @@ test("training is bit-identical from run to run and on 1 or 2 threads (full, SIF
         differing[1] or "-")
     end
   end
+end
+
+test("training is bit-identical from run to run and on 1 or 2 threads (full, SIFT, LoRA)", function()
+  check_reproducible(gpt2_4m, 16, 32)
+end)
+
+test("Llama (stories260K: RMSNorm, RoPE, grouped KV heads, SwiGLU) trains bit-identically too", function()
+  local path = H.need_shared("models/stories260K/stories260K.bin")
+  check_reproducible(function() return sift.load(path) end, 16, 64)
 end)
 
 test("sift.train: every method learns on SST-2 with the same schedule", function()
