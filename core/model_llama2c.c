@@ -7,6 +7,7 @@
  * params, u8 shared_classifier, zero padding to 256 bytes, then the norms (attention, ffn, final),
  * tok_emb, wq, wk, wv, wo, w1, w2, w3 stacked over layers [, output]. The file size must match the
  * header exactly; every mismatch is an error naming the file. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +72,7 @@ sf_model *sf_model_load_llama2c(const char *path, const sf_load_options *opts) {
             return sf_fail_null(SF_ERR_FORMAT, "%s: truncated header", path);
         }
         shared = hdr[5] > 0;
-        if (hdr[5] < 0) hdr[5] = -hdr[5];
+        if (hdr[5] < 0 && hdr[5] != INT32_MIN) hdr[5] = -hdr[5]; /* INT32_MIN stays negative: refused below */
         header_bytes = 28;
     }
     for (int i = 0; i < 7; i++)
