@@ -1,5 +1,6 @@
 /* test_fuzz_loaders.c — every file loader against mutated copies of real files: safetensors (the GPT-2
- * fixture), Hugging Face folders (a mutated config.json, model.safetensors or sharded index), llama2.c
+ * fixture), Hugging Face folders (a mutated config.json of GPT-2, Llama and RoBERTa, model.safetensors or
+ * sharded index), llama2.c
  * models (stories260K.bin), tokenizers (tokenizer.json, encoder.json + vocab.bpe, tok512.bin) and
  * deltas (one saved by the test). First every 32-bit field of a binary header (safetensors' length, the
  * llama2.c config, the tokenizer's first fields) is set to each of 0, 1, 3, -1, INT32_MIN, INT32_MAX,
@@ -169,6 +170,7 @@ static unsigned char *mutate(const unsigned char *buf, size_t len, size_t focus,
 
 typedef struct {
     int loaded, rejected, silent; /* silent: failed without a message */
+    int seed_loads;               /* the unmutated file loads (else the mutations test nothing) */
 } tally;
 
 /* A loader under test: loads `path`, uses what it got a little and frees it; returns 1 when it loaded,
@@ -200,12 +202,18 @@ static int try_case(tally *t, const unsigned char *buf, size_t n, const char *ta
  * random mutations. */
 static tally fuzz_file(const char *label, const char *seed_path, size_t fields, size_t focus, const char *target,
                        const char *load_path, load_fn load, int cases, uint64_t seed) {
-    tally t = {0, 0, 0};
+    tally t = {0, 0, 0, 0};
     size_t len = 0;
     unsigned char *orig = read_all(seed_path, &len);
     if (!orig) {
         t.silent = -1;
         return t;
+    }
+    snprintf(g_case, sizeof g_case, "%s, unmutated", label);
+    if (write_all(target, orig, len)) {
+        sf_clear_error();
+        t.seed_loads = load(load_path);
+        if (!t.seed_loads) fprintf(stderr, "    %s: %s\n", g_case, sf_last_error());
     }
     static const uint32_t extremes[] = {0, 1, 3, 0xFFFFFFFFu, 0x80000000u, 0x7FFFFFFFu, 1u << 24, (1u << 24) + 1};
     unsigned char *m = malloc(len > 0 ? len : 1);
@@ -231,6 +239,7 @@ static tally fuzz_file(const char *label, const char *seed_path, size_t fields, 
 }
 
 static void report(const char *label, tally t, int cases) {
+    CHECK(t.seed_loads, "%s: the unmutated file does not load", label);
     CHECK(t.silent == 0, "%s: %d of %d failures gave no message (-1: a file could not be read or written)", label,
           t.silent, cases);
     CHECK(t.rejected > 0, "%s: none of %d mutations was rejected (loaded %d): the mutations miss what is checked", label,
@@ -278,6 +287,14 @@ static int load_safetensors(const char *path) {
 
 static int load_model(const char *path) {
     sf_model *m = sf_model_load(path, NULL);
+    if (!m) return 0;
+    sf_model_free(m);
+    return 1;
+}
+
+static int load_classifier(const char *path) { /* encoders load only with a classification head */
+    const sf_load_options opts = {.task = SF_TASK_CLASSIFY, .num_labels = 2, .seed = 1};
+    sf_model *m = sf_model_load(path, &opts);
     if (!m) return 0;
     sf_model_free(m);
     return 1;
@@ -346,13 +363,22 @@ TEST(hugging_face_folders) {
     if (access(seed, R_OK) != 0) SKIP("%s missing (set SIFT_SHARED)", seed);
     REQUIRE(prepare(), "no scratch folder");
     const int n = cases_for(150);
-    /* a folder with a mutated config.json beside the real weights */
     scratch(dir, sizeof dir, "hf");
     mkdir(dir, 0700);
-    REQUIRE(link_into(dir, src, "model.safetensors"), "symlink: %s", dir);
     PATHF(target, "%s/config.json", dir);
-    report("config.json", fuzz_file("config.json", seed, 0, 1 << 20, target, dir, load_model, n, 2), n);
-    /* the real config.json beside mutated weights */
+    /* a folder with a mutated config.json beside the real weights, for each architecture's parser */
+    static const char *const archs[] = {"gpt2", "llama", "roberta-cls"};
+    for (int a = 0; a < 3; a++) {
+        char arch_dir[1024], label[64];
+        PATHF(arch_dir, "%s/fixtures/%s", shared_dir(), archs[a]);
+        PATHF(seed, "%s/config.json", arch_dir);
+        snprintf(label, sizeof label, "%s config.json", archs[a]);
+        REQUIRE(link_into(dir, arch_dir, "model.safetensors"), "symlink: %s", dir);
+        report(label, fuzz_file(label, seed, 0, 1 << 20, target, dir, a == 2 ? load_classifier : load_model, n,
+                                2 + (uint64_t)a * 100),
+               n);
+    }
+    /* the real GPT-2 config.json beside mutated weights */
     unlink(target);
     REQUIRE(link_into(dir, src, "config.json"), "symlink: %s", dir);
     PATHF(seed, "%s/model.safetensors", src);
