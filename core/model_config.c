@@ -2,6 +2,7 @@
  * error naming the file and the field. Supports model_type gpt2, llama (also mistral-style fields),
  * bert and roberta. Does not load weights. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,12 +77,19 @@ static const char *get_str(const cJSON *j, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-/* eos/bos ids may be an int or a list (first entry). */
-static int64_t get_token_id(const cJSON *j, const char *key) {
+/* A token id field: an integer or a list (its first entry); absent, null, an empty list or negative:
+ * -1 (none). Anything else that is not an integer below 2^31 (a fraction, 1e308, a string) is an error
+ * naming the field, not a value cast into range. */
+static int get_token_id(const cJSON *j, const char *key, const char *path, int64_t *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
     if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
-    if (cJSON_IsNumber(v) && v->valuedouble >= 0) return (int64_t)v->valuedouble;
-    return -1;
+    *out = -1;
+    if (!v || cJSON_IsNull(v)) return 0;
+    const double d = cJSON_IsNumber(v) ? v->valuedouble : 0.5;
+    if (!(d == floor(d) && d < 2147483648.0))
+        return sf_fail(SF_ERR_FORMAT, "%s: field \"%s\" must be a token id (an integer below 2^31)", path, key);
+    if (d >= 0) *out = (int64_t)d;
+    return 0;
 }
 
 static int gelu_from_name(const char *act, const char *path, sf_gelu_kind *out) {
@@ -100,9 +108,9 @@ static sf_status parse(const cJSON *j, const char *path, sf_model_config *c) {
     if (!mt) return sf_fail(SF_ERR_FORMAT, "%s: missing field \"model_type\"", path);
     memset(c, 0, sizeof *c);
     snprintf(c->model_type, sizeof c->model_type, "%s", mt);
-    c->pad_token_id = get_token_id(j, "pad_token_id");
-    c->bos_token_id = get_token_id(j, "bos_token_id");
-    c->eos_token_id = get_token_id(j, "eos_token_id");
+    if (get_token_id(j, "pad_token_id", path, &c->pad_token_id) || get_token_id(j, "bos_token_id", path, &c->bos_token_id) ||
+        get_token_id(j, "eos_token_id", path, &c->eos_token_id))
+        return SF_ERR_FORMAT;
     int64_t nl = 0;
     const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(j, "id2label");
     if (cJSON_IsObject(id2label)) nl = cJSON_GetArraySize(id2label);
@@ -169,7 +177,12 @@ static sf_status parse(const cJSON *j, const char *path, sf_model_config *c) {
         c->attn_bias = c->mlp_bias = 1;
         if (c->arch == SF_ARCH_ROBERTA) {
             if (c->pad_token_id < 0) c->pad_token_id = 1;
-            c->position_offset = c->pad_token_id + 1;
+            c->position_offset = c->pad_token_id + 1; /* positions count from pad_token_id + 1 */
+            if (c->position_offset >= c->max_pos)
+                return sf_fail(SF_ERR_FORMAT,
+                               "%s: pad_token_id %lld leaves no position: RoBERTa's positions start at pad_token_id + 1 "
+                               "but max_position_embeddings is %lld",
+                               path, (long long)c->pad_token_id, (long long)c->max_pos);
         }
     } else {
         return sf_fail(SF_ERR_FORMAT, "%s: model_type \"%s\" is not supported (gpt2, llama, bert, roberta)", path, mt);

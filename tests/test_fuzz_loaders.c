@@ -4,7 +4,8 @@
  * models (stories260K.bin), tokenizers (tokenizer.json, encoder.json + vocab.bpe, tok512.bin) and
  * deltas (one saved by the test). First every 32-bit field of a binary header (safetensors' length, the
  * llama2.c config, the tokenizer's first fields) is set to each of 0, 1, 3, -1, INT32_MIN, INT32_MAX,
- * 2^24 and 2^24 + 1 in turn. Then random mutations, deterministic (a seed per file): bit flips, bytes set
+ * 2^24 and 2^24 + 1 in turn, and every number of a config.json or an index set to 0, -1, values beyond
+ * 32 and 64 bits, 1e308, 1e-320, 0.5, null, a string, an array or true. Then random mutations, deterministic (a seed per file): bit flips, bytes set
  * to JSON punctuation or to 0 / 0xFF, 4- and 8-byte integers overwritten with extremes (0, -1, 2^31,
  * 2^63), ranges deleted, duplicated or filled with random bytes, truncations; three in four land in the
  * file's header (its JSON header, its binary config, its first kilobytes), where a loader decides what
@@ -196,12 +197,43 @@ static int try_case(tally *t, const unsigned char *buf, size_t n, const char *ta
     return 1;
 }
 
+/* Every number of a JSON text (a run of number characters after ':', ',' or '[') replaced in turn by
+ * each of a list of values a parser must refuse or bound: zero, negatives, beyond 32 and 64 bits, huge
+ * and tiny floats, and values of the wrong type. */
+static void sweep_json_numbers(tally *t, const char *label, const unsigned char *orig, size_t len, const char *target,
+                               const char *load_path, load_fn load) {
+    static const char *const values[] = {"0", "-1", "-2147483648", "2147483648", "4294967297", "18446744073709551617",
+                                         "1e308", "-1e308", "1e-320", "0.5", "null", "\"7\"", "[]", "true"};
+    const size_t nv = sizeof values / sizeof *values;
+    unsigned char *m = malloc(len + 32);
+    for (size_t i = 1; i < len; i++) {
+        const unsigned char prev = orig[i - 1];
+        if (!((orig[i] >= '0' && orig[i] <= '9') || orig[i] == '-') || !(prev == ':' || prev == ',' || prev == '[' || prev == ' '))
+            continue;
+        size_t e = i;
+        while (e < len && strchr("0123456789-+.eE", orig[e])) e++;
+        for (size_t v = 0; v < nv; v++) {
+            const size_t vl = strlen(values[v]);
+            memcpy(m, orig, i);
+            memcpy(m + i, values[v], vl);
+            memcpy(m + i + vl, orig + e, len - e);
+            snprintf(g_case, sizeof g_case, "%s, the number at byte %zu = %s", label, i, values[v]);
+            if (!try_case(t, m, i + vl + len - e, target, load_path, load)) {
+                free(m);
+                return;
+            }
+        }
+        i = e;
+    }
+    free(m);
+}
+
 /* Writes mutations of the file `seed_path` to `target` and runs `load` on `load_path` after each
  * (load_path is target itself, or the folder holding it): first, every 32-bit field of the first
- * `fields` bytes (a binary header: sizes, counts, flags) set to each extreme in turn, then `cases`
- * random mutations. */
-static tally fuzz_file(const char *label, const char *seed_path, size_t fields, size_t focus, const char *target,
-                       const char *load_path, load_fn load, int cases, uint64_t seed) {
+ * `fields` bytes (a binary header: sizes, counts, flags) set to each extreme in turn, or (json) every
+ * number replaced by each hostile value; then `cases` random mutations. */
+static tally fuzz_file(const char *label, const char *seed_path, size_t fields, int json, size_t focus,
+                       const char *target, const char *load_path, load_fn load, int cases, uint64_t seed) {
     tally t = {0, 0, 0, 0};
     size_t len = 0;
     unsigned char *orig = read_all(seed_path, &len);
@@ -225,6 +257,7 @@ static tally fuzz_file(const char *label, const char *seed_path, size_t fields, 
             if (!try_case(&t, m, len, target, load_path, load)) break;
         }
     free(m);
+    if (json) sweep_json_numbers(&t, label, orig, len, target, load_path, load);
     uint64_t rng = seed;
     for (int c = 0; c < cases && t.silent >= 0; c++) {
         size_t n = 0;
@@ -350,7 +383,7 @@ TEST(safetensors_reader) {
     if (access(seed, R_OK) != 0) SKIP("%s missing (set SIFT_SHARED)", seed);
     REQUIRE(prepare(), "no scratch folder");
     const int n = cases_for(400);
-    report("model.safetensors", fuzz_file("model.safetensors", seed, 8, st_header_end(seed), scratch(target, sizeof target, "x.safetensors"),
+    report("model.safetensors", fuzz_file("model.safetensors", seed, 8, 0, st_header_end(seed), scratch(target, sizeof target, "x.safetensors"),
                                           target, load_safetensors, n, 1),
            n);
 }
@@ -374,7 +407,7 @@ TEST(hugging_face_folders) {
         PATHF(seed, "%s/config.json", arch_dir);
         snprintf(label, sizeof label, "%s config.json", archs[a]);
         REQUIRE(link_into(dir, arch_dir, "model.safetensors"), "symlink: %s", dir);
-        report(label, fuzz_file(label, seed, 0, 1 << 20, target, dir, a == 2 ? load_classifier : load_model, n,
+        report(label, fuzz_file(label, seed, 0, 1, 1 << 20, target, dir, a == 2 ? load_classifier : load_model, n,
                                 2 + (uint64_t)a * 100),
                n);
     }
@@ -384,7 +417,7 @@ TEST(hugging_face_folders) {
     PATHF(seed, "%s/model.safetensors", src);
     PATHF(target, "%s/model.safetensors", dir);
     unlink(target);
-    report("weights of a folder", fuzz_file("weights of a folder", seed, 8, st_header_end(seed), target, dir, load_model, n, 3), n);
+    report("weights of a folder", fuzz_file("weights of a folder", seed, 8, 0, st_header_end(seed), target, dir, load_model, n, 3), n);
     /* a sharded folder with a mutated index */
     scratch(dir, sizeof dir, "sharded");
     mkdir(dir, 0700);
@@ -396,7 +429,7 @@ TEST(hugging_face_folders) {
     }
     PATHF(seed, "%s/model.safetensors.index.json", sharded);
     PATHF(target, "%s/model.safetensors.index.json", dir);
-    report("model.safetensors.index.json", fuzz_file("model.safetensors.index.json", seed, 0, 1 << 20, target, dir, load_model, n, 4), n);
+    report("model.safetensors.index.json", fuzz_file("model.safetensors.index.json", seed, 0, 1, 1 << 20, target, dir, load_model, n, 4), n);
 }
 
 TEST(llama2c_model) {
@@ -406,7 +439,7 @@ TEST(llama2c_model) {
     REQUIRE(prepare(), "no scratch folder");
     const int n = cases_for(150);
     /* the header: 7 int32 (dim, hidden, layers, heads, kv heads, vocab (negative: an untied head), seq len) */
-    report("stories260K.bin", fuzz_file("stories260K.bin", seed, 28, 28, scratch(target, sizeof target, "m.bin"), target, load_model, n, 5), n);
+    report("stories260K.bin", fuzz_file("stories260K.bin", seed, 28, 0, 28, scratch(target, sizeof target, "m.bin"), target, load_model, n, 5), n);
 }
 
 TEST(tokenizers) {
@@ -415,10 +448,10 @@ TEST(tokenizers) {
     if (access(seed, R_OK) != 0) SKIP("%s missing (set SIFT_SHARED)", seed);
     REQUIRE(prepare(), "no scratch folder");
     const int n = cases_for(300);
-    report("tok512.bin", fuzz_file("tok512.bin", seed, 16, 1 << 20, scratch(target, sizeof target, "tok512.bin"), target, load_tokenizer, n, 6), n);
+    report("tok512.bin", fuzz_file("tok512.bin", seed, 16, 0, 1 << 20, scratch(target, sizeof target, "tok512.bin"), target, load_tokenizer, n, 6), n);
     PATHF(seed, "%s/models/gpt2-4m/tokenizer.json", shared_dir());
     const int nj = cases_for(40);
-    report("tokenizer.json", fuzz_file("tokenizer.json", seed, 0, 4096, scratch(target, sizeof target, "tokenizer.json"), target, load_tokenizer, nj, 7), nj);
+    report("tokenizer.json", fuzz_file("tokenizer.json", seed, 0, 0, 4096, scratch(target, sizeof target, "tokenizer.json"), target, load_tokenizer, nj, 7), nj);
     /* encoder.json + vocab.bpe: each mutated beside the other's real file */
     PATHF(src, "%s/models/gpt2-bpe", shared_dir());
     scratch(dir, sizeof dir, "bpe");
@@ -426,13 +459,13 @@ TEST(tokenizers) {
     REQUIRE(link_into(dir, src, "encoder.json"), "symlink: %s", dir);
     PATHF(seed, "%s/vocab.bpe", src);
     PATHF(target, "%s/vocab.bpe", dir);
-    report("vocab.bpe", fuzz_file("vocab.bpe", seed, 0, 4096, target, dir, load_tokenizer, nj, 8), nj);
+    report("vocab.bpe", fuzz_file("vocab.bpe", seed, 0, 0, 4096, target, dir, load_tokenizer, nj, 8), nj);
     unlink(target);
     REQUIRE(link_into(dir, src, "vocab.bpe"), "symlink: %s", dir);
     PATHF(seed, "%s/encoder.json", src);
     PATHF(target, "%s/encoder.json", dir);
     unlink(target);
-    report("encoder.json", fuzz_file("encoder.json", seed, 0, 4096, target, dir, load_tokenizer, nj, 9), nj);
+    report("encoder.json", fuzz_file("encoder.json", seed, 0, 0, 4096, target, dir, load_tokenizer, nj, 9), nj);
 }
 
 TEST(delta_files) {
@@ -455,7 +488,7 @@ TEST(delta_files) {
     sf_delta_free(d);
     REQUIRE(load_delta(seed), "the unmutated delta does not load: %s", sf_last_error());
     const int n = cases_for(400);
-    report("delta", fuzz_file("delta", seed, 8, st_header_end(seed), scratch(target, sizeof target, "x.delta"), target, load_delta, n, 10), n);
+    report("delta", fuzz_file("delta", seed, 8, 0, st_header_end(seed), scratch(target, sizeof target, "x.delta"), target, load_delta, n, 10), n);
 }
 
 /* last: the scratch folder and what is in it go */

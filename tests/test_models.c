@@ -370,6 +370,23 @@ TEST(bad_configs_and_checkpoints_fail_cleanly) {
          "\"num_attention_heads\": 4, \"num_key_value_heads\": 3, \"intermediate_size\": 8}",
          "multiple"},
         {"{\"model_type\": \"gpt2\", \"vocab_size\": 96, \"n_embd\": 32, \"n_layer\": 2, \"n_head\": 2}", "model.safetensors"},
+        /* token ids: an integer below 2^31 (or a list, null, negative = none); not cast into range */
+        {"{\"model_type\": \"gpt2\", \"eos_token_id\": 1e308, \"vocab_size\": 96, \"n_embd\": 32, \"n_layer\": 2, "
+         "\"n_head\": 2}",
+         "\"eos_token_id\" must be a token id"},
+        {"{\"model_type\": \"gpt2\", \"bos_token_id\": [2.5], \"vocab_size\": 96, \"n_embd\": 32, \"n_layer\": 2, "
+         "\"n_head\": 2}",
+         "\"bos_token_id\" must be a token id"},
+        {"{\"model_type\": \"gpt2\", \"pad_token_id\": \"0\", \"vocab_size\": 96, \"n_embd\": 32, \"n_layer\": 2, "
+         "\"n_head\": 2}",
+         "\"pad_token_id\" must be a token id"},
+        {"{\"model_type\": \"roberta\", \"pad_token_id\": 40, \"vocab_size\": 96, \"hidden_size\": 32, "
+         "\"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"intermediate_size\": 8, \"max_position_embeddings\": 40}",
+         "leaves no position"},
+        /* accepted forms reach the next check (the missing weights) */
+        {"{\"model_type\": \"gpt2\", \"eos_token_id\": [50256, 1], \"bos_token_id\": null, \"pad_token_id\": -1, "
+         "\"vocab_size\": 96, \"n_embd\": 32, \"n_layer\": 2, \"n_head\": 2}",
+         "model.safetensors"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_file(cfg, cases[i].json);
