@@ -2,7 +2,7 @@
 #   make              libsift.a, sift-repl, sift.so (in build/)
 #   make deps         install missing Debian packages (needs root / sudo)
 #   make test         every test (C unit tests, gradient checks, Lua tests); last line "N passed, N failed"
-#   make test-asan    the same suite built with -fsanitize=address,undefined (in build-asan/)
+#   make test-asan    the same suite built with -fsanitize=address,undefined,float-cast-overflow (in build-asan/)
 #   make bench-kernels  GFLOP/s of linear forward/backward next to bare sgemms; fused ops vs unfused
 #   make install PREFIX=/usr/local
 MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)   # build in parallel by default
@@ -64,7 +64,7 @@ test-c: $(TEST_BIN)
 	@tests/run_all.sh $(BUILD) c
 
 test-asan:
-	$(MAKE) BUILD=build-asan OPT="-O1 -march=native" SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
+	$(MAKE) BUILD=build-asan OPT="-O1 -march=native" SAN="-fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow" all
 	@ASAN_OPTIONS=detect_leaks=1 tests/run_all.sh build-asan
 
 bench-kernels: $(BUILD)/bench_kernels

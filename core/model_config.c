@@ -2,6 +2,7 @@
  * error naming the file and the field. Supports model_type gpt2, llama (also mistral-style fields),
  * bert and roberta. Does not load weights. */
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,13 +45,13 @@ static int get_int(const cJSON *j, const char *key, int64_t def, int64_t lo, int
         *out = def;
         return 0;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble)
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
         return sf_fail(SF_ERR_FORMAT, "%s: field \"%s\" must be an integer", path, key);
-    int64_t x = (int64_t)v->valuedouble;
-    if (x < lo || x > hi)
-        return sf_fail(SF_ERR_FORMAT, "%s: field \"%s\" = %lld outside %lld..%lld", path, key, (long long)x,
-                       (long long)lo, (long long)hi);
-    *out = x;
+    const double d = v->valuedouble; /* compared as a double: 1e308 must not be cast to an integer first */
+    if (!(d >= (double)lo && d <= (double)hi))
+        return sf_fail(SF_ERR_FORMAT, "%s: field \"%s\" = %.17g outside %lld..%lld", path, key, d, (long long)lo,
+                       (long long)hi);
+    *out = (int64_t)d;
     return 0;
 }
 
@@ -60,8 +61,8 @@ static int get_float(const cJSON *j, const char *key, double def, const char *pa
         *out = (float)def;
         return 0;
     }
-    if (!cJSON_IsNumber(v) || !(v->valuedouble > 0))
-        return sf_fail(SF_ERR_FORMAT, "%s: field \"%s\" must be a positive number", path, key);
+    if (!cJSON_IsNumber(v) || !(v->valuedouble > 0) || !(v->valuedouble <= FLT_MAX))
+        return sf_fail(SF_ERR_FORMAT, "%s: field \"%s\" must be a positive number a float holds", path, key);
     *out = (float)v->valuedouble;
     return 0;
 }
