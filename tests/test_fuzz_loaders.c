@@ -1,22 +1,27 @@
 /* test_fuzz_loaders.c — every file loader against mutated copies of real files: safetensors (the GPT-2
  * fixture), Hugging Face folders (a mutated config.json of GPT-2, Llama and RoBERTa, model.safetensors or
- * sharded index), llama2.c
- * models (stories260K.bin), tokenizers (tokenizer.json, encoder.json + vocab.bpe, tok512.bin) and
- * deltas (one saved by the test). First every 32-bit field of a binary header (safetensors' length, the
- * llama2.c config, the tokenizer's first fields) is set to each of 0, 1, 3, -1, INT32_MIN, INT32_MAX,
- * 2^24 and 2^24 + 1 in turn, and every number of a config.json or an index set to 0, -1, values beyond
- * 32 and 64 bits, 1e308, 1e-320, 0.5, null, a string, an array or true. Then random mutations, deterministic (a seed per file): bit flips, bytes set
- * to JSON punctuation or to 0 / 0xFF, 4- and 8-byte integers overwritten with extremes (0, -1, 2^31,
- * 2^63), ranges deleted, duplicated or filled with random bytes, truncations; three in four land in the
- * file's header (its JSON header, its binary config, its first kilobytes), where a loader decides what
- * to read. Each case must either load — then the result is used a little: tensors read, text encoded
- * and decoded — or fail with an error message; never crash, hang or leak (the suite runs under
- * AddressSanitizer and UBSan in CI, which turn any out-of-bounds read or overflow into a failure). A
- * crash in a plain build prints the case it died on (file, case number, mutations) before the signal
- * ends the program; under the sanitizers their report's stack names the loader and the test.
+ * sharded index), llama2.c models (stories260K.bin), tokenizers (tokenizer.json, encoder.json + vocab.bpe,
+ * tok512.bin) and deltas (one saved by the test).
+ *
+ * First, sweeps: every 32-bit field of a binary header (safetensors' length, the llama2.c config, the
+ * tokenizer's first fields) set to each of 0, 1, 3, -1, INT32_MIN, INT32_MAX, 2^24 and 2^24 + 1 in turn,
+ * and every number of a config.json or an index set to 0, -1, values beyond 32 and 64 bits, 1e308,
+ * 1e-320, 0.5, null, a string, an array or true. Then random mutations, deterministic (a seed per file):
+ * bit flips, bytes set to JSON punctuation or to 0 / 0xFF, 4- and 8-byte integers overwritten with
+ * extremes (0, -1, 2^31, 2^63), ranges deleted, duplicated or filled with random bytes, truncations; three
+ * in four land in the file's header (its JSON header, its binary config, its first kilobytes), where a
+ * loader decides what to read. SIFT_FUZZ_CASES sets the random cases per file for a longer soak.
+ *
+ * Each case must either load — then the result is used a little: tensors read, text encoded and decoded
+ * — or fail with an error message; never crash, hang or leak (the suite runs under AddressSanitizer and
+ * UBSan, float-cast-overflow included, in CI, which turn any out-of-bounds read or overflow into a
+ * failure). Each file's unmutated seed must load. A crash in a plain build prints the case it died on
+ * (file, case number, mutations) before the signal ends the program; under the sanitizers their
+ * report's stack names the loader and the test.
  *
  * What it does not do: coverage-guided fuzzing (no libFuzzer here), or fuzz the Lua data-set readers
- * (tests/lua/test_data.lua does their malformed inputs). Skipped without ../shared (SIFT_SHARED).
+ * (tests/lua/test_data.lua does their malformed inputs). Skipped without ../shared (SIFT_SHARED), but for
+ * the delta files, which it writes itself.
  */
 #include <signal.h>
 #include <stdint.h>
@@ -108,9 +113,10 @@ static unsigned char *mutate(const unsigned char *buf, size_t len, size_t focus,
     size_t cap = len + 64, n = len;
     unsigned char *b = malloc(cap);
     memcpy(b, buf, len);
-    static const unsigned char punct[] = {0, 0xFF, 0x7F, 0x80, '"', '{', '}', '[', ']', ',', ':', '-', '0', '9', 'e', '\\', ' '};
-    static const uint64_t extremes[] = {0, UINT64_MAX, 0x7FFFFFFF, 0x80000000ULL, 0xFFFFFFFFULL, (uint64_t)1 << 63, 1,
-                                        0x7FFFFFFFFFFFFFFFULL};
+    static const unsigned char punct[] = {0,   0xFF, 0x7F, 0x80, '"', '{', '}',  '[', ']',
+                                          ',', ':',  '-',  '0',  '9', 'e', '\\', ' '};
+    static const uint64_t extremes[] = {
+        0, UINT64_MAX, 0x7FFFFFFF, 0x80000000ULL, 0xFFFFFFFFULL, (uint64_t)1 << 63, 1, 0x7FFFFFFFFFFFFFFFULL};
     const int count = 1 + (int)(next(rng) % 3);
     for (int m = 0; m < count && n > 0; m++) {
         const size_t span = (next(rng) % 4 != 0 && focus < n) ? focus : n;
@@ -180,7 +186,8 @@ typedef int (*load_fn)(const char *path);
 
 /* Writes buf to target, runs load on load_path and tallies the outcome; 0 when the file could not be
  * written. */
-static int try_case(tally *t, const unsigned char *buf, size_t n, const char *target, const char *load_path, load_fn load) {
+static int try_case(tally *t, const unsigned char *buf, size_t n, const char *target, const char *load_path,
+                    load_fn load) {
     if (!write_all(target, buf, n)) {
         t->silent = -1;
         return 0;
@@ -202,13 +209,15 @@ static int try_case(tally *t, const unsigned char *buf, size_t n, const char *ta
  * and tiny floats, and values of the wrong type. */
 static void sweep_json_numbers(tally *t, const char *label, const unsigned char *orig, size_t len, const char *target,
                                const char *load_path, load_fn load) {
-    static const char *const values[] = {"0", "-1", "-2147483648", "2147483648", "4294967297", "18446744073709551617",
-                                         "1e308", "-1e308", "1e-320", "0.5", "null", "\"7\"", "[]", "true"};
+    static const char *const values[] = {
+        "0",   "-1",   "-2147483648", "2147483648", "4294967297", "18446744073709551617", "1e308", "-1e308", "1e-320",
+        "0.5", "null", "\"7\"",       "[]",         "true"};
     const size_t nv = sizeof values / sizeof *values;
     unsigned char *m = malloc(len + 32);
     for (size_t i = 1; i < len; i++) {
         const unsigned char prev = orig[i - 1];
-        if (!((orig[i] >= '0' && orig[i] <= '9') || orig[i] == '-') || !(prev == ':' || prev == ',' || prev == '[' || prev == ' '))
+        if (!((orig[i] >= '0' && orig[i] <= '9') || orig[i] == '-') ||
+            !(prev == ':' || prev == ',' || prev == '[' || prev == ' '))
             continue;
         size_t e = i;
         while (e < len && strchr("0123456789-+.eE", orig[e])) e++;
@@ -253,7 +262,8 @@ static tally fuzz_file(const char *label, const char *seed_path, size_t fields, 
         for (size_t e = 0; e < sizeof extremes / sizeof *extremes; e++) {
             memcpy(m, orig, len);
             for (int i = 0; i < 4; i++) m[off + i] = (unsigned char)(extremes[e] >> (8 * i));
-            snprintf(g_case, sizeof g_case, "%s, field at byte %zu = %u (0x%08x)", label, off, extremes[e], extremes[e]);
+            snprintf(g_case, sizeof g_case, "%s, field at byte %zu = %u (0x%08x)", label, off, extremes[e],
+                     extremes[e]);
             if (!try_case(&t, m, len, target, load_path, load)) break;
         }
     free(m);
@@ -275,10 +285,10 @@ static void report(const char *label, tally t, int cases) {
     CHECK(t.seed_loads, "%s: the unmutated file does not load", label);
     CHECK(t.silent == 0, "%s: %d of %d failures gave no message (-1: a file could not be read or written)", label,
           t.silent, cases);
-    CHECK(t.rejected > 0, "%s: none of %d mutations was rejected (loaded %d): the mutations miss what is checked", label,
-          cases, t.loaded);
-    printf("    %s: %d cases (%d random), %d loaded, %d rejected with a message\n", label, t.loaded + t.rejected + t.silent,
-           cases, t.loaded, t.rejected);
+    CHECK(t.rejected > 0, "%s: none of %d mutations was rejected (loaded %d): the mutations miss what is checked",
+          label, cases, t.loaded);
+    printf("    %s: %d cases (%d random), %d loaded, %d rejected with a message\n", label,
+           t.loaded + t.rejected + t.silent, cases, t.loaded, t.rejected);
 }
 
 /* the safetensors header's end: 8 + the little-endian u64 length at the start */
@@ -383,8 +393,9 @@ TEST(safetensors_reader) {
     if (access(seed, R_OK) != 0) SKIP("%s missing (set SIFT_SHARED)", seed);
     REQUIRE(prepare(), "no scratch folder");
     const int n = cases_for(400);
-    report("model.safetensors", fuzz_file("model.safetensors", seed, 8, 0, st_header_end(seed), scratch(target, sizeof target, "x.safetensors"),
-                                          target, load_safetensors, n, 1),
+    report("model.safetensors",
+           fuzz_file("model.safetensors", seed, 8, 0, st_header_end(seed),
+                     scratch(target, sizeof target, "x.safetensors"), target, load_safetensors, n, 1),
            n);
 }
 
@@ -407,8 +418,9 @@ TEST(hugging_face_folders) {
         PATHF(seed, "%s/config.json", arch_dir);
         snprintf(label, sizeof label, "%s config.json", archs[a]);
         REQUIRE(link_into(dir, arch_dir, "model.safetensors"), "symlink: %s", dir);
-        report(label, fuzz_file(label, seed, 0, 1, 1 << 20, target, dir, a == 2 ? load_classifier : load_model, n,
-                                2 + (uint64_t)a * 100),
+        report(label,
+               fuzz_file(label, seed, 0, 1, 1 << 20, target, dir, a == 2 ? load_classifier : load_model, n,
+                         2 + (uint64_t)a * 100),
                n);
     }
     /* the real GPT-2 config.json beside mutated weights */
@@ -417,7 +429,8 @@ TEST(hugging_face_folders) {
     PATHF(seed, "%s/model.safetensors", src);
     PATHF(target, "%s/model.safetensors", dir);
     unlink(target);
-    report("weights of a folder", fuzz_file("weights of a folder", seed, 8, 0, st_header_end(seed), target, dir, load_model, n, 3), n);
+    report("weights of a folder",
+           fuzz_file("weights of a folder", seed, 8, 0, st_header_end(seed), target, dir, load_model, n, 3), n);
     /* a sharded folder with a mutated index */
     scratch(dir, sizeof dir, "sharded");
     mkdir(dir, 0700);
@@ -429,7 +442,8 @@ TEST(hugging_face_folders) {
     }
     PATHF(seed, "%s/model.safetensors.index.json", sharded);
     PATHF(target, "%s/model.safetensors.index.json", dir);
-    report("model.safetensors.index.json", fuzz_file("model.safetensors.index.json", seed, 0, 1, 1 << 20, target, dir, load_model, n, 4), n);
+    report("model.safetensors.index.json",
+           fuzz_file("model.safetensors.index.json", seed, 0, 1, 1 << 20, target, dir, load_model, n, 4), n);
 }
 
 TEST(llama2c_model) {
@@ -439,7 +453,10 @@ TEST(llama2c_model) {
     REQUIRE(prepare(), "no scratch folder");
     const int n = cases_for(150);
     /* the header: 7 int32 (dim, hidden, layers, heads, kv heads, vocab (negative: an untied head), seq len) */
-    report("stories260K.bin", fuzz_file("stories260K.bin", seed, 28, 0, 28, scratch(target, sizeof target, "m.bin"), target, load_model, n, 5), n);
+    report("stories260K.bin",
+           fuzz_file("stories260K.bin", seed, 28, 0, 28, scratch(target, sizeof target, "m.bin"), target, load_model, n,
+                     5),
+           n);
 }
 
 TEST(tokenizers) {
@@ -448,10 +465,16 @@ TEST(tokenizers) {
     if (access(seed, R_OK) != 0) SKIP("%s missing (set SIFT_SHARED)", seed);
     REQUIRE(prepare(), "no scratch folder");
     const int n = cases_for(300);
-    report("tok512.bin", fuzz_file("tok512.bin", seed, 16, 0, 1 << 20, scratch(target, sizeof target, "tok512.bin"), target, load_tokenizer, n, 6), n);
+    report("tok512.bin",
+           fuzz_file("tok512.bin", seed, 16, 0, 1 << 20, scratch(target, sizeof target, "tok512.bin"), target,
+                     load_tokenizer, n, 6),
+           n);
     PATHF(seed, "%s/models/gpt2-4m/tokenizer.json", shared_dir());
     const int nj = cases_for(40);
-    report("tokenizer.json", fuzz_file("tokenizer.json", seed, 0, 0, 4096, scratch(target, sizeof target, "tokenizer.json"), target, load_tokenizer, nj, 7), nj);
+    report("tokenizer.json",
+           fuzz_file("tokenizer.json", seed, 0, 0, 4096, scratch(target, sizeof target, "tokenizer.json"), target,
+                     load_tokenizer, nj, 7),
+           nj);
     /* encoder.json + vocab.bpe: each mutated beside the other's real file */
     PATHF(src, "%s/models/gpt2-bpe", shared_dir());
     scratch(dir, sizeof dir, "bpe");
@@ -476,7 +499,8 @@ TEST(delta_files) {
     const char *hex = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     int64_t shape_a[2] = {8, 16}, idx_a[5] = {0, 3, 17, 64, 127}, shape_b[1] = {40}, idx_b[3] = {1, 2, 39};
     float val_a[5] = {0.5f, -1, 2, 1e-3f, -7}, val_b[3] = {1, 2, 3};
-    REQUIRE(sf_delta_add_sparse(d, "h.0.attn.weight", 2, shape_a, 5, idx_a, val_a, hex) == SF_OK, "%s", sf_last_error());
+    REQUIRE(sf_delta_add_sparse(d, "h.0.attn.weight", 2, shape_a, 5, idx_a, val_a, hex) == SF_OK, "%s",
+            sf_last_error());
     REQUIRE(sf_delta_add_sparse(d, "h.1.mlp.weight", 1, shape_b, 3, idx_b, val_b, hex) == SF_OK, "%s", sf_last_error());
     int64_t shape_h[2] = {2, 4};
     sf_tensor *head = sf_tensor_zeros_f32(2, shape_h);
@@ -488,15 +512,21 @@ TEST(delta_files) {
     sf_delta_free(d);
     REQUIRE(load_delta(seed), "the unmutated delta does not load: %s", sf_last_error());
     const int n = cases_for(400);
-    report("delta", fuzz_file("delta", seed, 8, 0, st_header_end(seed), scratch(target, sizeof target, "x.delta"), target, load_delta, n, 10), n);
+    report("delta",
+           fuzz_file("delta", seed, 8, 0, st_header_end(seed), scratch(target, sizeof target, "x.delta"), target,
+                     load_delta, n, 10),
+           n);
 }
 
 /* last: the scratch folder and what is in it go */
 TEST(zz_cleanup) {
     if (!g_dir[0]) return;
-    static const char *const files[] = {"x.safetensors", "m.bin", "tok512.bin", "tokenizer.json", "seed.delta", "x.delta",
-                                        "hf/config.json", "hf/model.safetensors", "sharded/config.json",
-                                        "sharded/model.safetensors.index.json", "bpe/encoder.json", "bpe/vocab.bpe"};
+    static const char *const files[] = {"x.safetensors",       "m.bin",
+                                        "tok512.bin",          "tokenizer.json",
+                                        "seed.delta",          "x.delta",
+                                        "hf/config.json",      "hf/model.safetensors",
+                                        "sharded/config.json", "sharded/model.safetensors.index.json",
+                                        "bpe/encoder.json",    "bpe/vocab.bpe"};
     char path[1024];
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) unlink(scratch(path, sizeof path, files[i]));
     for (int i = 1; i <= 7; i++) {
