@@ -34,10 +34,20 @@ LIB   := $(BUILD)/libsift.a
 REPL  := $(BUILD)/sift-repl
 LUAMOD:= $(BUILD)/sift.so
 
-.PHONY: all test test-asan test-c deps bench bench-kernels clean install install-files demo
+.PHONY: all test test-asan test-c deps bench bench-kernels clean install install-files demo FORCE
 all: $(LIB) $(REPL) $(LUAMOD) $(TEST_BIN) $(BUILD)/bench_kernels
 
-$(BUILD)/%.o: %.c
+FORCE:
+
+# The compile flags of the last build in this folder: every object depends on this file, which is
+# rewritten only when the flags change, so a changed OPT or SAN (test-asan adding a sanitizer) rebuilds
+# everything instead of linking objects built the old way.
+FLAGS_STAMP := $(BUILD)/.cflags
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(LDFLAGS)' > $@
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I$(LUA_INC) -MMD -MP -c $< -o $@
 
