@@ -6,9 +6,11 @@
  * gemm_own_scheme.h), split over the engine's threads; everything else — other CPUs, small or
  * degenerate products, calls made inside a parallel region — goes to OpenBLAS's cblas_sgemm, except
  * sizes or leading dimensions beyond cblas's int range (the own kernel takes those whatever the
- * routing, or plain loops on a build without it). A product with one row or one column (a token at a
- * time in generation) is a matrix-vector product: OpenBLAS's cblas_sgemv, which does not pack the
- * matrix first. The reasons: OpenBLAS 0.3.21 runs its AVX2 (Haswell) kernels under the
+ * routing, or plain loops on a build without it); those too small for the own kernel run on one OpenBLAS
+ * thread, so results do not depend on the thread count wherever the own kernel runs (OpenBLAS's threaded
+ * sums differ in the last bits). A product with one row or one column (a token at a time in
+ * generation) is a matrix-vector product: OpenBLAS's cblas_sgemv, which does not pack the matrix first.
+ * Every product through these entry points counts its multiply-adds (sf_gemm_macs). The reasons: OpenBLAS 0.3.21 runs its AVX2 (Haswell) kernels under the
  * OPENBLAS_CORETYPE=Haswell setting this project keeps, which leave half of an AVX-512 core's FMA width
  * unused; on AVX2 CPUs the own kernel is on a par with them on square products and 5-15 % faster on a
  * training step's (few rows, whole-A path), and its stores check for non-finite values.
