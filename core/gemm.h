@@ -10,10 +10,11 @@
  * thread, so results do not depend on the thread count wherever the own kernel runs (OpenBLAS's threaded
  * sums differ in the last bits). A product with one row or one column (a token at a time in
  * generation) is a matrix-vector product: OpenBLAS's cblas_sgemv, which does not pack the matrix first.
- * Every product through these entry points counts its multiply-adds (sf_gemm_macs). The reasons: OpenBLAS 0.3.21 runs its AVX2 (Haswell) kernels under the
- * OPENBLAS_CORETYPE=Haswell setting this project keeps, which leave half of an AVX-512 core's FMA width
- * unused; on AVX2 CPUs the own kernel is on a par with them on square products and 5-15 % faster on a
- * training step's (few rows, whole-A path), and its stores check for non-finite values.
+ * Every product through these entry points counts its multiply-adds (sf_gemm_macs). The reasons:
+ * OpenBLAS 0.3.21 runs its AVX2 (Haswell) kernels under the OPENBLAS_CORETYPE=Haswell setting this
+ * project keeps, which leave half of an AVX-512 core's FMA width unused; on AVX2 CPUs the own kernel is
+ * on a par with them on square products and 5-15 % faster on a training step's (few rows, whole-A
+ * path), and its stores check for non-finite values.
  *
  * What it does not do: column-major layouts, other element types, or any numerics beyond the float
  * sums themselves (summation order differs from OpenBLAS's, so results agree to rounding, not bits).

@@ -1,8 +1,9 @@
 #!/bin/sh
 # bench.sh BUILD_DIR — `make bench`: one run that measures, on this machine, in this order:
 #   1. the bare sgemm rates of OpenBLAS's cblas_sgemm and of the engine's own kernel (core/gemm.h;
-#      AVX-512 or AVX2, by the build; OpenBLAS again on a build with neither), measured again at the end: the highest of
-#      the four is the ceiling the "fraction of sgemm" figures use; and the kernel benchmark;
+#      AVX-512 or AVX2, by the build; OpenBLAS again on a build with neither), measured again at the
+#      end: the highest of the four is the ceiling the "fraction of sgemm" figures use; and the kernel
+#      benchmark;
 #   2. training steps (median of 20 after 3 warm-up, 10 at 124M; min-max) and peak resident memory of full
 #      fine-tuning, SIFT 1 % and LoRA r=8 at gpt2-4m 32x32 and 8x256 and GPT-2 124M 4x64 (random
 #      weights), each method in its own process so peak RSS is its own;

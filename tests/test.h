@@ -5,6 +5,7 @@
  * (e.g. ../shared missing) and returns. TEST_MAIN() runs every registered test (or those whose name
  * contains argv[1]), prints one line per test and closes with "N passed, N failed" (skips are counted
  * separately as "N skipped" on the line before); the exit status is non-zero on any failure.
+ * sf_test_read_file / sf_test_write_file read and write whole files for tests that build their inputs.
  */
 #ifndef SF_TEST_H
 #define SF_TEST_H
@@ -21,6 +22,32 @@ extern sf_test_case sf_tests[];
 extern int sf_n_tests;
 extern int sf_cur_failures;
 extern int sf_cur_skipped;
+
+/* The whole file at path in a malloc'd buffer, NUL after its *len bytes (NULL when it cannot be read). */
+static inline char *sf_test_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (b) b[n] = '\0';
+    *len = n >= 0 ? (size_t)n : 0;
+    return b;
+}
+
+/* Writes n bytes to path (created or truncated); 0 on success, -1 when it could not. */
+static inline int sf_test_write_file(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = n ? fwrite(p, 1, n, f) : 0;
+    return (fclose(f) == 0 && w == n) ? 0 : -1;
+}
 
 #define SF_MAX_TESTS 512
 #define TEST(name)                                                                            \

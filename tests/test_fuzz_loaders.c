@@ -45,29 +45,6 @@ static const char *shared_dir(void) {
 
 /* ------------------------------------------------ files ------------------------------------------------ */
 
-static unsigned char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)(n > 0 ? n : 1));
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
-static int write_all(const char *path, const unsigned char *buf, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    const int ok = fwrite(buf, 1, len, f) == len;
-    return fclose(f) == 0 && ok;
-}
-
 static char g_dir[256]; /* this run's scratch folder */
 
 static const char *scratch(char *buf, size_t n, const char *name) {
@@ -188,7 +165,7 @@ typedef int (*load_fn)(const char *path);
  * written. */
 static int try_case(tally *t, const unsigned char *buf, size_t n, const char *target, const char *load_path,
                     load_fn load) {
-    if (!write_all(target, buf, n)) {
+    if (sf_test_write_file(target, buf, n) != 0) {
         t->silent = -1;
         return 0;
     }
@@ -245,13 +222,13 @@ static tally fuzz_file(const char *label, const char *seed_path, size_t fields, 
                        const char *target, const char *load_path, load_fn load, int cases, uint64_t seed) {
     tally t = {0, 0, 0, 0};
     size_t len = 0;
-    unsigned char *orig = read_all(seed_path, &len);
+    unsigned char *orig = (unsigned char *)sf_test_read_file(seed_path, &len);
     if (!orig) {
         t.silent = -1;
         return t;
     }
     snprintf(g_case, sizeof g_case, "%s, unmutated", label);
-    if (write_all(target, orig, len)) {
+    if (sf_test_write_file(target, orig, len) == 0) {
         sf_clear_error();
         t.seed_loads = load(load_path);
         if (!t.seed_loads) fprintf(stderr, "    %s: %s\n", g_case, sf_last_error());
@@ -294,7 +271,7 @@ static void report(const char *label, tally t, int cases) {
 /* the safetensors header's end: 8 + the little-endian u64 length at the start */
 static size_t st_header_end(const char *path) {
     size_t len = 0;
-    unsigned char *b = read_all(path, &len);
+    unsigned char *b = (unsigned char *)sf_test_read_file(path, &len);
     uint64_t h = 0;
     for (int i = 0; b && i < 8 && (size_t)i < len; i++) h |= (uint64_t)b[i] << (8 * i);
     free(b);

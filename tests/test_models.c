@@ -345,11 +345,7 @@ TEST(sampling_is_seeded) {
     sf_model_free(m);
 }
 
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    fputs(text, f);
-    fclose(f);
-}
+static void write_file(const char *path, const char *text) { (void)sf_test_write_file(path, text, strlen(text)); }
 
 TEST(bad_configs_and_checkpoints_fail_cleanly) {
     char tmp[] = "/tmp/sift_model_XXXXXX";

@@ -28,30 +28,6 @@ static char *tmp_path(char *buf, size_t n, const char *tag) {
     return buf;
 }
 
-static int write_bytes(const char *path, const void *p, size_t n) {
-    FILE *fp = fopen(path, "wb");
-    if (!fp) return -1;
-    size_t w = n ? fwrite(p, 1, n, fp) : 0;
-    return (fclose(fp) == 0 && w == n) ? 0 : -1;
-}
-
-/* Reads a whole file into a malloc'd buffer (NULL if it cannot). */
-static unsigned char *read_all(const char *path, size_t *n) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long sz = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)sz + 1);
-    if (b && fread(b, 1, (size_t)sz, fp) != (size_t)sz) {
-        free(b);
-        b = NULL;
-    }
-    fclose(fp);
-    *n = (size_t)sz;
-    return b;
-}
-
 /* A safetensors file: u64 LE header length (hlen, or strlen(header) when hlen < 0), the header, ndata
  * zero bytes. */
 static int write_st(const char *path, const char *header, long long hlen, size_t ndata) {
@@ -60,7 +36,7 @@ static int write_st(const char *path, const char *header, long long hlen, size_t
     uint64_t L = hlen < 0 ? (uint64_t)hl : (uint64_t)hlen;
     for (int i = 0; i < 8; i++) b[i] = (unsigned char)(L >> (8 * i));
     memcpy(b + 8, header, hl);
-    int r = write_bytes(path, b, n);
+    int r = sf_test_write_file(path, b, n);
     free(b);
     return r;
 }
@@ -113,7 +89,7 @@ TEST(round_trip_all_dtypes) {
 
     /* layout on disk */
     size_t fsz;
-    unsigned char *raw = read_all(path, &fsz);
+    unsigned char *raw = (unsigned char *)sf_test_read_file(path, &fsz);
     REQUIRE(raw, "cannot read back %s", path);
     uint64_t hlen = 0;
     for (int i = 0; i < 8; i++) hlen |= (uint64_t)raw[i] << (8 * i);
@@ -187,7 +163,7 @@ TEST(empty_file_list_and_no_metadata) {
     tmp_path(path, sizeof path, "nothing");
     REQUIRE(sf_st_save(path, 0, NULL, NULL, 0, NULL, NULL) == SF_OK, "save: %s", sf_last_error());
     size_t n;
-    unsigned char *raw = read_all(path, &n);
+    unsigned char *raw = (unsigned char *)sf_test_read_file(path, &n);
     REQUIRE(raw, "read");
     CHECK(n == 16 && memcmp(raw + 8, "{}      ", 8) == 0, "file of %zu bytes: %.8s", n, (const char *)raw + 8);
     free(raw);
@@ -243,7 +219,7 @@ TEST(dtypes_the_engine_cannot_hold) {
     memcpy(buf + 8, hdr, hl);
     const unsigned char data[13] = {0x38, 0xB8, 0x40, 0x7E, 0x01, 0x7F, 0xFF, 0x05, 0, 1, 0xFF, 0xFF, 0x3C};
     memcpy(buf + 8 + hl, data, 13);
-    REQUIRE(write_bytes(path, buf, n) == 0, "write");
+    REQUIRE(sf_test_write_file(path, buf, n) == 0, "write");
     free(buf);
     sf_st_file *f = sf_st_open(path);
     REQUIRE(f, "open: %s", sf_last_error());
@@ -402,7 +378,7 @@ TEST(corrupt_files_rejected) {
         tmp_path(path, sizeof path, c->label);
         if (c->hlen == 4 && memcmp(c->header, "{}\0\0", 4) == 0) { /* a header with NUL bytes: write it raw */
             unsigned char b[12] = {4, 0, 0, 0, 0, 0, 0, 0, '{', '}', 0, 0};
-            REQUIRE(write_bytes(path, b, sizeof b) == 0, "write %s", path);
+            REQUIRE(sf_test_write_file(path, b, sizeof b) == 0, "write %s", path);
         } else {
             REQUIRE(write_st(path, c->header, c->hlen, c->ndata) == 0, "write %s", path);
         }
@@ -542,7 +518,7 @@ TEST(atomic_write_callback_failure) {
     sf_status st = sf_atomic_write(path, failing_writer, NULL);
     CHECK(st == SF_ERR_STATE && strstr(sf_last_error(), "on purpose"), "status %d: %s", (int)st, sf_last_error());
     size_t n;
-    unsigned char *raw = read_all(path, &n);
+    unsigned char *raw = (unsigned char *)sf_test_read_file(path, &n);
     CHECK(raw && n == 11 && memcmp(raw, "old content", 11) == 0, "old content changed");
     free(raw);
     CHECK(!file_exists(tmpb), "temp file left behind");

@@ -46,23 +46,6 @@ static const char *shared(const char *rel) {
     return stat(p, &sb) == 0 ? p : NULL;
 }
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) b[n] = '\0';
-    *len = (size_t)n;
-    return b;
-}
-
 static char tmp_root[64];
 
 static void remove_tmp_root(void) { rmdir(tmp_root); } /* tests remove their files; this removes the folder */
@@ -271,7 +254,7 @@ typedef struct {
 
 static int ref_load(ref_vocab *v, const char *path) {
     size_t len;
-    char *d = read_all(path, &len);
+    char *d = sf_test_read_file(path, &len);
     if (!d) return 0;
     size_t p = 4;
     v->n = 0;
@@ -377,7 +360,7 @@ TEST(llama2c_matches_runc_reference) {
     CHECK(mismatches == 0, "%d of %d random strings differ from the run.c reference", mismatches, cases);
     /* and the first lines of TinyStories */
     size_t len;
-    char *d = shared("data/corpora/tinystories_val_prefix.txt") ? read_all(shared("data/corpora/tinystories_val_prefix.txt"), &len) : NULL;
+    char *d = shared("data/corpora/tinystories_val_prefix.txt") ? sf_test_read_file(shared("data/corpora/tinystories_val_prefix.txt"), &len) : NULL;
     if (d) {
         int lines = 0;
         mismatches = 0;
@@ -458,7 +441,7 @@ TEST(roundtrip_corpora) {
             char rel[128];
             snprintf(rel, sizeof rel, "data/corpora/%s", corpora[c]);
             size_t len;
-            char *text = shared(rel) ? read_all(shared(rel), &len) : NULL;
+            char *text = shared(rel) ? sf_test_read_file(shared(rel), &len) : NULL;
             if (!text) {
                 CHECK(0, "cannot read %s/%s", shared_dir(), rel);
                 continue;
@@ -655,7 +638,7 @@ TEST(error_truncated_tok_bin) {
     const char *p = shared("models/stories260K/tok512.bin");
     if (!p) SKIP("%s/models/stories260K/tok512.bin not found", shared_dir());
     size_t len;
-    char *d = read_all(p, &len);
+    char *d = sf_test_read_file(p, &len);
     REQUIRE(d && len > 100, "read %s", p);
     /* cut inside the record of a token */
     expect_load_error(write_tmp("cut.bin", d, len - 3), SF_ERR_FORMAT, "truncated in token");

@@ -58,17 +58,22 @@ test("select, step and memory: the calibration gradient is applied", function()
   check(not ok and err:find("sparse"), "grad of a hooked target should explain: %s", tostring(err))
 end)
 
+-- B sequences of T deterministic token ids below V, as inputs and labels of an LM batch.
+local function lm_batch(B, T, V)
+  local ids = {}
+  for b = 1, B do ids[b] = {} for t = 1, T do ids[b][t] = (b * 131 + t * 17 + b * t) % V end end
+  return { input_ids = sift.tensor(ids, { dtype = "i64" }), labels = sift.tensor(ids, { dtype = "i64" }) }
+end
+
 -- sift.gemm_flops counts every product; on gpt2-4m (d 256, 4 layers, vocab 4096, tied head) a step's
 -- counts follow from the shapes exactly: forward = blocks (12 d^2 per layer per token) + head (V d) +
 -- attention's two products (2 T^2 d per sequence per layer); full backward = twice the blocks and the
 -- head (input and weight gradients) + attention's four; SIFT skips exactly the block weight gradients
 -- (its k entries are dot products), the frozen head's weight gradient and block 0's qkv input gradient
--- (frozen embeddings and norm). These are the counts behind docs/performance.md's 0.651 floor.
+-- (frozen embeddings and norm). These are the counts behind docs/performance.md's 0.656 floor.
 test("products per step: full's exact counts, and exactly what SIFT skips", function()
   local B, T, d, L, V = 4, 16, 256, 4, 4096
-  local ids = {}
-  for b = 1, B do ids[b] = {} for t = 1, T do ids[b][t] = (b * 131 + t * 17) % V end end
-  local batch = { input_ids = sift.tensor(ids, { dtype = "i64" }), labels = sift.tensor(ids, { dtype = "i64" }) }
+  local batch = lm_batch(B, T, V)
   local n = B * T
   local blocks, head, attn = n * L * 12 * d * d, n * V * d, L * B * T * T * d -- multiply-adds
   local counts = {}
@@ -185,10 +190,7 @@ end)
 -- path), both summing each entry in one order; on an AVX2 build LoRA's rank-8 products are below the
 -- own kernel's threshold.
 local function check_reproducible(load, B, T)
-  local V = load().config.vocab_size
-  local ids = {}
-  for b = 1, B do ids[b] = {} for t = 1, T do ids[b][t] = (b * 131 + t * 17 + b * t) % V end end
-  local batch = { input_ids = sift.tensor(ids, { dtype = "i64" }), labels = sift.tensor(ids, { dtype = "i64" }) }
+  local batch = lm_batch(B, T, load().config.vocab_size)
   local threads = sift.threads()
   local function run(method, nt)
     sift.threads(nt)
