@@ -1,13 +1,17 @@
 /* generate.c — text generation for decoder models (GPT-2, Llama) with a key/value cache: each token
  * (prompt or generated) runs one single-position forward through the raw kernels, attending over the
  * cached keys/values, so N tokens cost N steps, not N^2 recomputation. Greedy (temperature 0) or
- * sampling from softmax(logits / temperature) with an explicit seed. No tape, no gradients. */
+ * sampling from softmax(logits / temperature) with an explicit seed. No tape, no gradients.
+ * Threads: a one-row step's ops run on the calling thread without entering OpenMP (core/parallel_for.h);
+ * only matrix-vector products of 4 MB and more (a large LM head, GPT-2 124M's blocks) use the second core
+ * (core/gemm.c) — measured faster than one thread for gpt2-4m's 4 MB head. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model.h"
 #include "rng.h"
+#include "simd_math.h"
 
 typedef struct {
     float *x, *h, *qkv, *q, *att, *o, *up, *gate, *logits, *scores; /* scratch */
@@ -49,31 +53,40 @@ static sf_status alloc_state(gen_state *s, const sf_model_config *c, int64_t max
     return SF_OK;
 }
 
-/* att (NH*HD) = softmax(q . K[0..pos] / sqrt(HD)) V[0..pos] per head, K/V rows of width KV. */
+/* a . b over n floats: 8 partial sums (one 256-bit register for any n that is a multiple of 8, as head
+ * sizes are), then a fixed tree. Not `omp simd reduction`: gcc sums its 16 lane partials one by one
+ * through the stack, which cost more than the products at head sizes 8-64. */
+static inline float dot8(const float *a, const float *b, int64_t n) {
+    float acc[8] = {0};
+    const int64_t n8 = n - n % 8;
+    for (int64_t d = 0; d < n8; d += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[d + l] * b[d + l];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (int64_t d = n8; d < n; d++) s += a[d] * b[d];
+    return s;
+}
+
+/* att (NH*HD) = softmax(q . K[0..pos] / sqrt(HD)) V[0..pos] per head, K/V rows of width KVW; scores (pos+1)
+ * scratch. The softmax uses the shifted exp, max and sum of the training attention (core/simd_math.h). */
 static void attend(float *att, const float *q, const float *K, const float *V, float *scores, int64_t pos,
                    int64_t NH, int64_t NKV, int64_t HD, int64_t KVW) {
-    float scale = 1.0f / sqrtf((float)HD);
+    const float scale = 1.0f / sqrtf((float)HD);
+    const int64_t n = pos + 1;
     for (int64_t h = 0; h < NH; h++) {
-        int64_t kh = h / (NH / NKV);
+        const int64_t kh = h / (NH / NKV);
         const float *qh = q + h * HD;
-        float mx = -INFINITY;
-        for (int64_t t = 0; t <= pos; t++) {
-            const float *kt = K + t * KVW + kh * HD;
-            float s = 0;
-            for (int64_t d = 0; d < HD; d++) s += qh[d] * kt[d];
-            scores[t] = s * scale;
-            if (scores[t] > mx) mx = scores[t];
+        for (int64_t t = 0; t < n; t++) {
+            const float *kt = K + t * KVW + kh * HD; // (HD,)
+            scores[t] = dot8(qh, kt, HD) * scale;
         }
-        double sum = 0;
-        for (int64_t t = 0; t <= pos; t++) {
-            scores[t] = expf(scores[t] - mx);
-            sum += scores[t];
-        }
-        float *oh = att + h * HD;
-        memset(oh, 0, (size_t)HD * 4);
-        for (int64_t t = 0; t <= pos; t++) {
-            float p = (float)(scores[t] / sum);
-            const float *vt = V + t * KVW + kh * HD;
+        sf_exp_shifted(scores, scores, sf_max_f32(scores, n), n);
+        const float inv = 1.0f / sf_sum_f32(scores, n);
+        float *oh = att + h * HD; // (HD,)
+        memset(oh, 0, (size_t)HD * sizeof *oh);
+        for (int64_t t = 0; t < n; t++) {
+            const float p = scores[t] * inv;
+            const float *vt = V + t * KVW + kh * HD; // (HD,)
+#pragma omp simd
             for (int64_t d = 0; d < HD; d++) oh[d] += p * vt[d];
         }
     }

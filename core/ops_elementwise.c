@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "parallel_for.h"
 #include "simd_math.h"
 #include "rng.h"
 
@@ -84,13 +85,10 @@ static inline float gelu_erf_grad(float x) {
 
 void sf_gelu_forward(float *out, const float *inp, int64_t n, sf_gelu_kind kind) {
     // out, inp: (n,)
-    if (kind == SF_GELU_ERF) {
-#pragma omp parallel for if (n > SF_EW_PAR) schedule(static)
-        for (int64_t i = 0; i < n; i++) out[i] = gelu_erf_f(inp[i]);
-    } else {
-#pragma omp parallel for simd if (n > SF_EW_PAR) schedule(static)
-        for (int64_t i = 0; i < n; i++) out[i] = gelu_tanh_f(inp[i]);
-    }
+    if (kind == SF_GELU_ERF)
+        SF_PARALLEL_FOR_IF(n > SF_EW_PAR, for (int64_t i = 0; i < n; i++) out[i] = gelu_erf_f(inp[i]););
+    else
+        SF_PARALLEL_FOR_SIMD_IF(n > SF_EW_PAR, for (int64_t i = 0; i < n; i++) out[i] = gelu_tanh_f(inp[i]););
 }
 
 void sf_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t n, sf_gelu_kind kind) {

@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "parallel_for.h"
 #include "optim.h"
 
 /* Below this many elements a kernel runs on one thread (thread start-up costs more than the work). */
@@ -83,8 +84,7 @@ void sf_embedding_backward_ref(float *dtable, const float *dout, const int64_t *
 void sf_rope_table(float *cos_tab, float *sin_tab, const int64_t *pos, int64_t n_tab, int64_t head_dim, float theta) {
     // cos_tab, sin_tab (n_tab, head_dim/2); pos (n_tab) or NULL
     const int64_t half = head_dim / 2;
-#pragma omp parallel for schedule(static) if (n_tab * half >= SF_EMBED_PAR_MIN / 8)
-    for (int64_t r = 0; r < n_tab; r++) {
+    SF_PARALLEL_FOR_IF(n_tab * half >= SF_EMBED_PAR_MIN / 8, for (int64_t r = 0; r < n_tab; r++) {
         const float p = (float)(pos ? pos[r] : r);
         for (int64_t i = 0; i < half; i++) {
             const float inv_freq = 1.0f / powf(theta, (float)(2 * i) / (float)head_dim);
@@ -92,7 +92,7 @@ void sf_rope_table(float *cos_tab, float *sin_tab, const int64_t *pos, int64_t n
             cos_tab[r * half + i] = (float)cos((double)angle);
             sin_tab[r * half + i] = (float)sin((double)angle);
         }
-    }
+    });
 }
 
 /* Rotates (or, with sgn = -1, inversely rotates) one row; accumulate = 1 adds into o instead of storing. */
@@ -140,12 +140,11 @@ void sf_rope_forward(float *out, const float *inp, const float *cos_tab, const f
                      int64_t n_tab, int64_t n_heads, int64_t head_dim, sf_rope_kind kind) {
     // out, inp (N, W); cos_tab, sin_tab (n_tab, head_dim/2)
     const int64_t half = head_dim / 2;
-#pragma omp parallel for schedule(static) if (N * W >= SF_EMBED_PAR_MIN)
-    for (int64_t r = 0; r < N; r++) {
+    SF_PARALLEL_FOR_IF(N * W >= SF_EMBED_PAR_MIN, for (int64_t r = 0; r < N; r++) {
         const int64_t t = r % n_tab;
         rope_row(out + r * W, inp + r * W, cos_tab + t * half, sin_tab + t * half, W, n_heads, head_dim, kind,
                  1.0f, 0);
-    }
+    });
 }
 
 void sf_rope_backward(float *dinp, const float *dout, const float *cos_tab, const float *sin_tab, int64_t N,

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 
 #include "ops.h"
+#include "parallel_for.h"
 
 #define SF_NORM_PAR ((int64_t)1 << 15) /* parallelise when N * C exceeds this */
 
@@ -53,17 +54,15 @@ static inline float ln_row(float *o, const float *x, float m, const float *weigh
 void sf_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                           const float *bias, int64_t N, int64_t C, float eps) {
     // out, inp: (N, C); mean, rstd: (N,) or NULL (not stored); weight: (C,); bias: (C,) or NULL
-#pragma omp parallel for if (N * C > SF_NORM_PAR) schedule(static)
-    for (int64_t i = 0; i < N; i++) {
+    SF_PARALLEL_FOR_IF(N * C > SF_NORM_PAR, for (int64_t i = 0; i < N; i++) {
         const float *x = inp + i * C; // (C,)
         float m = 0.0f;
-#pragma omp simd reduction(+ : m)
-        for (int64_t j = 0; j < C; j++) m += x[j];
+        _Pragma("omp simd reduction(+ : m)") for (int64_t j = 0; j < C; j++) m += x[j];
         m /= (float)C;
         float s = ln_row(out + i * C, x, m, weight, bias, C, eps);
         if (mean) mean[i] = m;
         if (rstd) rstd[i] = s;
-    }
+    });
 }
 
 void sf_add_layernorm_forward(float *sum, float *out, float *mean, float *rstd, const float *a, const float *b,
@@ -253,17 +252,15 @@ void sf_add_layernorm_backward_ref(float *da, float *db, float *dweight, float *
 void sf_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int64_t N, int64_t C,
                         float eps) {
     // out, inp: (N, C); rstd: (N,) or NULL (not stored); weight: (C,)
-#pragma omp parallel for if (N * C > SF_NORM_PAR) schedule(static)
-    for (int64_t i = 0; i < N; i++) {
+    SF_PARALLEL_FOR_IF(N * C > SF_NORM_PAR, for (int64_t i = 0; i < N; i++) {
         const float *x = inp + i * C; // (C,)
         float *o = out + i * C;       // (C,)
         float ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-        for (int64_t j = 0; j < C; j++) ss += x[j] * x[j];
+        _Pragma("omp simd reduction(+ : ss)") for (int64_t j = 0; j < C; j++) ss += x[j] * x[j];
         float s = 1.0f / sqrtf(ss / (float)C + eps);
         for (int64_t j = 0; j < C; j++) o[j] = x[j] * s * weight[j];
         if (rstd) rstd[i] = s;
-    }
+    });
 }
 
 void sf_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,

@@ -240,6 +240,23 @@ TEST(gelu_kernels_match_reference) {
     sf_tensor_release(d);
 }
 
+/* GELU over 1024-element pieces (a decode step's MLP row: the serial path) gives the bits of one call over
+ * everything (the OpenMP path; core/parallel_for.h). */
+TEST(gelu_pieces_give_the_whole_bits) {
+    const int64_t n = 64 * 1024;
+    int64_t shape[1] = {n};
+    sf_tensor *x = sf_tensor_new_f32(1, shape);
+    gc_fill_randn(x, 9, 3.0f);
+    float *whole = malloc(n * sizeof(float)), *pieces = malloc(n * sizeof(float));
+    for (int kind = 0; kind <= 1; kind++) {
+        sf_gelu_forward(whole, sf_f32(x), n, (sf_gelu_kind)kind);
+        for (int64_t i = 0; i < n; i += 1024) sf_gelu_forward(pieces + i, sf_f32(x) + i, 1024, (sf_gelu_kind)kind);
+        CHECK(memcmp(whole, pieces, n * sizeof(float)) == 0, "kind %d: pieces differ from the whole", kind);
+    }
+    free(whole); free(pieces);
+    sf_tensor_release(x);
+}
+
 /* tape ops over a large tensor (parallel path) agree with the small serial ones element by element */
 TEST(large_tensors_match_small) {
     int64_t shape[1] = {100000};

@@ -385,6 +385,31 @@ TEST(rope_kernels_vs_ref) {
     sf_tensor_release(d1), sf_tensor_release(d2);
 }
 
+/* One row at a time (a decode step: serial path) gives the bits of all rows at once (OpenMP path), for the
+ * tables and the rotation (core/parallel_for.h). */
+TEST(rope_one_row_gives_the_batch_bits) {
+    const int64_t N = 512, NH = 4, HD = 32, W = NH * HD, half = HD / 2;
+    const int64_t xs[2] = {N, W};
+    sf_tensor *x = randn(2, xs, 75, 0), *all = sf_tensor_new_f32(2, xs), *one = sf_tensor_new_f32(2, xs);
+    int64_t *pos = malloc(N * sizeof *pos);
+    for (int64_t r = 0; r < N; r++) pos[r] = (r * 13) % 700;
+    float *tab = malloc(2 * N * half * sizeof *tab), *row_tab = malloc(2 * N * half * sizeof *row_tab);
+    sf_rope_table(tab, tab + N * half, pos, N, HD, 10000.0f);
+    for (int64_t r = 0; r < N; r++)
+        sf_rope_table(row_tab + r * half, row_tab + (N + r) * half, pos + r, 1, HD, 10000.0f);
+    CHECK(memcmp(tab, row_tab, 2 * N * half * sizeof *tab) == 0, "one-row tables differ from the batch's");
+    for (int kind = 0; kind < 2; kind++) {
+        sf_rope_forward(sf_f32(all), sf_f32(x), tab, tab + N * half, N, W, N, NH, HD, (sf_rope_kind)kind);
+        for (int64_t r = 0; r < N; r++)
+            sf_rope_forward(sf_f32(one) + r * W, sf_f32(x) + r * W, tab + r * half, tab + (N + r) * half, 1, W, 1,
+                            NH, HD, (sf_rope_kind)kind);
+        CHECK(memcmp(sf_f32(all), sf_f32(one), N * W * sizeof(float)) == 0, "kind %d: rows differ from the batch",
+              kind);
+    }
+    free(pos), free(tab), free(row_tab);
+    sf_tensor_release(x), sf_tensor_release(all), sf_tensor_release(one);
+}
+
 TEST(rope_position_zero_is_identity) {
     const int64_t xs[3] = {2, 3, 20}, ps[2] = {2, 3}, pv[6] = {0, 0, 0, 0, 0, 0};
     sf_tensor *x = randn(3, xs, 81, 0);

@@ -1,7 +1,8 @@
 /* test_norm.c — LayerNorm and RMSNorm (ops_norm.c): finite-difference gradients of x, weight and bias
  * (with and without bias, frozen weight, frozen x), known values on [1, 2, 3, 4], the optimised kernels
  * against the double-precision reference loops on sizes that take the parallel paths (accumulation into
- * non-zero gradients, NULL gradient pointers), the saved statistics, recording off, and error paths. */
+ * non-zero gradients, NULL gradient pointers), one row alone against the batch bit for bit, the saved
+ * statistics, recording off, and error paths. */
 #include <string.h>
 
 #include "../core/ops.h"
@@ -200,6 +201,26 @@ TEST(rmsnorm_matches_reference) {
 }
 
 /* Tape op on a (4, 128, 96) tensor (parallel path): gradients equal the reference backward. */
+/* One row at a time (the serial path a KV-cache decode step takes) gives the same bits as the whole batch
+ * (the OpenMP path): the two are copies of one loop (core/parallel_for.h). */
+TEST(one_row_gives_the_batch_bits) {
+    const int64_t N = 200, C = 256; /* N * C above the parallel threshold, one row below it */
+    float *x = fvec(N * C, 31, 2.0f, 0.5f), *w = fvec(C, 32, 0.5f, 1.0f), *b = fvec(C, 33, 0.5f, 0.0f);
+    float *all = malloc(N * C * 4), *row = malloc(N * C * 4), *ra = malloc(N * 4), *rr = malloc(N * 4);
+    float *ma = malloc(N * 4), *mr = malloc(N * 4);
+    for (int kind = 0; kind < 2; kind++) {
+        if (kind == 0) sf_layernorm_forward(all, ma, ra, x, w, b, N, C, 1e-5f);
+        else sf_rmsnorm_forward(all, ra, x, w, N, C, 1e-6f);
+        for (int64_t i = 0; i < N; i++)
+            if (kind == 0) sf_layernorm_forward(row + i * C, mr + i, rr + i, x + i * C, w, b, 1, C, 1e-5f);
+            else sf_rmsnorm_forward(row + i * C, rr + i, x + i * C, w, 1, C, 1e-6f);
+        CHECK(memcmp(all, row, N * C * 4) == 0 && memcmp(ra, rr, N * 4) == 0, "%s: rows differ from the batch",
+              kind ? "rmsnorm" : "layernorm");
+        CHECK(kind == 1 || memcmp(ma, mr, N * 4) == 0, "layernorm means differ");
+    }
+    free(x); free(w); free(b); free(all); free(row); free(ra); free(rr); free(ma); free(mr);
+}
+
 TEST(tape_matches_reference_large) {
     int64_t xs[3] = {4, 128, 96}, ws[1] = {96};
     const int64_t N = 512, C = 96;
