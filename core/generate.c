@@ -1,11 +1,13 @@
-/* generate.c — text generation for decoder models (GPT-2, Llama) with a key/value cache: each token
- * (prompt or generated) runs one single-position forward through the raw kernels, attending over the
- * cached keys/values, so N tokens cost N steps, not N^2 recomputation. Greedy (temperature 0) or
- * sampling from softmax(logits / temperature) with an explicit seed. No tape, no gradients.
+/* generate.c — text generation for decoder models (GPT-2, Llama) with a key/value cache: the prompt runs as
+ * one multi-row forward through the raw kernels (its products are gemms), then each new token as a
+ * one-row forward attending over the cached keys/values, so N tokens cost N steps, not N^2 recomputation.
+ * Greedy (temperature 0) or sampling from softmax(logits / temperature) with an explicit seed. No tape, no
+ * gradients.
  * Threads: a one-row step's ops run on the calling thread without entering OpenMP (core/parallel_for.h);
  * only matrix-vector products of 4 MB and more (a large LM head, GPT-2 124M's blocks) use the second core
  * (core/gemm.c) — measured faster than one thread for gpt2-4m's 4 MB head. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,56 +16,142 @@
 #include "simd_math.h"
 
 typedef struct {
-    float *x, *h, *qkv, *q, *att, *o, *up, *gate, *logits, *scores; /* scratch */
-    float *kc, *vc;     /* (n_layer, max_T, KV) each */
-    float *cos_t, *sin_t;
-    int64_t max_T, KV;
+    /* row scratch for up to R positions at once (the prompt's; 1 while decoding): */
+    float *x, *h, *o;     /* (R, C) */
+    float *qkv;           /* (R, max(3C, Q + 2KV)) */
+    float *q, *att;       /* (R, Q) */
+    float *up, *gate;     /* (R, F) */
+    float *cos_t, *sin_t; /* (R, HD/2) rotary tables of the rows' positions */
+    int64_t *pos;         /* (R) */
+    float *logits;        /* (V) the last row's */
+    float *scores;        /* (n_scores, max_T): one row per thread attending */
+    float *kc, *vc;       /* (n_layer, max_T, KV) each */
+    int64_t max_T, KV, R;
+    int n_scores;
 } gen_state;
 
 static void free_state(gen_state *s) {
-    free(s->x); free(s->h); free(s->qkv); free(s->q); free(s->att); free(s->o); free(s->up); free(s->gate);
-    free(s->logits); free(s->scores); free(s->kc); free(s->vc); free(s->cos_t); free(s->sin_t);
+    free(s->x); free(s->h); free(s->o); free(s->qkv); free(s->q); free(s->att); free(s->up); free(s->gate);
+    free(s->cos_t); free(s->sin_t); free(s->pos); free(s->logits); free(s->scores); free(s->kc); free(s->vc);
 }
 
-static sf_status alloc_state(gen_state *s, const sf_model_config *c, int64_t max_T) {
+static float *alloc_floats(int64_t n) { return malloc((size_t)(n > 0 ? n : 1) * sizeof(float)); }
+
+static sf_status alloc_state(gen_state *s, const sf_model_config *c, int64_t max_T, int64_t R) {
     memset(s, 0, sizeof *s);
-    int64_t C = c->d_model, Q = c->n_head * c->head_dim;
+    const int64_t C = c->d_model, Q = c->n_head * c->head_dim;
     s->KV = c->n_kv_head * c->head_dim;
     s->max_T = max_T;
-    int64_t wide = Q + 2 * s->KV > 3 * C ? Q + 2 * s->KV : 3 * C;
-    s->x = malloc((size_t)C * 4);
-    s->h = malloc((size_t)C * 4);
-    s->qkv = malloc((size_t)wide * 4);
-    s->q = malloc((size_t)Q * 4);
-    s->att = malloc((size_t)Q * 4);
-    s->o = malloc((size_t)C * 4);
-    s->up = malloc((size_t)c->d_ff * 4);
-    s->gate = malloc((size_t)c->d_ff * 4);
-    s->logits = malloc((size_t)c->vocab_size * 4);
-    s->scores = malloc((size_t)max_T * 4);
-    s->kc = malloc((size_t)(c->n_layer * max_T * s->KV) * 4);
-    s->vc = malloc((size_t)(c->n_layer * max_T * s->KV) * 4);
-    s->cos_t = malloc((size_t)c->head_dim * 4);
-    s->sin_t = malloc((size_t)c->head_dim * 4);
-    if (!s->x || !s->h || !s->qkv || !s->q || !s->att || !s->o || !s->up || !s->gate || !s->logits || !s->scores ||
-        !s->kc || !s->vc || !s->cos_t || !s->sin_t) {
+    s->R = R;
+    const int64_t wide = Q + 2 * s->KV > 3 * C ? Q + 2 * s->KV : 3 * C;
+    s->x = alloc_floats(R * C);
+    s->h = alloc_floats(R * C);
+    s->o = alloc_floats(R * C);
+    s->qkv = alloc_floats(R * wide);
+    s->q = alloc_floats(R * Q);
+    s->att = alloc_floats(R * Q);
+    s->up = alloc_floats(R * c->d_ff);
+    s->gate = alloc_floats(R * c->d_ff);
+    s->cos_t = alloc_floats(R * c->head_dim);
+    s->sin_t = alloc_floats(R * c->head_dim);
+    s->pos = malloc((size_t)R * sizeof *s->pos);
+    s->logits = alloc_floats(c->vocab_size);
+    s->n_scores = R > 1 ? omp_get_max_threads() : 1;
+    s->scores = alloc_floats(s->n_scores * max_T);
+    s->kc = alloc_floats(c->n_layer * max_T * s->KV);
+    s->vc = alloc_floats(c->n_layer * max_T * s->KV);
+    if (!s->x || !s->h || !s->o || !s->qkv || !s->q || !s->att || !s->up || !s->gate || !s->cos_t || !s->sin_t ||
+        !s->pos || !s->logits || !s->scores || !s->kc || !s->vc) {
         free_state(s);
-        return sf_fail(SF_ERR_NOMEM, "generate: out of memory for a %lld-token cache", (long long)max_T);
+        return sf_fail(SF_ERR_NOMEM, "generate: out of memory for a %lld-token cache and %lld prompt rows",
+                       (long long)max_T, (long long)R);
     }
     return SF_OK;
 }
 
-/* a . b over n floats: 8 partial sums (one 256-bit register for any n that is a multiple of 8, as head
- * sizes are), then a fixed tree. Not `omp simd reduction`: gcc sums its 16 lane partials one by one
- * through the stack, which cost more than the products at head sizes 8-64. */
-static inline float dot8(const float *a, const float *b, int64_t n) {
-    float acc[8] = {0};
-    const int64_t n8 = n - n % 8;
-    for (int64_t d = 0; d < n8; d += 8)
-        for (int l = 0; l < 8; l++) acc[l] += a[d + l] * b[d + l];
-    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (int64_t d = n8; d < n; d++) s += a[d] * b[d];
-    return s;
+/* The sum of a 8-lane accumulator, in a fixed tree. */
+static inline float sum8(const float acc[8]) {
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+/* scores[t] = scale * (q . K[t]) for t < n, K's rows KVW floats apart, q HD floats. Each key's sum runs in 8
+ * lanes (one 256-bit register when HD is a multiple of 8, as head sizes are) and then a fixed tree, four
+ * keys at a time so that four independent chains of FMAs overlap (one key's is latency-bound). A key's
+ * bits do not depend on which group of four it falls in. Not `omp simd reduction`: gcc sums its 16 lane
+ * partials one by one through the stack, which cost more than the products at head sizes 8-64. */
+static void key_scores(float *restrict scores, const float *restrict q, const float *restrict K, int64_t KVW,
+                       int64_t n, int64_t HD, float scale) {
+    const int64_t hd8 = HD - HD % 8;
+    int64_t t = 0;
+    for (; t + 4 <= n; t += 4) {
+        const float *k0 = K + t * KVW, *k1 = k0 + KVW, *k2 = k1 + KVW, *k3 = k2 + KVW; // (HD,) each
+        float a0[8] = {0}, a1[8] = {0}, a2[8] = {0}, a3[8] = {0};
+        for (int64_t d = 0; d < hd8; d += 8)
+            for (int l = 0; l < 8; l++) {
+                const float x = q[d + l];
+                a0[l] += x * k0[d + l];
+                a1[l] += x * k1[d + l];
+                a2[l] += x * k2[d + l];
+                a3[l] += x * k3[d + l];
+            }
+        float s0 = sum8(a0), s1 = sum8(a1), s2 = sum8(a2), s3 = sum8(a3);
+        for (int64_t d = hd8; d < HD; d++) {
+            s0 += q[d] * k0[d];
+            s1 += q[d] * k1[d];
+            s2 += q[d] * k2[d];
+            s3 += q[d] * k3[d];
+        }
+        scores[t] = s0 * scale;
+        scores[t + 1] = s1 * scale;
+        scores[t + 2] = s2 * scale;
+        scores[t + 3] = s3 * scale;
+    }
+    for (; t < n; t++) {
+        const float *kt = K + t * KVW; // (HD,)
+        float a[8] = {0};
+        for (int64_t d = 0; d < hd8; d += 8)
+            for (int l = 0; l < 8; l++) a[l] += q[d + l] * kt[d + l];
+        float s = sum8(a);
+        for (int64_t d = hd8; d < HD; d++) s += q[d] * kt[d];
+        scores[t] = s * scale;
+    }
+}
+
+/* o (HD) = sum over t < n of p[t] V[t], V's rows KVW floats apart. The sums live in local tiles the
+ * compiler keeps in registers across the keys (accumulating in o made a chain through memory): 64 columns
+ * at a time (8 independent vector chains), then 8 columns at a time with the keys dealt round-robin to 4
+ * tiles (one 8-column chain alone is latency-bound: head size 8), then single columns. */
+static void weighted_values(float *restrict o, const float *restrict p, const float *restrict V, int64_t KVW,
+                            int64_t n, int64_t HD) {
+    int64_t d0 = 0;
+    for (; d0 + 64 <= HD; d0 += 64) {
+        float acc[64] = {0};
+        for (int64_t t = 0; t < n; t++) {
+            const float pt = p[t], *vt = V + t * KVW + d0; // (64,)
+#pragma omp simd
+            for (int l = 0; l < 64; l++) acc[l] += pt * vt[l];
+        }
+        memcpy(o + d0, acc, sizeof acc);
+    }
+    for (; d0 + 8 <= HD; d0 += 8) {
+        float a[4][8] = {{0}};
+        int64_t t = 0;
+        for (; t + 4 <= n; t += 4)
+            for (int j = 0; j < 4; j++) {
+                const float pt = p[t + j], *vt = V + (t + j) * KVW + d0; // (8,)
+                for (int l = 0; l < 8; l++) a[j][l] += pt * vt[l];
+            }
+        for (; t < n; t++) {
+            const float pt = p[t], *vt = V + t * KVW + d0; // (8,)
+            for (int l = 0; l < 8; l++) a[0][l] += pt * vt[l];
+        }
+        for (int l = 0; l < 8; l++) o[d0 + l] = (a[0][l] + a[1][l]) + (a[2][l] + a[3][l]);
+    }
+    for (; d0 < HD; d0++) {
+        float acc = 0.0f;
+        for (int64_t t = 0; t < n; t++) acc += p[t] * V[t * KVW + d0];
+        o[d0] = acc;
+    }
 }
 
 /* att (NH*HD) = softmax(q . K[0..pos] / sqrt(HD)) V[0..pos] per head, K/V rows of width KVW; scores (pos+1)
@@ -74,78 +162,97 @@ static void attend(float *att, const float *q, const float *K, const float *V, f
     const int64_t n = pos + 1;
     for (int64_t h = 0; h < NH; h++) {
         const int64_t kh = h / (NH / NKV);
-        const float *qh = q + h * HD;
-        for (int64_t t = 0; t < n; t++) {
-            const float *kt = K + t * KVW + kh * HD; // (HD,)
-            scores[t] = dot8(qh, kt, HD) * scale;
-        }
+        key_scores(scores, q + h * HD, K + kh * HD, KVW, n, HD, scale);
         sf_exp_shifted(scores, scores, sf_max_f32(scores, n), n);
         const float inv = 1.0f / sf_sum_f32(scores, n);
-        float *oh = att + h * HD; // (HD,)
-        memset(oh, 0, (size_t)HD * sizeof *oh);
-        for (int64_t t = 0; t < n; t++) {
-            const float p = scores[t] * inv;
-            const float *vt = V + t * KVW + kh * HD; // (HD,)
 #pragma omp simd
-            for (int64_t d = 0; d < HD; d++) oh[d] += p * vt[d];
-        }
+        for (int64_t t = 0; t < n; t++) scores[t] *= inv;
+        weighted_values(att + h * HD, scores, V + kh * HD, KVW, n, HD);
     }
 }
 
-/* One position through the whole model: updates the caches and fills s->logits. */
-static void step(const sf_model *m, gen_state *s, int64_t token, int64_t pos) {
-    const sf_model_config *c = &m->cfg;
-    int64_t C = c->d_model, F = c->d_ff, HD = c->head_dim, Q = c->n_head * HD, KV = s->KV;
-    memcpy(s->x, sf_f32(m->wte) + token * C, (size_t)C * 4);
-    if (c->arch == SF_ARCH_GPT2) {
-        const float *pe = sf_f32(m->wpe) + pos * C;
-        for (int64_t i = 0; i < C; i++) s->x[i] += pe[i];
-    } else {
-        int64_t p = pos;
-        sf_rope_table(s->cos_t, s->sin_t, &p, 1, HD, c->rope_theta);
+/* attend() for rows 0..n-1 at positions pos0.. (s->q to s->att): a prompt's rows spread over the threads
+ * (each its own scores row; rows cost their position, hence the dynamic schedule), one decoding row on the
+ * calling thread. A row's result does not depend on which thread computes it. */
+static void attend_rows(gen_state *s, const float *kc, const float *vc, int64_t n, int64_t pos0, int64_t NH,
+                        int64_t NKV, int64_t HD) {
+    const int64_t Q = NH * HD;
+    if (n < 8 || s->n_scores < 2) {
+        for (int64_t r = 0; r < n; r++)
+            attend(s->att + r * Q, s->q + r * Q, kc, vc, s->scores, pos0 + r, NH, NKV, HD, s->KV);
+        return;
     }
+#pragma omp parallel num_threads(s->n_scores)
+    {
+        float *scores = s->scores + omp_get_thread_num() * s->max_T; // (max_T)
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t r = 0; r < n; r++)
+            attend(s->att + r * Q, s->q + r * Q, kc, vc, scores, pos0 + r, NH, NKV, HD, s->KV);
+    }
+}
+
+/* Positions pos0 .. pos0+n-1 (tokens tok[0..n), n <= R) through the whole model at once: the rows'
+ * products are one gemm each (one gemv while decoding), each row attends over the cache up to its own
+ * position; fills the caches at those positions and s->logits with the last row's logits. */
+static void forward_rows(const sf_model *m, gen_state *s, const int64_t *tok, int64_t n, int64_t pos0) {
+    const sf_model_config *c = &m->cfg;
+    const int64_t C = c->d_model, F = c->d_ff, HD = c->head_dim, Q = c->n_head * HD, KV = s->KV;
+    const int gpt2 = c->arch == SF_ARCH_GPT2;
+    for (int64_t r = 0; r < n; r++) {
+        memcpy(s->x + r * C, sf_f32(m->wte) + tok[r] * C, (size_t)C * sizeof(float));
+        s->pos[r] = pos0 + r;
+        if (gpt2) {
+            const float *pe = sf_f32(m->wpe) + (pos0 + r) * C;
+            for (int64_t i = 0; i < C; i++) s->x[r * C + i] += pe[i];
+        }
+    }
+    if (!gpt2) sf_rope_table(s->cos_t, s->sin_t, s->pos, n, HD, c->rope_theta);
+    const sf_wlayout lay = gpt2 ? SF_W_IN_OUT : SF_W_OUT_IN;
     for (int64_t l = 0; l < c->n_layer; l++) {
         const sf_layer *L = &m->layers[l];
-        float *kc = s->kc + l * s->max_T * KV, *vc = s->vc + l * s->max_T * KV;
-        if (c->arch == SF_ARCH_GPT2) {
-            sf_layernorm_forward(s->h, NULL, NULL, s->x, sf_f32(L->ln1_w), sf_f32(L->ln1_b), 1, C, c->norm_eps);
-            sf_linear_forward(s->qkv, s->h, sf_f32(L->wqkv), sf_f32(L->bqkv), 1, C, 3 * C, SF_W_IN_OUT);
-            memcpy(s->q, s->qkv, (size_t)C * 4);
-            memcpy(kc + pos * KV, s->qkv + C, (size_t)C * 4);
-            memcpy(vc + pos * KV, s->qkv + 2 * C, (size_t)C * 4);
+        float *kc = s->kc + l * s->max_T * KV, *vc = s->vc + l * s->max_T * KV; // (max_T, KV)
+        if (gpt2) {
+            sf_layernorm_forward(s->h, NULL, NULL, s->x, sf_f32(L->ln1_w), sf_f32(L->ln1_b), n, C, c->norm_eps);
+            sf_linear_forward(s->qkv, s->h, sf_f32(L->wqkv), sf_f32(L->bqkv), n, C, 3 * C, lay); // (n, 3C)
+            for (int64_t r = 0; r < n; r++) {
+                const float *row = s->qkv + r * 3 * C;
+                memcpy(s->q + r * Q, row, (size_t)C * sizeof(float));
+                memcpy(kc + (pos0 + r) * KV, row + C, (size_t)C * sizeof(float));
+                memcpy(vc + (pos0 + r) * KV, row + 2 * C, (size_t)C * sizeof(float));
+            }
         } else {
-            sf_rmsnorm_forward(s->h, NULL, s->x, sf_f32(L->ln1_w), 1, C, c->norm_eps);
-            sf_linear_forward(s->qkv, s->h, sf_f32(L->wq), L->bq ? sf_f32(L->bq) : NULL, 1, C, Q, SF_W_OUT_IN);
-            sf_rope_forward(s->q, s->qkv, s->cos_t, s->sin_t, 1, Q, 1, c->n_head, HD, c->rope_kind);
-            sf_linear_forward(s->qkv, s->h, sf_f32(L->wk), L->bk ? sf_f32(L->bk) : NULL, 1, C, KV, SF_W_OUT_IN);
-            sf_rope_forward(kc + pos * KV, s->qkv, s->cos_t, s->sin_t, 1, KV, 1, c->n_kv_head, HD, c->rope_kind);
-            sf_linear_forward(vc + pos * KV, s->h, sf_f32(L->wv), L->bv ? sf_f32(L->bv) : NULL, 1, C, KV, SF_W_OUT_IN);
+            sf_rmsnorm_forward(s->h, NULL, s->x, sf_f32(L->ln1_w), n, C, c->norm_eps);
+            sf_linear_forward(s->qkv, s->h, sf_f32(L->wq), L->bq ? sf_f32(L->bq) : NULL, n, C, Q, lay); // (n, Q)
+            sf_rope_forward(s->q, s->qkv, s->cos_t, s->sin_t, n, Q, n, c->n_head, HD, c->rope_kind);
+            sf_linear_forward(s->qkv, s->h, sf_f32(L->wk), L->bk ? sf_f32(L->bk) : NULL, n, C, KV, lay); // (n, KV)
+            sf_rope_forward(kc + pos0 * KV, s->qkv, s->cos_t, s->sin_t, n, KV, n, c->n_kv_head, HD, c->rope_kind);
+            sf_linear_forward(vc + pos0 * KV, s->h, sf_f32(L->wv), L->bv ? sf_f32(L->bv) : NULL, n, C, KV, lay);
         }
-        attend(s->att, s->q, kc, vc, s->scores, pos, c->n_head, c->n_kv_head, HD, KV);
-        sf_wlayout lay = c->arch == SF_ARCH_GPT2 ? SF_W_IN_OUT : SF_W_OUT_IN;
-        sf_linear_forward(s->o, s->att, sf_f32(L->wo), L->bo ? sf_f32(L->bo) : NULL, 1, Q, C, lay);
-        for (int64_t i = 0; i < C; i++) s->x[i] += s->o[i];
-        if (c->arch == SF_ARCH_GPT2) {
-            sf_layernorm_forward(s->h, NULL, NULL, s->x, sf_f32(L->ln2_w), sf_f32(L->ln2_b), 1, C, c->norm_eps);
-            sf_linear_forward(s->up, s->h, sf_f32(L->w_up), sf_f32(L->b_up), 1, C, F, SF_W_IN_OUT);
-            sf_gelu_forward(s->gate, s->up, F, c->gelu);
-            sf_linear_forward(s->o, s->gate, sf_f32(L->w_down), sf_f32(L->b_down), 1, F, C, SF_W_IN_OUT);
+        attend_rows(s, kc, vc, n, pos0, c->n_head, c->n_kv_head, HD);
+        sf_linear_forward(s->o, s->att, sf_f32(L->wo), L->bo ? sf_f32(L->bo) : NULL, n, Q, C, lay);
+        for (int64_t i = 0; i < n * C; i++) s->x[i] += s->o[i];
+        if (gpt2) {
+            sf_layernorm_forward(s->h, NULL, NULL, s->x, sf_f32(L->ln2_w), sf_f32(L->ln2_b), n, C, c->norm_eps);
+            sf_linear_forward(s->up, s->h, sf_f32(L->w_up), sf_f32(L->b_up), n, C, F, lay);
+            sf_gelu_forward(s->gate, s->up, n * F, c->gelu);
+            sf_linear_forward(s->o, s->gate, sf_f32(L->w_down), sf_f32(L->b_down), n, F, C, lay);
         } else {
-            sf_rmsnorm_forward(s->h, NULL, s->x, sf_f32(L->ln2_w), 1, C, c->norm_eps);
-            sf_linear_forward(s->gate, s->h, sf_f32(L->w_gate), NULL, 1, C, F, SF_W_OUT_IN);
-            sf_linear_forward(s->up, s->h, sf_f32(L->w_up), NULL, 1, C, F, SF_W_OUT_IN);
-            for (int64_t i = 0; i < F; i++) {
-                float g = s->gate[i];
+            sf_rmsnorm_forward(s->h, NULL, s->x, sf_f32(L->ln2_w), n, C, c->norm_eps);
+            sf_linear_forward(s->gate, s->h, sf_f32(L->w_gate), NULL, n, C, F, lay);
+            sf_linear_forward(s->up, s->h, sf_f32(L->w_up), NULL, n, C, F, lay);
+            for (int64_t i = 0; i < n * F; i++) {
+                const float g = s->gate[i];
                 s->gate[i] = g / (1.0f + expf(-g)) * s->up[i];
             }
-            sf_linear_forward(s->o, s->gate, sf_f32(L->w_down), NULL, 1, F, C, SF_W_OUT_IN);
+            sf_linear_forward(s->o, s->gate, sf_f32(L->w_down), NULL, n, F, C, lay);
         }
-        for (int64_t i = 0; i < C; i++) s->x[i] += s->o[i];
+        for (int64_t i = 0; i < n * C; i++) s->x[i] += s->o[i];
     }
-    if (c->arch == SF_ARCH_GPT2)
-        sf_layernorm_forward(s->h, NULL, NULL, s->x, sf_f32(m->lnf_w), sf_f32(m->lnf_b), 1, C, c->norm_eps);
+    const float *last = s->x + (n - 1) * C; // (C,): only the last row's next token is needed
+    if (gpt2)
+        sf_layernorm_forward(s->h, NULL, NULL, last, sf_f32(m->lnf_w), sf_f32(m->lnf_b), 1, C, c->norm_eps);
     else
-        sf_rmsnorm_forward(s->h, NULL, s->x, sf_f32(m->lnf_w), 1, C, c->norm_eps);
+        sf_rmsnorm_forward(s->h, NULL, last, sf_f32(m->lnf_w), 1, C, c->norm_eps);
     const sf_tensor *head = m->lm_head ? m->lm_head : m->wte;
     sf_linear_forward(s->logits, s->h, sf_f32(head), NULL, 1, C, c->vocab_size, SF_W_OUT_IN);
 }
@@ -183,19 +290,23 @@ sf_status sf_model_generate(sf_model *m, const int64_t *prompt, int64_t n_prompt
         if (prompt[i] < 0 || prompt[i] >= c->vocab_size)
             return sf_fail(SF_ERR_ARG, "generate: prompt token %lld at position %lld outside 0..%lld",
                            (long long)prompt[i], (long long)i, (long long)c->vocab_size - 1);
+    memcpy(out, prompt, (size_t)n_prompt * sizeof *out);
+    if (max_new == 0) {
+        *n_out = n_prompt;
+        return SF_OK;
+    }
     gen_state s;
-    sf_status st = alloc_state(&s, c, total);
+    sf_status st = alloc_state(&s, c, total, n_prompt);
     if (st) return st;
     sf_rng r;
     sf_rng_seed(&r, seed);
-    memcpy(out, prompt, (size_t)n_prompt * sizeof *out);
+    forward_rows(m, &s, out, n_prompt, 0); /* the whole prompt at once */
     int64_t n = n_prompt;
-    for (int64_t pos = 0; n < total; pos++) {
-        step(m, &s, out[pos], pos);
-        if (pos + 1 < n) continue; /* still reading the prompt */
-        int64_t next = pick(s.logits, c->vocab_size, temperature, &r);
+    for (;;) {
+        const int64_t next = pick(s.logits, c->vocab_size, temperature, &r);
         out[n++] = next;
-        if (stop_at_eos && next == c->eos_token_id) break;
+        if (n == total || (stop_at_eos && next == c->eos_token_id)) break;
+        forward_rows(m, &s, out + n - 1, 1, n - 1);
     }
     *n_out = n;
     free_state(&s);

@@ -142,33 +142,44 @@ TEST(fixture_gpt2_loss_only) { check_fixture_mode("gpt2", "gpt2", SF_TASK_LM, 1e
 TEST(fixture_llama_loss_only) { check_fixture_mode("llama", "llama", SF_TASK_LM, 1e-4, 1e-3, 1); }
 TEST(fixture_roberta_cls) { check_fixture("roberta-cls", "roberta-cls", SF_TASK_CLASSIFY, 1e-4, 1e-3); }
 
-/* Greedy generation with the KV cache equals argmax of a full forward at every step. */
+/* Greedy generation with the KV cache from the first np tokens of prompt equals argmax of a full forward at
+ * every new step. */
+static void check_generation_against_forward(const char *fixture, const int64_t *prompt, int64_t np) {
+    char dir[1024];
+    shared_path(dir, sizeof dir, fixture);
+    sf_model *m = sf_model_load(dir, NULL);
+    REQUIRE(m, "%s", sf_last_error());
+    int64_t out[32], n = 0;
+    REQUIRE(sf_model_generate(m, prompt, np, 12, 0.0f, 0, 0, out, &n) == SF_OK, "%s", sf_last_error());
+    CHECK(n == np + 12, "generated %lld tokens", (long long)(n - np));
+    CHECK(memcmp(out, prompt, (size_t)np * sizeof *out) == 0, "the prompt is not the output's start");
+    int64_t shape[2] = {1, n - 1};
+    sf_tensor *ids = sf_tensor_new(SF_I64, 2, shape);
+    memcpy(sf_tensor_data(ids), out, (size_t)(n - 1) * sizeof(int64_t));
+    REQUIRE(sf_model_forward(m, ids, NULL, NULL, 0) == SF_OK, "%s", sf_last_error());
+    int64_t V = m->cfg.vocab_size;
+    for (int64_t t = np - 1; t < n - 1; t++) {
+        const float *row = sf_f32(m->logits) + t * V;
+        int64_t best = 0;
+        for (int64_t v = 1; v < V; v++)
+            if (row[v] > row[best]) best = v;
+        CHECK(best == out[t + 1], "%s prompt %lld step %lld: cache picked %lld, full forward %lld", fixture,
+              (long long)np, (long long)t, (long long)out[t + 1], (long long)best);
+    }
+    sf_tensor_release(ids);
+    sf_model_free(m);
+}
+
+/* ... after prompts of 1, 3 and 17 tokens: the prompt runs as one multi-row forward (gemms, a causal
+ * attention over its own rows), each new token as one row. */
 TEST(kv_cache_generation_matches_full_forward) {
     char dir[1024];
     if (!shared_path(dir, sizeof dir, "fixtures/llama")) SKIP("fixtures missing");
-    const char *fx[2] = {"fixtures/gpt2", "fixtures/llama"};
-    for (int f = 0; f < 2; f++) {
-        shared_path(dir, sizeof dir, fx[f]);
-        sf_model *m = sf_model_load(dir, NULL);
-        REQUIRE(m, "%s", sf_last_error());
-        int64_t prompt[3] = {5, 17, 3}, out[20], n = 0;
-        REQUIRE(sf_model_generate(m, prompt, 3, 12, 0.0f, 0, 0, out, &n) == SF_OK, "%s", sf_last_error());
-        CHECK(n == 15, "generated %lld tokens", (long long)n);
-        int64_t shape[2] = {1, n - 1};
-        sf_tensor *ids = sf_tensor_new(SF_I64, 2, shape);
-        memcpy(sf_tensor_data(ids), out, (size_t)(n - 1) * sizeof(int64_t));
-        REQUIRE(sf_model_forward(m, ids, NULL, NULL, 0) == SF_OK, "%s", sf_last_error());
-        int64_t V = m->cfg.vocab_size;
-        for (int64_t t = 2; t < n - 1; t++) {
-            const float *row = sf_f32(m->logits) + t * V;
-            int64_t best = 0;
-            for (int64_t v = 1; v < V; v++)
-                if (row[v] > row[best]) best = v;
-            CHECK(best == out[t + 1], "%s step %lld: cache picked %lld, full forward %lld", fx[f], (long long)t,
-                  (long long)out[t + 1], (long long)best);
-        }
-        sf_tensor_release(ids);
-        sf_model_free(m);
+    const int64_t prompt[17] = {5, 17, 3, 88, 41, 0, 95, 12, 12, 60, 7, 33, 71, 2, 50, 19, 64};
+    const int64_t n_prompts[3] = {1, 3, 17};
+    for (int pl = 0; pl < 3; pl++) {
+        check_generation_against_forward("fixtures/gpt2", prompt, n_prompts[pl]);
+        check_generation_against_forward("fixtures/llama", prompt, n_prompts[pl]);
     }
 }
 
