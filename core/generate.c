@@ -3,9 +3,12 @@
  * one-row forward attending over the cached keys/values, so N tokens cost N steps, not N^2 recomputation.
  * Greedy (temperature 0) or sampling from softmax(logits / temperature) with an explicit seed. No tape, no
  * gradients.
- * Threads: a one-row step's ops run on the calling thread without entering OpenMP (core/parallel_for.h);
- * only matrix-vector products of 4 MB and more (a large LM head, GPT-2 124M's blocks) use the second core
- * (core/gemm.c) — measured faster than one thread for gpt2-4m's 4 MB head. */
+ * Threads: the prompt's products and ops are the multi-row kernels' (both cores), its attention rows are
+ * spread over the threads. A one-row step's ops run on the calling thread without entering OpenMP
+ * (core/parallel_for.h); only matrix-vector products of 4 MB and more (a large LM head, GPT-2 124M's
+ * blocks) use the second core (core/gemm.c) — measured faster than one thread for gpt2-4m's 4 MB head.
+ * Memory: one arena per call (caches and scratch), from sf_alloc so that it is counted, and on huge pages
+ * when large (a page fault per 4 KB of fresh scratch had cost more than the prompt's products). */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -22,50 +25,62 @@ typedef struct {
     float *q, *att;       /* (R, Q) */
     float *up, *gate;     /* (R, F) */
     float *cos_t, *sin_t; /* (R, HD/2) rotary tables of the rows' positions */
-    int64_t *pos;         /* (R) */
     float *logits;        /* (V) the last row's */
     float *scores;        /* (n_scores, max_T): one row per thread attending */
     float *kc, *vc;       /* (n_layer, max_T, KV) each */
+    int64_t *pos;         /* (R) */
+    void *arena;          /* everything above, one sf_alloc (large: huge pages, few page faults) */
+    size_t arena_bytes;
     int64_t max_T, KV, R;
     int n_scores;
 } gen_state;
 
-static void free_state(gen_state *s) {
-    free(s->x); free(s->h); free(s->o); free(s->qkv); free(s->q); free(s->att); free(s->up); free(s->gate);
-    free(s->cos_t); free(s->sin_t); free(s->pos); free(s->logits); free(s->scores); free(s->kc); free(s->vc);
+/* Hands out n floats (n int64 for the positions) of the arena at *off, 64-byte aligned; with base NULL
+ * only counts. */
+static void *carve(char *base, size_t *off, int64_t n, size_t elem) {
+    void *p = base ? base + *off : NULL;
+    *off += ((size_t)(n > 0 ? n : 1) * elem + 63) / 64 * 64;
+    return p;
 }
 
-static float *alloc_floats(int64_t n) { return malloc((size_t)(n > 0 ? n : 1) * sizeof(float)); }
+/* Lays the buffers out in base (NULL: only sizes them); returns the bytes needed. */
+static size_t layout_state(gen_state *s, char *base, const sf_model_config *c) {
+    const int64_t C = c->d_model, Q = c->n_head * c->head_dim, R = s->R, KV = s->KV;
+    const int64_t wide = Q + 2 * KV > 3 * C ? Q + 2 * KV : 3 * C;
+    size_t off = 0;
+    const size_t f = sizeof(float);
+    s->x = carve(base, &off, R * C, f);
+    s->h = carve(base, &off, R * C, f);
+    s->o = carve(base, &off, R * C, f);
+    s->qkv = carve(base, &off, R * wide, f);
+    s->q = carve(base, &off, R * Q, f);
+    s->att = carve(base, &off, R * Q, f);
+    s->up = carve(base, &off, R * c->d_ff, f);
+    s->gate = carve(base, &off, R * c->d_ff, f);
+    s->cos_t = carve(base, &off, R * c->head_dim, f);
+    s->sin_t = carve(base, &off, R * c->head_dim, f);
+    s->logits = carve(base, &off, c->vocab_size, f);
+    s->scores = carve(base, &off, s->n_scores * s->max_T, f);
+    s->kc = carve(base, &off, c->n_layer * s->max_T * KV, f);
+    s->vc = carve(base, &off, c->n_layer * s->max_T * KV, f);
+    s->pos = carve(base, &off, R, sizeof(int64_t));
+    return off;
+}
+
+static void free_state(gen_state *s) { sf_free(s->arena, s->arena_bytes); }
 
 static sf_status alloc_state(gen_state *s, const sf_model_config *c, int64_t max_T, int64_t R) {
     memset(s, 0, sizeof *s);
-    const int64_t C = c->d_model, Q = c->n_head * c->head_dim;
     s->KV = c->n_kv_head * c->head_dim;
     s->max_T = max_T;
     s->R = R;
-    const int64_t wide = Q + 2 * s->KV > 3 * C ? Q + 2 * s->KV : 3 * C;
-    s->x = alloc_floats(R * C);
-    s->h = alloc_floats(R * C);
-    s->o = alloc_floats(R * C);
-    s->qkv = alloc_floats(R * wide);
-    s->q = alloc_floats(R * Q);
-    s->att = alloc_floats(R * Q);
-    s->up = alloc_floats(R * c->d_ff);
-    s->gate = alloc_floats(R * c->d_ff);
-    s->cos_t = alloc_floats(R * c->head_dim);
-    s->sin_t = alloc_floats(R * c->head_dim);
-    s->pos = malloc((size_t)R * sizeof *s->pos);
-    s->logits = alloc_floats(c->vocab_size);
     s->n_scores = R > 1 ? omp_get_max_threads() : 1;
-    s->scores = alloc_floats(s->n_scores * max_T);
-    s->kc = alloc_floats(c->n_layer * max_T * s->KV);
-    s->vc = alloc_floats(c->n_layer * max_T * s->KV);
-    if (!s->x || !s->h || !s->o || !s->qkv || !s->q || !s->att || !s->up || !s->gate || !s->cos_t || !s->sin_t ||
-        !s->pos || !s->logits || !s->scores || !s->kc || !s->vc) {
-        free_state(s);
-        return sf_fail(SF_ERR_NOMEM, "generate: out of memory for a %lld-token cache and %lld prompt rows",
-                       (long long)max_T, (long long)R);
-    }
+    s->arena_bytes = layout_state(s, NULL, c);
+    s->arena = sf_alloc(s->arena_bytes);
+    if (!s->arena)
+        return sf_fail(SF_ERR_NOMEM, "generate: out of memory for a %lld-token cache and %lld prompt rows (%zu bytes)",
+                       (long long)max_T, (long long)R, s->arena_bytes);
+    layout_state(s, s->arena, c);
     return SF_OK;
 }
 

@@ -45,6 +45,10 @@ for _, r in ipairs(rows) do
   if r.method == "generate" then
     print(("\ngeneration with the KV cache: gpt2-4m %d tokens/s, stories260K %d tokens/s"):format(r.gpt2_4m_tokens_per_s,
       r.stories260K_tokens_per_s))
+    if r.gpt2_4m_prefill_250_tokens_per_s then
+      print(("prompt prefill: gpt2-4m %d tokens/s (250-token prompt), stories260K %d tokens/s (500)"):format(
+        r.gpt2_4m_prefill_250_tokens_per_s, r.stories260K_prefill_500_tokens_per_s))
+    end
   end
 end
 print()
