@@ -321,6 +321,11 @@ sf_status sf_model_generate(sf_model *m, const int64_t *prompt, int64_t n_prompt
         const int64_t next = pick(s.logits, c->vocab_size, temperature, &r);
         out[n++] = next;
         if (n == total || (stop_at_eos && next == c->eos_token_id)) break;
+        if (sf_interrupt_pending()) { /* Ctrl-C: out holds the tokens so far, *n_out stays 0 */
+            free_state(&s);
+            return sf_fail(SF_ERR_INTERRUPTED, "generate: interrupted after %lld of %lld new tokens",
+                           (long long)(n - n_prompt), (long long)max_new);
+        }
         forward_rows(m, &s, out + n - 1, 1, n - 1);
     }
     *n_out = n;

@@ -1,9 +1,16 @@
-/* status.c — thread-local error message and checked integer arithmetic. See status.h. */
+/* status.c — thread-local error message, the interrupt request and checked integer arithmetic. See status.h. */
 #include "status.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+static volatile sig_atomic_t g_interrupt_requested;
+
+void sf_interrupt_request(void) { g_interrupt_requested = 1; }
+int sf_interrupt_pending(void) { return g_interrupt_requested != 0; }
+void sf_interrupt_clear(void) { g_interrupt_requested = 0; }
 
 static _Thread_local char sf_err_buf[1024];
 static _Thread_local sf_status sf_err_code;

@@ -3,6 +3,7 @@
  * Every fallible core function returns an sf_status (0 = success, negative = failure) or NULL, and
  * records a one-line human-readable message in a thread-local buffer that the caller (C or the Lua
  * binding) reads with sf_last_error(). Nothing in core/ calls exit() or abort() on bad input.
+ * Also the process-wide interrupt request (Ctrl-C) that long core loops poll.
  * This file does not log, print or allocate.
  */
 #ifndef SF_STATUS_H
@@ -19,7 +20,7 @@ typedef enum {
     SF_ERR_FORMAT = -4,  /* malformed file content */
     SF_ERR_STATE = -5,   /* operation not valid in the current state */
     SF_ERR_NUMERIC = -6, /* NaN / Inf where a finite number was required */
-    SF_ERR_INTERRUPTED = -7,
+    SF_ERR_INTERRUPTED = -7, /* the user asked to stop (Ctrl-C) during a long core call */
 } sf_status;
 
 /* Records a printf-style message and returns `code` (so `return sf_fail(SF_ERR_ARG, "...")` works). */
@@ -30,6 +31,13 @@ void *sf_fail_null(sf_status code, const char *fmt, ...) __attribute__((format(p
 const char *sf_last_error(void);
 sf_status sf_last_status(void);
 void sf_clear_error(void);
+
+/* A request to stop, shared by the process: a SIGINT handler calls sf_interrupt_request (async-signal
+ * safe: it only stores a flag); long-running core loops (generation, a token at a time) poll
+ * sf_interrupt_pending and return SF_ERR_INTERRUPTED; whoever starts a new command clears it. */
+void sf_interrupt_request(void);
+int sf_interrupt_pending(void);
+void sf_interrupt_clear(void);
 
 /* Checked size arithmetic: return 0 and store the result, or return -1 on overflow. */
 int sf_mul_overflow_i64(int64_t a, int64_t b, int64_t *out);

@@ -29,6 +29,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "../core/status.h"
 #include "../core/threads.h"
 #include "lsift.h"
 
@@ -58,6 +59,7 @@ static void on_sigint(int sig) {
         return;
     }
     g_interrupted = 1;
+    sf_interrupt_request(); /* a long core call (generation) stops at its next check */
     if (g_L) lua_sethook(g_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
@@ -562,6 +564,7 @@ static void repl(lua_State *L) {
             /* a Ctrl-C that arrived after the previous command ended must not interrupt this one */
             lua_sethook(L, NULL, 0, 0);
             g_interrupted = 0;
+            sf_interrupt_clear();
             double t0 = now_s();
             status = docall(L, 0, LUA_MULTRET);
             double dt = now_s() - t0;

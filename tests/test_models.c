@@ -170,6 +170,25 @@ static void check_generation_against_forward(const char *fixture, const int64_t 
     sf_model_free(m);
 }
 
+/* An interrupt request (what Ctrl-C sets in sift-repl) stops generation before its next token with
+ * SF_ERR_INTERRUPTED and a message saying how far it got; once cleared, generation runs again. */
+TEST(generation_stops_on_an_interrupt_request) {
+    char dir[1024];
+    if (!shared_path(dir, sizeof dir, "fixtures/gpt2")) SKIP("fixtures missing");
+    sf_model *m = sf_model_load(dir, NULL);
+    REQUIRE(m, "%s", sf_last_error());
+    const int64_t prompt[2] = {5, 17};
+    int64_t out[32], n = -1;
+    sf_interrupt_request();
+    CHECK(sf_model_generate(m, prompt, 2, 10, 0.0f, 0, 0, out, &n) == SF_ERR_INTERRUPTED, "not interrupted");
+    CHECK(n == 0 && strstr(sf_last_error(), "interrupted after 1 of 10 new tokens"), "n %lld, message: %s",
+          (long long)n, sf_last_error());
+    sf_interrupt_clear();
+    CHECK(sf_model_generate(m, prompt, 2, 10, 0.0f, 0, 0, out, &n) == SF_OK && n == 12, "after clearing: %s",
+          sf_last_error());
+    sf_model_free(m);
+}
+
 /* ... after prompts of 1, 3 and 17 tokens: the prompt runs as one multi-row forward (gemms, a causal
  * attention over its own rows), each new token as one row. */
 TEST(kv_cache_generation_matches_full_forward) {

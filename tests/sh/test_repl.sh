@@ -226,6 +226,22 @@ check_wait "Ctrl-C interrupts a running loop" 10 'at_prompt && has "interrupted"
 fresh
 run 'n > 0'
 check "the state is kept after the interrupt" '[ "$(out)" = true ]'
+# a long call into the core: 1000 tokens of a GPT-2 124M shape (random weights) take seconds (5-10 ms a
+# token); Ctrl-C one second in stops it at its next token, so the command's timing line reads under 3 s
+fresh
+run 'g = sift.build({arch = "gpt2", vocab_size = 50257, n_layer = 12, n_head = 12, d_model = 768, max_pos = 1024}, {seed = 1})' 60
+fresh
+type_text 'print("generating") ids = g:generate({1}, {max_new = 1000})'
+key Enter
+wait_for 10 'has_re "^generating"'
+sleep 1
+key C-c
+check_wait "Ctrl-C stops a long generation at its next token" 10 \
+    'at_prompt && has "interrupted" && has_re "^\([0-2]\.[0-9][0-9] s\)$"'
+fresh
+run 'g = nil; collectgarbage()'
+run 'ids == nil'
+check "nothing was assigned from the interrupted call" '[ "$(out)" = true ]'
 fresh
 run 'local t0 = sift.now() while sift.now() - t0 < 1.2 do end' 20
 check "a command over 1 s prints its timing" 'has_re "^\([0-9]+\.[0-9][0-9] s\)$"'
