@@ -9,7 +9,8 @@
 #      weights), each method in its own process so peak RSS is its own;
 #   3. the same steps in PyTorch (scripts/bench_torch.py, 2 threads, passive waiting) when Debian's
 #      python3-torch is installed;
-#   4. generation tokens/s with the KV cache (gpt2-4m, stories260K): decoding, and the prefill of a long prompt.
+#   4. generation tokens/s with the KV cache (gpt2-4m, stories260K): decoding, and the prefill of a long prompt;
+#      gpt2-4m's also in PyTorch when it is installed.
 # Prints a table with ours/PyTorch ratios and the fraction of the sgemm rate, writes BUILD/bench.json,
 # and checks the bars of issues #4 and #6 (PASS/FAIL lines; the exit status stays 0 unless a run fails).
 BUILD=${1:-build}
@@ -86,6 +87,9 @@ local S = os.getenv("SIFT_SHARED")
 local a, ap = gen(S .. "/models/gpt2-4m", {875, 731, 259, 540}, 200, 250)
 local b, bp = gen(S .. "/models/stories260K/stories260K.bin", {1}, 250, 500)
 print(string.format("{\"method\":\"generate\",\"gpt2_4m_tokens_per_s\":%.0f,\"stories260K_tokens_per_s\":%.0f,\"gpt2_4m_prefill_250_tokens_per_s\":%.0f,\"stories260K_prefill_500_tokens_per_s\":%.0f}", a, b, ap, bp))'
+if [ $TORCH -eq 1 ]; then # the same gpt2-4m generation in PyTorch, with the same weights
+    run pytorch env OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE "$PY" scripts/bench_torch.py --weights "$MODEL" --generate
+fi
 # the rates again at the end: this VM's speed drifts, and the highest is the strictest ceiling for the
 # "fraction of sgemm" figures
 RATES_END=$("$REPL" -e "$SGEMM")

@@ -42,12 +42,19 @@ for _, shape in ipairs { "32x32", "8x256", "4x64" } do
   end
 end
 for _, r in ipairs(rows) do
-  if r.method == "generate" then
+  if r.method == "generate" and r.who == "sift" then
     print(("\ngeneration with the KV cache: gpt2-4m %d tokens/s, stories260K %d tokens/s"):format(r.gpt2_4m_tokens_per_s,
       r.stories260K_tokens_per_s))
     if r.gpt2_4m_prefill_250_tokens_per_s then
       print(("prompt prefill: gpt2-4m %d tokens/s (250-token prompt), stories260K %d tokens/s (500)"):format(
         r.gpt2_4m_prefill_250_tokens_per_s, r.stories260K_prefill_500_tokens_per_s))
+    end
+    for _, t in ipairs(rows) do
+      if t.method == "generate" and t.who == "pytorch" then
+        print(("PyTorch (KV cache, same weights): gpt2-4m %d tokens/s decoding (ours %.1fx), %d prefill (ours %.1fx)")
+          :format(t.gpt2_4m_tokens_per_s, r.gpt2_4m_tokens_per_s / t.gpt2_4m_tokens_per_s,
+            t.gpt2_4m_prefill_250_tokens_per_s, r.gpt2_4m_prefill_250_tokens_per_s / t.gpt2_4m_prefill_250_tokens_per_s))
+      end
     end
   end
 end
