@@ -213,8 +213,8 @@ static void forward_rows(const sf_model *m, gen_state *s, const int64_t *tok, in
     const sf_model_config *c = &m->cfg;
     const int64_t C = c->d_model, F = c->d_ff, HD = c->head_dim, Q = c->n_head * HD, KV = s->KV;
     const int gpt2 = c->arch == SF_ARCH_GPT2;
+    sf_embedding_forward(s->x, tok, sf_f32(m->wte), n, C);
     for (int64_t r = 0; r < n; r++) {
-        memcpy(s->x + r * C, sf_f32(m->wte) + tok[r] * C, (size_t)C * sizeof(float));
         s->pos[r] = pos0 + r;
         if (gpt2) {
             const float *pe = sf_f32(m->wpe) + (pos0 + r) * C;

@@ -47,8 +47,9 @@
 
 void sf_embedding_forward(float *out, const int64_t *ids, const float *table, int64_t N, int64_t C) {
     // out (N, C), ids (N), table (V, C)
-#pragma omp parallel for schedule(static) if (N * C >= SF_EMBED_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) memcpy(out + n * C, table + ids[n] * C, (size_t)C * sizeof(float));
+    SF_PARALLEL_FOR_IF(N * C >= SF_EMBED_PAR_MIN, for (int64_t n = 0; n < N; n++) {
+        memcpy(out + n * C, table + ids[n] * C, (size_t)C * sizeof(float));
+    });
 }
 
 void sf_embedding_forward_ref(float *out, const int64_t *ids, const float *table, int64_t N, int64_t C) {
