@@ -124,6 +124,8 @@ static void pack_a(float *restrict ap, const float *restrict A, int64_t lda, int
         for (int64_t k0 = 0; k0 < kc; k0 += 16) {
             const int kn = kc - k0 < 16 ? (int)(kc - k0) : 16;
             __m512 r[16];
+            if (k0 + 64 < kc) /* the rows' lines four steps ahead: the hardware prefetchers lag on 12 streams */
+                for (int i = 0; i < mr; i++) _mm_prefetch((const char *)(A + (s + i) * lda + k0 + 64), _MM_HINT_T0);
             load_transpose16(r, A + s * lda + k0, lda, mr, kn);
             for (int j = 0; j < kn; j++) _mm512_mask_storeu_ps(dst + (k0 + j) * MR, mr_lanes, r[j]);
         }

@@ -4,7 +4,8 @@
  *
  * The optimised kernel walks the N rows in chunks of nb rows sized so that the chunk's transposed
  * copies of dout (OC, nb) and inp (C, nb) stay in a core's L2 (~512 KB): each chunk is transposed in
- * 8 x 8 AVX register blocks, then every entry is a contiguous, vectorised dot product of length nb over
+ * 8 x 8 AVX register blocks (each tile's rows prefetched two tiles ahead: 32 row streams are more than
+ * the hardware prefetchers follow), then every entry is a contiguous, vectorised dot product of length nb over
  * those copies. Chunks are dealt round-robin to the threads, each chunk's k partial sums go to its own
  * row of partials, and the partials are added in chunk order, so the result does not depend on the
  * thread count. (Whole-N transposed copies left the dot products reading L3 and ran 3x slower; row-wise
@@ -81,6 +82,11 @@ static void transpose(float *dst, int64_t ld, const float *src, int64_t ss, int6
     for (int64_t r0 = 0; r0 < R; r0 += TB)
         for (int64_t c0 = 0; c0 < Cc; c0 += TB) {
             const int64_t r1 = r0 + TB < R ? r0 + TB : R, c1 = c0 + TB < Cc ? c0 + TB : Cc;
+            if (c0 + 3 * TB <= Cc)
+                for (int64_t r = r0; r < r1; r++) {
+                    __builtin_prefetch(src + r * ss + c0 + 2 * TB);
+                    __builtin_prefetch(src + r * ss + c0 + 2 * TB + 16);
+                }
             int64_t rv = r0, cv = c0; /* the part covered by whole 8 x 8 blocks: [r0, rv) x [c0, cv) */
 #ifdef __AVX__
             rv = r0 + (r1 - r0) / 8 * 8;
@@ -93,12 +99,46 @@ static void transpose(float *dst, int64_t ld, const float *src, int64_t ss, int6
         }
 }
 
-/* sum of a[n] * x[n] for n < m */
+/* sum of a[n] * x[n] for n < m. Four vector accumulators (independent FMA chains) summed as a tree: gcc
+ * lowers `omp simd reduction` here to a stack array summed one lane at a time, which took most of this
+ * function's time at a chunk's 64-256 products. */
 static inline float dot(const float *restrict a, const float *restrict x, int64_t m) {
+#if defined(__AVX512F__)
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t n = 0;
+    for (; n + 64 <= m; n += 64) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + n), _mm512_loadu_ps(x + n), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + n + 16), _mm512_loadu_ps(x + n + 16), s1);
+        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + n + 32), _mm512_loadu_ps(x + n + 32), s2);
+        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + n + 48), _mm512_loadu_ps(x + n + 48), s3);
+    }
+    for (; n < m; n += 16) {
+        const __mmask16 k = m - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (m - n)) - 1);
+        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + n), _mm512_maskz_loadu_ps(k, x + n), s0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+#elif defined(__AVX2__) && defined(__FMA__)
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t n = 0;
+    for (; n + 32 <= m; n += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + n), _mm256_loadu_ps(x + n), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + n + 8), _mm256_loadu_ps(x + n + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + n + 16), _mm256_loadu_ps(x + n + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + n + 24), _mm256_loadu_ps(x + n + 24), s3);
+    }
+    for (; n + 8 <= m; n += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + n), _mm256_loadu_ps(x + n), s0);
+    const __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float r = _mm_cvtss_f32(h);
+    for (; n < m; n++) r += a[n] * x[n];
+    return r;
+#else
     float s = 0.0f;
-#pragma omp simd reduction(+ : s)
     for (int64_t n = 0; n < m; n++) s += a[n] * x[n];
     return s;
+#endif
 }
 
 void sf_linear_weight_grad_sampled(float *vals, sf_index_array idx, int64_t k, const float *dout, const float *inp,
