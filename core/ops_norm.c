@@ -44,10 +44,13 @@ static inline float ln_row(float *o, const float *x, float m, const float *weigh
     }
     v /= (float)C;
     float s = 1.0f / sqrtf(v + eps);
-    if (bias)
+    if (bias) {
+#pragma omp simd
         for (int64_t j = 0; j < C; j++) o[j] = (x[j] - m) * s * weight[j] + bias[j];
-    else
+    } else {
+#pragma omp simd
         for (int64_t j = 0; j < C; j++) o[j] = (x[j] - m) * s * weight[j];
+    }
     return s;
 }
 
@@ -133,6 +136,7 @@ void sf_layernorm_backward(float *dinp, float *dweight, float *dbias, const floa
             /* dnorm = dy * w;  dx = s * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)) */
             float a, b;
             ln_row_dmeans(x, dy, weight, m, s, C, &a, &b);
+#pragma omp simd
             for (int64_t j = 0; j < C; j++) {
                 float nrm = (x[j] - m) * s;
                 dx[j] += s * (dy[j] * weight[j] - a - nrm * b);
@@ -258,7 +262,7 @@ void sf_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *
         float ss = 0.0f;
         _Pragma("omp simd reduction(+ : ss)") for (int64_t j = 0; j < C; j++) ss += x[j] * x[j];
         float s = 1.0f / sqrtf(ss / (float)C + eps);
-        for (int64_t j = 0; j < C; j++) o[j] = x[j] * s * weight[j];
+        _Pragma("omp simd") for (int64_t j = 0; j < C; j++) o[j] = x[j] * s * weight[j];
         if (rstd) rstd[i] = s;
     });
 }
@@ -278,6 +282,7 @@ void sf_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const f
 #pragma omp simd reduction(+ : b)
             for (int64_t j = 0; j < C; j++) b += dy[j] * weight[j] * x[j];
             b *= s * s / (float)C; /* mean(dnorm * norm) / s, folded so the loop below multiplies x */
+#pragma omp simd
             for (int64_t j = 0; j < C; j++) dx[j] += s * (dy[j] * weight[j] - x[j] * b);
         }
     }
@@ -289,6 +294,7 @@ void sf_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const f
             for (int64_t i = 0; i < N && j0 < j1; i++) {
                 const float *x = inp + i * C, *dy = dout + i * C; // (C,)
                 float s = rstd[i];
+#pragma omp simd
                 for (int64_t j = j0; j < j1; j++) dweight[j] += x[j] * s * dy[j];
             }
         }
