@@ -208,8 +208,10 @@ static void attend_rows(gen_state *s, const float *kc, const float *vc, int64_t 
 
 /* Positions pos0 .. pos0+n-1 (tokens tok[0..n), n <= R) through the whole model at once: the rows'
  * products are one gemm each (one gemv while decoding), each row attends over the cache up to its own
- * position; fills the caches at those positions and s->logits with the last row's logits. */
-static void forward_rows(const sf_model *m, gen_state *s, const int64_t *tok, int64_t n, int64_t pos0) {
+ * position; fills the caches at those positions and s->logits with the last row's logits. Several rows
+ * (a prompt) poll the interrupt request before each layer: returns the 1-based layer it stopped before
+ * (logits and caches then unfinished), 0 when it ran to the end. */
+static int64_t forward_rows(const sf_model *m, gen_state *s, const int64_t *tok, int64_t n, int64_t pos0) {
     const sf_model_config *c = &m->cfg;
     const int64_t C = c->d_model, F = c->d_ff, HD = c->head_dim, Q = c->n_head * HD, KV = s->KV;
     const int gpt2 = c->arch == SF_ARCH_GPT2;
@@ -224,6 +226,7 @@ static void forward_rows(const sf_model *m, gen_state *s, const int64_t *tok, in
     if (!gpt2) sf_rope_table(s->cos_t, s->sin_t, s->pos, n, HD, c->rope_theta);
     const sf_wlayout lay = gpt2 ? SF_W_IN_OUT : SF_W_OUT_IN;
     for (int64_t l = 0; l < c->n_layer; l++) {
+        if (n > 1 && sf_interrupt_pending()) return l + 1;
         const sf_layer *L = &m->layers[l];
         float *kc = s->kc + l * s->max_T * KV, *vc = s->vc + l * s->max_T * KV; // (max_T, KV)
         if (gpt2) {
@@ -270,6 +273,7 @@ static void forward_rows(const sf_model *m, gen_state *s, const int64_t *tok, in
         sf_rmsnorm_forward(s->h, NULL, last, sf_f32(m->lnf_w), 1, C, c->norm_eps);
     const sf_tensor *head = m->lm_head ? m->lm_head : m->wte;
     sf_linear_forward(s->logits, s->h, sf_f32(head), NULL, 1, C, c->vocab_size, SF_W_OUT_IN);
+    return 0;
 }
 
 static int64_t pick(const float *logits, int64_t V, float temperature, sf_rng *r) {
@@ -315,7 +319,12 @@ sf_status sf_model_generate(sf_model *m, const int64_t *prompt, int64_t n_prompt
     if (st) return st;
     sf_rng r;
     sf_rng_seed(&r, seed);
-    forward_rows(m, &s, out, n_prompt, 0); /* the whole prompt at once */
+    const int64_t stopped_at = forward_rows(m, &s, out, n_prompt, 0); /* the whole prompt at once */
+    if (stopped_at) {
+        free_state(&s);
+        return sf_fail(SF_ERR_INTERRUPTED, "generate: interrupted while reading the %lld-token prompt, before layer %lld of %lld",
+                       (long long)n_prompt, (long long)stopped_at, (long long)c->n_layer);
+    }
     int64_t n = n_prompt;
     for (;;) {
         const int64_t next = pick(s.logits, c->vocab_size, temperature, &r);

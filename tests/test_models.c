@@ -170,8 +170,9 @@ static void check_generation_against_forward(const char *fixture, const int64_t 
     sf_model_free(m);
 }
 
-/* An interrupt request (what Ctrl-C sets in sift-repl) stops generation before its next token with
- * SF_ERR_INTERRUPTED and a message saying how far it got; once cleared, generation runs again. */
+/* An interrupt request (what Ctrl-C sets in sift-repl) stops generation with SF_ERR_INTERRUPTED and a
+ * message saying how far it got: inside a prompt's one-pass forward (several rows) before its next
+ * layer, after a one-token prompt before the next new token; once cleared, generation runs again. */
 TEST(generation_stops_on_an_interrupt_request) {
     char dir[1024];
     if (!shared_path(dir, sizeof dir, "fixtures/gpt2")) SKIP("fixtures missing");
@@ -179,8 +180,14 @@ TEST(generation_stops_on_an_interrupt_request) {
     REQUIRE(m, "%s", sf_last_error());
     const int64_t prompt[2] = {5, 17};
     int64_t out[32], n = -1;
+    char want[128];
+    snprintf(want, sizeof want, "interrupted while reading the 2-token prompt, before layer 1 of %lld",
+             (long long)m->cfg.n_layer);
     sf_interrupt_request();
-    CHECK(sf_model_generate(m, prompt, 2, 10, 0.0f, 0, 0, out, &n) == SF_ERR_INTERRUPTED, "not interrupted");
+    CHECK(sf_model_generate(m, prompt, 2, 10, 0.0f, 0, 0, out, &n) == SF_ERR_INTERRUPTED, "prompt: not interrupted");
+    CHECK(n == 0 && strstr(sf_last_error(), want), "n %lld, message: %s", (long long)n, sf_last_error());
+    n = -1;
+    CHECK(sf_model_generate(m, prompt, 1, 10, 0.0f, 0, 0, out, &n) == SF_ERR_INTERRUPTED, "one token: not interrupted");
     CHECK(n == 0 && strstr(sf_last_error(), "interrupted after 1 of 10 new tokens"), "n %lld, message: %s",
           (long long)n, sf_last_error());
     sf_interrupt_clear();

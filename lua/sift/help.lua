@@ -123,7 +123,7 @@ def("Model:forward", "model:forward(batch, {grad = true, logits = true}?) -> {lo
 def("Model:backward", "model:backward()",
   "Back-propagates the loss of the last forward; gradients accumulate into model:grad (or the sparse set).")
 def("Model:generate", "model:generate(ids, {max_new = 32, temperature = 0, seed = 0, stop_at_eos = false}?) -> ids",
-  "Continues a prompt (table of ids) with a key/value cache: the prompt in one pass, then a token at a time;\ngreedy at temperature 0, sampled otherwise. Returns prompt + new ids. Ctrl-C stops it before its next token.",
+  "Continues a prompt (table of ids) with a key/value cache: the prompt in one pass, then a token at a time;\ngreedy at temperature 0, sampled otherwise. Returns prompt + new ids. Ctrl-C stops it before its next token\n(inside a long prompt, before its next layer) with an error saying where.",
   "tok:decode(model:generate(tok:encode(\"Once upon a time\"), {max_new = 40}))")
 
 ---------------------------------------------------------------------------------------------------

@@ -236,8 +236,20 @@ key Enter
 wait_for 10 'has_re "^generating"'
 sleep 1
 key C-c
-check_wait "Ctrl-C stops a long generation at its next token" 10 \
-    'at_prompt && has "interrupted" && has_re "^\([0-2]\.[0-9][0-9] s\)$"'
+check_wait "Ctrl-C stops a long generation at its next token, and says where" 10 \
+    'at_prompt && has_re "generate: interrupted after [0-9]+ of 1000 new tokens" && has_re "^\([0-2]\.[0-9][0-9] s\)$"'
+# a long prompt runs as one forward over all its rows (~250 GFLOP for 1000 tokens here: a second or
+# more); Ctrl-C a moment in stops it before its next layer
+fresh
+run 'p = {} for i = 1, 1000 do p[i] = i end'
+fresh
+type_text 'print("reading") ids = g:generate(p, {max_new = 1})'
+key Enter
+wait_for 10 'has_re "^reading"'
+sleep 0.3
+key C-c
+check_wait "Ctrl-C stops a long prompt's forward before its next layer" 10 \
+    'at_prompt && has "interrupted while reading the 1000-token prompt, before layer"'
 fresh
 run 'g = nil; collectgarbage()'
 run 'ids == nil'
