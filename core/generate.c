@@ -16,7 +16,13 @@
 
 #include "model.h"
 #include "rng.h"
+#include "gemm.h"
 #include "simd_math.h"
+#include "threads.h"
+
+/* Query rows per block of a prompt's attention (attend_block): the block's (rows x keys) scores per thread
+ * stay small (PREFILL_ROWS * max_T floats) while its products are large enough for the gemm kernel. */
+enum { PREFILL_ROWS = 32 };
 
 typedef struct {
     /* row scratch for up to R positions at once (the prompt's; 1 while decoding): */
@@ -26,7 +32,7 @@ typedef struct {
     float *up, *gate;     /* (R, F) */
     float *cos_t, *sin_t; /* (R, HD/2) rotary tables of the rows' positions */
     float *logits;        /* (V) the last row's */
-    float *scores;        /* (n_scores, max_T): one row per thread attending */
+    float *scores;        /* (n_scores, R > 1 ? PREFILL_ROWS : 1, max_T): one block of score rows per thread */
     float *kc, *vc;       /* (n_layer, max_T, KV) each */
     int64_t *pos;         /* (R) */
     void *arena;          /* everything above, one sf_alloc (large: huge pages, few page faults) */
@@ -60,7 +66,7 @@ static size_t layout_state(gen_state *s, char *base, const sf_model_config *c) {
     s->cos_t = carve(base, &off, R * c->head_dim, f);
     s->sin_t = carve(base, &off, R * c->head_dim, f);
     s->logits = carve(base, &off, c->vocab_size, f);
-    s->scores = carve(base, &off, s->n_scores * s->max_T, f);
+    s->scores = carve(base, &off, s->n_scores * (R > 1 ? PREFILL_ROWS : 1) * s->max_T, f);
     s->kc = carve(base, &off, c->n_layer * s->max_T * KV, f);
     s->vc = carve(base, &off, c->n_layer * s->max_T * KV, f);
     s->pos = carve(base, &off, R, sizeof(int64_t));
@@ -74,7 +80,7 @@ static sf_status alloc_state(gen_state *s, const sf_model_config *c, int64_t max
     s->KV = c->n_kv_head * c->head_dim;
     s->max_T = max_T;
     s->R = R;
-    s->n_scores = R > 1 ? omp_get_max_threads() : 1;
+    s->n_scores = R > 1 ? sf_get_threads() : 1;
     s->arena_bytes = layout_state(s, NULL, c);
     s->arena = sf_alloc(s->arena_bytes);
     if (!s->arena)
@@ -186,23 +192,51 @@ static void attend(float *att, const float *q, const float *K, const float *V, f
     }
 }
 
-/* attend() for rows 0..n-1 at positions pos0.. (s->q to s->att): a prompt's rows spread over the threads
- * (each its own scores row; rows cost their position, hence the dynamic schedule), one decoding row on the
- * calling thread. A row's result does not depend on which thread computes it. */
+/* One head h (key/value head kh) of `rows` consecutive query rows, the first at position pos_first, as two
+ * products: the block's scores S (rows, nk) = scale q K[0..nk)^T over the keys up to its last row's
+ * position (nk = pos_first + rows), each row's softmax over its own causal prefix (later keys get 0), then
+ * att = S V[0..nk). q and att rows have stride Q, K/V rows KVW. The same softmax as attend(); the sums
+ * run in the products' order, so a row's values may differ from attend()'s in the last bits. */
+static void attend_block(float *att, const float *q, const float *K, const float *V, float *S, int64_t rows,
+                         int64_t pos_first, int64_t Q, int64_t HD, int64_t KVW) {
+    const float scale = 1.0f / sqrtf((float)HD);
+    const int64_t nk = pos_first + rows;
+    sf_sgemm_serial(0, 1, rows, nk, HD, scale, q, Q, K, KVW, 0.0f, S, nk);
+    for (int64_t r = 0; r < rows; r++) {
+        float *row = S + r * nk; // (nk): keys 0..pos_first+r count, the rest are masked
+        const int64_t n = pos_first + r + 1;
+        sf_exp_shifted(row, row, sf_max_f32(row, n), n);
+        const float inv = 1.0f / sf_sum_f32(row, n);
+#pragma omp simd
+        for (int64_t t = 0; t < n; t++) row[t] *= inv;
+        memset(row + n, 0, (size_t)(nk - n) * sizeof(float));
+    }
+    sf_sgemm_serial(0, 0, rows, HD, nk, 1.0f, S, nk, V, KVW, 0.0f, att, Q);
+}
+
+/* Rows 0..n-1 at positions pos0.. (s->q to s->att). A decoding row (or a few) goes through attend() on the
+ * calling thread; a prompt's rows are cut into blocks of PREFILL_ROWS per head, attend_block's products,
+ * spread over the threads (each its own scores block; blocks cost their position, hence the dynamic
+ * schedule). A row's result does not depend on which thread computes it. */
 static void attend_rows(gen_state *s, const float *kc, const float *vc, int64_t n, int64_t pos0, int64_t NH,
                         int64_t NKV, int64_t HD) {
     const int64_t Q = NH * HD;
-    if (n < 8 || s->n_scores < 2) {
+    if (n < 8) {
         for (int64_t r = 0; r < n; r++)
             attend(s->att + r * Q, s->q + r * Q, kc, vc, s->scores, pos0 + r, NH, NKV, HD, s->KV);
         return;
     }
-#pragma omp parallel num_threads(s->n_scores)
+    const int64_t blocks = (n + PREFILL_ROWS - 1) / PREFILL_ROWS, tasks = blocks * NH;
+#pragma omp parallel num_threads(s->n_scores) if (s->n_scores > 1)
     {
-        float *scores = s->scores + omp_get_thread_num() * s->max_T; // (max_T)
-#pragma omp for schedule(dynamic, 4)
-        for (int64_t r = 0; r < n; r++)
-            attend(s->att + r * Q, s->q + r * Q, kc, vc, scores, pos0 + r, NH, NKV, HD, s->KV);
+        float *S = s->scores + (int64_t)omp_get_thread_num() * PREFILL_ROWS * s->max_T; // (PREFILL_ROWS, max_T)
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < tasks; t++) {
+            const int64_t b = blocks - 1 - t / NH, h = t % NH, kh = h / (NH / NKV); /* the costliest blocks first */
+            const int64_t r0 = b * PREFILL_ROWS, rows = n - r0 < PREFILL_ROWS ? n - r0 : PREFILL_ROWS;
+            attend_block(s->att + r0 * Q + h * HD, s->q + r0 * Q + h * HD, kc + kh * HD, vc + kh * HD, S, rows,
+                         pos0 + r0, Q, HD, s->KV);
+        }
     }
 }
 

@@ -149,7 +149,8 @@ static void check_generation_against_forward(const char *fixture, const int64_t 
     shared_path(dir, sizeof dir, fixture);
     sf_model *m = sf_model_load(dir, NULL);
     REQUIRE(m, "%s", sf_last_error());
-    int64_t out[32], n = 0;
+    int64_t out[160], n = 0;
+    REQUIRE(np + 12 <= 160, "prompt too long for the test's buffer");
     REQUIRE(sf_model_generate(m, prompt, np, 12, 0.0f, 0, 0, out, &n) == SF_OK, "%s", sf_last_error());
     CHECK(n == np + 12, "generated %lld tokens", (long long)(n - np));
     CHECK(memcmp(out, prompt, (size_t)np * sizeof *out) == 0, "the prompt is not the output's start");
@@ -196,17 +197,23 @@ TEST(generation_stops_on_an_interrupt_request) {
     sf_model_free(m);
 }
 
-/* ... after prompts of 1, 3 and 17 tokens: the prompt runs as one multi-row forward (gemms, a causal
- * attention over its own rows), each new token as one row. */
+/* ... after prompts of 1, 3, 17, 45 and 140 tokens: the prompt runs as one multi-row forward (gemms, a
+ * causal attention over its own rows in blocks of 32 query rows per head), each new token as one row. */
 TEST(kv_cache_generation_matches_full_forward) {
     char dir[1024];
     if (!shared_path(dir, sizeof dir, "fixtures/llama")) SKIP("fixtures missing");
-    const int64_t prompt[17] = {5, 17, 3, 88, 41, 0, 95, 12, 12, 60, 7, 33, 71, 2, 50, 19, 64};
+    int64_t prompt[140];
+    for (int i = 0; i < 140; i++) prompt[i] = (i * 37 + 5) % 90;
     const int64_t n_prompts[3] = {1, 3, 17};
     for (int pl = 0; pl < 3; pl++) {
         check_generation_against_forward("fixtures/gpt2", prompt, n_prompts[pl]);
         check_generation_against_forward("fixtures/llama", prompt, n_prompts[pl]);
     }
+    /* prompts of several blocks of query rows (32 each), the last one partial: the llama fixture (grouped
+     * keys/values, 64 positions) and the real stories260K model */
+    check_generation_against_forward("fixtures/llama", prompt, 45);
+    if (shared_path(dir, sizeof dir, "models/stories260K/stories260K.bin"))
+        check_generation_against_forward("models/stories260K/stories260K.bin", prompt, 140);
 }
 
 static char *decode_ids(const sf_tokenizer *tok, const int64_t *ids, int64_t n) {
