@@ -32,13 +32,12 @@ typedef struct {
     float *up, *gate;     /* (R, F) */
     float *cos_t, *sin_t; /* (R, HD/2) rotary tables of the rows' positions */
     float *logits;        /* (V) the last row's */
-    float *scores;        /* (n_scores, R > 1 ? PREFILL_ROWS : 1, max_T): one block of score rows per thread */
+    float *scores;        /* sf_cached_attention's scratch: a block of score rows per thread */
     float *kc, *vc;       /* (n_layer, max_T, KV) each */
     int64_t *pos;         /* (R) */
     void *arena;          /* everything above, one sf_alloc (large: huge pages, few page faults) */
     size_t arena_bytes;
     int64_t max_T, KV, R;
-    int n_scores;
 } gen_state;
 
 /* Hands out n floats (n int64 for the positions) of the arena at *off, 64-byte aligned; with base NULL
@@ -66,7 +65,7 @@ static size_t layout_state(gen_state *s, char *base, const sf_model_config *c) {
     s->cos_t = carve(base, &off, R * c->head_dim, f);
     s->sin_t = carve(base, &off, R * c->head_dim, f);
     s->logits = carve(base, &off, c->vocab_size, f);
-    s->scores = carve(base, &off, s->n_scores * (R > 1 ? PREFILL_ROWS : 1) * s->max_T, f);
+    s->scores = carve(base, &off, sf_cached_attention_scratch(R, s->max_T), f);
     s->kc = carve(base, &off, c->n_layer * s->max_T * KV, f);
     s->vc = carve(base, &off, c->n_layer * s->max_T * KV, f);
     s->pos = carve(base, &off, R, sizeof(int64_t));
@@ -80,7 +79,6 @@ static sf_status alloc_state(gen_state *s, const sf_model_config *c, int64_t max
     s->KV = c->n_kv_head * c->head_dim;
     s->max_T = max_T;
     s->R = R;
-    s->n_scores = R > 1 ? sf_get_threads() : 1;
     s->arena_bytes = layout_state(s, NULL, c);
     s->arena = sf_alloc(s->arena_bytes);
     if (!s->arena)
@@ -214,28 +212,32 @@ static void attend_block(float *att, const float *q, const float *K, const float
     sf_sgemm_serial(0, 0, rows, HD, nk, 1.0f, S, nk, V, KVW, 0.0f, att, Q);
 }
 
-/* Rows 0..n-1 at positions pos0.. (s->q to s->att). A decoding row (or a few) goes through attend() on the
- * calling thread; a prompt's rows are cut into blocks of PREFILL_ROWS per head, attend_block's products,
- * spread over the threads (each its own scores block; blocks cost their position, hence the dynamic
- * schedule). A row's result does not depend on which thread computes it. */
-static void attend_rows(gen_state *s, const float *kc, const float *vc, int64_t n, int64_t pos0, int64_t NH,
-                        int64_t NKV, int64_t HD) {
-    const int64_t Q = NH * HD;
+int64_t sf_cached_attention_scratch(int64_t n, int64_t max_T) {
+    return (n > 1 ? (int64_t)sf_get_threads() * PREFILL_ROWS : 1) * (max_T > 0 ? max_T : 1);
+}
+
+/* A decoding row (or a few) goes through attend() on the calling thread; a prompt's rows are cut into
+ * blocks of PREFILL_ROWS per head, attend_block's products, spread over the threads (each its own block of
+ * score rows; blocks cost their position, hence the dynamic schedule, costliest first). A row's result
+ * does not depend on which thread computes it. */
+void sf_cached_attention(float *att, const float *q, const float *kc, const float *vc, float *scratch, int64_t n,
+                         int64_t pos0, int64_t NH, int64_t NKV, int64_t HD) {
+    const int64_t Q = NH * HD, KVW = NKV * HD, max_T = pos0 + n;
     if (n < 8) {
-        for (int64_t r = 0; r < n; r++)
-            attend(s->att + r * Q, s->q + r * Q, kc, vc, s->scores, pos0 + r, NH, NKV, HD, s->KV);
+        for (int64_t r = 0; r < n; r++) attend(att + r * Q, q + r * Q, kc, vc, scratch, pos0 + r, NH, NKV, HD, KVW);
         return;
     }
     const int64_t blocks = (n + PREFILL_ROWS - 1) / PREFILL_ROWS, tasks = blocks * NH;
-#pragma omp parallel num_threads(s->n_scores) if (s->n_scores > 1)
+    const int nt = sf_get_threads();
+#pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *S = s->scores + (int64_t)omp_get_thread_num() * PREFILL_ROWS * s->max_T; // (PREFILL_ROWS, max_T)
+        float *S = scratch + (int64_t)omp_get_thread_num() * PREFILL_ROWS * max_T; // (PREFILL_ROWS, max_T)
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < tasks; t++) {
-            const int64_t b = blocks - 1 - t / NH, h = t % NH, kh = h / (NH / NKV); /* the costliest blocks first */
+            const int64_t b = blocks - 1 - t / NH, h = t % NH, kh = h / (NH / NKV);
             const int64_t r0 = b * PREFILL_ROWS, rows = n - r0 < PREFILL_ROWS ? n - r0 : PREFILL_ROWS;
-            attend_block(s->att + r0 * Q + h * HD, s->q + r0 * Q + h * HD, kc + kh * HD, vc + kh * HD, S, rows,
-                         pos0 + r0, Q, HD, s->KV);
+            attend_block(att + r0 * Q + h * HD, q + r0 * Q + h * HD, kc + kh * HD, vc + kh * HD, S, rows, pos0 + r0,
+                         Q, HD, KVW);
         }
     }
 }
@@ -280,7 +282,7 @@ static int64_t forward_rows(const sf_model *m, gen_state *s, const int64_t *tok,
             sf_rope_forward(kc + pos0 * KV, s->qkv, s->cos_t, s->sin_t, n, KV, n, c->n_kv_head, HD, c->rope_kind);
             sf_linear_forward(vc + pos0 * KV, s->h, sf_f32(L->wv), L->bv ? sf_f32(L->bv) : NULL, n, C, KV, lay);
         }
-        attend_rows(s, kc, vc, n, pos0, c->n_head, c->n_kv_head, HD);
+        sf_cached_attention(s->att, s->q, kc, vc, s->scores, n, pos0, c->n_head, c->n_kv_head, HD);
         sf_linear_forward(s->o, s->att, sf_f32(L->wo), L->bo ? sf_f32(L->bo) : NULL, n, Q, C, lay);
         for (int64_t i = 0; i < n * C; i++) s->x[i] += s->o[i];
         if (gpt2) {

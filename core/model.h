@@ -145,4 +145,13 @@ void sf_model_set_trainable(sf_model *m, int trainable);
 sf_status sf_model_generate(sf_model *m, const int64_t *prompt, int64_t n_prompt, int64_t max_new,
                             float temperature, uint64_t seed, int stop_at_eos, int64_t *out, int64_t *n_out);
 
+/* The generation's attention (exposed for its tests): n query rows q (n, NH*HD) at positions pos0..pos0+n-1
+ * attend causally over the cached keys/values kc, vc (pos0+n, NKV*HD; NH a multiple of NKV) -> att (n, NH*HD),
+ * scaled by 1/sqrt(HD). Fewer than 8 rows one at a time on the calling thread; more (a prompt) in blocks of
+ * query rows per head through the gemm kernel, on the engine's threads. scratch holds
+ * sf_cached_attention_scratch(n, pos0 + n) floats; a later thread count needs it sized again. */
+int64_t sf_cached_attention_scratch(int64_t n, int64_t max_T);
+void sf_cached_attention(float *att, const float *q, const float *kc, const float *vc, float *scratch, int64_t n,
+                         int64_t pos0, int64_t NH, int64_t NKV, int64_t HD);
+
 #endif

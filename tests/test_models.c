@@ -16,6 +16,7 @@
 #include "../core/model.h"
 #include "../core/safetensors.h"
 #include "../core/tokenizer.h"
+#include "../core/threads.h"
 #include "test.h"
 
 static const char *shared_dir(void) {
@@ -169,6 +170,70 @@ static void check_generation_against_forward(const char *fixture, const int64_t 
     }
     sf_tensor_release(ids);
     sf_model_free(m);
+}
+
+/* Causal attention of rows at positions pos0.. over a cache, in double: the reference for sf_cached_attention. */
+static void cached_attention_ref(double *att, const float *q, const float *kc, const float *vc, int64_t n, int64_t pos0,
+                                 int64_t NH, int64_t NKV, int64_t HD) {
+    const int64_t Q = NH * HD, KVW = NKV * HD;
+    double *p = malloc((size_t)(pos0 + n) * sizeof *p);
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t h = 0; h < NH; h++) {
+            const int64_t kh = h / (NH / NKV), last = pos0 + r;
+            double mx = -INFINITY, sum = 0;
+            for (int64_t t = 0; t <= last; t++) {
+                double d = 0;
+                for (int64_t i = 0; i < HD; i++) d += (double)q[r * Q + h * HD + i] * kc[t * KVW + kh * HD + i];
+                p[t] = d / sqrt((double)HD);
+                mx = fmax(mx, p[t]);
+            }
+            for (int64_t t = 0; t <= last; t++) sum += (p[t] = exp(p[t] - mx));
+            for (int64_t i = 0; i < HD; i++) {
+                double o = 0;
+                for (int64_t t = 0; t <= last; t++) o += p[t] / sum * vc[t * KVW + kh * HD + i];
+                att[r * Q + h * HD + i] = o;
+            }
+        }
+    free(p);
+}
+
+/* The generation's attention against the double reference: decoding rows (the row kernel), prompts of
+ * one and several blocks of 32 query rows with a partial last block (the gemm path), after cached
+ * positions (pos0 > 0), grouped keys/values; the same bits on one thread and on two. */
+TEST(cached_attention_matches_reference) {
+    const int64_t cases[][5] = {{1, 0, 2, 2, 8},   {1, 40, 4, 2, 16}, {5, 3, 4, 4, 8},    {8, 0, 4, 2, 16},
+                                {33, 0, 4, 1, 64}, {70, 0, 12, 12, 64}, {45, 20, 4, 2, 8}}; /* n, pos0, NH, NKV, HD */
+    unsigned long long seed = 7;
+    const int threads = sf_get_threads();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t n = cases[c][0], pos0 = cases[c][1], NH = cases[c][2], NKV = cases[c][3], HD = cases[c][4];
+        const int64_t Q = NH * HD, KVW = NKV * HD, T = pos0 + n;
+        float *q = malloc((size_t)(n * Q) * 4), *kc = malloc((size_t)(T * KVW) * 4), *vc = malloc((size_t)(T * KVW) * 4);
+        float *a1 = malloc((size_t)(n * Q) * 4), *a2 = malloc((size_t)(n * Q) * 4);
+        double *ref = malloc((size_t)(n * Q) * sizeof *ref);
+        for (int64_t i = 0; i < n * Q; i++) q[i] = 3.0f * ((float)((seed = seed * 6364136223846793005ULL + 1) >> 40) / 16777216.0f - 0.5f);
+        for (int64_t i = 0; i < T * KVW; i++) kc[i] = 3.0f * ((float)((seed = seed * 6364136223846793005ULL + 1) >> 40) / 16777216.0f - 0.5f);
+        for (int64_t i = 0; i < T * KVW; i++) vc[i] = (float)((seed = seed * 6364136223846793005ULL + 1) >> 40) / 16777216.0f - 0.5f;
+        cached_attention_ref(ref, q, kc, vc, n, pos0, NH, NKV, HD);
+        sf_set_threads(2);
+        float *scr = malloc((size_t)sf_cached_attention_scratch(n, T) * 4);
+        sf_cached_attention(a2, q, kc, vc, scr, n, pos0, NH, NKV, HD);
+        sf_set_threads(1);
+        sf_cached_attention(a1, q, kc, vc, scr, n, pos0, NH, NKV, HD);
+        sf_set_threads(threads);
+        double worst = 0;
+        for (int64_t i = 0; i < n * Q; i++) worst = fmax(worst, fabs(a2[i] - ref[i]));
+        CHECK(worst < 2e-6, "n %lld pos0 %lld NH %lld NKV %lld HD %lld: worst difference %.3g", (long long)n, (long long)pos0,
+              (long long)NH, (long long)NKV, (long long)HD, worst);
+        CHECK(!memcmp(a1, a2, (size_t)(n * Q) * 4), "n %lld: one and two threads disagree", (long long)n);
+        free(q);
+        free(kc);
+        free(vc);
+        free(a1);
+        free(a2);
+        free(ref);
+        free(scr);
+    }
 }
 
 /* An interrupt request (what Ctrl-C sets in sift-repl) stops generation with SF_ERR_INTERRUPTED and a
