@@ -3,8 +3,9 @@
  * one-row forward attending over the cached keys/values, so N tokens cost N steps, not N^2 recomputation.
  * Greedy (temperature 0) or sampling from softmax(logits / temperature) with an explicit seed. No tape, no
  * gradients.
- * Threads: the prompt's products and ops are the multi-row kernels' (both cores), its attention rows are
- * spread over the threads. A one-row step's ops run on the calling thread without entering OpenMP
+ * Threads: the prompt's products and ops are the multi-row kernels' (both cores); its attention
+ * (sf_cached_attention) runs in blocks of 32 query rows per head, each block two gemms, spread over the
+ * threads. A one-row step's ops run on the calling thread without entering OpenMP
  * (core/parallel_for.h); only matrix-vector products of 4 MB and more (a large LM head, GPT-2 124M's
  * blocks) use the second core (core/gemm.c) — measured faster than one thread for gpt2-4m's 4 MB head.
  * Memory: one arena per call (caches and scratch), from sf_alloc so that it is counted, and on huge pages
