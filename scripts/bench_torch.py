@@ -19,7 +19,7 @@ Methods (all AdamW lr 1e-4, PyTorch defaults otherwise: betas (0.9, 0.999), eps 
 
 With --generate it times greedy generation with a key/value cache instead (the way Hugging Face's GPT-2
 concatenates past keys and values): a 4-token prompt and 200 new tokens, then a 250-token prompt and one new
-token (median of 5), printing {"method":"generate","gpt2_4m_tokens_per_s":…,"gpt2_4m_prefill_250_tokens_per_s":…}.
+token (median of 11), printing {"method":"generate","gpt2_4m_tokens_per_s":…,"gpt2_4m_prefill_250_tokens_per_s":…}.
 
 Use Debian's /usr/bin/python3 (it has PyTorch 1.13). The thread count and OMP_WAIT_POLICY=PASSIVE are set
 in the environment before torch is imported (without PASSIVE, 2 threads on 2 cores contend and PyTorch
@@ -337,7 +337,7 @@ def bench_generate(model):
     decode = (len(out) - len(prompt)) / (time.perf_counter() - t0)
     long = [(i * 37) % CFG["vocab"] for i in range(1, 251)]
     times = []
-    for _ in range(5):
+    for _ in range(11):
         t1 = time.perf_counter()
         generate(model, long, 1)
         times.append(time.perf_counter() - t1)
