@@ -3,6 +3,9 @@
 #include "tensor.h"
 
 #include <math.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -100,6 +103,13 @@ void sf_free(void *p, size_t nbytes) {
         munmap(p, page_round(sz));
     else
         free(p);
+}
+
+void sf_heap_keep_freed(void) {
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+    (void)mallopt(M_MMAP_THRESHOLD, (int)HUGE_MIN);
+    (void)mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
 }
 
 size_t sf_mem_allocated(void) { return atomic_load(&g_mem_current); }

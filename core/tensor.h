@@ -32,6 +32,14 @@ void sf_free(void *p, size_t nbytes);  /* nbytes must be what was allocated (lar
 size_t sf_mem_allocated(void);         /* bytes currently allocated through sf_alloc */
 size_t sf_mem_peak(void);              /* high-water mark since the last reset */
 void sf_mem_reset_peak(void);          /* peak := current */
+/* Programs (sift-repl, bench_kernels) call this at start: glibc keeps freed heap memory for reuse
+ * instead of returning it (malloc serves everything below sf_alloc's own 4 MB mapping size from the
+ * heap, and the heap is trimmed only past 256 MB free at its top). With glibc's defaults whether a freed
+ * block of a few MB went back to the system depended on the heap's layout, so a call that allocates
+ * and frees one (a generation's arena) paid fresh page faults, or not, by the length of argv: prefill of
+ * stories260K ran at 38k or 63k tokens/s. A library should not change a host's malloc, hence a call for
+ * programs, not a side effect of loading sift. No effect without glibc or under AddressSanitizer. */
+void sf_heap_keep_freed(void);
 
 /* ---- storage ---------------------------------------------------------------------------------- */
 typedef struct sf_storage {

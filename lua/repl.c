@@ -600,6 +600,7 @@ static void usage(void) {
 
 int main(int argc, char **argv) {
     sf_runtime_env_reexec(argc, argv);
+    sf_heap_keep_freed();
     lua_State *L = luaL_newstate();
     if (!L) {
         fprintf(stderr, "sift-repl: cannot create the Lua state\n");

@@ -219,6 +219,7 @@ static void bench_fused(int reps) {
 
 int main(int argc, char **argv) {
     sf_runtime_env_reexec(argc, argv);
+    sf_heap_keep_freed();
     int reps = argc > 1 ? atoi(argv[1]) : 15;
     if (reps < 10) reps = 10;
     sf_set_threads(0);

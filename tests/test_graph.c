@@ -1,8 +1,12 @@
 /* test_graph.c — the autograd tape and its leaf-gradient hooks: firing order, firing once, consumption,
  * KEEP accumulation, the peak memory of 100 hooked parameters, and tensor basics (views, dtype
- * conversion, checked shapes, allocation counter, large mapped blocks). Uses a test-local op so it depends
+ * conversion, checked shapes, allocation counter, large mapped blocks, freed heap blocks reused). Uses a test-local op so it depends
  * on no kernel file. */
 #include <stdint.h>
+#include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <string.h>
 
 #include "../core/graph.h"
@@ -239,6 +243,31 @@ TEST(large_allocations_are_aligned_zeroed_counted_and_returned) {
             sf_free(p, n);
             CHECK(sf_mem_allocated() == base, "counter off by %zu after freeing %zu", sf_mem_allocated() - base, n);
         }
+}
+
+/* After sf_heap_keep_freed a block of a few MB comes from the heap rather than a mapping of its own, and
+ * freeing it leaves the heap in place for the next one: no fresh mapping and page faults per call (with
+ * glibc's defaults the first such block is mapped, and whether a freed heap block is trimmed depends on
+ * the heap's layout). */
+TEST(heap_keeps_freed_blocks_for_reuse) {
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+    sf_heap_keep_freed();
+    const size_t n = (size_t)3 << 20;
+    for (int r = 0; r < 3; r++) {
+        const struct mallinfo2 before = mallinfo2();
+        char *p = malloc(n);
+        CHECK(p != NULL, "malloc(%zu)", n);
+        if (!p) return;
+        memset(p, r, n);
+        const struct mallinfo2 held = mallinfo2();
+        CHECK(held.hblks == before.hblks, "round %d: %zu bytes got a mapping of their own", r, n);
+        free(p);
+        const struct mallinfo2 after = mallinfo2();
+        CHECK(after.arena >= n, "round %d: the heap shrank to %zu bytes after the free", r, after.arena);
+    }
+#else
+    SKIP("glibc's heap settings: not this C library, or AddressSanitizer's allocator");
+#endif
 }
 
 TEST_MAIN()
