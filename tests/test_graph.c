@@ -1,7 +1,7 @@
 /* test_graph.c — the autograd tape and its leaf-gradient hooks: firing order, firing once, consumption,
  * KEEP accumulation, the peak memory of 100 hooked parameters, and tensor basics (views, dtype
- * conversion, checked shapes, allocation counter, large mapped blocks, freed heap blocks reused). Uses a test-local op so it depends
- * on no kernel file. */
+ * conversion, checked shapes, allocation counter, large mapped blocks, freed heap blocks reused). Uses a
+ * test-local op so it depends on no kernel file. */
 #include <stdint.h>
 #include <stdlib.h>
 #ifdef __GLIBC__
