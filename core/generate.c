@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "model.h"
 #include "rng.h"
-#include "gemm.h"
 #include "simd_math.h"
 #include "threads.h"
 
@@ -174,8 +174,17 @@ static void weighted_values(float *restrict o, const float *restrict p, const fl
     }
 }
 
+/* row[0, n) = softmax(row[0, n)) in place, with the shifted exp, max and sum of the training attention
+ * (core/simd_math.h). */
+static void softmax_prefix(float *row, int64_t n) {
+    sf_exp_shifted(row, row, sf_max_f32(row, n), n);
+    const float inv = 1.0f / sf_sum_f32(row, n);
+#pragma omp simd
+    for (int64_t t = 0; t < n; t++) row[t] *= inv;
+}
+
 /* att (NH*HD) = softmax(q . K[0..pos] / sqrt(HD)) V[0..pos] per head, K/V rows of width KVW; scores (pos+1)
- * scratch. The softmax uses the shifted exp, max and sum of the training attention (core/simd_math.h). */
+ * scratch. */
 static void attend(float *att, const float *q, const float *K, const float *V, float *scores, int64_t pos,
                    int64_t NH, int64_t NKV, int64_t HD, int64_t KVW) {
     const float scale = 1.0f / sqrtf((float)HD);
@@ -183,10 +192,7 @@ static void attend(float *att, const float *q, const float *K, const float *V, f
     for (int64_t h = 0; h < NH; h++) {
         const int64_t kh = h / (NH / NKV);
         key_scores(scores, q + h * HD, K + kh * HD, KVW, n, HD, scale);
-        sf_exp_shifted(scores, scores, sf_max_f32(scores, n), n);
-        const float inv = 1.0f / sf_sum_f32(scores, n);
-#pragma omp simd
-        for (int64_t t = 0; t < n; t++) scores[t] *= inv;
+        softmax_prefix(scores, n);
         weighted_values(att + h * HD, scores, V + kh * HD, KVW, n, HD);
     }
 }
@@ -204,10 +210,7 @@ static void attend_block(float *att, const float *q, const float *K, const float
     for (int64_t r = 0; r < rows; r++) {
         float *row = S + r * nk; // (nk): keys 0..pos_first+r count, the rest are masked
         const int64_t n = pos_first + r + 1;
-        sf_exp_shifted(row, row, sf_max_f32(row, n), n);
-        const float inv = 1.0f / sf_sum_f32(row, n);
-#pragma omp simd
-        for (int64_t t = 0; t < n; t++) row[t] *= inv;
+        softmax_prefix(row, n);
         memset(row + n, 0, (size_t)(nk - n) * sizeof(float));
     }
     sf_sgemm_serial(0, 0, rows, HD, nk, 1.0f, S, nk, V, KVW, 0.0f, att, Q);

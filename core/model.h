@@ -141,7 +141,8 @@ void sf_model_set_trainable(sf_model *m, int trainable);
  * allocates n_prompt + max_new), returns the total count in *n_out. temperature 0 = greedy; otherwise
  * sampling from softmax(logits / temperature) with the seed. Stops early at eos when stop_at_eos.
  * Uses a KV cache: the prompt costs one multi-row forward, each new token one single-position forward.
- * SF_ERR_INTERRUPTED when sf_interrupt_request (Ctrl-C) arrives meanwhile (checked before each new token). */
+ * SF_ERR_INTERRUPTED when sf_interrupt_request (Ctrl-C) arrives meanwhile (checked before each new token and
+ * before each layer of a prompt's forward). */
 sf_status sf_model_generate(sf_model *m, const int64_t *prompt, int64_t n_prompt, int64_t max_new,
                             float temperature, uint64_t seed, int stop_at_eos, int64_t *out, int64_t *n_out);
 

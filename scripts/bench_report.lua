@@ -13,9 +13,10 @@ for obj in text:gmatch("{[^{}]*}") do
   for k, v in obj:gmatch('"([%w_]+)":"?([^,"}]*)"?') do r[k] = tonumber(v) or v end
   if r.method then rows[#rows + 1] = r end
 end
-local by = {}
+local by, gen = {}, {} -- training rows by "who/method/shape"; generation rows by who
 for _, r in ipairs(rows) do
   if r.batch then by[("%s/%s/%dx%d"):format(r.who, r.method, r.batch, r.seq)] = r end
+  if r.method == "generate" then gen[r.who] = r end
 end
 -- parameter counts of the shapes, for 6 * N * tokens
 local nparams = { ["32x32"] = 4273664, ["8x256"] = 4273664, ["4x64"] = 124439808 }
@@ -41,20 +42,19 @@ for _, shape in ipairs { "32x32", "8x256", "4x64" } do
     end
   end
 end
-for _, r in ipairs(rows) do
-  if r.method == "generate" and r.who == "sift" then
+do
+  local r, t = gen.sift, gen.pytorch
+  if r then
     print(("\ngeneration with the KV cache: gpt2-4m %d tokens/s, stories260K %d tokens/s"):format(r.gpt2_4m_tokens_per_s,
       r.stories260K_tokens_per_s))
     if r.gpt2_4m_prefill_250_tokens_per_s then
       print(("prompt prefill: gpt2-4m %d tokens/s (250-token prompt), stories260K %d tokens/s (500)"):format(
         r.gpt2_4m_prefill_250_tokens_per_s, r.stories260K_prefill_500_tokens_per_s))
     end
-    for _, t in ipairs(rows) do
-      if t.method == "generate" and t.who == "pytorch" then
-        print(("PyTorch (KV cache, same weights): gpt2-4m %d tokens/s decoding (ours %.1fx), %d prefill (ours %.1fx)")
-          :format(t.gpt2_4m_tokens_per_s, r.gpt2_4m_tokens_per_s / t.gpt2_4m_tokens_per_s,
-            t.gpt2_4m_prefill_250_tokens_per_s, r.gpt2_4m_prefill_250_tokens_per_s / t.gpt2_4m_prefill_250_tokens_per_s))
-      end
+    if t then
+      print(("PyTorch (KV cache, same weights): gpt2-4m %d tokens/s decoding (ours %.1fx), %d prefill (ours %.1fx)")
+        :format(t.gpt2_4m_tokens_per_s, r.gpt2_4m_tokens_per_s / t.gpt2_4m_tokens_per_s,
+          t.gpt2_4m_prefill_250_tokens_per_s, r.gpt2_4m_prefill_250_tokens_per_s / t.gpt2_4m_prefill_250_tokens_per_s))
     end
   end
 end

@@ -172,6 +172,12 @@ static void check_generation_against_forward(const char *fixture, const int64_t 
     sf_model_free(m);
 }
 
+/* A uniform draw in [-0.5, 0.5) from a 64-bit LCG state. */
+static float uniform_pm_half(unsigned long long *state) {
+    *state = *state * 6364136223846793005ULL + 1;
+    return (float)(*state >> 40) / 16777216.0f - 0.5f;
+}
+
 /* Causal attention of rows at positions pos0.. over a cache, in double: the reference for sf_cached_attention. */
 static void cached_attention_ref(double *att, const float *q, const float *kc, const float *vc, int64_t n, int64_t pos0,
                                  int64_t NH, int64_t NKV, int64_t HD) {
@@ -211,9 +217,9 @@ TEST(cached_attention_matches_reference) {
         float *q = malloc((size_t)(n * Q) * 4), *kc = malloc((size_t)(T * KVW) * 4), *vc = malloc((size_t)(T * KVW) * 4);
         float *a1 = malloc((size_t)(n * Q) * 4), *a2 = malloc((size_t)(n * Q) * 4);
         double *ref = malloc((size_t)(n * Q) * sizeof *ref);
-        for (int64_t i = 0; i < n * Q; i++) q[i] = 3.0f * ((float)((seed = seed * 6364136223846793005ULL + 1) >> 40) / 16777216.0f - 0.5f);
-        for (int64_t i = 0; i < T * KVW; i++) kc[i] = 3.0f * ((float)((seed = seed * 6364136223846793005ULL + 1) >> 40) / 16777216.0f - 0.5f);
-        for (int64_t i = 0; i < T * KVW; i++) vc[i] = (float)((seed = seed * 6364136223846793005ULL + 1) >> 40) / 16777216.0f - 0.5f;
+        for (int64_t i = 0; i < n * Q; i++) q[i] = 3.0f * uniform_pm_half(&seed);
+        for (int64_t i = 0; i < T * KVW; i++) kc[i] = 3.0f * uniform_pm_half(&seed);
+        for (int64_t i = 0; i < T * KVW; i++) vc[i] = uniform_pm_half(&seed);
         cached_attention_ref(ref, q, kc, vc, n, pos0, NH, NKV, HD);
         sf_set_threads(2);
         float *scr = malloc((size_t)sf_cached_attention_scratch(n, T) * 4);

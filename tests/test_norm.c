@@ -200,7 +200,6 @@ TEST(rmsnorm_matches_reference) {
     free(x); free(w); free(dy); free(o1); free(o2); free(r1); free(r2);
 }
 
-/* Tape op on a (4, 128, 96) tensor (parallel path): gradients equal the reference backward. */
 /* One row at a time (the serial path a KV-cache decode step takes) gives the same bits as the whole batch
  * (the OpenMP path): the two are copies of one loop (core/parallel_for.h). */
 TEST(one_row_gives_the_batch_bits) {
@@ -221,6 +220,7 @@ TEST(one_row_gives_the_batch_bits) {
     free(x); free(w); free(b); free(all); free(row); free(ra); free(rr); free(ma); free(mr);
 }
 
+/* Tape op on a (4, 128, 96) tensor (parallel path): gradients equal the reference backward. */
 TEST(tape_matches_reference_large) {
     int64_t xs[3] = {4, 128, 96}, ws[1] = {96};
     const int64_t N = 512, C = 96;
