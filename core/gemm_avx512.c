@@ -40,44 +40,11 @@ static inline check_acc check_zero(void) { return _mm512_setzero_ps(); }
 static inline int check_clean(check_acc acc) { return _mm512_reduce_add_ps(acc) == 0.0f; } /* NaN != 0 too */
 
 #include "gemm_own_scheme.h"
+#include "simd_transpose.h"
 
 /* Lane masks of a 32-column sliver's two vectors when only its first nr (<= NR) columns are real. */
 static inline __mmask16 lanes_lo(int64_t nr) { return nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1); }
 static inline __mmask16 lanes_hi(int64_t nr) { return nr > 16 ? lanes_lo(nr - 16) : (__mmask16)0; }
-
-/* Loads `rows` (<= 16) rows of 16 consecutive floats (the first `kn` of each, the rest 0; rows beyond
- * `rows` are 0) from X (row stride ld) into r, and transposes them in registers: afterwards r[j] holds
- * element j of every row, i.e. r[j][i] = X[i * ld + j]. The pack of a transposed operand reads whole
- * cache lines this way, 16 values a load, instead of gathering one value per row. */
-static inline void load_transpose16(__m512 r[16], const float *X, int64_t ld, int rows, int kn) {
-    const __mmask16 km = kn >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << kn) - 1);
-    for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_maskz_loadu_ps(km, X + i * ld) : _mm512_setzero_ps();
-    __m512 t[16];
-    for (int i = 0; i < 8; i++) { /* per 128-bit lane: pairs of rows interleaved */
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) { /* r[4i + j], lane L: rows 4i..4i+3 of column 4L + j */
-        const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
-        const __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
-        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
-        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
-        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
-    }
-    for (int j = 0; j < 4; j++) { /* 128-bit lanes regrouped: columns j, 8+j (0x88) and 4+j, 12+j (0xdd) */
-        t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
-        t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
-        t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
-        t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
-    }
-    for (int j = 0; j < 4; j++) {
-        r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
-        r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
-        r[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
-        r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xdd);
-    }
-}
 
 static void pack_b_sliver(float *restrict dst, const float *restrict B, int64_t ldb, int tb, int64_t kc, int64_t nr) {
     if (!tb) {
@@ -95,9 +62,9 @@ static void pack_b_sliver(float *restrict dst, const float *restrict B, int64_t 
     for (int64_t k0 = 0; k0 < kc; k0 += 16) {
         const int kn = kc - k0 < 16 ? (int)(kc - k0) : 16;
         __m512 r[16];
-        load_transpose16(r, B + k0, ldb, lo, kn);
+        sf_load_transpose16(r, B + k0, ldb, lo, kn);
         for (int j = 0; j < kn; j++) _mm512_store_ps(dst + (k0 + j) * NR, r[j]);
-        load_transpose16(r, B + 16 * ldb + k0, ldb, hi, kn);
+        sf_load_transpose16(r, B + 16 * ldb + k0, ldb, hi, kn);
         for (int j = 0; j < kn; j++) _mm512_store_ps(dst + (k0 + j) * NR + 16, r[j]);
     }
 }
@@ -126,7 +93,7 @@ static void pack_a(float *restrict ap, const float *restrict A, int64_t lda, int
             __m512 r[16];
             if (k0 + 64 < kc) /* the rows' lines four steps ahead: the hardware prefetchers lag on 12 streams */
                 for (int i = 0; i < mr; i++) _mm_prefetch((const char *)(A + (s + i) * lda + k0 + 64), _MM_HINT_T0);
-            load_transpose16(r, A + s * lda + k0, lda, mr, kn);
+            sf_load_transpose16(r, A + s * lda + k0, lda, mr, kn);
             for (int j = 0; j < kn; j++) _mm512_mask_storeu_ps(dst + (k0 + j) * MR, mr_lanes, r[j]);
         }
     }

@@ -22,6 +22,7 @@
 #include <omp.h>
 #include <stdint.h>
 
+#include "simd_transpose.h"
 #include "threads.h"
 
 /* Rows per chunk: the two transposed chunks, (C + OC) x nb floats, fill about 512 KB; a multiple of 16
@@ -47,34 +48,6 @@ int64_t sf_linear_weight_grad_sampled_scratch(int64_t k, int64_t N, int64_t C, i
     return scratch_floats(sampled_threads(), k, N, C, OC);
 }
 
-#ifdef __AVX__
-#define SHUF_LO _MM_SHUFFLE(1, 0, 1, 0) /* immediates of _mm256_shuffle_ps */
-#define SHUF_HI _MM_SHUFFLE(3, 2, 3, 2)
-/* dst (8 rows, stride ds) = src (8 rows, stride ss)^T for one 8 x 8 block, in registers. */
-static inline __attribute__((always_inline)) void transpose8x8(float *dst, int64_t ds, const float *src,
-                                                              int64_t ss) {
-    const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss),
-                 r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss),
-                 r5 = _mm256_loadu_ps(src + 5 * ss), r6 = _mm256_loadu_ps(src + 6 * ss),
-                 r7 = _mm256_loadu_ps(src + 7 * ss);
-    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
-                 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-                 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-    const __m256 u0 = _mm256_shuffle_ps(t0, t2, SHUF_LO), u1 = _mm256_shuffle_ps(t0, t2, SHUF_HI),
-                 u2 = _mm256_shuffle_ps(t1, t3, SHUF_LO), u3 = _mm256_shuffle_ps(t1, t3, SHUF_HI),
-                 u4 = _mm256_shuffle_ps(t4, t6, SHUF_LO), u5 = _mm256_shuffle_ps(t4, t6, SHUF_HI),
-                 u6 = _mm256_shuffle_ps(t5, t7, SHUF_LO), u7 = _mm256_shuffle_ps(t5, t7, SHUF_HI);
-    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
-    _mm256_storeu_ps(dst + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
-    _mm256_storeu_ps(dst + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
-    _mm256_storeu_ps(dst + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20));
-    _mm256_storeu_ps(dst + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31));
-    _mm256_storeu_ps(dst + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
-    _mm256_storeu_ps(dst + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
-    _mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
-}
-#endif
-
 /* dst (Cc, R) with row stride ld = src (R, Cc; row stride ss)^T, serially, in 32 x 32 tiles (8 x 8
  * register blocks where AVX is available, scalar at the edges). */
 static void transpose(float *dst, int64_t ld, const float *src, int64_t ss, int64_t R, int64_t Cc) {
@@ -92,7 +65,7 @@ static void transpose(float *dst, int64_t ld, const float *src, int64_t ss, int6
             rv = r0 + (r1 - r0) / 8 * 8;
             cv = c0 + (c1 - c0) / 8 * 8;
             for (int64_t r = r0; r < rv; r += 8)
-                for (int64_t c = c0; c < cv; c += 8) transpose8x8(dst + c * ld + r, ld, src + r * ss + c, ss);
+                for (int64_t c = c0; c < cv; c += 8) sf_transpose8x8(dst + c * ld + r, ld, src + r * ss + c, ss);
 #endif
             for (int64_t c = c0; c < c1; c++)
                 for (int64_t r = (c < cv ? rv : r0); r < r1; r++) dst[c * ld + r] = src[r * ss + c];

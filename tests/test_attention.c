@@ -8,6 +8,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "../core/attention_short.h"
 #include "../core/ops.h"
 #include "gradcheck.h"
 #include "test.h"
@@ -262,6 +263,36 @@ TEST(attn_ref_vs_opt_fused_strides) {
     ref_vs_opt(3, 5, 4, 2, 3, 1, NULL, 1); /* tiny: everything is a tail */
     ref_vs_opt(1, 64, 2, 1, 16, 0, NULL, 1);
     free(mask);
+}
+
+/* The short-sequence path (attention_short.c: T <= 64, HD whole vectors) against the reference: every
+ * T from 1 to a full 64, uneven ones (partial vectors, partial row groups), head sizes of one to eight
+ * vectors, GQA, key padding with holes (and a sequence that sees nothing), causal and not, one and two
+ * threads. T = 65 takes the blocked path, checked alike. */
+TEST(attn_short_path_matches_reference) {
+    /* every vector width takes 32 x 32 (8 vectors of 4 at most); none takes T 65 or a partial vector */
+    CHECK(sf_attention_short_fits(32, 32) && !sf_attention_short_fits(65, 64) && !sf_attention_short_fits(32, 3),
+          "short path: fits(32, 32) %d fits(65, 64) %d fits(32, 3) %d", sf_attention_short_fits(32, 32),
+          sf_attention_short_fits(65, 64), sf_attention_short_fits(32, 3));
+    const int64_t Ts[6] = {1, 7, 16, 32, 45, 64};
+    const int64_t heads[4][3] = {{4, 4, 64}, {6, 3, 16}, {4, 1, 32}, {2, 2, 128}}; /* NH, NKV, HD */
+    for (int ti = 0; ti < 6; ti++)
+        for (int hi = 0; hi < 4; hi++) {
+            const int64_t B = 3, T = Ts[ti], NH = heads[hi][0], NKV = heads[hi][1], HD = heads[hi][2];
+            if (!sf_attention_short_fits(T, HD)) continue; /* over 8 vectors on this build's width */
+            float *mask = malloc(sizeof(float) * B * T); // seq 0 all real, seq 1 holes and right padding, seq 2 none
+            for (int64_t t = 0; t < T; t++) {
+                mask[t] = 1.0f;
+                mask[T + t] = (t % 5 != 2 && t < T - T / 4) ? 1.0f : 0.0f;
+                mask[2 * T + t] = 0.0f;
+            }
+            for (int causal = 0; causal <= 1; causal++) {
+                ref_vs_opt(B, T, NH, NKV, HD, causal, NULL, 1 + (int)(T % 2));
+                ref_vs_opt(B, T, NH, NKV, HD, causal, mask, 2);
+            }
+            free(mask);
+        }
+    ref_vs_opt(2, 65, 4, 2, 64, 1, NULL, 2);
 }
 
 TEST(attn_known_values) {

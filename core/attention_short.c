@@ -1,0 +1,259 @@
+/* attention_short.c — one (batch, head) of attention for short sequences (T <= 64), forward and
+ * backward, with every product done by register-blocked loops that read their operands in place.
+ *
+ * Why: at a training step's T = 32 or 64 a head's products are 32 x 32 x 64: through the general GEMM
+ * each call packs both operands (transposing three of the four), pays its call overhead and fills 12-row
+ * micro-tiles with 8 rows of work, and gpt2-4m's attention ran at ~70 GFLOP/s of a 380 GFLOP/s machine.
+ * Here one product is a "panel": rows of C held in vector registers (RG rows x NV vectors), each step
+ * of its sum adding a broadcast of one A value per row times NV vectors of one row of B. A broadcast can
+ * come from any address, so A is read where it lies, transposed or not (P^T and dS^T are just a row
+ * stride of 1 and a column stride of T); B's rows must be contiguous, which they are for V, K, Q and
+ * dO; only K^T and V^T (for S = Q K^T and dP = dO V^T) are copied, each once per head, into T columns
+ * padded with zeros to whole vectors.
+ *   forward:  S = scale Q K^T, softmax per row (causal, key padding), P saved; O = P V
+ *   backward: dV += P^T dO; dP = dO V^T; dS = P (dP - rowsum(P dP)); dQ += scale dS K; dK += scale dS^T Q
+ * Causal panels skip the keys a row group cannot see (and, for P^T and dS^T, the queries before it).
+ * Vector width follows the build (16 floats with AVX-512, 8 with AVX, 4 otherwise) through GCC's
+ * generic vectors; the accumulators are budgeted to the register file (24 of 32, or 12 of 16).
+ *
+ * What it does not do: sequences longer than SF_ATT_SHORT_T, head sizes that are not whole vectors or
+ * above 8 vectors (sf_attention_short_fits says; ops_attention.c's blocked GEMM path takes the rest),
+ * threading (the caller runs one head per thread), or allocate (its buffers are on the stack, < 64 KB).
+ */
+#include "attention_short.h"
+
+#include <string.h>
+
+#include "simd_math.h"
+#include "simd_transpose.h"
+
+#if defined(__AVX512F__)
+#define VW 16   /* floats per vector */
+#define NACC 24 /* accumulators a panel may hold in registers */
+#elif defined(__AVX__)
+#define VW 8
+#define NACC 12
+#else
+#define VW 4
+#define NACC 12
+#endif
+#define MAX_NV 8 /* vectors per panel row at most (T or HD up to 8 * VW) */
+#define MAX_HD (MAX_NV * VW)
+
+typedef float vf __attribute__((vector_size(VW * sizeof(float)), aligned(sizeof(float)))); /* unaligned ok */
+
+/* x in every lane (one broadcast; 0 + x would be an add, as -0 + 0 is not -0) */
+static inline vf splat(float x) {
+    vf v;
+    for (int l = 0; l < VW; l++) v[l] = x;
+    return v;
+}
+
+int sf_attention_short_fits(int64_t T, int64_t HD) {
+    const int64_t TP = (T + VW - 1) / VW * VW;
+    return T >= 1 && T <= SF_ATT_SHORT_T && TP <= MAX_NV * VW && HD >= VW && HD % VW == 0 && HD <= MAX_HD;
+}
+
+/* Which part of the sum a row group takes: all t in [0, tend); only t < its last row + 1 (A lower
+ * triangular: a causal row sees keys up to itself); only t >= its first row (A upper triangular: P^T,
+ * dS^T, where key j is seen by queries from j on). */
+enum { SPAN_ALL = 0, SPAN_LOWER = 1, SPAN_UPPER = 2 };
+
+/* C (rows, NV * VW; row stride ldc) = or += alpha * sum over t of A(r, t) * B[t] (NV vectors from B + t * ldb),
+ * A(r, t) = A[r * ars + t * acs]. Rows in groups of RG held in registers; a group's rows past `rows`
+ * repeat its last row (computed, never stored). */
+#define DEFINE_PANEL(NV)                                                                                        \
+    static void panel_##NV(float *C, int64_t ldc, const float *A, int64_t ars, int64_t acs, const float *Bm,       \
+                           int64_t ldb, int64_t rows, int64_t tend, int span, float alpha, int accumulate) {    \
+        enum { RG = NACC / NV < 12 ? NACC / NV : 12 };                                                           \
+        for (int64_t r0 = 0; r0 < rows; r0 += RG) {                                                              \
+            const int rg = rows - r0 < RG ? (int)(rows - r0) : RG;                                               \
+            const int64_t lo = span == SPAN_UPPER ? r0 : 0;                                                      \
+            const int64_t hi = span == SPAN_LOWER && r0 + rg < tend ? r0 + rg : tend;                            \
+            const float *ar[RG];                                                                                 \
+            for (int r = 0; r < RG; r++) ar[r] = A + (r0 + (r < rg ? r : rg - 1)) * ars;                         \
+            vf acc[RG][NV];                                                                                      \
+            _Pragma("GCC unroll 12") for (int r = 0; r < RG; r++)                                                \
+                _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) acc[r][v] = (vf){0};                        \
+            for (int64_t t = lo; t < hi; t++) {                                                                  \
+                const float *bt = Bm + t * ldb;                                                                  \
+                vf b[NV];                                                                                        \
+                _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) b[v] = *(const vf *)(bt + v * VW);          \
+                _Pragma("GCC unroll 12") for (int r = 0; r < RG; r++) {                                          \
+                    const vf a = splat(ar[r][t * acs]);                                                       \
+                    _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];                  \
+                }                                                                                                \
+            }                                                                                                    \
+            _Pragma("GCC unroll 12") for (int r = 0; r < RG; r++) {                                              \
+                if (r >= rg) break;                                                                              \
+                _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) {                                           \
+                    vf *c = (vf *)(C + (r0 + r) * ldc + v * VW);                                                 \
+                    *c = accumulate ? *c + alpha * acc[r][v] : alpha * acc[r][v];                                \
+                }                                                                                                \
+            }                                                                                                    \
+        }                                                                                                        \
+    }
+DEFINE_PANEL(1)
+DEFINE_PANEL(2)
+DEFINE_PANEL(3)
+DEFINE_PANEL(4)
+DEFINE_PANEL(5)
+DEFINE_PANEL(6)
+DEFINE_PANEL(7)
+DEFINE_PANEL(8)
+
+static void panel(int nv, float *C, int64_t ldc, const float *A, int64_t ars, int64_t acs, const float *Bm, int64_t ldb,
+                  int64_t rows, int64_t tend, int span, float alpha, int accumulate) {
+    if (rows <= 0) return;
+    switch (nv) {
+    case 1: panel_1(C, ldc, A, ars, acs, Bm, ldb, rows, tend, span, alpha, accumulate); break;
+    case 2: panel_2(C, ldc, A, ars, acs, Bm, ldb, rows, tend, span, alpha, accumulate); break;
+    case 3: panel_3(C, ldc, A, ars, acs, Bm, ldb, rows, tend, span, alpha, accumulate); break;
+    case 4: panel_4(C, ldc, A, ars, acs, Bm, ldb, rows, tend, span, alpha, accumulate); break;
+    case 5: panel_5(C, ldc, A, ars, acs, Bm, ldb, rows, tend, span, alpha, accumulate); break;
+    case 6: panel_6(C, ldc, A, ars, acs, Bm, ldb, rows, tend, span, alpha, accumulate); break;
+    case 7: panel_7(C, ldc, A, ars, acs, Bm, ldb, rows, tend, span, alpha, accumulate); break;
+    default: panel_8(C, ldc, A, ars, acs, Bm, ldb, rows, tend, span, alpha, accumulate); break;
+    }
+}
+
+/* xt (HD, TP) = x (T, HD; row stride ld)^T, columns T..TP zero: VW x VW blocks transposed in registers
+ * (simd_transpose.h), plain copies for what they leave. */
+static void transpose_padded(float *xt, int64_t TP, const float *x, int64_t ld, int64_t T, int64_t HD) {
+    int64_t jv = 0; /* keys [0, jv) done by blocks */
+#if VW == 16
+    for (; jv < TP; jv += 16)
+        for (int64_t c0 = 0; c0 < HD; c0 += 16) {
+            __m512 r[16];
+            sf_load_transpose16(r, x + jv * ld + c0, ld, T - jv < 16 ? (int)(T - jv) : 16, 16);
+            for (int c = 0; c < 16; c++) _mm512_storeu_ps(xt + (c0 + c) * TP + jv, r[c]);
+        }
+#elif VW == 8
+    for (; jv + 8 <= T; jv += 8)
+        for (int64_t c0 = 0; c0 < HD; c0 += 8) sf_transpose8x8(xt + c0 * TP + jv, TP, x + jv * ld + c0, ld);
+#endif
+    for (int64_t c = 0; c < HD; c++) {
+        float *dst = xt + c * TP;
+        for (int64_t j = jv; j < TP; j++) dst[j] = j < T ? x[j * ld + c] : 0.0f;
+    }
+}
+
+typedef int32_t vi __attribute__((vector_size(VW * sizeof(float))));
+typedef uint32_t vu __attribute__((vector_size(VW * sizeof(float))));
+
+/* lanes of a where m is all ones, of b where it is zero (m from a vector comparison) */
+static inline vf vselect(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
+
+/* Horizontal max and sum of one vector. */
+static inline float hmax(vf x) {
+#if VW == 16
+    return _mm512_reduce_max_ps((__m512)x);
+#else
+    float r = x[0];
+    for (int l = 1; l < VW; l++) r = x[l] > r ? x[l] : r;
+    return r;
+#endif
+}
+static inline float hsum(vf x) {
+#if VW == 16
+    return _mm512_reduce_add_ps((__m512)x);
+#else
+    float r = 0.0f;
+    for (int l = 0; l < VW; l++) r += x[l];
+    return r;
+#endif
+}
+
+/* sf_exp_nonpos (simd_math.h) on a vector, for x in [-87, 0] (or NaN, which stays NaN): the same
+ * range reduction and polynomial, written on vectors because the scalar one vectorises only inside
+ * whole `omp simd` loops, whose prologues and reductions dominated rows of 32. */
+static inline vf vexp_nonpos(vf x) {
+    const vi ni = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, vi);
+    const vf n = __builtin_convertvector(ni, vf);
+    const vf r = (x - n * 0.693359375f) + n * 2.12194440e-4f; /* x - n ln2 in two parts */
+    vf p = splat(1.0f / 5040.0f);
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return p * (vf)(((vu)ni + 127u) << 23); /* 2^n */
+}
+
+/* p (T) = softmax of row (TP, whole vectors) over the keys j < nvis with vis[j] != 0 (vis (TP): 1 for a
+ * real key, 0 for padding and past T), zero elsewhere and when no key is visible. The row stays in
+ * vectors throughout: no scalar tails at the short, uneven lengths of causal rows. */
+static void softmax_row_padded(float *p, const float *row, const float *vis, int64_t nvis, int64_t T, int64_t TP) {
+    const int nv = (int)(TP / VW);
+    vf x[MAX_NV], seen[MAX_NV], lane;
+    for (int l = 0; l < VW; l++) lane[l] = (float)l;
+    vf m = splat(-INFINITY);
+    for (int v = 0; v < nv; v++) {
+        const vi in_reach = lane + (float)(v * VW) < (float)nvis;
+        seen[v] = vselect(in_reach, *(const vf *)(vis + v * VW), splat(0.0f));
+        x[v] = vselect(seen[v] != 0.0f, *(const vf *)(row + v * VW), splat(-INFINITY));
+        m = vselect(x[v] > m, x[v], m);
+    }
+    const float mx = hmax(m);
+    if (mx == -INFINITY) { /* sees no key */
+        memset(p, 0, (size_t)T * sizeof *p);
+        return;
+    }
+    vf sum = splat(0.0f);
+    for (int v = 0; v < nv; v++) {
+        const vf d = x[v] - mx; /* -inf for the unseen: clamped, then zeroed */
+        x[v] = vexp_nonpos(vselect(d < -87.0f, splat(-87.0f), d)) * seen[v];
+        sum += x[v];
+    }
+    const float inv = 1.0f / hsum(sum);
+    for (int v = 0; v < nv; v++) {
+        const vf y = x[v] * inv;
+        if ((v + 1) * VW <= T)
+            *(vf *)(p + v * VW) = y;
+        else
+            for (int l = 0; l < VW && v * VW + l < T; l++) p[v * VW + l] = y[l];
+    }
+}
+
+void sf_attention_short_forward_head(float *oh, int64_t ldo, float *ah, const float *qh, int64_t q_rs, const float *kh,
+                                     int64_t k_rs, const float *vh, int64_t v_rs, const float *mask, int64_t T,
+                                     int64_t HD, float scale, int causal) {
+    const int64_t TP = (T + VW - 1) / VW * VW, kend = sf_key_end(mask, T);
+    float kt[MAX_HD * SF_ATT_SHORT_T] __attribute__((aligned(64))); // (HD, TP) K^T
+    float s[SF_ATT_SHORT_T * SF_ATT_SHORT_T] __attribute__((aligned(64))); // (T, TP) scores
+    float vis[SF_ATT_SHORT_T] __attribute__((aligned(64)));                // (TP) 1 = a real key
+    for (int64_t j = 0; j < TP; j++) vis[j] = j < kend && (!mask || mask[j] != 0.0f) ? 1.0f : 0.0f;
+    transpose_padded(kt, TP, kh, k_rs, T, HD);
+    panel((int)(TP / VW), s, TP, qh, q_rs, 1, kt, TP, T, HD, SPAN_ALL, scale, 0); // S = scale Q K^T
+    for (int64_t i = 0; i < T; i++)
+        softmax_row_padded(ah + i * T, s + i * TP, vis, causal ? i + 1 : T, T, TP); // P
+    panel((int)(HD / VW), oh, ldo, ah, T, 1, vh, v_rs, T, kend, causal ? SPAN_LOWER : SPAN_ALL, 1.0f, 0); // O = P V
+}
+
+void sf_attention_short_backward_head(float *dqh, int64_t ldq, float *dkh, int64_t ldk, float *dvh, int64_t ldv,
+                                      const float *doh, int64_t ldo, const float *qh, int64_t q_rs, const float *kh,
+                                      int64_t k_rs, const float *vh, int64_t v_rs, const float *ah, const float *mask,
+                                      int64_t T, int64_t HD, float scale, int causal) {
+    const int64_t TP = (T + VW - 1) / VW * VW, kend = sf_key_end(mask, T);
+    const int nh = (int)(HD / VW), upper = causal ? SPAN_UPPER : SPAN_ALL, lower = causal ? SPAN_LOWER : SPAN_ALL;
+    /* key rows j >= kend have all-zero P and dS columns: nothing to add to their dK and dV */
+    if (dvh) panel(nh, dvh, ldv, ah, 1, T, doh, ldo, kend, T, upper, 1.0f, 1); // dV += P^T dO
+    if (!dqh && !dkh) return;
+    float vt[MAX_HD * SF_ATT_SHORT_T] __attribute__((aligned(64))); // (HD, TP) V^T
+    float ds[SF_ATT_SHORT_T * SF_ATT_SHORT_T] __attribute__((aligned(64))); // (T, TP) dP, then dS
+    transpose_padded(vt, TP, vh, v_rs, T, HD);
+    panel((int)(TP / VW), ds, TP, doh, ldo, 1, vt, TP, T, HD, SPAN_ALL, 1.0f, 0); // dP = dO V^T
+    for (int64_t i = 0; i < T; i++) { // dS = P (dP - rowsum(P dP)); zero past T
+        const float *p = ah + i * T;
+        float *d = ds + i * TP, dsum = 0.0f;
+#pragma omp simd reduction(+ : dsum)
+        for (int64_t j = 0; j < T; j++) dsum += p[j] * d[j];
+#pragma omp simd
+        for (int64_t j = 0; j < T; j++) d[j] = p[j] * (d[j] - dsum);
+        for (int64_t j = T; j < TP; j++) d[j] = 0.0f;
+    }
+    if (dqh) panel(nh, dqh, ldq, ds, TP, 1, kh, k_rs, T, kend, lower, scale, 1); // dQ += scale dS K
+    if (dkh) panel(nh, dkh, ldk, ds, 1, TP, qh, q_rs, kend, T, upper, scale, 1); // dK += scale dS^T Q
+}
