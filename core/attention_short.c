@@ -24,6 +24,7 @@
 
 #include <string.h>
 
+#include "gemm.h"
 #include "simd_math.h"
 #include "simd_transpose.h"
 
@@ -230,6 +231,9 @@ void sf_attention_short_forward_head(float *oh, int64_t ldo, float *ah, const fl
     for (int64_t i = 0; i < T; i++)
         softmax_row_padded(ah + i * T, s + i * TP, vis, causal ? i + 1 : T, T, TP); // P
     panel((int)(HD / VW), oh, ldo, ah, T, 1, vh, v_rs, T, kend, causal ? SPAN_LOWER : SPAN_ALL, 1.0f, 0); // O = P V
+    /* counted as the blocked path counts them (gemm.h): S and P V over the keys up to the last real one */
+    sf_gemm_count(T, kend, HD);
+    sf_gemm_count(T, HD, kend);
 }
 
 void sf_attention_short_backward_head(float *dqh, int64_t ldq, float *dkh, int64_t ldk, float *dvh, int64_t ldv,
@@ -240,6 +244,7 @@ void sf_attention_short_backward_head(float *dqh, int64_t ldq, float *dkh, int64
     const int nh = (int)(HD / VW), upper = causal ? SPAN_UPPER : SPAN_ALL, lower = causal ? SPAN_LOWER : SPAN_ALL;
     /* key rows j >= kend have all-zero P and dS columns: nothing to add to their dK and dV */
     if (dvh) panel(nh, dvh, ldv, ah, 1, T, doh, ldo, kend, T, upper, 1.0f, 1); // dV += P^T dO
+    if (dvh) sf_gemm_count(kend, HD, T);
     if (!dqh && !dkh) return;
     float vt[MAX_HD * SF_ATT_SHORT_T] __attribute__((aligned(64))); // (HD, TP) V^T
     float ds[SF_ATT_SHORT_T * SF_ATT_SHORT_T] __attribute__((aligned(64))); // (T, TP) dP, then dS
@@ -256,4 +261,7 @@ void sf_attention_short_backward_head(float *dqh, int64_t ldq, float *dkh, int64
     }
     if (dqh) panel(nh, dqh, ldq, ds, TP, 1, kh, k_rs, T, kend, lower, scale, 1); // dQ += scale dS K
     if (dkh) panel(nh, dkh, ldk, ds, 1, TP, qh, q_rs, kend, T, upper, scale, 1); // dK += scale dS^T Q
+    sf_gemm_count(T, kend, HD);
+    if (dqh) sf_gemm_count(T, HD, kend);
+    if (dkh) sf_gemm_count(kend, HD, T);
 }

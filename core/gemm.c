@@ -119,6 +119,8 @@ static void count_macs(int64_t M, int64_t N, int64_t K) {
 
 int64_t sf_gemm_macs(void) { return __atomic_load_n(&g_macs, __ATOMIC_RELAXED); }
 
+void sf_gemm_count(int64_t M, int64_t N, int64_t K) { count_macs(M, N, K); }
+
 /* sf_sgemm's routing, uncounted (the entry points count once, then route here). */
 static void route(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                   const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {

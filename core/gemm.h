@@ -62,6 +62,8 @@ int sf_sgemm_finite(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, f
  * piece of work to count its products (twice this is its FLOP count). The own kernel's direct entry
  * points below do not count. */
 int64_t sf_gemm_macs(void);
+/* Adds an (M, N, K) product made by a kernel of its own (attention_short.c's panels) to that count. */
+void sf_gemm_count(int64_t M, int64_t N, int64_t K);
 
 /* The own kernel directly, whatever the routing (tests); bias (N) may be NULL. Returns 0 (and does
  * nothing) when this build has none or M, N or K is not positive. The _checked form also sets
