@@ -452,25 +452,48 @@ TEST(gelu_linear_matches_gelu_then_linear) {
                         memcpy(res[fused][i], sf_f32(t[i]), sf_tensor_nbytes(t[i]));
                     }
                 sf_graph_free(g);
-                if (fused) { /* the same weight as a sampled sparse leaf: k entries, no dense gradient */
+                if (fused) { /* the same weight as a sampled sparse leaf: k entries, no dense gradient, and
+                              * (its own backward) du and dbias as before; once alone (du written fresh) and
+                              * once used twice (the second use adds to du): everything doubles */
                     sf_index_array idx = sf_index_alloc(K, C * OC);
                     for (int64_t j = 0; j < K; j++) sf_index_set(idx, j, j * 47);
-                    memset(sparse_vals, 0, sizeof sparse_vals);
-                    sf_sparse_grad sp = {.k = K, .idx = idx, .values = sparse_vals, .sampled = 1};
-                    sf_param_drop_grad(w);
-                    w->sparse = &sp;
-                    g = sf_graph_new();
-                    y = sf_gelu_linear(g, u, SF_GELU_TANH, w, b, (sf_wlayout)lay);
-                    REQUIRE(y && sf_graph_backward(g, y, seed) == SF_OK, "%s", sf_last_error());
-                    CHECK(w->grad == NULL, "a dense gradient was formed for the sampled weight");
-                    double worst = 0, mx = 0;
-                    for (int64_t j = 0; j < K; j++) {
-                        worst = fmax(worst, fabs(sparse_vals[j] - res[0][2][j * 47]));
-                        mx = fmax(mx, fabs(res[0][2][j * 47]));
+                    for (int uses = 1; uses <= 2; uses++) {
+                        memset(sparse_vals, 0, sizeof sparse_vals);
+                        sf_sparse_grad sp = {.k = K, .idx = idx, .values = sparse_vals, .sampled = 1};
+                        sf_param_drop_grad(w);
+                        sf_param_drop_grad(u);
+                        sf_param_drop_grad(b);
+                        w->sparse = &sp;
+                        g = sf_graph_new();
+                        y = sf_gelu_linear(g, u, SF_GELU_TANH, w, b, (sf_wlayout)lay);
+                        if (uses == 2) y = sf_add(g, y, sf_gelu_linear(g, u, SF_GELU_TANH, w, b, (sf_wlayout)lay));
+                        REQUIRE(y && sf_graph_backward(g, y, seed) == SF_OK, "%s", sf_last_error());
+                        CHECK(w->grad == NULL, "a dense gradient was formed for the sampled weight");
+                        double worst = 0, mx = 0;
+                        for (int64_t j = 0; j < K; j++) {
+                            worst = fmax(worst, fabs(sparse_vals[j] - uses * res[0][2][j * 47]));
+                            mx = fmax(mx, fabs(uses * res[0][2][j * 47]));
+                        }
+                        CHECK(worst <= 1e-5 * mx, "layout %d uses %d: sampled entries differ by %g (max %g)", lay, uses,
+                              worst, mx);
+                        const sf_tensor *got[2] = {u->grad, b->grad};
+                        const float *want[2] = {res[0][1], res[0][3]};
+                        const int64_t n_el[2] = {N * C, OC};
+                        for (int q = 0; q < 2; q++) {
+                            CHECK(!got[q] == !want[q], "layout %d uses %d: gradient %d present %d, expected %d", lay,
+                                  uses, q, got[q] != NULL, want[q] != NULL);
+                            if (!got[q] || !want[q]) continue;
+                            double e = 0, m = 0;
+                            for (int64_t i = 0; i < n_el[q]; i++) {
+                                e = fmax(e, fabs(sf_f32(got[q])[i] - uses * want[q][i]));
+                                m = fmax(m, fabs(uses * want[q][i]));
+                            }
+                            CHECK(e <= 1e-5 * m, "layout %d uses %d: %s differs by %g (max %g) with a sampled weight",
+                                  lay, uses, q ? "dbias" : "du", e, m);
+                        }
+                        w->sparse = NULL;
+                        sf_graph_free(g);
                     }
-                    CHECK(worst <= 1e-5 * mx, "layout %d: sampled entries differ by %g (max %g)", lay, worst, mx);
-                    w->sparse = NULL;
-                    sf_graph_free(g);
                     sf_index_free(&idx);
                 }
                 sf_tensor_release(u); sf_tensor_release(w); sf_tensor_release(b); sf_tensor_release(seed);
