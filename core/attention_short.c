@@ -38,8 +38,11 @@
 #define VW 4
 #define NACC 12
 #endif
-#define MAX_NV 8 /* vectors per panel row at most (T or HD up to 8 * VW) */
+#define MAX_NV 8 /* vectors per panel row at most (HD up to 8 * VW) */
 #define MAX_HD (MAX_NV * VW)
+#define WIDE_NV 4 /* vectors per column block of the T-wide products (S, dP) */
+#define SHORT_T 64 /* up to here any T (a local, padded score buffer); beyond, T must be whole vectors */
+#define MAX_TV (SF_ATT_SHORT_T / VW) /* vectors in a row of T at most */
 
 typedef float vf __attribute__((vector_size(VW * sizeof(float)), aligned(sizeof(float)))); /* unaligned ok */
 
@@ -51,9 +54,15 @@ static inline vf splat(float x) {
 }
 
 int sf_attention_short_fits(int64_t T, int64_t HD) {
-    const int64_t TP = (T + VW - 1) / VW * VW;
-    return T >= 1 && T <= SF_ATT_SHORT_T && TP <= MAX_NV * VW && HD >= VW && HD % VW == 0 && HD <= MAX_HD;
+    return T >= 1 && T <= SF_ATT_SHORT_T && (T <= SHORT_T || T % VW == 0) && HD >= VW && HD % VW == 0 &&
+           HD <= MAX_HD;
 }
+
+static inline int64_t padded(int64_t T) { return (T + VW - 1) / VW * VW; }
+
+/* Past SHORT_T the backward's V^T and dS live in the caller's work space; below, on the stack (aligned:
+ * with the work space unaligned, as from a plain malloc, the backward at T = 64 lost a fifth). */
+int64_t sf_attention_short_work(int64_t T, int64_t HD) { return T > SHORT_T ? (HD + T) * padded(T) : 0; }
 
 /* Which part of the sum a row group takes: all t in [0, tend); only t < its last row + 1 (A lower
  * triangular: a causal row sees keys up to itself); only t >= its first row (A upper triangular: P^T,
@@ -115,6 +124,31 @@ static void panel(int nv, float *C, int64_t ldc, const float *A, int64_t ars, in
     case 6: panel_6(C, ldc, A, ars, acs, Bm, ldb, rows, tend, span, alpha, accumulate); break;
     case 7: panel_7(C, ldc, A, ars, acs, Bm, ldb, rows, tend, span, alpha, accumulate); break;
     default: panel_8(C, ldc, A, ars, acs, Bm, ldb, rows, tend, span, alpha, accumulate); break;
+    }
+}
+
+/* The same product, HD = nv vectors wide; past SHORT_T rows as slices of HD_NV vectors, so that more rows
+ * share each row of B while it is in registers (B's rows then come from L2: 25 % off the backward at
+ * T = 256; at T <= 64, where B stays in L1, the whole width is 15 % faster). */
+#define HD_NV 2
+static void panel_hd(int nv, float *C, int64_t ldc, const float *A, int64_t ars, int64_t acs, const float *Bm,
+                     int64_t ldb, int64_t rows, int64_t tend, int span, float alpha, int accumulate) {
+    const int w = rows > SHORT_T ? HD_NV : nv;
+    for (int v0 = 0; v0 < nv; v0 += w)
+        panel(nv - v0 < w ? nv - v0 : w, C + v0 * VW, ldc, A, ars, acs, Bm + v0 * VW, ldb, rows, tend, span, alpha,
+              accumulate);
+}
+
+/* C (rows, ncols; row stride ldc) = alpha A B with A(r, t) = A[r * ars + t] for t < tend, B (tend, ncols)
+ * row stride ldb: a T-wide product (S = Q K^T, dP = dO V^T) as panels of WIDE_NV vectors of columns.
+ * causal: rows before a column block see none of its keys and are left out of it (their entries there
+ * are left unwritten: callers read a row only up to the keys it sees). */
+static void panel_wide(float *C, int64_t ldc, const float *A, int64_t ars, const float *Bm, int64_t ldb, int64_t rows,
+                       int64_t ncols, int64_t tend, float alpha, int causal) {
+    for (int64_t c0 = 0; c0 < ncols; c0 += WIDE_NV * VW) {
+        const int nv = (int)((ncols - c0) / VW < WIDE_NV ? (ncols - c0) / VW : WIDE_NV);
+        const int64_t r0 = causal ? (c0 < rows ? c0 : rows) : 0;
+        panel(nv, C + r0 * ldc + c0, ldc, A + r0 * ars, ars, 1, Bm + c0, ldb, rows - r0, tend, SPAN_ALL, alpha, 0);
     }
 }
 
@@ -184,11 +218,12 @@ static inline vf vexp_nonpos(vf x) {
 }
 
 /* p (T) = softmax of row (TP, whole vectors) over the keys j < nvis with vis[j] != 0 (vis (TP): 1 for a
- * real key, 0 for padding and past T), zero elsewhere and when no key is visible. The row stays in
- * vectors throughout: no scalar tails at the short, uneven lengths of causal rows. */
+ * real key, 0 for padding and past T), zero elsewhere and when no key is visible; p may be row. Values
+ * of row at keys it does not see are never used (they may be unwritten). The row stays in vectors
+ * throughout: no scalar tails at the short, uneven lengths of causal rows. */
 static void softmax_row_padded(float *p, const float *row, const float *vis, int64_t nvis, int64_t T, int64_t TP) {
     const int nv = (int)(TP / VW);
-    vf x[MAX_NV], seen[MAX_NV], lane;
+    vf x[MAX_TV], seen[MAX_TV], lane;
     for (int l = 0; l < VW; l++) lane[l] = (float)l;
     vf m = splat(-INFINITY);
     for (int v = 0; v < nv; v++) {
@@ -218,50 +253,108 @@ static void softmax_row_padded(float *p, const float *row, const float *vis, int
     }
 }
 
-void sf_attention_short_forward_head(float *oh, int64_t ldo, float *ah, const float *qh, int64_t q_rs, const float *kh,
-                                     int64_t k_rs, const float *vh, int64_t v_rs, const float *mask, int64_t T,
-                                     int64_t HD, float scale, int causal) {
-    const int64_t TP = (T + VW - 1) / VW * VW, kend = sf_key_end(mask, T);
-    float kt[MAX_HD * SF_ATT_SHORT_T] __attribute__((aligned(64))); // (HD, TP) K^T
-    float s[SF_ATT_SHORT_T * SF_ATT_SHORT_T] __attribute__((aligned(64))); // (T, TP) scores
-    float vis[SF_ATT_SHORT_T] __attribute__((aligned(64)));                // (TP) 1 = a real key
+/* One head's forward with its buffers given: kt (HD, TP) for K^T, s (T, TP) for the scores. */
+static inline void forward_head(float *kt, float *s, float *oh, int64_t ldo, float *ah, const float *qh, int64_t q_rs,
+                                const float *kh, int64_t k_rs, const float *vh, int64_t v_rs, const float *mask,
+                                int64_t T, int64_t HD, float scale, int causal) {
+    const int64_t TP = padded(T), kend = sf_key_end(mask, T);
+    float vis[SF_ATT_SHORT_T] __attribute__((aligned(64))); // (TP) 1 = a real key
     for (int64_t j = 0; j < TP; j++) vis[j] = j < kend && (!mask || mask[j] != 0.0f) ? 1.0f : 0.0f;
     transpose_padded(kt, TP, kh, k_rs, T, HD);
-    panel((int)(TP / VW), s, TP, qh, q_rs, 1, kt, TP, T, HD, SPAN_ALL, scale, 0); // S = scale Q K^T
+    panel_wide(s, TP, qh, q_rs, kt, TP, T, TP, HD, scale, causal); // S = scale Q K^T
     for (int64_t i = 0; i < T; i++)
         softmax_row_padded(ah + i * T, s + i * TP, vis, causal ? i + 1 : T, T, TP); // P
-    panel((int)(HD / VW), oh, ldo, ah, T, 1, vh, v_rs, T, kend, causal ? SPAN_LOWER : SPAN_ALL, 1.0f, 0); // O = P V
+    panel_hd((int)(HD / VW), oh, ldo, ah, T, 1, vh, v_rs, T, kend, causal ? SPAN_LOWER : SPAN_ALL, 1.0f, 0); // O = P V
     /* counted as the blocked path counts them (gemm.h): S and P V over the keys up to the last real one */
     sf_gemm_count(T, kend, HD);
     sf_gemm_count(T, HD, kend);
 }
 
-void sf_attention_short_backward_head(float *dqh, int64_t ldq, float *dkh, int64_t ldk, float *dvh, int64_t ldv,
-                                      const float *doh, int64_t ldo, const float *qh, int64_t q_rs, const float *kh,
-                                      int64_t k_rs, const float *vh, int64_t v_rs, const float *ah, const float *mask,
-                                      int64_t T, int64_t HD, float scale, int causal) {
-    const int64_t TP = (T + VW - 1) / VW * VW, kend = sf_key_end(mask, T);
-    const int nh = (int)(HD / VW), upper = causal ? SPAN_UPPER : SPAN_ALL, lower = causal ? SPAN_LOWER : SPAN_ALL;
-    /* key rows j >= kend have all-zero P and dS columns: nothing to add to their dK and dV */
-    if (dvh) panel(nh, dvh, ldv, ah, 1, T, doh, ldo, kend, T, upper, 1.0f, 1); // dV += P^T dO
-    if (dvh) sf_gemm_count(kend, HD, T);
-    if (!dqh && !dkh) return;
-    float vt[MAX_HD * SF_ATT_SHORT_T] __attribute__((aligned(64))); // (HD, TP) V^T
-    float ds[SF_ATT_SHORT_T * SF_ATT_SHORT_T] __attribute__((aligned(64))); // (T, TP) dP, then dS
-    transpose_padded(vt, TP, vh, v_rs, T, HD);
-    panel((int)(TP / VW), ds, TP, doh, ldo, 1, vt, TP, T, HD, SPAN_ALL, 1.0f, 0); // dP = dO V^T
-    for (int64_t i = 0; i < T; i++) { // dS = P (dP - rowsum(P dP)); zero past T
-        const float *p = ah + i * T;
-        float *d = ds + i * TP, dsum = 0.0f;
-#pragma omp simd reduction(+ : dsum)
-        for (int64_t j = 0; j < T; j++) dsum += p[j] * d[j];
-#pragma omp simd
-        for (int64_t j = 0; j < T; j++) d[j] = p[j] * (d[j] - dsum);
-        for (int64_t j = T; j < TP; j++) d[j] = 0.0f;
+/* Past SHORT_T: K^T in a frame of its own (up to 128 KB, only paid by long sequences; in the short
+ * frame it cost T = 32 a tenth), the scores straight into P's rows (whole vectors). */
+static __attribute__((noinline)) void forward_head_long(float *oh, int64_t ldo, float *ah, const float *qh,
+                                                       int64_t q_rs, const float *kh, int64_t k_rs, const float *vh,
+                                                       int64_t v_rs, const float *mask, int64_t T, int64_t HD,
+                                                       float scale, int causal) {
+    float kt[MAX_HD * SF_ATT_SHORT_T] __attribute__((aligned(64))); // (HD, T) K^T
+    forward_head(kt, ah, oh, ldo, ah, qh, q_rs, kh, k_rs, vh, v_rs, mask, T, HD, scale, causal);
+}
+
+void sf_attention_short_forward_head(float *oh, int64_t ldo, float *ah, const float *qh, int64_t q_rs, const float *kh,
+                                     int64_t k_rs, const float *vh, int64_t v_rs, const float *mask, int64_t T,
+                                     int64_t HD, float scale, int causal) {
+    if (T > SHORT_T) {
+        forward_head_long(oh, ldo, ah, qh, q_rs, kh, k_rs, vh, v_rs, mask, T, HD, scale, causal);
+        return;
     }
-    if (dqh) panel(nh, dqh, ldq, ds, TP, 1, kh, k_rs, T, kend, lower, scale, 1); // dQ += scale dS K
-    if (dkh) panel(nh, dkh, ldk, ds, 1, TP, qh, q_rs, kend, T, upper, scale, 1); // dK += scale dS^T Q
+    float kt[MAX_HD * SHORT_T] __attribute__((aligned(64))); // (HD, TP) K^T
+    float s[SHORT_T * SHORT_T] __attribute__((aligned(64)));  // (T, TP) scores
+    forward_head(kt, s, oh, ldo, ah, qh, q_rs, kh, k_rs, vh, v_rs, mask, T, HD, scale, causal);
+}
+
+/* The first n (>= 1) of VW floats at x, zeros in the other lanes; nothing past x + n is read. */
+static inline vf load_prefix(const float *x, int64_t n) {
+    if (n >= VW) return *(const vf *)x;
+#if VW == 16
+    return (vf)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), x);
+#elif VW == 8
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return (vf)_mm256_maskload_ps(x, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lanes));
+#else
+    vf v = splat(0.0f);
+    for (int l = 0; l < n; l++) v[l] = x[l];
+    return v;
+#endif
+}
+
+/* d (TP) = p (dP - rowsum(p dP)) over the keys j < nvis, zero from nvis on; p (T) a row of P, d (TP) the
+ * row of dP (read only below nvis). */
+static void ds_row(float *d, const float *p, int64_t nvis, int64_t TP) {
+    const int nv = (int)(TP / VW), nseen = (int)((nvis + VW - 1) / VW);
+    vf pv[MAX_TV], dv[MAX_TV], acc = splat(0.0f);
+    for (int v = 0; v < nseen; v++) {
+        pv[v] = load_prefix(p + v * VW, nvis - v * VW);
+        dv[v] = load_prefix(d + v * VW, nvis - v * VW);
+        acc += pv[v] * dv[v];
+    }
+    const float dsum = hsum(acc);
+    for (int v = 0; v < nseen; v++) *(vf *)(d + v * VW) = pv[v] * (dv[v] - dsum); /* p is 0 past nvis */
+    for (int v = nseen; v < nv; v++) *(vf *)(d + v * VW) = splat(0.0f);
+}
+
+/* One head's backward after dV, with its buffers given: vt (HD, TP) for V^T, ds (T, TP) for dP then dS. */
+static void backward_head_qk(float *vt, float *ds, float *dqh, int64_t ldq, float *dkh, int64_t ldk, const float *doh,
+                             int64_t ldo, const float *qh, int64_t q_rs, const float *kh, int64_t k_rs,
+                             const float *vh, int64_t v_rs, const float *ah, int64_t kend, int64_t T, int64_t HD,
+                             float scale, int causal) {
+    const int64_t TP = padded(T);
+    const int nh = (int)(HD / VW), upper = causal ? SPAN_UPPER : SPAN_ALL, lower = causal ? SPAN_LOWER : SPAN_ALL;
+    transpose_padded(vt, TP, vh, v_rs, T, HD);
+    panel_wide(ds, TP, doh, ldo, vt, TP, T, TP, HD, 1.0f, causal); // dP = dO V^T
+    for (int64_t i = 0; i < T; i++) // dS = P (dP - rowsum(P dP)), zero past the keys row i sees
+        ds_row(ds + i * TP, ah + i * T, causal ? (i + 1 < kend ? i + 1 : kend) : kend, TP);
+    if (dqh) panel_hd(nh, dqh, ldq, ds, TP, 1, kh, k_rs, T, kend, lower, scale, 1); // dQ += scale dS K
+    if (dkh) panel_hd(nh, dkh, ldk, ds, 1, TP, qh, q_rs, kend, T, upper, scale, 1); // dK += scale dS^T Q
     sf_gemm_count(T, kend, HD);
     if (dqh) sf_gemm_count(T, HD, kend);
     if (dkh) sf_gemm_count(kend, HD, T);
+}
+
+void sf_attention_short_backward_head(float *dqh, int64_t ldq, float *dkh, int64_t ldk, float *dvh, int64_t ldv,
+                                      const float *doh, int64_t ldo, const float *qh, int64_t q_rs, const float *kh,
+                                      int64_t k_rs, const float *vh, int64_t v_rs, const float *ah, const float *mask,
+                                      int64_t T, int64_t HD, float scale, int causal, float *work) {
+    const int64_t kend = sf_key_end(mask, T);
+    /* key rows j >= kend have all-zero P and dS columns: nothing to add to their dK and dV */
+    if (dvh) panel_hd((int)(HD / VW), dvh, ldv, ah, 1, T, doh, ldo, kend, T, causal ? SPAN_UPPER : SPAN_ALL, 1.0f, 1);
+    if (dvh) sf_gemm_count(kend, HD, T); // dV += P^T dO
+    if (!dqh && !dkh) return;
+    if (T > SHORT_T) { /* V^T and dS in the caller's work space */
+        backward_head_qk(work, work + HD * padded(T), dqh, ldq, dkh, ldk, doh, ldo, qh, q_rs, kh, k_rs, vh, v_rs, ah,
+                         kend, T, HD, scale, causal);
+        return;
+    }
+    float vt[MAX_HD * SHORT_T] __attribute__((aligned(64))); // (HD, TP) V^T
+    float ds[SHORT_T * SHORT_T] __attribute__((aligned(64))); // (T, TP) dP, then dS
+    backward_head_qk(vt, ds, dqh, ldq, dkh, ldk, doh, ldo, qh, q_rs, kh, k_rs, vh, v_rs, ah, kend, T, HD, scale, causal);
 }

@@ -50,7 +50,7 @@
 void sf_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                           const float *key_mask, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t q_rs,
                           int64_t k_rs, int64_t v_rs, int causal);
-/* Scratch for sf_attention_backward: per thread a dP block (64, T); plus, when NH != NKV, per-(b, h)
+/* Scratch for sf_attention_backward: per thread a dP block (64, T) (or attention_short.c's work space); plus, when NH != NKV, per-(b, h)
  * partial dK and dV (B, NH, T, HD) each. The kernel uses as many threads as the n_scratch floats it is
  * given allow (at least one). */
 int64_t sf_attention_backward_scratch(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD);
@@ -142,8 +142,14 @@ void sf_attention_forward(float *out, float *att, const float *q, const float *k
     }
 }
 
+/* Per-thread floats of the backward: dP (ATT_BLK, T) for the blocked path, attention_short.c's work space
+ * for its own. */
+static int64_t per_thread_floats(int64_t T, int64_t HD) {
+    return sf_attention_short_fits(T, HD) ? sf_attention_short_work(T, HD) : ATT_BLK * T;
+}
+
 int64_t sf_attention_backward_scratch(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD) {
-    int64_t n = (int64_t)omp_get_max_threads() * ATT_BLK * T; // per thread: dP (ATT_BLK, T)
+    int64_t n = (int64_t)omp_get_max_threads() * per_thread_floats(T, HD);
     if (NH != NKV) n += 2 * B * NH * T * HD;                    // partial dK, dV (B, NH, T, HD)
     return n;
 }
@@ -157,13 +163,14 @@ void sf_attention_backward(float *dq, float *dk, float *dv, float *scratch, int6
     const float scale = 1.0f / sqrtf((float)HD);
     float *pk = G > 1 ? scratch : NULL;              // (B, NH, T, HD) partial dK
     float *pv = G > 1 ? pk + B * NH * T * HD : NULL; // (B, NH, T, HD) partial dV
-    float *per_thread = scratch + n_part;            // (nthr, ATT_BLK, T)
-    const int nthr = threads_for(n_scratch - n_part, ATT_BLK * T);
+    float *per_thread = scratch + n_part;            // (nthr, per)
+    const int64_t per = per_thread_floats(T, HD);
+    const int nthr = threads_for(n_scratch - n_part, per);
     const int short_path = sf_attention_short_fits(T, HD);
 
 #pragma omp parallel num_threads(nthr)
     {
-        float *dP = per_thread + (int64_t)omp_get_thread_num() * ATT_BLK * T; // (ATT_BLK, T)
+        float *dP = per_thread + (int64_t)omp_get_thread_num() * per; // (ATT_BLK, T), or the short path's work
 #pragma omp for schedule(dynamic, 1)
         for (int64_t bh = 0; bh < B * NH; bh++) {
             const int64_t b = bh / NH, h = bh % NH, kvh = h / G;
@@ -185,7 +192,7 @@ void sf_attention_backward(float *dq, float *dk, float *dv, float *scratch, int6
             }
             if (short_path) {
                 sf_attention_short_backward_head(dqh, q_rs, dkh, ldk, dvh, ldv, doh, C, qh, q_rs, kh, k_rs, vh, v_rs, ah,
-                                                 key_mask ? key_mask + b * T : NULL, T, HD, scale, causal);
+                                                 key_mask ? key_mask + b * T : NULL, T, HD, scale, causal, dP);
                 continue;
             }
             const int64_t kend = sf_key_end(key_mask ? key_mask + b * T : NULL, T);

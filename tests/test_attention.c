@@ -265,21 +265,25 @@ TEST(attn_ref_vs_opt_fused_strides) {
     free(mask);
 }
 
-/* The short-sequence path (attention_short.c: T <= 64, HD whole vectors) against the reference: every
- * T from 1 to a full 64, uneven ones (partial vectors, partial row groups), head sizes of one to eight
- * vectors, GQA, key padding with holes (and a sequence that sees nothing), causal and not, one and two
- * threads. T = 65 takes the blocked path, checked alike. */
+/* The panel path (attention_short.c: T <= 64, or up to 256 in whole vectors; HD whole vectors) against
+ * the reference: T from 1 to a full 64, uneven ones (partial vectors, partial row groups), 72 and 80
+ * (whole vectors on some widths only), 128 and 256 (scores in place, column blocks, sliced panels), head
+ * sizes of one to eight vectors, GQA, key padding with holes (and a sequence that sees nothing), causal
+ * and not, one and two threads. T = 65 and 257 take the blocked path, checked alike. */
 TEST(attn_short_path_matches_reference) {
-    /* every vector width takes 32 x 32 (8 vectors of 4 at most); none takes T 65 or a partial vector */
-    CHECK(sf_attention_short_fits(32, 32) && !sf_attention_short_fits(65, 64) && !sf_attention_short_fits(32, 3),
-          "short path: fits(32, 32) %d fits(65, 64) %d fits(32, 3) %d", sf_attention_short_fits(32, 32),
-          sf_attention_short_fits(65, 64), sf_attention_short_fits(32, 3));
-    const int64_t Ts[6] = {1, 7, 16, 32, 45, 64};
+    /* every vector width takes 32 x 32 and 256 x 32; none takes T 257, an odd T past 64 or a partial vector */
+    CHECK(sf_attention_short_fits(32, 32) && sf_attention_short_fits(256, 32) && !sf_attention_short_fits(257, 32) &&
+              !sf_attention_short_fits(65, 32) && !sf_attention_short_fits(32, 3),
+          "short path: fits(32, 32) %d (256, 32) %d (257, 32) %d (65, 32) %d (32, 3) %d", sf_attention_short_fits(32, 32),
+          sf_attention_short_fits(256, 32), sf_attention_short_fits(257, 32), sf_attention_short_fits(65, 32),
+          sf_attention_short_fits(32, 3));
+    const int64_t Ts[10] = {1, 7, 16, 32, 45, 64, 72, 80, 128, 256};
     const int64_t heads[4][3] = {{4, 4, 64}, {6, 3, 16}, {4, 1, 32}, {2, 2, 128}}; /* NH, NKV, HD */
-    for (int ti = 0; ti < 6; ti++)
+    for (int ti = 0; ti < 10; ti++)
         for (int hi = 0; hi < 4; hi++) {
             const int64_t B = 3, T = Ts[ti], NH = heads[hi][0], NKV = heads[hi][1], HD = heads[hi][2];
             if (!sf_attention_short_fits(T, HD)) continue; /* over 8 vectors on this build's width */
+            if (T >= 128 && (hi == 1 || hi == 3)) continue; /* the long ones: MHA and GQA 4:1 suffice */
             float *mask = malloc(sizeof(float) * B * T); // seq 0 all real, seq 1 holes and right padding, seq 2 none
             for (int64_t t = 0; t < T; t++) {
                 mask[t] = 1.0f;
@@ -293,6 +297,7 @@ TEST(attn_short_path_matches_reference) {
             free(mask);
         }
     ref_vs_opt(2, 65, 4, 2, 64, 1, NULL, 2);
+    ref_vs_opt(1, 257, 2, 1, 32, 1, NULL, 2);
 }
 
 TEST(attn_known_values) {
