@@ -1,24 +1,30 @@
-/* attention_short.c — one (batch, head) of attention for short sequences (T <= 64), forward and
- * backward, with every product done by register-blocked loops that read their operands in place.
+/* attention_short.c — one (batch, head) of attention for sequences of up to SF_ATT_SHORT_T (256) tokens,
+ * forward and backward, with every product done by register-blocked loops that read their operands in
+ * place ("panels").
  *
  * Why: at a training step's T = 32 or 64 a head's products are 32 x 32 x 64: through the general GEMM
  * each call packs both operands (transposing three of the four), pays its call overhead and fills 12-row
  * micro-tiles with 8 rows of work, and gpt2-4m's attention ran at ~70 GFLOP/s of a 380 GFLOP/s machine.
- * Here one product is a "panel": rows of C held in vector registers (RG rows x NV vectors), each step
- * of its sum adding a broadcast of one A value per row times NV vectors of one row of B. A broadcast can
+ * Here one product is a panel: rows of C held in vector registers (RG rows x NV vectors), each step of
+ * its sum adding a broadcast of one A value per row times NV vectors of one row of B. A broadcast can
  * come from any address, so A is read where it lies, transposed or not (P^T and dS^T are just a row
  * stride of 1 and a column stride of T); B's rows must be contiguous, which they are for V, K, Q and
  * dO; only K^T and V^T (for S = Q K^T and dP = dO V^T) are copied, each once per head, into T columns
  * padded with zeros to whole vectors.
  *   forward:  S = scale Q K^T, softmax per row (causal, key padding), P saved; O = P V
  *   backward: dV += P^T dO; dP = dO V^T; dS = P (dP - rowsum(P dP)); dQ += scale dS K; dK += scale dS^T Q
- * Causal panels skip the keys a row group cannot see (and, for P^T and dS^T, the queries before it).
+ * The T-wide products (S, dP) run in column blocks of WIDE_NV vectors; causal ones leave out the rows a
+ * block's keys are hidden from, and the HD-wide ones the keys a row group cannot see (and, for P^T and
+ * dS^T, the queries before it). Up to 64 tokens any T works (scores in a padded local buffer); beyond,
+ * T must be whole vectors, the scores go straight into P's rows and the HD-wide panels run in slices
+ * of HD_NV vectors (B's rows then come from L2, and more rows share each one).
  * Vector width follows the build (16 floats with AVX-512, 8 with AVX, 4 otherwise) through GCC's
  * generic vectors; the accumulators are budgeted to the register file (24 of 32, or 12 of 16).
  *
- * What it does not do: sequences longer than SF_ATT_SHORT_T, head sizes that are not whole vectors or
+ * What it does not do: longer or (past 64) uneven sequences, head sizes that are not whole vectors or
  * above 8 vectors (sf_attention_short_fits says; ops_attention.c's blocked GEMM path takes the rest),
- * threading (the caller runs one head per thread), or allocate (its buffers are on the stack, < 64 KB).
+ * threading (the caller runs one head per thread), or allocate: its buffers are on the stack (48 KB up
+ * to 64 tokens, K^T's up to 128 KB beyond) or, for a long backward, the caller's work space.
  */
 #include "attention_short.h"
 
