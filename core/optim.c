@@ -2,6 +2,7 @@
 #include "optim.h"
 
 #include "graph.h"
+#include "parallel_for.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -19,6 +20,8 @@ void sf_adamw_update_ref(float *p, const float *g, float *m, float *v, int64_t n
     }
 }
 
+#define PAR_MIN ((int64_t)1 << 16) /* elements from which a loop here runs on every thread */
+
 /* The element loop; g_zero (NULL or g itself) is cleared as it is read, which saves the optimizer's
  * separate zeroing pass over the gradients (one sweep of memory fewer per step). */
 static inline void adamw_loop(float *p, const float *g, float *g_zero, float *m, float *v, int64_t n,
@@ -28,8 +31,7 @@ static inline void adamw_loop(float *p, const float *g, float *g_zero, float *m,
     const float inv_sqrt_bc2 = (float)(1.0 / sqrt(1.0 - pow(h->beta2, (double)t)));
     const float decay = 1.0f - h->lr * h->weight_decay * wd_scale;
     const float b1 = h->beta1, b2 = h->beta2, eps = h->eps;
-#pragma omp parallel for simd if (n > (1 << 16))
-    for (int64_t i = 0; i < n; i++) {
+    SF_PARALLEL_FOR_SIMD_IF(n > PAR_MIN, for (int64_t i = 0; i < n; i++) {
         float gi = g[i];
         float mi = b1 * m[i] + (1.0f - b1) * gi;
         float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
@@ -37,7 +39,7 @@ static inline void adamw_loop(float *p, const float *g, float *g_zero, float *m,
         v[i] = vi;
         p[i] = p[i] * decay - step * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
         if (g_zero) g_zero[i] = 0.0f;
-    }
+    });
 }
 
 void sf_adamw_update(float *p, const float *g, float *m, float *v, int64_t n, const sf_adamw_hparams *h, int64_t t,
@@ -135,27 +137,42 @@ size_t sf_adamw_state_bytes(const sf_adamw *o) {
     return b;
 }
 
+/* The reductions below open a parallel region only past PAR_MIN elements (parallel_for.h says why an
+ * `if` clause is not enough: a SIFT step's 16 small tensors paid a futex call each, twice). */
 double sf_grad_norm_sq(const float *g, int64_t n) {
     double s = 0;
-#pragma omp parallel for simd reduction(+ : s) if (n > (1 << 16))
-    for (int64_t i = 0; i < n; i++) s += (double)g[i] * g[i];
+    if (n > PAR_MIN) {
+#pragma omp parallel for simd reduction(+ : s)
+        for (int64_t i = 0; i < n; i++) s += (double)g[i] * g[i];
+    } else {
+#pragma omp simd reduction(+ : s)
+        for (int64_t i = 0; i < n; i++) s += (double)g[i] * g[i];
+    }
     return s;
 }
 
 void sf_scale_inplace(float *g, int64_t n, float s) {
-#pragma omp parallel for simd if (n > (1 << 16))
-    for (int64_t i = 0; i < n; i++) g[i] *= s;
+    SF_PARALLEL_FOR_SIMD_IF(n > PAR_MIN, for (int64_t i = 0; i < n; i++) g[i] *= s;);
+}
+
+/* 1 when some g[i] is Inf or NaN: the sum of g[i] * 0 is exactly 0 otherwise (one vectorised float sweep,
+ * 1.6x faster than counting). */
+static int any_nonfinite(const float *g, int64_t n) {
+    float any = 0.0f;
+    if (n > PAR_MIN) {
+#pragma omp parallel for simd reduction(+ : any)
+        for (int64_t i = 0; i < n; i++) any += g[i] * 0.0f;
+    } else {
+#pragma omp simd reduction(+ : any)
+        for (int64_t i = 0; i < n; i++) any += g[i] * 0.0f;
+    }
+    return any != 0.0f;
 }
 
 int64_t sf_count_nonfinite(const float *g, int64_t n) {
-    /* fast check first: the sum of g[i] * 0 is exactly 0 unless some g[i] is Inf or NaN (one vectorised
-     * float sweep, 1.6x faster than counting; the count runs only when there is something to count) */
-    float any = 0.0f;
-#pragma omp parallel for simd reduction(+ : any) if (n > (1 << 16))
-    for (int64_t i = 0; i < n; i++) any += g[i] * 0.0f;
-    if (any == 0.0f) return 0;
+    if (!any_nonfinite(g, n)) return 0; /* the count runs only when there is something to count */
     int64_t bad = 0;
-#pragma omp parallel for simd reduction(+ : bad) if (n > (1 << 16))
+#pragma omp parallel for simd reduction(+ : bad) if (n > PAR_MIN)
     for (int64_t i = 0; i < n; i++) bad += !isfinite(g[i]);
     return bad;
 }
