@@ -259,6 +259,18 @@ static void softmax_row_padded(float *p, const float *row, const float *vis, int
     }
 }
 
+/* Adds n of a head's (T x keys x HD) products to sf_gemm_macs as ops_attention.c's blocked path counts
+ * them, whichever path ran: per block of 64 query rows, the keys up to the last real one (causal: and up
+ * to the block's last row). */
+static void count_products(int n, int64_t T, int64_t kend, int64_t HD, int causal) {
+    int64_t pairs = 0; /* (query, key) pairs of the blocks */
+    for (int64_t i0 = 0; i0 < T; i0 += 64) {
+        const int64_t i1 = T < i0 + 64 ? T : i0 + 64;
+        pairs += (i1 - i0) * (causal && i1 < kend ? i1 : kend);
+    }
+    for (int k = 0; k < n; k++) sf_gemm_count(pairs, HD, 1);
+}
+
 /* One head's forward with its buffers given: kt (HD, TP) for K^T, s (T, TP) for the scores. */
 static inline void forward_head(float *kt, float *s, float *oh, int64_t ldo, float *ah, const float *qh, int64_t q_rs,
                                 const float *kh, int64_t k_rs, const float *vh, int64_t v_rs, const float *mask,
@@ -271,9 +283,7 @@ static inline void forward_head(float *kt, float *s, float *oh, int64_t ldo, flo
     for (int64_t i = 0; i < T; i++)
         softmax_row_padded(ah + i * T, s + i * TP, vis, causal ? i + 1 : T, T, TP); // P
     panel_hd((int)(HD / VW), oh, ldo, ah, T, 1, vh, v_rs, T, kend, causal ? SPAN_LOWER : SPAN_ALL, 1.0f, 0); // O = P V
-    /* counted as the blocked path counts them (gemm.h): S and P V over the keys up to the last real one */
-    sf_gemm_count(T, kend, HD);
-    sf_gemm_count(T, HD, kend);
+    count_products(2, T, kend, HD, causal); /* S and P V */
 }
 
 /* Past SHORT_T: K^T in a frame of its own (up to 128 KB, only paid by long sequences; in the short
@@ -341,9 +351,7 @@ static void backward_head_qk(float *vt, float *ds, float *dqh, int64_t ldq, floa
         ds_row(ds + i * TP, ah + i * T, causal ? (i + 1 < kend ? i + 1 : kend) : kend, TP);
     if (dqh) panel_hd(nh, dqh, ldq, ds, TP, 1, kh, k_rs, T, kend, lower, scale, 1); // dQ += scale dS K
     if (dkh) panel_hd(nh, dkh, ldk, ds, 1, TP, qh, q_rs, kend, T, upper, scale, 1); // dK += scale dS^T Q
-    sf_gemm_count(T, kend, HD);
-    if (dqh) sf_gemm_count(T, HD, kend);
-    if (dkh) sf_gemm_count(kend, HD, T);
+    count_products(1 + (dqh != NULL) + (dkh != NULL), T, kend, HD, causal); /* dP, dQ, dK */
 }
 
 void sf_attention_short_backward_head(float *dqh, int64_t ldq, float *dkh, int64_t ldk, float *dvh, int64_t ldv,
@@ -353,7 +361,7 @@ void sf_attention_short_backward_head(float *dqh, int64_t ldq, float *dkh, int64
     const int64_t kend = sf_key_end(mask, T);
     /* key rows j >= kend have all-zero P and dS columns: nothing to add to their dK and dV */
     if (dvh) panel_hd((int)(HD / VW), dvh, ldv, ah, 1, T, doh, ldo, kend, T, causal ? SPAN_UPPER : SPAN_ALL, 1.0f, 1);
-    if (dvh) sf_gemm_count(kend, HD, T); // dV += P^T dO
+    if (dvh) count_products(1, T, kend, HD, causal); // dV += P^T dO
     if (!dqh && !dkh) return;
     if (T > SHORT_T) { /* V^T and dS in the caller's work space */
         backward_head_qk(work, work + HD * padded(T), dqh, ldq, dkh, ldk, doh, ldo, qh, q_rs, kh, k_rs, vh, v_rs, ah,
