@@ -11,7 +11,7 @@
  * training step's T = 32 to 256) take attention_short.c instead, one head at a time: its
  * register-blocked panels read q, k, v in place where the GEMM path packs every operand of every product
  * (gpt2-4m's attention per layer, forward + backward, on the Zen 5 machine: 32 x 32 tokens 1.27 -> 0.89
- * ms, 8 x 256 6.4 -> 5.3 ms; the same softmax, the sums in another order).
+ * ms, 8 x 256 6.4 -> 5.2 ms; the same softmax, the sums in another order).
  * The raw kernels take base pointers plus row strides for q, k and v (and their gradients), so a fused
  * q|k|v buffer (B, T, (NH + 2 NKV) * HD) can be passed as three offset pointers with one stride.
  *
