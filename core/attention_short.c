@@ -212,15 +212,7 @@ static inline vf vexp_nonpos(vf x) {
     const vi ni = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, vi);
     const vf n = __builtin_convertvector(ni, vf);
     const vf r = (x - n * 0.693359375f) + n * 2.12194440e-4f; /* x - n ln2 in two parts */
-    vf p = splat(1.0f / 5040.0f);
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    return p * (vf)(((vu)ni + 127u) << 23); /* 2^n */
+    return SF_EXP_POLY7(r) * (vf)(((vu)ni + 127u) << 23); /* p(r) 2^n */
 }
 
 /* p (T) = softmax of row (TP, whole vectors) over the keys j < nvis with vis[j] != 0 (vis (TP): 1 for a

@@ -10,6 +10,12 @@
 #include <stdint.h>
 #include <string.h>
 
+/* exp(r) for |r| <= ln2 / 2: the degree-7 Taylor polynomial in Horner form, for a float r or a GCC
+ * vector of floats (attention_short.c's vexp_nonpos). */
+#define SF_EXP_POLY7(r)                                                                                         \
+    ((((((((r) * (1.0f / 5040.0f) + 1.0f / 720.0f) * (r) + 1.0f / 120.0f) * (r) + 1.0f / 24.0f) * (r) +        \
+        1.0f / 6.0f) * (r) + 0.5f) * (r) + 1.0f) * (r) + 1.0f)
+
 /* Cody-Waite range reduction x = n ln2 + r and a degree-7 polynomial. */
 static inline float sf_exp_nonpos(float x) {
     /* round(x / ln2), x <= 0, from a copy of x in which a NaN or an infinity is 0 (converting those to an
@@ -24,14 +30,7 @@ static inline float sf_exp_nonpos(float x) {
     const int32_t ni = (int32_t)(xf * 1.44269504088896341f - 0.5f);
     const float n = (float)ni;
     const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f; /* x - n ln2 in two parts */
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    const float p = SF_EXP_POLY7(r);
     union {
         int32_t i;
         float f;
