@@ -58,9 +58,9 @@ int sf_sgemm_finite(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, f
                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
 /* Multiply-adds (M * N * K each) of every product made through sf_sgemm, sf_sgemm_bias, sf_sgemm_finite
- * and sf_sgemm_serial since start-up, whatever kernel ran it; thread-safe. Take differences around a
- * piece of work to count its products (twice this is its FLOP count). The own kernel's direct entry
- * points below do not count. */
+ * and sf_sgemm_serial, or added by sf_gemm_count, since start-up, whatever kernel ran it; thread-safe.
+ * Take differences around a piece of work to count its products (twice this is its FLOP count). The own
+ * kernel's direct entry points below do not count. */
 int64_t sf_gemm_macs(void);
 /* Adds an (M, N, K) product made by a kernel of its own (attention_short.c's panels) to that count. */
 void sf_gemm_count(int64_t M, int64_t N, int64_t K);
