@@ -362,5 +362,6 @@ void sf_attention_short_backward_head(float *dqh, int64_t ldq, float *dkh, int64
     }
     float vt[MAX_HD * SHORT_T] __attribute__((aligned(64))); // (HD, TP) V^T
     float ds[SHORT_T * SHORT_T] __attribute__((aligned(64))); // (T, TP) dP, then dS
-    backward_head_qk(vt, ds, dqh, ldq, dkh, ldk, doh, ldo, qh, q_rs, kh, k_rs, vh, v_rs, ah, kend, T, HD, scale, causal);
+    backward_head_qk(vt, ds, dqh, ldq, dkh, ldk, doh, ldo, qh, q_rs, kh, k_rs, vh, v_rs, ah, kend, T, HD, scale,
+                     causal);
 }

@@ -50,9 +50,9 @@
 void sf_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                           const float *key_mask, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t q_rs,
                           int64_t k_rs, int64_t v_rs, int causal);
-/* Scratch for sf_attention_backward: per thread a dP block (64, T) (or attention_short.c's work space); plus, when NH != NKV, per-(b, h)
- * partial dK and dV (B, NH, T, HD) each. The kernel uses as many threads as the n_scratch floats it is
- * given allow (at least one). */
+/* Scratch for sf_attention_backward: per thread a dP block (64, T), or attention_short.c's work space
+ * (none up to 64 tokens); plus, when NH != NKV, per-(b, h) partial dK and dV (B, NH, T, HD) each. The
+ * kernel uses as many threads as the n_scratch floats it is given allow (at least one). */
 int64_t sf_attention_backward_scratch(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD);
 void sf_attention_backward(float *dq, float *dk, float *dv, float *scratch, int64_t n_scratch, const float *dout,
                            const float *q, const float *k, const float *v, const float *att, const float *key_mask,
@@ -87,7 +87,6 @@ static void mm_bt(float *C, int64_t ldc, const float *A, int64_t lda, const floa
     if (M <= 0 || N <= 0) return;
     sf_sgemm_serial(0, 1, M, N, K, alpha, A, lda, Bm, ldb, 0.0f, C, ldc);
 }
-
 
 /* sum of x[j] * y[j] over [0, n), 16 lanes */
 static float dot_f32(const float *x, const float *y, int64_t n) {
@@ -135,7 +134,8 @@ void sf_attention_forward(float *out, float *att, const float *q, const float *k
             for (int64_t i0 = 0; i0 < T; i0 += ATT_BLK) {
                 const int64_t i1 = min64(T, i0 + ATT_BLK), M = i1 - i0, ncol = causal ? min64(i1, kend) : kend;
                 mm_bt(ah + i0 * T, T, qh + i0 * q_rs, q_rs, kh, k_rs, M, ncol, HD, scale); // S = Q K^T (M, ncol)
-                for (int64_t i = i0; i < i1; i++) sf_softmax_visible(ah + i * T, min64(causal ? i + 1 : T, kend), T, mb);
+                for (int64_t i = i0; i < i1; i++)
+                    sf_softmax_visible(ah + i * T, min64(causal ? i + 1 : T, kend), T, mb);
                 mm(oh + i0 * C, C, ah + i0 * T, T, 1, vh, v_rs, M, HD, ncol, 1.0f, 0); // O = P V (M, HD)
             }
         }
@@ -191,8 +191,8 @@ void sf_attention_backward(float *dq, float *dk, float *dv, float *scratch, int6
                 if (dv) dvh = dv + b * T * v_rs + kvh * HD;
             }
             if (short_path) {
-                sf_attention_short_backward_head(dqh, q_rs, dkh, ldk, dvh, ldv, doh, C, qh, q_rs, kh, k_rs, vh, v_rs, ah,
-                                                 key_mask ? key_mask + b * T : NULL, T, HD, scale, causal, dP);
+                sf_attention_short_backward_head(dqh, q_rs, dkh, ldk, dvh, ldv, doh, C, qh, q_rs, kh, k_rs, vh, v_rs,
+                                                 ah, key_mask ? key_mask + b * T : NULL, T, HD, scale, causal, dP);
                 continue;
             }
             const int64_t kend = sf_key_end(key_mask ? key_mask + b * T : NULL, T);

@@ -52,8 +52,11 @@ static inline void sf_load_transpose16(__m512 r[16], const float *X, int64_t ld,
 #endif
 
 #if defined(__AVX__)
+#define SF_SHUF_LO _MM_SHUFFLE(1, 0, 1, 0) /* immediates of _mm256_shuffle_ps */
+#define SF_SHUF_HI _MM_SHUFFLE(3, 2, 3, 2)
 /* dst (8 rows, stride ds) = src (8 rows, stride ss)^T for one 8 x 8 block, in registers. */
-static inline __attribute__((always_inline)) void sf_transpose8x8(float *dst, int64_t ds, const float *src, int64_t ss) {
+static inline __attribute__((always_inline)) void sf_transpose8x8(float *dst, int64_t ds, const float *src,
+                                                                 int64_t ss) {
     const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss),
                  r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss),
                  r5 = _mm256_loadu_ps(src + 5 * ss), r6 = _mm256_loadu_ps(src + 6 * ss),
@@ -61,10 +64,10 @@ static inline __attribute__((always_inline)) void sf_transpose8x8(float *dst, in
     const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
                  t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
                  t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-    const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)), u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),
-                 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)), u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)),
-                 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)), u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2)),
-                 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)), u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, SF_SHUF_LO), u1 = _mm256_shuffle_ps(t0, t2, SF_SHUF_HI),
+                 u2 = _mm256_shuffle_ps(t1, t3, SF_SHUF_LO), u3 = _mm256_shuffle_ps(t1, t3, SF_SHUF_HI),
+                 u4 = _mm256_shuffle_ps(t4, t6, SF_SHUF_LO), u5 = _mm256_shuffle_ps(t4, t6, SF_SHUF_HI),
+                 u6 = _mm256_shuffle_ps(t5, t7, SF_SHUF_LO), u7 = _mm256_shuffle_ps(t5, t7, SF_SHUF_HI);
     _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
     _mm256_storeu_ps(dst + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
     _mm256_storeu_ps(dst + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
