@@ -96,7 +96,7 @@ enum { SPAN_ALL = 0, SPAN_LOWER = 1, SPAN_UPPER = 2 };
                 vf b[NV];                                                                                        \
                 _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) b[v] = *(const vf *)(bt + v * VW);          \
                 _Pragma("GCC unroll 12") for (int r = 0; r < RG; r++) {                                          \
-                    const vf a = splat(ar[r][t * acs]);                                                       \
+                    const vf a = splat(ar[r][t * acs]);                                                          \
                     _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];                  \
                 }                                                                                                \
             }                                                                                                    \
