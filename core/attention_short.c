@@ -135,7 +135,8 @@ static void panel(int nv, float *C, int64_t ldc, const float *A, int64_t ars, in
 
 /* The same product, HD = nv vectors wide; past SHORT_T rows as slices of HD_NV vectors, so that more rows
  * share each row of B while it is in registers (B's rows then come from L2: 25 % off the backward at
- * T = 256; at T <= 64, where B stays in L1, the whole width is 15 % faster). */
+ * T = 256; at T <= 64, where B stays in L1, the whole width measured 5-10 % faster). On AVX2 (12
+ * accumulators) narrower slices at T <= 64 measured slower in the backward, so no width rule there. */
 #define HD_NV 2
 static void panel_hd(int nv, float *C, int64_t ldc, const float *A, int64_t ars, int64_t acs, const float *Bm,
                      int64_t ldb, int64_t rows, int64_t tend, int span, float alpha, int accumulate) {
