@@ -102,6 +102,29 @@ static float dot_f32(const float *x, const float *y, int64_t n) {
     return r;
 }
 
+/* Softmax in place over row[0, nvis) restricted to real keys (mask (nvis) nonzero, or NULL = all);
+ * zeros everywhere else in row[0, T); an all-zero row when no key is visible. */
+static void softmax_row(float *row, int64_t nvis, int64_t T, const float *mask) {
+    if (mask) {
+#pragma omp simd
+        for (int64_t j = 0; j < nvis; j++) row[j] = mask[j] != 0.0f ? row[j] : -INFINITY;
+    }
+    const float mx = sf_max_f32(row, nvis);
+    if (mx == -INFINITY) { /* sees no key */
+        memset(row, 0, (size_t)T * sizeof *row);
+        return;
+    }
+    sf_exp_shifted(row, row, mx, nvis);
+    if (mask) {
+#pragma omp simd
+        for (int64_t j = 0; j < nvis; j++) row[j] = mask[j] != 0.0f ? row[j] : 0.0f;
+    }
+    const float inv = 1.0f / sf_sum_f32(row, nvis);
+#pragma omp simd
+    for (int64_t j = 0; j < nvis; j++) row[j] *= inv;
+    for (int64_t j = nvis; j < T; j++) row[j] = 0.0f;
+}
+
 /* Threads whose per-thread scratch of `per` floats fits in n floats: in [1, omp_get_max_threads()]. */
 static int threads_for(int64_t n, int64_t per) {
     int t = omp_get_max_threads();
@@ -134,8 +157,7 @@ void sf_attention_forward(float *out, float *att, const float *q, const float *k
             for (int64_t i0 = 0; i0 < T; i0 += ATT_BLK) {
                 const int64_t i1 = min64(T, i0 + ATT_BLK), M = i1 - i0, ncol = causal ? min64(i1, kend) : kend;
                 mm_bt(ah + i0 * T, T, qh + i0 * q_rs, q_rs, kh, k_rs, M, ncol, HD, scale); // S = Q K^T (M, ncol)
-                for (int64_t i = i0; i < i1; i++)
-                    sf_softmax_visible(ah + i * T, min64(causal ? i + 1 : T, kend), T, mb);
+                for (int64_t i = i0; i < i1; i++) softmax_row(ah + i * T, min64(causal ? i + 1 : T, kend), T, mb);
                 mm(oh + i0 * C, C, ah + i0 * T, T, 1, vh, v_rs, M, HD, ncol, 1.0f, 0); // O = P V (M, HD)
             }
         }

@@ -97,37 +97,13 @@ static inline float sf_sum_f32(const float *x, int64_t n) {
     return r;
 }
 
-/* Attention rows (ops_attention.c, attention_short.c). */
 /* One past the last real key of a (T) mask row (T when mask is NULL): keys past it (right padding) are
- * never computed. */
+ * never computed. Shared by ops_attention.c and attention_short.c. */
 static inline int64_t sf_key_end(const float *mask, int64_t T) {
     int64_t e = T;
     if (mask)
         while (e > 0 && mask[e - 1] == 0.0f) e--;
     return e;
-}
-
-/* Softmax in place over row[0, nvis) restricted to real keys (mask (nvis) nonzero, or NULL = all);
- * zeros everywhere else in row[0, T); an all-zero row when no key is visible. */
-static inline void sf_softmax_visible(float *row, int64_t nvis, int64_t T, const float *mask) {
-    if (mask) {
-#pragma omp simd
-        for (int64_t j = 0; j < nvis; j++) row[j] = mask[j] != 0.0f ? row[j] : -INFINITY;
-    }
-    const float mx = sf_max_f32(row, nvis);
-    if (mx == -INFINITY) { /* sees no key */
-        memset(row, 0, (size_t)T * sizeof *row);
-        return;
-    }
-    sf_exp_shifted(row, row, mx, nvis);
-    if (mask) {
-#pragma omp simd
-        for (int64_t j = 0; j < nvis; j++) row[j] = mask[j] != 0.0f ? row[j] : 0.0f;
-    }
-    const float inv = 1.0f / sf_sum_f32(row, nvis);
-#pragma omp simd
-    for (int64_t j = 0; j < nvis; j++) row[j] *= inv;
-    for (int64_t j = nvis; j < T; j++) row[j] = 0.0f;
 }
 
 #endif
