@@ -19,7 +19,8 @@
  * T must be whole vectors, the scores go straight into P's rows and the HD-wide panels run in slices
  * of HD_NV vectors (B's rows then come from L2, and more rows share each one).
  * Vector width follows the build (16 floats with AVX-512, 8 with AVX, 4 otherwise) through GCC's
- * generic vectors; the accumulators are budgeted to the register file (24 of 32, or 12 of 16).
+ * generic vectors (simd_vec.h); the accumulators are budgeted to the register file (24 of 32, or 12 of
+ * 16).
  *
  * What it does not do: longer or (past 64) uneven sequences, head sizes that are not whole vectors or
  * above 8 vectors (sf_attention_short_fits says; ops_attention.c's blocked GEMM path takes the rest),
@@ -33,31 +34,15 @@
 #include "gemm.h"
 #include "simd_math.h"
 #include "simd_transpose.h"
+#include "simd_vec.h"
 
-#if defined(__AVX512F__)
-#define VW 16   /* floats per vector */
-#define NACC 24 /* accumulators a panel may hold in registers */
-#elif defined(__AVX__)
-#define VW 8
-#define NACC 12
-#else
-#define VW 4
-#define NACC 12
-#endif
+#define NACC (VW == 16 ? 24 : 12) /* accumulators a panel may hold in registers (of 32 or 16) */
 #define MAX_NV 8 /* vectors per panel row at most (HD up to 8 * VW) */
 #define MAX_HD (MAX_NV * VW)
 #define WIDE_NV 4 /* vectors per column block of the T-wide products (S, dP) */
 #define SHORT_T 64 /* up to here any T (a local, padded score buffer); beyond, T must be whole vectors */
 #define MAX_TV (SF_ATT_SHORT_T / VW) /* vectors in a row of T at most */
 
-typedef float vf __attribute__((vector_size(VW * sizeof(float)), aligned(sizeof(float)))); /* unaligned ok */
-
-/* x in every lane (one broadcast; 0 + x would be an add, as -0 + 0 is not -0) */
-static inline vf splat(float x) {
-    vf v;
-    for (int l = 0; l < VW; l++) v[l] = x;
-    return v;
-}
 
 int sf_attention_short_fits(int64_t T, int64_t HD) {
     return T >= 1 && T <= SF_ATT_SHORT_T && (T <= SHORT_T || T % VW == 0) && HD >= VW && HD % VW == 0 &&
@@ -180,32 +165,6 @@ static void transpose_padded(float *xt, int64_t TP, const float *x, int64_t ld, 
     }
 }
 
-typedef int32_t vi __attribute__((vector_size(VW * sizeof(float))));
-typedef uint32_t vu __attribute__((vector_size(VW * sizeof(float))));
-
-/* lanes of a where m is all ones, of b where it is zero (m from a vector comparison) */
-static inline vf vselect(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
-
-/* Horizontal max and sum of one vector. */
-static inline float hmax(vf x) {
-#if VW == 16
-    return _mm512_reduce_max_ps((__m512)x);
-#else
-    float r = x[0];
-    for (int l = 1; l < VW; l++) r = x[l] > r ? x[l] : r;
-    return r;
-#endif
-}
-static inline float hsum(vf x) {
-#if VW == 16
-    return _mm512_reduce_add_ps((__m512)x);
-#else
-    float r = 0.0f;
-    for (int l = 0; l < VW; l++) r += x[l];
-    return r;
-#endif
-}
-
 /* sf_exp_nonpos (simd_math.h) on a vector, for x in [-87, 0] (or NaN, which stays NaN): the same
  * range reduction and polynomial, written on vectors because the scalar one vectorises only inside
  * whole `omp simd` loops, whose prologues and reductions dominated rows of 32. */
@@ -299,21 +258,6 @@ void sf_attention_short_forward_head(float *oh, int64_t ldo, float *ah, const fl
     float kt[MAX_HD * SHORT_T] __attribute__((aligned(64))); // (HD, TP) K^T
     float s[SHORT_T * SHORT_T] __attribute__((aligned(64)));  // (T, TP) scores
     forward_head(kt, s, oh, ldo, ah, qh, q_rs, kh, k_rs, vh, v_rs, mask, T, HD, scale, causal);
-}
-
-/* The first n (>= 1) of VW floats at x, zeros in the other lanes; nothing past x + n is read. */
-static inline vf load_prefix(const float *x, int64_t n) {
-    if (n >= VW) return *(const vf *)x;
-#if VW == 16
-    return (vf)_mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1), x);
-#elif VW == 8
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return (vf)_mm256_maskload_ps(x, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lanes));
-#else
-    vf v = splat(0.0f);
-    for (int l = 0; l < n; l++) v[l] = x[l];
-    return v;
-#endif
 }
 
 /* d (TP) = p (dP - rowsum(p dP)) over the keys j < nvis, zero from nvis on; p (T) a row of P, d (TP) the

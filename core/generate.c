@@ -362,7 +362,8 @@ sf_status sf_model_generate(sf_model *m, const int64_t *prompt, int64_t n_prompt
     const int64_t stopped_at = forward_rows(m, &s, out, n_prompt, 0); /* the whole prompt at once */
     if (stopped_at) {
         free_state(&s);
-        return sf_fail(SF_ERR_INTERRUPTED, "generate: interrupted while reading the %lld-token prompt, before layer %lld of %lld",
+        return sf_fail(SF_ERR_INTERRUPTED,
+                       "generate: interrupted while reading the %lld-token prompt, before layer %lld of %lld",
                        (long long)n_prompt, (long long)stopped_at, (long long)c->n_layer);
     }
     int64_t n = n_prompt;

@@ -15,14 +15,11 @@
  * with more than one thread. */
 #include "ops.h"
 
-#ifdef __AVX__
-#include <immintrin.h>
-#endif
-
 #include <omp.h>
 #include <stdint.h>
 
 #include "simd_transpose.h"
+#include "simd_vec.h"
 #include "threads.h"
 
 /* Rows per chunk: the two transposed chunks, (C + OC) x nb floats, fill about 512 KB; a multiple of 16
@@ -74,44 +71,18 @@ static void transpose(float *dst, int64_t ld, const float *src, int64_t ss, int6
 
 /* sum of a[n] * x[n] for n < m. Four vector accumulators (independent FMA chains) summed as a tree: gcc
  * lowers `omp simd reduction` here to a stack array summed one lane at a time, which took most of this
- * function's time at a chunk's 64-256 products. */
+ * function's time at a chunk's 64-256 products. The tail is one partial vector (simd_vec.h). */
 static inline float dot(const float *restrict a, const float *restrict x, int64_t m) {
-#if defined(__AVX512F__)
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    vf s0 = splat(0.0f), s1 = s0, s2 = s0, s3 = s0;
     int64_t n = 0;
-    for (; n + 64 <= m; n += 64) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + n), _mm512_loadu_ps(x + n), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + n + 16), _mm512_loadu_ps(x + n + 16), s1);
-        s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + n + 32), _mm512_loadu_ps(x + n + 32), s2);
-        s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + n + 48), _mm512_loadu_ps(x + n + 48), s3);
+    for (; n + 4 * VW <= m; n += 4 * VW) {
+        s0 += *(const vf *)(a + n) * *(const vf *)(x + n);
+        s1 += *(const vf *)(a + n + VW) * *(const vf *)(x + n + VW);
+        s2 += *(const vf *)(a + n + 2 * VW) * *(const vf *)(x + n + 2 * VW);
+        s3 += *(const vf *)(a + n + 3 * VW) * *(const vf *)(x + n + 3 * VW);
     }
-    for (; n < m; n += 16) {
-        const __mmask16 k = m - n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (m - n)) - 1);
-        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + n), _mm512_maskz_loadu_ps(k, x + n), s0);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-#elif defined(__AVX2__) && defined(__FMA__)
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    int64_t n = 0;
-    for (; n + 32 <= m; n += 32) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + n), _mm256_loadu_ps(x + n), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + n + 8), _mm256_loadu_ps(x + n + 8), s1);
-        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + n + 16), _mm256_loadu_ps(x + n + 16), s2);
-        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + n + 24), _mm256_loadu_ps(x + n + 24), s3);
-    }
-    for (; n + 8 <= m; n += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + n), _mm256_loadu_ps(x + n), s0);
-    const __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float r = _mm_cvtss_f32(h);
-    for (; n < m; n++) r += a[n] * x[n];
-    return r;
-#else
-    float s = 0.0f;
-    for (int64_t n = 0; n < m; n++) s += a[n] * x[n];
-    return s;
-#endif
+    for (; n < m; n += VW) s0 += load_prefix(a + n, m - n) * load_prefix(x + n, m - n);
+    return hsum((s0 + s1) + (s2 + s3));
 }
 
 void sf_linear_weight_grad_sampled(float *vals, sf_index_array idx, int64_t k, const float *dout, const float *inp,

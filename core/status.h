@@ -33,8 +33,9 @@ sf_status sf_last_status(void);
 void sf_clear_error(void);
 
 /* A request to stop, shared by the process: a SIGINT handler calls sf_interrupt_request (async-signal
- * safe: it only stores a flag); long-running core loops (generation: before each new token and each layer of a prompt) poll
- * sf_interrupt_pending and return SF_ERR_INTERRUPTED; whoever starts a new command clears it. */
+ * safe: it only stores a flag); long-running core loops (generation: before each new token and each
+ * layer of a prompt) poll sf_interrupt_pending and return SF_ERR_INTERRUPTED; whoever starts a new
+ * command clears it. */
 void sf_interrupt_request(void);
 int sf_interrupt_pending(void);
 void sf_interrupt_clear(void);

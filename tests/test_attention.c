@@ -274,8 +274,8 @@ TEST(attn_short_path_matches_reference) {
     /* every vector width takes 32 x 32 and 256 x 32; none takes T 257, an odd T past 64 or a partial vector */
     CHECK(sf_attention_short_fits(32, 32) && sf_attention_short_fits(256, 32) && !sf_attention_short_fits(257, 32) &&
               !sf_attention_short_fits(65, 32) && !sf_attention_short_fits(32, 3),
-          "short path: fits(32, 32) %d (256, 32) %d (257, 32) %d (65, 32) %d (32, 3) %d", sf_attention_short_fits(32, 32),
-          sf_attention_short_fits(256, 32), sf_attention_short_fits(257, 32), sf_attention_short_fits(65, 32),
+          "short path: fits(32, 32) %d (256, 32) %d (257, 32) %d (65, 32) %d (32, 3) %d",
+          sf_attention_short_fits(32, 32), sf_attention_short_fits(256, 32), sf_attention_short_fits(257, 32), sf_attention_short_fits(65, 32),
           sf_attention_short_fits(32, 3));
     const int64_t Ts[10] = {1, 7, 16, 32, 45, 64, 72, 80, 128, 256};
     const int64_t heads[4][3] = {{4, 4, 64}, {6, 3, 16}, {4, 1, 32}, {2, 2, 128}}; /* NH, NKV, HD */

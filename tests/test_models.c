@@ -214,7 +214,8 @@ TEST(cached_attention_matches_reference) {
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const int64_t n = cases[c][0], pos0 = cases[c][1], NH = cases[c][2], NKV = cases[c][3], HD = cases[c][4];
         const int64_t Q = NH * HD, KVW = NKV * HD, T = pos0 + n;
-        float *q = malloc((size_t)(n * Q) * 4), *kc = malloc((size_t)(T * KVW) * 4), *vc = malloc((size_t)(T * KVW) * 4);
+        float *q = malloc((size_t)(n * Q) * 4);                                          // (n, Q)
+        float *kc = malloc((size_t)(T * KVW) * 4), *vc = malloc((size_t)(T * KVW) * 4); // (T, KVW) each
         float *a1 = malloc((size_t)(n * Q) * 4), *a2 = malloc((size_t)(n * Q) * 4);
         double *ref = malloc((size_t)(n * Q) * sizeof *ref);
         for (int64_t i = 0; i < n * Q; i++) q[i] = 3.0f * uniform_pm_half(&seed);
@@ -229,8 +230,8 @@ TEST(cached_attention_matches_reference) {
         sf_set_threads(threads);
         double worst = 0;
         for (int64_t i = 0; i < n * Q; i++) worst = fmax(worst, fabs(a2[i] - ref[i]));
-        CHECK(worst < 2e-6, "n %lld pos0 %lld NH %lld NKV %lld HD %lld: worst difference %.3g", (long long)n, (long long)pos0,
-              (long long)NH, (long long)NKV, (long long)HD, worst);
+        CHECK(worst < 2e-6, "n %lld pos0 %lld NH %lld NKV %lld HD %lld: worst difference %.3g", (long long)n,
+              (long long)pos0, (long long)NH, (long long)NKV, (long long)HD, worst);
         CHECK(!memcmp(a1, a2, (size_t)(n * Q) * 4), "n %lld: one and two threads disagree", (long long)n);
         free(q);
         free(kc);
