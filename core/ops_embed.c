@@ -36,6 +36,7 @@
 
 #include "ops.h"
 #include "parallel_for.h"
+#include "optim.h"
 
 /* Below this many elements a kernel runs on one thread (thread start-up costs more than the work). */
 #define SF_EMBED_PAR_MIN ((int64_t)1 << 15)
@@ -234,19 +235,6 @@ static sf_tensor *index_snapshot(sf_graph *g, const sf_tensor *t, int64_t hi, co
     return c;
 }
 
-/* 1 when the rows ids[0, N) of table (V, C) hold only finite values: the sum of every value times 0 stays
- * 0 (one vectorised sweep per row, on this thread: a parallel region per row cost 2 x 1024 of them a
- * gpt2-4m step). */
-static int rows_finite(const float *table, const int64_t *ids, int64_t N, int64_t C) {
-    float any = 0.0f;
-    for (int64_t r = 0; r < N && any == 0.0f; r++) {
-        const float *row = table + ids[r] * C; // (C)
-#pragma omp simd reduction(+ : any)
-        for (int64_t c = 0; c < C; c++) any += row[c] * 0.0f;
-    }
-    return any == 0.0f;
-}
-
 /* Shared by embedding and gather_rows: in[0] = table/x (V, C), saved[0] = ids snapshot (N) i64. */
 static sf_status lookup_backward(sf_graph *g, sf_node *n) {
     const int was_finite = sf_graph_grad_known_finite(n->in[0]); /* before the access below forgets it */
@@ -258,7 +246,11 @@ static sf_status lookup_backward(sf_graph *g, sf_node *n) {
     sf_embedding_backward(sf_f32(dtable), sf_f32(dout), ids, N, C);
     /* a tied table's gradient vouched for by the LM head's product stays so when the rows added here are
      * finite: only those changed (N rows, in cache; the optimizer's sweep would read all V) */
-    if (was_finite) sf_graph_grad_set_finite(n->in[0], rows_finite(sf_f32(dtable), ids, N, C));
+    if (was_finite) {
+        int64_t bad = 0;
+        for (int64_t r = 0; r < N && !bad; r++) bad = sf_count_nonfinite(sf_f32(dtable) + ids[r] * C, C);
+        sf_graph_grad_set_finite(n->in[0], !bad);
+    }
     return SF_OK;
 }
 
