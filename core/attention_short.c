@@ -33,6 +33,7 @@
 
 #include "gemm.h"
 #include "simd_math.h"
+#include "simd_act.h"
 #include "simd_transpose.h"
 #include "simd_vec.h"
 
@@ -163,16 +164,6 @@ static void transpose_padded(float *xt, int64_t TP, const float *x, int64_t ld, 
         float *dst = xt + c * TP;
         for (int64_t j = jv; j < TP; j++) dst[j] = j < T ? x[j * ld + c] : 0.0f;
     }
-}
-
-/* sf_exp_nonpos (simd_math.h) on a vector, for x in [-87, 0] (or NaN, which stays NaN): the same
- * range reduction and polynomial, written on vectors because the scalar one vectorises only inside
- * whole `omp simd` loops, whose prologues and reductions dominated rows of 32. */
-static inline vf vexp_nonpos(vf x) {
-    const vi ni = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, vi);
-    const vf n = __builtin_convertvector(ni, vf);
-    const vf r = (x - n * 0.693359375f) + n * 2.12194440e-4f; /* x - n ln2 in two parts */
-    return SF_EXP_POLY7(r) * (vf)(((vu)ni + 127u) << 23); /* p(r) 2^n */
 }
 
 /* p (T) = softmax of row (TP, whole vectors) over the keys j < nvis with vis[j] != 0 (vis (TP): 1 for a

@@ -18,6 +18,7 @@
 #include "gemm.h"
 #include "model.h"
 #include "rng.h"
+#include "simd_act.h"
 #include "simd_math.h"
 #include "threads.h"
 
@@ -298,10 +299,12 @@ static int64_t forward_rows(const sf_model *m, gen_state *s, const int64_t *tok,
             sf_rmsnorm_forward(s->h, NULL, s->x, sf_f32(L->ln2_w), n, C, c->norm_eps);
             sf_linear_forward(s->gate, s->h, sf_f32(L->w_gate), NULL, n, C, F, lay);
             sf_linear_forward(s->up, s->h, sf_f32(L->w_up), NULL, n, C, F, lay);
-            for (int64_t i = 0; i < n * F; i++) {
-                const float g = s->gate[i];
-                s->gate[i] = g / (1.0f + expf(-g)) * s->up[i];
-            }
+            float *gate = s->gate;   // (n, F): silu(gate) * up, the same vector code as sf_swiglu
+            const float *up = s->up; // (n, F)
+            SF_VLOOP(0, n * F, {
+                const vf x = VLD(gate);
+                VST(gate, x * vsigmoid(x) * VLD(up));
+            })
             sf_linear_forward(s->o, s->gate, sf_f32(L->w_down), NULL, n, F, C, lay);
         }
         for (int64_t i = 0; i < n * C; i++) s->x[i] += s->o[i];

@@ -4,10 +4,11 @@
  * dropout and the sum of all elements, plus the raw gelu / bias_gelu kernels and their reference loops.
  *
  * Binary ops need identical shapes (no broadcasting). Every tensor is treated as a flat array of n
- * elements; loops run in parallel (OpenMP) once n exceeds SF_EW_PAR. Backward kernels accumulate (+=)
- * into the gradient buffers the tape hands out and skip inputs that need no gradient; an op applied to
- * the same tensor twice (x * x) accumulates both contributions into the one buffer. bias_gelu's backward
- * forms dz = dout * gelu'(x + bias) once and, when the bias trains, adds it to dx and to the column sums of
+ * elements; loops run in parallel (OpenMP) once n exceeds SF_EW_PAR. The exact GELU, SiLU and SwiGLU run
+ * on whole vectors (core/simd_act.h: erfc, exp, sigmoid without library calls; a partial last vector).
+ * Backward kernels accumulate (+=) into the gradient buffers the tape hands out and skip inputs that need
+ * no gradient; an op applied to the same tensor twice (x * x) accumulates both contributions into the
+ * one buffer. bias_gelu's backward forms dz = dout * gelu'(x + bias) once and, when the bias trains, adds it to dx and to the column sums of
  * its block of 32 rows in the same row pass (blocks in parallel, sums in a scratch buffer), then adds the
  * block sums into dbias in block order: no atomics, results independent of the thread count, and no
  * second read of the (N, C) gradient. x + bias is recomputed, never stored.
@@ -24,11 +25,23 @@
 
 #include "ops.h"
 #include "parallel_for.h"
-#include "simd_math.h"
 #include "rng.h"
+#include "simd_act.h"
+#include "simd_math.h"
 
 #define SF_EW_PAR ((int64_t)1 << 15) /* parallelise loops longer than this */
 #define SF_BG_ROWS 32                /* rows per block of bias_gelu's partial bias-gradient sums */
+#define SF_EW_BLOCK 4096             /* floats per work item of the vector loops below */
+
+/* SF_VLOOP (simd_act.h) over [0, n) in blocks of SF_EW_BLOCK floats, the blocks in parallel once n
+ * exceeds SF_EW_PAR; the body sees i, VLD and VST as in SF_VLOOP. */
+#define EW_VLOOP(n, ...)                                                                                        \
+    do {                                                                                                        \
+        const int64_t ewn_ = (n), ewb_ = (ewn_ + SF_EW_BLOCK - 1) / SF_EW_BLOCK;                                \
+        _Pragma("omp parallel for if (ewn_ > SF_EW_PAR) schedule(static)")                                      \
+        for (int64_t b_ = 0; b_ < ewb_; b_++)                                                                   \
+            SF_VLOOP(b_ * SF_EW_BLOCK, b_ == ewb_ - 1 ? ewn_ : (b_ + 1) * SF_EW_BLOCK, __VA_ARGS__)             \
+    } while (0)
 
 /* ------------------------------------------------------------------------------------------------ */
 /* argument checks and gradient helpers                                                             */
@@ -59,14 +72,11 @@ static float *grad_ptr(sf_graph *g, sf_tensor *t, const char *op, sf_status *st)
     return NULL;
 }
 
-static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 /* ------------------------------------------------------------------------------------------------ */
 /* raw gelu kernels                                                                                 */
 
 #define GELU_S 0.7978845608028654f   /* sqrt(2 / pi) */
 #define GELU_C 0.044715f
-#define INV_SQRT2 0.7071067811865476f
 #define INV_SQRT_2PI 0.3989422804014327f
 
 static inline float gelu_tanh_f(float x) {
@@ -78,15 +88,16 @@ static inline float gelu_tanh_grad(float x) {
     float t = sf_tanh_fast(GELU_S * (x + GELU_C * x2 * x));
     return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * GELU_S * (1.0f + 3.0f * GELU_C * x2);
 }
-static inline float gelu_erf_f(float x) { return 0.5f * x * (1.0f + erff(x * INV_SQRT2)); }
-static inline float gelu_erf_grad(float x) {
-    return 0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
-}
+/* The exact form x Phi(x) on vectors (simd_act.h: Phi from erfc, relatively accurate for x << 0 too) */
+static inline vf gelu_erf_grad(vf x) { return vnormal_cdf(x) + x * INV_SQRT_2PI * vgauss(x); }
 
 void sf_gelu_forward(float *out, const float *inp, int64_t n, sf_gelu_kind kind) {
     // out, inp: (n,)
     if (kind == SF_GELU_ERF)
-        SF_PARALLEL_FOR_IF(n > SF_EW_PAR, for (int64_t i = 0; i < n; i++) out[i] = gelu_erf_f(inp[i]););
+        EW_VLOOP(n, {
+            const vf x = VLD(inp);
+            VST(out, x * vnormal_cdf(x));
+        });
     else
         SF_PARALLEL_FOR_SIMD_IF(n > SF_EW_PAR, for (int64_t i = 0; i < n; i++) out[i] = gelu_tanh_f(inp[i]););
 }
@@ -95,8 +106,7 @@ void sf_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t 
     // dinp, inp, dout: (n,)
     if (!dinp) return;
     if (kind == SF_GELU_ERF) {
-#pragma omp parallel for if (n > SF_EW_PAR) schedule(static)
-        for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_erf_grad(inp[i]);
+        EW_VLOOP(n, VST(dinp, VLD(dinp) + VLD(dout) * gelu_erf_grad(VLD(inp))););
     } else {
 #pragma omp parallel for simd if (n > SF_EW_PAR) schedule(static)
         for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_tanh_grad(inp[i]);
@@ -106,12 +116,11 @@ void sf_gelu_backward(float *dinp, const float *inp, const float *dout, int64_t 
 void sf_gelu_forward_grad(float *out, float *grad, const float *inp, int64_t n, sf_gelu_kind kind) {
     // out, grad, inp: (n,)
     if (kind == SF_GELU_ERF) {
-#pragma omp parallel for if (n > SF_EW_PAR) schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            const float x = inp[i], e = erff(x * INV_SQRT2);
-            out[i] = 0.5f * x * (1.0f + e);
-            grad[i] = 0.5f * (1.0f + e) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
-        }
+        EW_VLOOP(n, {
+            const vf x = VLD(inp), p = vnormal_cdf(x);
+            VST(out, x * p);
+            VST(grad, p + x * INV_SQRT_2PI * vgauss(x));
+        });
     } else {
 #pragma omp parallel for simd if (n > SF_EW_PAR) schedule(static)
         for (int64_t i = 0; i < n; i++) {
@@ -124,12 +133,12 @@ void sf_gelu_forward_grad(float *out, float *grad, const float *inp, int64_t n, 
 
 /* Reference loops: serial, double precision, llm.c's cosh form of the tanh derivative. */
 static double gelu_ref_d(double x, sf_gelu_kind kind) {
-    if (kind == SF_GELU_ERF) return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+    if (kind == SF_GELU_ERF) return 0.5 * x * erfc(-x / sqrt(2.0)); /* not 1 + erf: it cancels for x << 0 */
     return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
 }
 
 static double gelu_grad_ref_d(double x, sf_gelu_kind kind) {
-    if (kind == SF_GELU_ERF) return 0.5 * (1.0 + erf(x / sqrt(2.0))) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
+    if (kind == SF_GELU_ERF) return 0.5 * erfc(-x / sqrt(2.0)) + x * exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
     double s = sqrt(2.0 / M_PI), u = s * (x + 0.044715 * x * x * x), c = cosh(u);
     return 0.5 * (1.0 + tanh(u)) + 0.5 * x * (1.0 / (c * c)) * s * (1.0 + 3.0 * 0.044715 * x * x);
 }
@@ -147,11 +156,11 @@ void sf_gelu_backward_ref(float *dinp, const float *inp, const float *dout, int6
 static inline void bias_gelu_grad_row(float *dx, float *dbias, const float *dy, const float *x, const float *bias,
                                       int64_t C, sf_gelu_kind kind) {
     if (kind == SF_GELU_ERF) {
-        for (int64_t j = 0; j < C; j++) {
-            float dz = dy[j] * gelu_erf_grad(x[j] + bias[j]);
-            if (dx) dx[j] += dz;
-            if (dbias) dbias[j] += dz;
-        }
+        SF_VLOOP(0, C, {
+            const vf dz = VLD(dy) * gelu_erf_grad(VLD(x) + VLD(bias));
+            if (dx) VST(dx, VLD(dx) + dz);
+            if (dbias) VST(dbias, VLD(dbias) + dz);
+        })
     } else if (dx && dbias) {
 #pragma omp simd
         for (int64_t j = 0; j < C; j++) {
@@ -172,8 +181,14 @@ void sf_bias_gelu_forward(float *out, const float *inp, const float *bias, int64
     // out, inp: (N, C); bias: (C,)
     if (kind == SF_GELU_ERF) {
 #pragma omp parallel for if (N * C > SF_EW_PAR) schedule(static)
-        for (int64_t i = 0; i < N; i++)
-            for (int64_t j = 0; j < C; j++) out[i * C + j] = gelu_erf_f(inp[i * C + j] + bias[j]);
+        for (int64_t r = 0; r < N; r++) {
+            const float *x = inp + r * C; // (C,)
+            float *o = out + r * C;       // (C,)
+            SF_VLOOP(0, C, {
+                const vf z = VLD(x) + VLD(bias);
+                VST(o, z * vnormal_cdf(z));
+            })
+        }
     } else {
 #pragma omp parallel for if (N * C > SF_EW_PAR) schedule(static)
         for (int64_t i = 0; i < N; i++) {
@@ -443,11 +458,10 @@ static sf_status silu_backward(sf_graph *g, sf_node *n) {
     float *dx = grad_ptr(g, n->in[0], "silu", &st);       // (n,)
     if (!dx) return st;
     int64_t N = sf_tensor_numel(n->out);
-#pragma omp parallel for if (N > SF_EW_PAR) schedule(static)
-    for (int64_t i = 0; i < N; i++) {
-        float s = sigmoidf_(px[i]);
-        dx[i] += dout[i] * s * (1.0f + px[i] * (1.0f - s));
-    }
+    EW_VLOOP(N, {
+        const vf x = VLD(px), s = vsigmoid(x);
+        VST(dx, VLD(dx) + VLD(dout) * s * (1.0f + x * (1.0f - s)));
+    });
     return SF_OK;
 }
 
@@ -458,8 +472,10 @@ sf_tensor *sf_silu(sf_graph *g, sf_tensor *x) {
     const float *px = sf_f32(x); // (n,)
     float *po = sf_f32(out);     // (n,)
     int64_t N = sf_tensor_numel(x);
-#pragma omp parallel for if (N > SF_EW_PAR) schedule(static)
-    for (int64_t i = 0; i < N; i++) po[i] = px[i] * sigmoidf_(px[i]);
+    EW_VLOOP(N, {
+        const vf x = VLD(px);
+        VST(po, x * vsigmoid(x));
+    });
     sf_tensor *in[1] = {x};
     sf_graph_record(g, "silu", silu_backward, out, in, 1);
     return out;
@@ -475,15 +491,16 @@ static sf_status swiglu_backward(sf_graph *g, sf_node *n) {
     if (st != SF_OK) return st;
     int64_t N = sf_tensor_numel(n->out);
     if (dg) {
-#pragma omp parallel for if (N > SF_EW_PAR) schedule(static)
-        for (int64_t i = 0; i < N; i++) {
-            float s = sigmoidf_(pg[i]);
-            dg[i] += dout[i] * pu[i] * s * (1.0f + pg[i] * (1.0f - s));
-        }
+        EW_VLOOP(N, {
+            const vf x = VLD(pg), s = vsigmoid(x);
+            VST(dg, VLD(dg) + VLD(dout) * VLD(pu) * s * (1.0f + x * (1.0f - s)));
+        });
     }
     if (du) { /* du == dg when gate == up */
-#pragma omp parallel for if (N > SF_EW_PAR) schedule(static)
-        for (int64_t i = 0; i < N; i++) du[i] += dout[i] * pg[i] * sigmoidf_(pg[i]);
+        EW_VLOOP(N, {
+            const vf x = VLD(pg);
+            VST(du, VLD(du) + VLD(dout) * x * vsigmoid(x));
+        });
     }
     return SF_OK;
 }
@@ -495,8 +512,10 @@ sf_tensor *sf_swiglu(sf_graph *g, sf_tensor *gate, sf_tensor *up) {
     const float *pg = sf_f32(gate), *pu = sf_f32(up); // (n,)
     float *po = sf_f32(out);                          // (n,)
     int64_t N = sf_tensor_numel(gate);
-#pragma omp parallel for if (N > SF_EW_PAR) schedule(static)
-    for (int64_t i = 0; i < N; i++) po[i] = pg[i] * sigmoidf_(pg[i]) * pu[i];
+    EW_VLOOP(N, {
+        const vf x = VLD(pg);
+        VST(po, x * vsigmoid(x) * VLD(pu));
+    });
     sf_tensor *in[2] = {gate, up};
     sf_graph_record(g, "swiglu", swiglu_backward, out, in, 2);
     return out;
