@@ -4,9 +4,11 @@
 #      AVX-512 or AVX2, by the build; OpenBLAS again on a build with neither), measured again at the
 #      end: the highest of the four is the ceiling the "fraction of sgemm" figures use; and the kernel
 #      benchmark;
-#   2. training steps (median of 20 after 3 warm-up, 10 at 124M; min-max) and peak resident memory of full
-#      fine-tuning, SIFT 1 % and LoRA r=8 at gpt2-4m 32x32 and 8x256 and GPT-2 124M 4x64 (random
-#      weights), each method in its own process so peak RSS is its own;
+#   2. training steps (median of 20 after 3 warm-up, 10 at GPT-2 124M, 5 for the other two shapes; min-max)
+#      and peak resident memory of full fine-tuning, SIFT 1 % and LoRA r=8 at gpt2-4m 32x32 and 8x256,
+#      GPT-2 124M 4x64, a RoBERTa-base sequence classifier 8x64 (padded rows) and a 124M Llama (GQA,
+#      SwiGLU, untied head) 8x64 — all but gpt2-4m with random weights — each method also alone in its
+#      own process so peak RSS is its own;
 #   3. the same steps in PyTorch (scripts/bench_torch.py, 2 threads, passive waiting) when Debian's
 #      python3-torch is installed;
 #   4. generation tokens/s with the KV cache (gpt2-4m, stories260K): decoding, and the prefill of a long prompt;
@@ -45,11 +47,11 @@ run() { # label, command...
         echo "bench: $label $* failed:"; tail -5 "$TMP"; exit 1
     fi
 }
-for shape in "gpt2-4m 32 32" "gpt2-4m 8 256" "gpt2-124M 4 64"; do
+for shape in "gpt2-4m 32 32" "gpt2-4m 8 256" "gpt2-124M 4 64" "roberta-base 8 64" "llama-124M 8 64"; do
     set -- $shape
     name=$1; B=$2; T=$3
-    target=$MODEL; [ "$name" = "gpt2-124M" ] && target=gpt2-124M
-    steps=20; [ "$name" = "gpt2-124M" ] && steps=10
+    target=$name; [ "$name" = "gpt2-4m" ] && target=$MODEL # the others are built with random weights
+    case $name in gpt2-4m) steps=20 ;; gpt2-124M) steps=10 ;; *) steps=5 ;; esac
     echo "== $name $B x $T"
     # our three methods interleaved in one process (ratios under the same conditions) ...
     run sift "$REPL" scripts/bench_train.lua "$target" full,sift,lora "$B" "$T" "$steps"

@@ -13,29 +13,35 @@ for obj in text:gmatch("{[^{}]*}") do
   for k, v in obj:gmatch('"([%w_]+)":"?([^,"}]*)"?') do r[k] = tonumber(v) or v end
   if r.method then rows[#rows + 1] = r end
 end
-local by, gen = {}, {} -- training rows by "who/method/shape"; generation rows by who
+local by, gen = {}, {} -- training rows by "who/method/shape BxT"; generation rows by who
+local shapes, seen = {}, {} -- "shape BxT" in the order of the run
 for _, r in ipairs(rows) do
-  if r.batch then by[("%s/%s/%dx%d"):format(r.who, r.method, r.batch, r.seq)] = r end
+  if r.batch then
+    local shape = ("%s %dx%d"):format(r.shape or "?", r.batch, r.seq)
+    by[r.who .. "/" .. r.method .. "/" .. shape] = r
+    if not seen[shape] then seen[shape], shapes[#shapes + 1] = true, shape end
+  end
   if r.method == "generate" then gen[r.who] = r end
 end
--- parameter counts of the shapes, for 6 * N * tokens
-local nparams = { ["32x32"] = 4273664, ["8x256"] = 4273664, ["4x64"] = 124439808 }
+-- the GPT-2 shapes' parameter counts, for 6 * N * tokens (their head is the tied embedding: every
+-- parameter is in a product; the other architectures show their counted products only)
+local nparams = { ["gpt2-4m"] = 4273664, ["gpt2-124M"] = 124439808 }
 print(("\nsgemm %.1f GFLOP/s (the best bare rate: OpenBLAS %s, sift's own kernel %s); ours: methods interleaved in"
   .. " one process (vs full: median of paired step ratios); peak MB: each method alone"):format(rate or 0,
   openblas_rate or "-", own_rate or "-"))
-print(("%-10s %-6s %9s %9s %8s %9s %9s %9s %12s %7s %7s"):format("shape", "method", "ours ms", "min-max", "vs full",
+print(("%-19s %-6s %9s %9s %8s %9s %9s %9s %12s %7s %7s"):format("shape", "method", "ours ms", "min-max", "vs full",
   "torch ms", "ratio", "peak MB", "opt+grad MB", "sgemm%", "GFLOP"))
 local function bar(ok, text) print((ok and "PASS  " or "FAIL  ") .. text) end
-for _, shape in ipairs { "32x32", "8x256", "4x64" } do
+for _, shape in ipairs(shapes) do
   for _, m in ipairs { "full", "sift", "lora" } do
     local o, t = by["sift/" .. m .. "/" .. shape], by["pytorch/" .. m .. "/" .. shape]
     if o then
-      local frac = ""
-      if m == "full" and rate then
-        frac = ("%.0f"):format(100 * 6 * nparams[shape] * o.batch * o.seq / (o.ms_median / 1000) / 1e9 / rate)
+      local frac, n = "", nparams[o.shape]
+      if m == "full" and rate and n then
+        frac = ("%.0f"):format(100 * 6 * n * o.batch * o.seq / (o.ms_median / 1000) / 1e9 / rate)
       end
       local alone = by["sift_alone/" .. m .. "/" .. shape]
-      print(("%-10s %-6s %9.1f %4.0f-%-4.0f %8.2f %9s %9s %9.0f %12.2f %7s %7s"):format(shape, m, o.ms_median, o.ms_min,
+      print(("%-19s %-6s %9.1f %4.0f-%-4.0f %8.2f %9s %9s %9.0f %12.2f %7s %7s"):format(shape, m, o.ms_median, o.ms_min,
         o.ms_max, o.paired_ratio_to_full or o.ms_median / by["sift/full/" .. shape].ms_median, t and ("%.1f"):format(t.ms_median) or "-", t and ("%.2f"):format(o.ms_median / t.ms_median) or "-",
         alone and alone.peak_rss_mb or o.peak_rss_mb,
         o.opt_grad_bytes / 2 ^ 20, frac, o.gemm_gflop and ("%.2f"):format(o.gemm_gflop) or "-"))
@@ -60,7 +66,7 @@ do
 end
 print()
 local function get(who, m, shape) return by[who .. "/" .. m .. "/" .. shape] end
-local sf, ss = get("sift", "full", "32x32"), get("sift", "sift", "32x32")
+local sf, ss = get("sift", "full", "gpt2-4m 32x32"), get("sift", "sift", "gpt2-4m 32x32")
 if sf and ss then
   bar(ss.opt_grad_bytes / sf.opt_grad_bytes <= 0.025, ("#4 SIFT optimizer+gradient state / full = %.4f (<= 0.025)"):format(ss.opt_grad_bytes / sf.opt_grad_bytes))
   -- the median of paired step ratios (each SIFT step against the full step right before it), beside
@@ -73,13 +79,14 @@ if sf and ss then
       ss.gemm_gflop, sf.gemm_gflop, ss.gemm_gflop / sf.gemm_gflop))
   end
 end
-local tf, ts = get("pytorch", "full", "32x32"), get("pytorch", "sift", "32x32")
+local tf, ts = get("pytorch", "full", "gpt2-4m 32x32"), get("pytorch", "sift", "gpt2-4m 32x32")
 if sf and tf then bar(sf.ms_median / tf.ms_median <= 0.8, ("#6 gpt2-4m 32x32 full / PyTorch = %.2f (<= 0.8)"):format(sf.ms_median / tf.ms_median)) end
 if ss and ts then bar(ss.ms_median / ts.ms_median <= 0.5, ("#6 gpt2-4m 32x32 SIFT / PyTorch SIFT-style = %.2f (<= 0.5)"):format(ss.ms_median / ts.ms_median)) end
-local bf, bs, pf, ps = get("sift", "full", "4x64"), get("sift", "sift", "4x64"), get("pytorch", "full", "4x64"), get("pytorch", "sift", "4x64")
+local big = "gpt2-124M 4x64"
+local bf, bs, pf, ps = get("sift", "full", big), get("sift", "sift", big), get("pytorch", "full", big), get("pytorch", "sift", big)
 if bf and pf then bar(bf.ms_median / pf.ms_median <= 0.6, ("#6 GPT-2 124M 4x64 full / PyTorch = %.2f (<= 0.6)"):format(bf.ms_median / pf.ms_median)) end
 if bf and rate then
-  local frac = 6 * nparams["4x64"] * 256 / (bf.ms_median / 1000) / 1e9 / rate
+  local frac = 6 * nparams["gpt2-124M"] * 256 / (bf.ms_median / 1000) / 1e9 / rate
   bar(frac >= 0.7, ("#6 GPT-2 124M full at %.0f %% of the best bare sgemm rate (>= 70 %%)"):format(100 * frac))
   if openblas_rate and openblas_rate < rate then
     print(("      (%.0f %% of OpenBLAS's bare cblas_sgemm rate, %.1f GFLOP/s)"):format(100 * frac * rate / openblas_rate,
@@ -88,7 +95,7 @@ if bf and rate then
 end
 if bs and ps then
   bar(bs.ms_median / ps.ms_median <= 0.6, ("#6 GPT-2 124M SIFT / PyTorch SIFT-style = %.2f (<= 0.6)"):format(bs.ms_median / ps.ms_median))
-  local peak = (get("sift_alone", "sift", "4x64") or bs).peak_rss_mb
+  local peak = (get("sift_alone", "sift", big) or bs).peak_rss_mb
   bar(peak <= 900 and peak / ps.peak_rss_mb <= 0.6,
     ("#6 GPT-2 124M SIFT peak %.0f MB (<= 900 MB and <= 0.6x PyTorch's %.0f MB)"):format(peak, ps.peak_rss_mb))
 end
