@@ -32,8 +32,8 @@
 #include <string.h>
 
 #include "gemm.h"
-#include "simd_math.h"
 #include "simd_act.h"
+#include "simd_math.h"
 #include "simd_transpose.h"
 #include "simd_vec.h"
 

@@ -83,7 +83,8 @@ local tf, ts = get("pytorch", "full", "gpt2-4m 32x32"), get("pytorch", "sift", "
 if sf and tf then bar(sf.ms_median / tf.ms_median <= 0.8, ("#6 gpt2-4m 32x32 full / PyTorch = %.2f (<= 0.8)"):format(sf.ms_median / tf.ms_median)) end
 if ss and ts then bar(ss.ms_median / ts.ms_median <= 0.5, ("#6 gpt2-4m 32x32 SIFT / PyTorch SIFT-style = %.2f (<= 0.5)"):format(ss.ms_median / ts.ms_median)) end
 local big = "gpt2-124M 4x64"
-local bf, bs, pf, ps = get("sift", "full", big), get("sift", "sift", big), get("pytorch", "full", big), get("pytorch", "sift", big)
+local bf, bs = get("sift", "full", big), get("sift", "sift", big)
+local pf, ps = get("pytorch", "full", big), get("pytorch", "sift", big)
 if bf and pf then bar(bf.ms_median / pf.ms_median <= 0.6, ("#6 GPT-2 124M 4x64 full / PyTorch = %.2f (<= 0.6)"):format(bf.ms_median / pf.ms_median)) end
 if bf and rate then
   local frac = 6 * nparams["gpt2-124M"] * 256 / (bf.ms_median / 1000) / 1e9 / rate

@@ -1,8 +1,8 @@
 -- bench_train.lua MODEL_DIR METHODS BATCH SEQ [STEPS] — times training steps (forward + backward + AdamW)
--- and prints one JSON line per method: {"shape" (MODEL_DIR's last part), "method", "batch", "seq", "ms_median", "ms_min", "ms_max",
--- "tokens_per_s", "peak_rss_mb", "opt_grad_bytes", "trainable", "steps", "interleaved",
--- "paired_ratio_to_<first method>" (median over steps of step i / the first method's step i), "gemm_gflop"
--- (the step's matrix products, counted by sift.gemm_flops)}.
+-- and prints one JSON line per method: {"shape" (MODEL_DIR's last part), "method", "batch", "seq",
+-- "ms_median", "ms_min", "ms_max", "tokens_per_s", "peak_rss_mb", "opt_grad_bytes", "trainable", "steps",
+-- "interleaved", "paired_ratio_to_<first method>" (median over steps of step i / the first method's step
+-- i), "gemm_gflop" (the step's matrix products, counted by sift.gemm_flops)}.
 -- METHODS is one of full | sift | lora, or several joined by commas ("full,sift,lora"): then each method
 -- gets its own copy of the model and their steps are interleaved (full, sift, lora, full, ...), so the
 -- ratios between methods are measured under the same machine conditions; peak RSS is then that of the
@@ -15,7 +15,8 @@ assert(dir, "usage: bench_train.lua MODEL_DIR METHODS BATCH SEQ [STEPS]")
 -- shapes built with random weights (timing only); anything else is a model directory
 local BUILT = {
   ["gpt2-124M"] = { { arch = "gpt2", vocab_size = 50257, n_layer = 12, n_head = 12, d_model = 768, max_pos = 1024 } },
-  ["roberta-base"] = { { arch = "roberta", vocab_size = 50265, n_layer = 12, n_head = 12, d_model = 768, max_pos = 514 },
+  ["roberta-base"] = {
+    { arch = "roberta", vocab_size = 50265, n_layer = 12, n_head = 12, d_model = 768, max_pos = 514 },
     { task = "classify", num_labels = 2 } },
   ["llama-124M"] = { { arch = "llama", vocab_size = 32000, n_layer = 12, n_head = 12, n_kv_head = 4, d_model = 768,
     d_ff = 2048, max_pos = 1024 } },
