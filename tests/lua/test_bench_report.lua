@@ -25,9 +25,9 @@ local function run_report(json)
   return table.concat(buf)
 end
 
-local function row(who, method, shape, fields)
-  local b, t = shape:match("(%d+)x(%d+)")
-  local parts = { ('"who":"%s","method":"%s","batch":%s,"seq":%s'):format(who, method, b, t) }
+local function row(who, method, shape, fields) -- shape: "name BxT", as bench_train.lua's rows carry it
+  local name, b, t = shape:match("^(%S+) (%d+)x(%d+)$")
+  local parts = { ('"who":"%s","shape":"%s","method":"%s","batch":%s,"seq":%s'):format(who, name, method, b, t) }
   for k, v in pairs(fields) do parts[#parts + 1] = ('"%s":%s'):format(k, v) end
   return "{" .. table.concat(parts, ",") .. "}"
 end
@@ -35,17 +35,22 @@ end
 -- 124M full at 900 ms against a 300 GFLOP/s bare rate: 6 * 124439808 * 256 / 0.9 / 1e9 / 300 = 70.8 %
 local RUN = table.concat({
   '{"sgemm_gflops": 300.0, "openblas_sgemm_gflops": 200.0, "own_sgemm_gflops": 300.0, "load": "0 0 0", "runs": [',
-  row("sift", "full", "32x32", { ms_median = 100, ms_min = 95, ms_max = 110, opt_grad_bytes = 1000000,
+  row("sift", "full", "gpt2-4m 32x32", { ms_median = 100, ms_min = 95, ms_max = 110, opt_grad_bytes = 1000000,
     peak_rss_mb = 300, gemm_gflop = 26.17, paired_ratio_to_full = 1.0 }) .. ",",
-  row("sift", "sift", "32x32", { ms_median = 67, ms_min = 60, ms_max = 70, opt_grad_bytes = 20000,
+  row("sift", "sift", "gpt2-4m 32x32", { ms_median = 67, ms_min = 60, ms_max = 70, opt_grad_bytes = 20000,
     peak_rss_mb = 300, gemm_gflop = 17.18, paired_ratio_to_full = 0.66 }) .. ",",
-  row("pytorch", "full", "32x32", { ms_median = 200, ms_min = 190, ms_max = 210, opt_grad_bytes = 1, peak_rss_mb = 500 }) .. ",",
-  row("pytorch", "sift", "32x32", { ms_median = 120, ms_min = 110, ms_max = 130, opt_grad_bytes = 1, peak_rss_mb = 480 }) .. ",",
-  row("sift", "full", "4x64", { ms_median = 900, ms_min = 890, ms_max = 950, opt_grad_bytes = 1, peak_rss_mb = 3400 }) .. ",",
-  row("sift", "sift", "4x64", { ms_median = 500, ms_min = 490, ms_max = 510, opt_grad_bytes = 1, peak_rss_mb = 3400 }) .. ",",
-  row("sift_alone", "sift", "4x64", { ms_median = 510, ms_min = 500, ms_max = 520, opt_grad_bytes = 1, peak_rss_mb = 675 }) .. ",",
-  row("pytorch", "full", "4x64", { ms_median = 1400, ms_min = 1300, ms_max = 1500, opt_grad_bytes = 1, peak_rss_mb = 2800 }) .. ",",
-  row("pytorch", "sift", "4x64", { ms_median = 900, ms_min = 850, ms_max = 950, opt_grad_bytes = 1, peak_rss_mb = 1200 }) .. ",",
+  row("pytorch", "full", "gpt2-4m 32x32", { ms_median = 200, ms_min = 190, ms_max = 210, opt_grad_bytes = 1, peak_rss_mb = 500 }) .. ",",
+  row("pytorch", "sift", "gpt2-4m 32x32", { ms_median = 120, ms_min = 110, ms_max = 130, opt_grad_bytes = 1, peak_rss_mb = 480 }) .. ",",
+  row("sift", "full", "gpt2-124M 4x64", { ms_median = 900, ms_min = 890, ms_max = 950, opt_grad_bytes = 1, peak_rss_mb = 3400 }) .. ",",
+  row("sift", "sift", "gpt2-124M 4x64", { ms_median = 500, ms_min = 490, ms_max = 510, opt_grad_bytes = 1, peak_rss_mb = 3400 }) .. ",",
+  row("sift_alone", "sift", "gpt2-124M 4x64", { ms_median = 510, ms_min = 500, ms_max = 520, opt_grad_bytes = 1, peak_rss_mb = 675 }) .. ",",
+  row("pytorch", "full", "gpt2-124M 4x64", { ms_median = 1400, ms_min = 1300, ms_max = 1500, opt_grad_bytes = 1, peak_rss_mb = 2800 }) .. ",",
+  row("pytorch", "sift", "gpt2-124M 4x64", { ms_median = 900, ms_min = 850, ms_max = 950, opt_grad_bytes = 1, peak_rss_mb = 1200 }) .. ",",
+  -- another architecture at another shape: a row of its own, no sgemm fraction (not a GPT-2 shape)
+  row("sift", "full", "roberta-base 8x64", { ms_median = 900, ms_min = 890, ms_max = 910, opt_grad_bytes = 1,
+    peak_rss_mb = 2200, gemm_gflop = 263.92, paired_ratio_to_full = 1.0 }) .. ",",
+  row("pytorch", "full", "roberta-base 8x64", { ms_median = 3600, ms_min = 3500, ms_max = 3700, opt_grad_bytes = 1,
+    peak_rss_mb = 2800 }) .. ",",
   '{"who":"sift","method":"generate","gpt2_4m_tokens_per_s":2000,"stories260K_tokens_per_s":20000,'
     .. '"gpt2_4m_prefill_250_tokens_per_s":24000,"stories260K_prefill_500_tokens_per_s":30000},',
   '{"who":"pytorch","method":"generate","gpt2_4m_tokens_per_s":400,"gpt2_4m_prefill_250_tokens_per_s":8000,'
@@ -77,11 +82,16 @@ test("the table rows: ours, the ratio to full and to PyTorch, the sgemm fraction
   local out = run_report(RUN)
   check(out:find("sgemm 300.0 GFLOP/s (the best bare rate: OpenBLAS 200.0, sift's own kernel 300.0)", 1, true),
     "rate header:\n%s", out)
-  local full = out:match("\n(32x32%s+full[^\n]*)")
+  local full = out:match("\n(gpt2%-4m 32x32%s+full[^\n]*)")
   check(full and full:find("100.0", 1, true) and full:find("95-110", 1, true) and full:find("0.50", 1, true),
     "32x32 full row: %s", tostring(full))
-  local big = out:match("\n(4x64%s+full[^\n]*)")
+  local big = out:match("\n(gpt2%-124M 4x64%s+full[^\n]*)")
   check(big and big:find("71", 1, true) and big:find("1400.0", 1, true), "4x64 full row: %s", tostring(big))
+  local rob = out:match("\n(roberta%-base 8x64%s+full[^\n]*)")
+  local n = 0
+  for _ in (rob or ""):gmatch("%S+") do n = n + 1 end
+  check(rob and rob:find("900.0", 1, true) and rob:find("3600.0", 1, true) and rob:find(" 0.25 ", 1, true)
+    and rob:find("263.92", 1, true) and n == 11, "roberta-base row (11 fields, no sgemm %%): %s", tostring(rob))
 end)
 
 test("generation: ours, prefill, and the PyTorch peer with ours/PyTorch ratios", function()
