@@ -1,5 +1,6 @@
 /* gemm.c — routes the engine's matrix products: sift's own kernel (AVX-512 or AVX2) for large products
- * when the build has one, OpenBLAS's cblas_sgemv for a single row or column, OpenBLAS's cblas_sgemm otherwise;
+ * when the build has one, the skinny kernels for products with a side of at most one vector
+ * (gemm_skinny.c), OpenBLAS's cblas_sgemv for a single row or column, OpenBLAS's cblas_sgemm otherwise;
  * and counts every product's multiply-adds (sf_gemm_macs).
  * See gemm.h. */
 #include "gemm.h"
@@ -129,6 +130,7 @@ static void route(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, flo
         vector_product(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
+    if (!force_openblas() && sf_sgemm_skinny(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
     if (use_own(M, N, K) && sf_sgemm_own(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL))
         return;
     const int64_t k = K < 0 ? 0 : K;

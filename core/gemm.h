@@ -76,6 +76,13 @@ int sf_sgemm_own_checked(int trans_a, int trans_b, int64_t M, int64_t N, int64_t
 int sf_sgemm_own_serial(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* Products with one side of at most one vector (core/gemm_skinny.c): C (M, n) = op(A) op(B) with n <= VW
+ * floats (A not transposed, or transposed with B not), or C (m, N) = A^T B with m <= 8 and N >= VW. Returns
+ * 0 (and does nothing) for other shapes; sf_sgemm routes such products here. Results do not depend on the
+ * thread count. */
+int sf_sgemm_skinny(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
 /* The product on the calling thread alone, for callers that run many small products in parallel
  * themselves (attention: one (batch, head) per thread): the own kernel when the routing allows it and
  * the product has at least 2^15 multiply-adds, else OpenBLAS — which runs single-threaded when called

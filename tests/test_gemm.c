@@ -6,7 +6,8 @@
  * cblas's int range (never passed to it), single-row / single-column products (the matrix-vector
  * route), both schemes of the own kernel (whole-A and blocked), checked products (sf_sgemm_finite),
  * single-thread products from parallel threads (sf_sgemm_serial), the routing switch, and the
- * multiply-add counter (sf_gemm_macs) on every entry point and route. The
+ * multiply-add counter (sf_gemm_macs) on every entry point and route, and the skinny kernels
+ * (gemm_skinny.c) for products with a side of at most one vector. The
  * shapes straddle the blocking edges of both kernels. On a build with neither (no AVX2 + FMA) the kernel
  * tests report themselves skipped. It does not time anything (make bench does).
  *
@@ -17,6 +18,7 @@
 
 #include "../core/gemm.h"
 #include "../core/rng.h"
+#include "../core/simd_vec.h"
 #include "../core/tensor.h"
 #include "../core/threads.h"
 #include "test.h"
@@ -52,7 +54,7 @@ static void ref_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alph
         }
 }
 
-/* Runs one case through `own` (1: sf_sgemm_own; 0: sf_sgemm; 2: sf_sgemm_serial); returns the max error over the tolerance (<= 1 passes)
+/* Runs one case through `own` (1: sf_sgemm_own; 0: sf_sgemm; 2: sf_sgemm_serial; 3: sf_sgemm_skinny); returns the max error over the tolerance (<= 1 passes)
  * and checks that the padding columns of C were not touched. */
 static double run_case(int own, int ta, int tb, shape s, int pad, float alpha, float beta, uint64_t seed) {
     sf_rng r;
@@ -65,7 +67,9 @@ static double run_case(int own, int ta, int tb, shape s, int pad, float alpha, f
         for (int64_t i = 0; i < M * ldc; i++) C[i] = NAN; /* must never be read */
     memcpy(R, C, (size_t)(M * ldc) * sizeof *R);
     ref_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
-    if (own == 2)
+    if (own == 3)
+        CHECK(sf_sgemm_skinny(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), "skinny kernel refused");
+    else if (own == 2)
         sf_sgemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else if (own)
         CHECK(sf_sgemm_own(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL), "own kernel refused");
@@ -100,6 +104,67 @@ TEST(own_kernel_every_transposition_and_edge) {
                 CHECK(e <= 1.0, "M=%lld N=%lld K=%lld ta=%d tb=%d: error %.3g x tolerance", (long long)SHAPES[i].M,
                       (long long)SHAPES[i].N, (long long)SHAPES[i].K, ta, tb, e);
             }
+}
+
+/* The skinny kernels (gemm_skinny.c): each of the three cases at its edges (row and column tails, one
+ * lane, a whole vector, K from 1 up), alpha / beta (beta 0 never reads C), padded leading dimensions;
+ * the same bits on one and two threads and through sf_sgemm's routing; shapes outside them refused. */
+static void skinny_bits(int ta, int tb, shape s, int nt, uint64_t seed, float *out) {
+    sf_rng r;
+    sf_rng_seed(&r, seed);
+    const int64_t lda = ta ? s.M : s.K, ldb = tb ? s.K : s.N;
+    float *A = filled((ta ? s.K : s.M) * lda, &r), *B = filled((tb ? s.N : s.K) * ldb, &r);
+    const int saved = sf_get_threads();
+    sf_set_threads(nt);
+    memset(out, 0, (size_t)(s.M * s.N) * sizeof *out);
+    if (nt > 0)
+        sf_sgemm_skinny(ta, tb, s.M, s.N, s.K, 0.5f, A, lda, B, ldb, 0.0f, out, s.N);
+    else
+        sf_sgemm(ta, tb, s.M, s.N, s.K, 0.5f, A, lda, B, ldb, 0.0f, out, s.N);
+    sf_set_threads(saved);
+    free(A), free(B);
+}
+
+TEST(skinny_products_every_case_and_edge) {
+    const int64_t w = VW, r = VW < 8 ? VW : 8; /* floats per vector in this build; a rank that fits one */
+    const struct { int ta, tb; shape s; } cases[] = {
+        /* n-skinny, A rows: N <= VW, M >= 8 (whole 8-row blocks and a tail), op(B) either way */
+        {0, 0, {8, 1, 5}},      {0, 1, {13, 3, 257}}, {0, 0, {1024, r, 256}}, {0, 1, {1024, r, 256}},
+        {0, 0, {37, VW, 100}},  {0, 1, {9, VW, 1}},
+        /* n-skinny, A transposed: N <= VW, M >= 16 (16-row blocks and a tail) */
+        {1, 0, {16, r, 1024}},  {1, 0, {1024, r, 1024}}, {1, 0, {37, VW - 1, 77}}, {1, 0, {17, 1, 9}},
+        {1, 0, {33, VW, 3}},
+        /* m-skinny, A transposed: M <= 8, N >= VW (blocks of 2 vectors of columns and a partial one) */
+        {1, 0, {8, 256, 1024}}, {1, 0, {3, 33, 50}},  {1, 0, {8, VW, 7}},    {1, 0, {5, 100, 1}},
+        {1, 0, {1, 2 * VW + 1, 64}},
+    };
+    uint64_t seed = 300;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int v = 0; v < 2; v++) {
+            double e = run_case(3, cases[i].ta, cases[i].tb, cases[i].s, v * 5, v ? 1.0f : 0.75f, v ? -0.5f : 0.0f,
+                                seed++);
+            CHECK(e <= 1.0, "case %zu M=%lld N=%lld K=%lld ta=%d tb=%d: error %.3g x tolerance", i,
+                  (long long)cases[i].s.M, (long long)cases[i].s.N, (long long)cases[i].s.K, cases[i].ta,
+                  cases[i].tb, e);
+        }
+    /* one and two threads, and the routing, give the same bits */
+    const struct { int ta, tb; shape s; } big[] = {{0, 1, {1027, r, 300}}, {1, 0, {1029, r, 513}}, {1, 0, {8, 517, 1024}}};
+    for (int i = 0; i < 3; i++) {
+        const int64_t n = big[i].s.M * big[i].s.N;
+        float *one = malloc((size_t)n * 4), *two = malloc((size_t)n * 4), *routed = malloc((size_t)n * 4);
+        skinny_bits(big[i].ta, big[i].tb, big[i].s, 1, 77, one);
+        skinny_bits(big[i].ta, big[i].tb, big[i].s, 2, 77, two);
+        skinny_bits(big[i].ta, big[i].tb, big[i].s, 0, 77, routed);
+        CHECK(!memcmp(one, two, (size_t)n * 4), "case %d: one and two threads differ", i);
+        CHECK(!memcmp(one, routed, (size_t)n * 4), "case %d: sf_sgemm did not route it to the skinny kernel", i);
+        free(one), free(two), free(routed);
+    }
+    /* outside the three cases: refused, C untouched */
+    float a[64] = {0}, b[64] = {0}, c = 7.0f;
+    CHECK(!sf_sgemm_skinny(1, 1, 16, 1, 1, 1.0f, a, 16, b, 1, 0.0f, &c, 1) && c == 7.0f, "A and B transposed");
+    CHECK(!sf_sgemm_skinny(0, 0, 7, 1, 1, 1.0f, a, 1, b, 1, 0.0f, &c, 1) && c == 7.0f, "fewer than 8 rows");
+    CHECK(!sf_sgemm_skinny(0, 0, 9, w + 1, 1, 1.0f, a, 1, b, w + 1, 0.0f, &c, w + 1) && c == 7.0f, "N above VW");
+    CHECK(!sf_sgemm_skinny(1, 0, 9, w + 1, 1, 1.0f, a, 9, b, w + 1, 0.0f, &c, w + 1) && c == 7.0f, "M 9, N above VW");
 }
 
 TEST(own_kernel_one_and_two_threads_agree_with_reference) {
