@@ -12,9 +12,10 @@
  * C = alpha * product + beta * C (C not read when beta is 0). Threads split C's row (or column) blocks,
  * and every element's sum runs over k in order in one accumulator: the same bits on any thread count.
  *
- * What it does not do: products with both sides wide (core/gemm_own_scheme.h), transposed A with an
- * n-skinny non-transposed... see sf_sgemm_skinny's cases; rank-r updates C (M, N) += A (M, r) B (r, N)
- * (a pass over C either way: the general kernels). */
+ * What it does not do: products with both sides wide (core/gemm_own_scheme.h); skinny shapes outside the
+ * three cases (both operands transposed, an m-skinny A not transposed: sf_sgemm_skinny returns 0 and
+ * sf_sgemm takes its usual route); rank-r updates C (M, N) += A (M, r) B (r, N), whose cost is a pass over
+ * C whichever kernel runs them (the general ones do). */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>

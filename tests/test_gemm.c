@@ -54,8 +54,9 @@ static void ref_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alph
         }
 }
 
-/* Runs one case through `own` (1: sf_sgemm_own; 0: sf_sgemm; 2: sf_sgemm_serial; 3: sf_sgemm_skinny); returns the max error over the tolerance (<= 1 passes)
- * and checks that the padding columns of C were not touched. */
+/* Runs one case through `own` (1: sf_sgemm_own; 0: sf_sgemm; 2: sf_sgemm_serial; 3: sf_sgemm_skinny);
+ * returns the max error over the tolerance (<= 1 passes) and checks that the padding columns of C were
+ * not touched. */
 static double run_case(int own, int ta, int tb, shape s, int pad, float alpha, float beta, uint64_t seed) {
     sf_rng r;
     sf_rng_seed(&r, seed);
@@ -148,7 +149,8 @@ TEST(skinny_products_every_case_and_edge) {
                   cases[i].tb, e);
         }
     /* one and two threads, and the routing, give the same bits */
-    const struct { int ta, tb; shape s; } big[] = {{0, 1, {1027, r, 300}}, {1, 0, {1029, r, 513}}, {1, 0, {8, 517, 1024}}};
+    const struct { int ta, tb; shape s; } big[] = {
+        {0, 1, {1027, r, 300}}, {1, 0, {1029, r, 513}}, {1, 0, {8, 517, 1024}}};
     for (int i = 0; i < 3; i++) {
         const int64_t n = big[i].s.M * big[i].s.N;
         float *one = malloc((size_t)n * 4), *two = malloc((size_t)n * 4), *routed = malloc((size_t)n * 4);
