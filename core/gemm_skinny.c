@@ -4,8 +4,9 @@
  *   - "n-skinny",  C (M, n) = A (M, K) op(B) (K, n), n <= VW: blocks of 8 rows of C in 8 accumulators, each
  *     k broadcasting A's 8 values onto op(B)'s row k (B stored (n, K) is transposed first into a (K, VW)
  *     copy);
- *   - "n-skinny, A transposed", C (M, n) = A^T (M, K) B (K, n), A stored (K, M): blocks of 16 rows of C,
- *     each k broadcasting A's row k (16 values, one line) onto B's row k;
+ *   - "n-skinny, A transposed", C (M, n) = A^T (M, K) B (K, n), A stored (K, M): for n <= 8 as the m-skinny
+ *     case below on C^T = B^T A (A's rows read whole), then transposed into C; for 8 < n <= VW blocks of 16
+ *     rows of C, each k broadcasting A's row k (16 values, one line) onto B's row k;
  *   - "m-skinny, A transposed", C (m, N) = A^T (m, K) B (K, N), m <= 8, A stored (K, m): blocks of 2 vectors
  *     of C's columns for all m rows (16 accumulators), each k one load of B's row per vector and m
  *     broadcasts of A's row k.
@@ -133,6 +134,24 @@ int sf_sgemm_skinny(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha
             n_rows(b0 * ROWS, t == T - 1 ? M : b1 * ROWS, N, K, alpha, A, lda, Bk, beta, C, ldc);
         }
         free(Bk);
+        return 1;
+    }
+    if (ta && !tb && N <= 8 && M >= COLS_T) {
+        /* C^T (N, M) = B^T A with B (K, N) as the transposed side: the m-skinny case, which reads A's
+         * rows whole (a column strip of A per block of C's rows read one line per row of A, 4 KB apart,
+         * and ran at the general kernels' speed), into a copy that is then transposed into C */
+        float *T = malloc((size_t)(N * M) * sizeof *T); // (N, M) C^T
+        if (!T) return 0;
+        const int64_t W = NV * VW, blocks = (M + W - 1) / W;
+#pragma omp parallel for if (par) schedule(static)
+        for (int64_t b = 0; b < blocks; b++) {
+            const int64_t c0 = b * W, w = M - c0 < W ? M - c0 : W;
+            mt_block(c0, w, N, K, 1.0f, B, ldb, A, lda, 0.0f, T, M);
+        }
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++)
+                C[i * ldc + j] = alpha * T[j * M + i] + (beta != 0.0f ? beta * C[i * ldc + j] : 0.0f);
+        free(T);
         return 1;
     }
     if (ta && !tb && N <= VW && M >= COLS_T) {
