@@ -18,6 +18,7 @@
  * sf_sgemm takes its usual route); rank-r updates C (M, N) += A (M, r) B (r, N), whose cost is a pass over
  * C whichever kernel runs them (the general ones do). */
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,46 @@
 #define ROWS 8    /* n-skinny: rows of C per block */
 #define COLS_T 16 /* n-skinny with A transposed: rows of C per block (one line of A's row k) */
 #define NV 2      /* m-skinny: vectors of C's columns per block */
+
+/* The calling thread's copy buffer (op(B) as (K, VW), or C^T), kept from call to call and grown when a
+ * product needs more (thread-specific data, freed when the thread ends, as the own kernel's packs): no
+ * allocation in a training step after its first. */
+typedef struct {
+    float *p;
+    int64_t n; /* floats */
+} copy_buffer;
+
+static pthread_key_t g_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+
+static void free_buffer(void *p) {
+    copy_buffer *b = p;
+    free(b->p);
+    free(b);
+}
+
+static void make_key(void) {
+    if (pthread_key_create(&g_key, free_buffer) != 0) g_key = (pthread_key_t)-1;
+}
+
+static float *thread_copy_buffer(int64_t n) {
+    pthread_once(&g_key_once, make_key);
+    if (g_key == (pthread_key_t)-1) return NULL;
+    copy_buffer *b = pthread_getspecific(g_key);
+    if (!b) {
+        if (!(b = calloc(1, sizeof *b))) return NULL;
+        if (pthread_setspecific(g_key, b) != 0) {
+            free(b);
+            return NULL;
+        }
+    }
+    if (b->n < n) {
+        free(b->p);
+        b->p = aligned_alloc(64, (size_t)((n * (int64_t)sizeof(float) + 63) / 64 * 64));
+        b->n = b->p ? n : 0;
+    }
+    return b->p;
+}
 
 static inline void store_n(float *c, vf v, int64_t n) {
     if (n == VW)
@@ -122,7 +163,7 @@ int sf_sgemm_skinny(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha
     if (M <= 0 || N <= 0 || K <= 0) return 0;
     const int par = M * N * K >= ((int64_t)1 << 18) && !omp_in_parallel();
     if (!ta && N <= VW && M >= ROWS) {
-        float *Bk = aligned_alloc(64, (size_t)((K * VW * sizeof(float) + 63) / 64 * 64)); // (K, VW) op(B)
+        float *Bk = thread_copy_buffer(K * VW); // (K, VW) op(B)
         if (!Bk) return 0;
         for (int64_t k = 0; k < K; k++)
             for (int64_t j = 0; j < VW; j++) Bk[k * VW + j] = j < N ? (tb ? B[j * ldb + k] : B[k * ldb + j]) : 0.0f;
@@ -133,14 +174,13 @@ int sf_sgemm_skinny(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha
             const int64_t b0 = blocks * t / T, b1 = blocks * (t + 1) / T;
             n_rows(b0 * ROWS, t == T - 1 ? M : b1 * ROWS, N, K, alpha, A, lda, Bk, beta, C, ldc);
         }
-        free(Bk);
         return 1;
     }
     if (ta && !tb && N <= 8 && M >= COLS_T) {
         /* C^T (N, M) = B^T A with B (K, N) as the transposed side: the m-skinny case, which reads A's
          * rows whole (a column strip of A per block of C's rows read one line per row of A, 4 KB apart,
          * and ran at the general kernels' speed), into a copy that is then transposed into C */
-        float *T = malloc((size_t)(N * M) * sizeof *T); // (N, M) C^T
+        float *T = thread_copy_buffer(N * M); // (N, M) C^T
         if (!T) return 0;
         const int64_t W = NV * VW, blocks = (M + W - 1) / W;
 #pragma omp parallel for if (par) schedule(static)
@@ -151,7 +191,6 @@ int sf_sgemm_skinny(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++)
                 C[i * ldc + j] = alpha * T[j * M + i] + (beta != 0.0f ? beta * C[i * ldc + j] : 0.0f);
-        free(T);
         return 1;
     }
     if (ta && !tb && N <= VW && M >= COLS_T) {
