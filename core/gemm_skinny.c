@@ -69,18 +69,11 @@ static float *thread_copy_buffer(int64_t n) {
     return b->p;
 }
 
-static inline void store_n(float *c, vf v, int64_t n) {
-    if (n == VW)
-        *(vf *)c = v;
-    else
-        for (int64_t l = 0; l < n; l++) c[l] = v[l];
-}
-
 /* C row = alpha * acc + beta * C row, n lanes */
 static inline void finish_row(float *c, vf acc, int64_t n, float alpha, float beta) {
     vf r = acc * alpha;
     if (beta != 0.0f) r += load_prefix(c, n) * beta;
-    store_n(c, r, n);
+    store_lanes(c, r, n);
 }
 
 /* n-skinny: rows [r0, r1) of C; Bk (K, VW) op(B) with zero lanes past n */

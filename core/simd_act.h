@@ -8,7 +8,8 @@
  * vgauss and vsigmoid a few 1e-7 relative all the way into the tails (exp(-a^2) takes a^2 in two exact
  * parts). NaN stays NaN through every function; results below exp(-87) ~ 1.6e-38 flush to 0.
  *
- * SF_VLOOP walks an array in vectors with a partial last one (no scalar tail to keep in step).
+ * SF_VLOOP walks an array in vectors with a partial last one (no scalar tail to keep in step; its partial
+ * loads and stores are simd_vec.h's).
  *
  * What it does not do: parallelise loops (the kernels own their threading), or exp of positive
  * arguments. */
@@ -100,22 +101,5 @@ static inline vf vsigmoid(vf x) {
     }
 #define VLD(p) load_prefix((p) + i, vlanes_)
 #define VST(p, v) store_lanes((p) + i, (v), vlanes_)
-
-/* The first n (< VW) lanes of v to x; nothing past x + n is written. */
-static inline void store_prefix(float *x, vf v, int64_t n) {
-#if VW == 16
-    _mm512_mask_storeu_ps(x, (__mmask16)((1u << n) - 1), (__m512)v);
-#else
-    for (int64_t l = 0; l < n; l++) x[l] = v[l];
-#endif
-}
-
-/* n (>= 1) lanes of v to x: a whole vector when n >= VW */
-static inline void store_lanes(float *x, vf v, int64_t n) {
-    if (n >= VW)
-        *(vf *)x = v;
-    else
-        store_prefix(x, v, n);
-}
 
 #endif

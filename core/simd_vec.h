@@ -1,8 +1,9 @@
 /* simd_vec.h — one vector type for kernels written once for every x86 width: GCC's generic vectors of
  * VW floats (16 with AVX-512, 8 with AVX, 4 otherwise), which compile to the build's own instructions
  * (a * b + c becomes an FMA where the target has one), plus the few operations generic vectors lack:
- * a broadcast, a lane select, horizontal max and sum, and a load of a partial vector that reads nothing
- * past its end. Used by attention_short.c's panels and ops_sampled.c's dot products.
+ * a broadcast, a lane select, horizontal max and sum, and a load and a store of a partial vector that
+ * touch nothing past its end. Used by attention_short.c's panels, ops_sampled.c's dot products,
+ * simd_act.h's activations and gemm_skinny.c.
  *
  * What it does not do: choose blockings or register budgets (each kernel knows its own), or anything
  * that needs a width-specific shuffle beyond the reductions below. Loads and stores through (vf *) need
@@ -74,6 +75,23 @@ static inline vf load_prefix(const float *x, int64_t n) {
     for (int l = 0; l < n; l++) v[l] = x[l];
     return v;
 #endif
+}
+
+/* The first n (< VW) lanes of v to x; nothing past x + n is written. */
+static inline void store_prefix(float *x, vf v, int64_t n) {
+#if VW == 16
+    _mm512_mask_storeu_ps(x, (__mmask16)((1u << n) - 1), (__m512)v);
+#else
+    for (int64_t l = 0; l < n; l++) x[l] = v[l];
+#endif
+}
+
+/* n (>= 1) lanes of v to x: a whole vector when n >= VW */
+static inline void store_lanes(float *x, vf v, int64_t n) {
+    if (n >= VW)
+        *(vf *)x = v;
+    else
+        store_prefix(x, v, n);
 }
 
 #endif
