@@ -37,6 +37,22 @@ int sf_gemm_use_openblas(int on) {
     return prev;
 }
 
+static int g_a_in_place = -1; /* -1: not read from the environment yet */
+
+int sf_gemm_a_in_place_enabled(void) {
+    if (g_a_in_place < 0) {
+        const char *e = getenv("SIFT_GEMM_A_IN_PLACE");
+        g_a_in_place = !(e && strcmp(e, "0") == 0);
+    }
+    return g_a_in_place;
+}
+
+int sf_gemm_read_a_in_place(int on) {
+    int prev = sf_gemm_a_in_place_enabled();
+    g_a_in_place = on ? 1 : 0;
+    return prev;
+}
+
 const char *sf_gemm_kernel(void) {
 #if defined(SF_OWN_GEMM)
     if (!force_openblas()) return SF_OWN_GEMM;

@@ -48,6 +48,13 @@ void sf_sgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, fl
 int sf_gemm_use_openblas(int on);
 const char *sf_gemm_kernel(void);
 
+/* Whether the own kernel's whole-A path reads a transposed A (op(A) = A^T: a weight gradient's X^T or
+ * dY^T) where it lies instead of packing a copy of it first (gemm_own_scheme.h says when it applies).
+ * On by default; the environment variable SIFT_GEMM_A_IN_PLACE=0 turns it off at start-up. The same
+ * bits either way (tests compare the two). sf_gemm_read_a_in_place returns the previous setting. */
+int sf_gemm_read_a_in_place(int on);
+int sf_gemm_a_in_place_enabled(void);
+
 /* sf_sgemm, telling whether every value it stored in C is finite: returns 1 when the product ran on the
  * own kernel, which checks its stores as it makes them (free: a few instructions per 12 x 32 tile), and
  * found no Inf or NaN; 0 when one was found, or when the route taken cannot tell (OpenBLAS, sgemv, empty

@@ -11,8 +11,9 @@
  * a register transpose. The operands of a training step come from memory, not cache, so B's slivers
  * are packed just before their first use, and each C tile is prefetched before its k loop. A share of
  * few rows (A's K block within 1 MB: a training step's B * T token rows) takes the whole-A path
- * instead: A packed once per K block, each B sliver packed and used by every row sliver at once, the
- * next sliver's lines prefetched into L2 a few at a time from inside the micro-kernel's k loop.
+ * instead: A packed once per K block (or, transposed, read in place: micro_kernel_a_in_place), each B
+ * sliver packed and used by every row sliver at once, the next sliver's lines prefetched into L2 a few at
+ * a time from inside the micro-kernel's k loop.
  * Two or more threads each take a contiguous share of the rows (or, for wide short products, of the
  * columns) and run the whole scheme on it with their own pack buffers,
  * which are per thread and kept across calls (no allocation in a training step after the first; any
@@ -33,6 +34,8 @@ enum { MR = 12, NR = 32, KC = 768, MC = 96, NC = 3072 };
 /* A share whose whole K block of op(A) (m x min(K, KC)) fits in A_WHOLE floats (1 MB, half of a 2 MB L2)
  * takes the whole-A path (gemm_whole_a): the training step's products over B * T = 256 token rows. */
 enum { A_WHOLE = 256 * 1024 };
+/* This kernel also reads a transposed A in place (micro_kernel_a_in_place). */
+#define SF_GEMM_A_IN_PLACE 1
 
 /* The non-finite check's accumulator: one vector, summed across lanes at the end. */
 typedef __m512 check_acc;
@@ -99,11 +102,14 @@ static void pack_a(float *restrict ap, const float *restrict A, int64_t lda, int
     }
 }
 
-/* The 12 x 32 micro-kernel (gemm_own_scheme.h states its contract): 24 zmm accumulators; per k two
- * loads of B and 12 broadcasts of A; masked stores at the right edge. */
-static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp, float *restrict c, int64_t ldc,
-                         int mr, int nr, float alpha, float beta, const float *restrict bias, const prefetch_plan *pf,
-                         check_acc *check) {
+/* The 12 x 32 micro-kernel's body with op(A)(i, k) at a[i * a_rs + k * a_ks] (packed: a_rs 1, a_ks MR) and
+ * the packed B sliver: 24 zmm accumulators; per k two loads of B and 12 broadcasts of A; masked stores at
+ * the right edge. Always inlined, so each caller gets its own loop with its strides folded in. */
+static inline __attribute__((always_inline)) void kernel_body(int64_t kc, const float *restrict a, int64_t a_rs,
+                                                             int64_t a_ks, const float *restrict bp,
+                                                             float *restrict c, int64_t ldc, int mr, int nr,
+                                                             float alpha, float beta, const float *restrict bias,
+                                                             const prefetch_plan *pf, check_acc *check) {
     __m512 acc[MR][2];
     prefetch_c_tile(c, ldc, mr, nr);
 #pragma GCC unroll 12
@@ -115,11 +121,11 @@ static void micro_kernel(int64_t kc, const float *restrict ap, const float *rest
         const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
 #pragma GCC unroll 12
         for (int i = 0; i < MR; i++) {
-            const __m512 a = _mm512_set1_ps(ap[i]);
-            acc[i][0] = _mm512_fmadd_ps(a, b0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(a, b1, acc[i][1]);
+            const __m512 av = _mm512_set1_ps(a[i * a_rs]);
+            acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
         }
-        ap += MR;
+        a += a_ks;
         bp += NR;
     }
     const __mmask16 m0 = lanes_lo(nr), m1 = lanes_hi(nr);
@@ -143,6 +149,21 @@ static void micro_kernel(int64_t kc, const float *restrict ap, const float *rest
             *check = _mm512_add_ps(*check, _mm512_maskz_mul_ps(m1, r1, zero));
         }
     }
+}
+
+/* The micro-kernel on packed slivers (gemm_own_scheme.h states its contract). */
+static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp, float *restrict c, int64_t ldc,
+                         int mr, int nr, float alpha, float beta, const float *restrict bias, const prefetch_plan *pf,
+                         check_acc *check) {
+    kernel_body(kc, ap, 1, MR, bp, c, ldc, mr, nr, alpha, beta, bias, pf, check);
+}
+
+/* The micro-kernel with op(A) transposed in place (gemm_own_scheme.h states its contract): at each k
+ * the 12 broadcasts read 12 consecutive floats of one row of A. */
+static void micro_kernel_a_in_place(int64_t kc, const float *restrict a, int64_t lda, const float *restrict bp,
+                                    float *restrict c, int64_t ldc, int mr, int nr, float alpha, float beta,
+                                    const float *restrict bias, const prefetch_plan *pf, check_acc *check) {
+    kernel_body(kc, a, 1, lda, bp, c, ldc, mr, nr, alpha, beta, bias, pf, check);
 }
 
 #endif

@@ -221,6 +221,68 @@ TEST(own_kernel_whole_a_and_blocked_paths) {
     sf_set_threads(saved);
 }
 
+/* The whole-A path reading a transposed A in place (sf_gemm_read_a_in_place): the same bits as with A
+ * packed, on one and two threads — whole slivers in place and a tail of fewer than 12 rows packed, K past
+ * KC (two K blocks), padded and 4 KB-multiple row strides (the latter packed), alpha / beta, a bias — and
+ * both within tolerance of the double-precision reference. */
+static void transposed_a_bits(shape s, int64_t lda, int tb, int nt, int in_place, float beta, uint64_t seed, float *out,
+                              double *err) {
+    sf_rng r;
+    sf_rng_seed(&r, seed);
+    const int64_t ldb = tb ? s.K : s.N;
+    float *A = filled(s.K * lda, &r), *B = filled((tb ? s.N : s.K) * ldb, &r), *bias = filled(s.N, &r);
+    float *C0 = filled(s.M * s.N, &r), *R = malloc((size_t)(s.M * s.N) * sizeof *R);
+    memcpy(out, C0, (size_t)(s.M * s.N) * sizeof *out);
+    const int saved = sf_get_threads(), prev = sf_gemm_read_a_in_place(in_place);
+    sf_set_threads(nt);
+    CHECK(sf_sgemm_own(1, tb, s.M, s.N, s.K, 0.5f, A, lda, B, ldb, beta, out, s.N, beta == 0.0f ? bias : NULL),
+          "own kernel refused");
+    sf_set_threads(saved);
+    sf_gemm_read_a_in_place(prev);
+    for (int64_t i = 0; i < s.M; i++) /* the reference: C0 * beta (+ bias) + 0.5 A^T op(B) */
+        for (int64_t j = 0; j < s.N; j++) R[i * s.N + j] = beta == 0.0f ? bias[j] * 2.0f : C0[i * s.N + j];
+    ref_gemm(1, tb, s.M, s.N, s.K, 0.5f, A, lda, B, ldb, beta == 0.0f ? 0.5f : beta, R, s.N);
+    double worst = 0;
+    for (int64_t i = 0; i < s.M * s.N; i++) {
+        const double e = fabs((double)out[i] - R[i]) / (1e-5 * ((double)s.K * 0.5 + 2.0));
+        if (!(e <= worst)) worst = e;
+    }
+    *err = worst;
+    free(A), free(B), free(bias), free(C0), free(R);
+}
+
+TEST(own_kernel_reads_transposed_a_in_place_with_the_same_bits) {
+    if (!have_own()) SKIP("this build has no own kernel");
+    static const struct {
+        shape s;
+        int64_t lda_pad;
+        int tb;
+    } cases[] = {
+        {{256, 768, 1024}, 0, 0},   /* the gpt2-4m step's dW of c_attn: whole slivers, two K blocks */
+        {{250, 100, 300}, 3, 0},    /* a tail of 10 rows packed, padded stride */
+        {{133, 70, 769}, 0, 1},     /* tail of 1 row, B transposed, K = KC + 1 */
+        {{24, 33, 5}, 1000, 0},     /* lda = 1024: 4 KB apart, packed */
+        {{36, 40, 64}, 7, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const shape s = cases[i].s;
+        const int64_t lda = s.M + cases[i].lda_pad, n = s.M * s.N;
+        float *packed = malloc((size_t)n * sizeof *packed), *placed = malloc((size_t)n * sizeof *placed);
+        for (int nt = 1; nt <= 2; nt++)
+            for (int b = 0; b < 2; b++) {
+                const float beta = b ? -0.75f : 0.0f;
+                double e_packed, e_placed;
+                transposed_a_bits(s, lda, cases[i].tb, nt, 0, beta, 900 + i, packed, &e_packed);
+                transposed_a_bits(s, lda, cases[i].tb, nt, 1, beta, 900 + i, placed, &e_placed);
+                CHECK(e_packed <= 1.0 && e_placed <= 1.0, "case %zu nt %d beta %g: error %.3g / %.3g x tolerance", i,
+                      nt, beta, e_packed, e_placed);
+                CHECK(!memcmp(packed, placed, (size_t)n * sizeof *packed),
+                      "case %zu nt %d beta %g: in place and packed differ", i, nt, beta);
+            }
+        free(packed), free(placed);
+    }
+}
+
 /* sf_sgemm_finite: 1 only when the own kernel stored every value of C and none was Inf or NaN — on both of
  * its paths, 1 and 2 threads; a NaN in A, a NaN in C added in by beta 1, an overflow of finite operands
  * and an unchecked route (OpenBLAS forced) all give 0; beta 0 never reads C's NaN. */
