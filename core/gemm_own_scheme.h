@@ -145,29 +145,30 @@ static void micro_kernel_a_in_place(int64_t kc, const float *restrict a, int64_t
                                     const float *restrict bias, const prefetch_plan *pf, check_acc *check);
 #endif
 
-/* Whether the whole-A path reads op(A) in place rather than packing it (sf_gemm_read_a_in_place): for a
- * transposed A (a weight gradient's X^T or dY^T) the 12 values of a sliver at each k are consecutive
- * floats of one row of A, which the micro-kernel broadcasts where they lie, so the pack (a copy of all of
- * A's K block per thread) is not needed: measured 10-15 % faster on the gpt2-4m step's weight-gradient
- * products, 9 % on its full step. Not when A's rows are a multiple of 4 KB apart (the K block's rows
- * would fall into few L2 sets), nor for a row-major A (reading 12 rows at once measured 7-10 % slower
- * than packing them), nor in the blocked path (its A blocks are 4 KB-strided at the shapes that take it). */
-static int a_in_place(int ta, int64_t lda) {
-    return SF_GEMM_A_IN_PLACE && ta && lda % 1024 != 0 && sf_gemm_a_in_place_enabled();
-}
+/* Whether the micro-kernels read op(A) in place rather than from a packed copy (sf_gemm_read_a_in_place):
+ * for a transposed A (a weight gradient's X^T or dY^T) the 12 values of a sliver at each k are consecutive
+ * floats of one row of A, which the micro-kernel broadcasts where they lie, so the pack (a copy of A's
+ * K block, per thread) is not needed. Measured on the weight-gradient products alone (operands rotated
+ * through 6 copies): gpt2-4m step's 10-18 % faster, RoBERTa-base / Llama-124M's 4-9 %, whatever A's row
+ * stride (4 KB multiples included: 8-18 % there); on whole full steps, in place and packed interleaved in
+ * one process, 2-3.5 % (gpt2-4m 32x32), 1 % (GPT-2 124M, Llama-124M), 0-1 % (RoBERTa-base). Not for a
+ * row-major A: reading 12 rows at once measured 7-10 % slower than packing them, even with the rows
+ * prefetched. The tail of fewer than 12 rows is still packed. */
+static int a_in_place(int ta) { return SF_GEMM_A_IN_PLACE && ta && sf_gemm_a_in_place_enabled(); }
 
 /* The whole-A path, for a share of few rows (the training step's B * T = 256 tokens): op(A)'s K block is
- * packed whole (it stays in L2; a transposed A is read in place instead, see a_in_place), then each 32-column sliver of op(B) is packed and used at once by every
- * row sliver, so B is read from memory once and never re-read from a packed panel. While a sliver's
- * micro-kernels run, they prefetch the next sliver's source lines into L2, a few per call (measured on
- * operands from memory at the GPT-2 124M step's shapes: 245 -> 273 GFLOP/s over the blocked scheme). Not
- * for a row-major B whose row stride is a multiple of 4 KB: its rows then fall into 1/64 of L2's sets
- * and the prefetched lines evict one another and A (measured 2 % slower there). */
+ * packed whole (it stays in L2; a transposed A is read in place instead, see a_in_place), then each
+ * 32-column sliver of op(B) is packed and used at once by every row sliver, so B is read from memory once
+ * and never re-read from a packed panel. While a sliver's micro-kernels run, they prefetch the next
+ * sliver's source lines into L2, a few per call (measured on operands from memory at the GPT-2 124M step's
+ * shapes: 245 -> 273 GFLOP/s over the blocked scheme). Not for a row-major B whose row stride is a
+ * multiple of 4 KB: its rows then fall into 1/64 of L2's sets and the prefetched lines evict one another
+ * and A (measured 2 % slower there). */
 static void gemm_whole_a(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
                          const float *bias, check_acc *check) {
     const int64_t calls = (M + MR - 1) / MR; /* micro-kernel calls per sliver */
-    const int64_t m_in_place = a_in_place(ta, lda) ? M / MR * MR : 0; /* rows read in place: whole slivers */
+    const int64_t m_in_place = a_in_place(ta) ? M / MR * MR : 0; /* rows read in place: whole slivers */
     for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = K - pc < KC ? K - pc : KC;
         const float beta_here = pc == 0 ? beta : 1.0f; /* later K blocks add onto the first's result */
@@ -211,6 +212,7 @@ static void gemm_whole_a(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t 
 }
 
 /* The whole blocked scheme on one thread's share: C (M, N) = alpha op(A) op(B) + beta C (+ bias (N)).
+ * A is packed MC x KC at a time (a transposed A's whole slivers are read in place, see a_in_place).
  * B's panel is packed one sliver at a time during the first row block, each just before its first use, so
  * its loads from memory interleave with the arithmetic instead of stalling a whole-panel pack (a large
  * model's weights are never in cache when their product starts). No software prefetch of the next
@@ -219,6 +221,7 @@ static void gemm_whole_a(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t 
 static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
                         const float *bias, check_acc *check) {
+    const int in_place = a_in_place(ta);
     for (int64_t jc = 0; jc < N; jc += NC) {
         const int64_t nc = N - jc < NC ? N - jc : NC;
         for (int64_t pc = 0; pc < K; pc += KC) {
@@ -228,14 +231,26 @@ static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N
             const float *bias_here = pc == 0 ? bias : NULL;
             for (int64_t ic = 0; ic < M; ic += MC) {
                 const int64_t mc = M - ic < MC ? M - ic : MC;
-                pack_a(bufs->a, op_at(A, lda, ta, ic, pc), lda, ta, mc, kc);
+                const int64_t mc_in_place = in_place ? mc / MR * MR : 0; /* whole slivers read in place */
+                if (mc_in_place < mc) /* Ap: [ceil(mc / MR)][kc][MR] (the rows not read in place) */
+                    pack_a(bufs->a + mc_in_place * kc, op_at(A, lda, ta, ic + mc_in_place, pc), lda, ta,
+                           mc - mc_in_place, kc);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int nr = (int)(nc - jr < NR ? nc - jr : NR);
                     if (ic == 0) pack_b_sliver(bufs->b + jr * kc, op_at(B, ldb, tb, pc, jc + jr), ldb, tb, kc, nr);
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         const int mr = (int)(mc - ir < MR ? mc - ir : MR);
-                        micro_kernel(kc, bufs->a + ir * kc, bufs->b + jr * kc, C + (ic + ir) * ldc + jc + jr, ldc, mr,
-                                     nr, alpha, beta_here, bias_here ? bias_here + jc + jr : NULL, NULL, check);
+                        float *c = C + (ic + ir) * ldc + jc + jr;
+                        const float *bias_jr = bias_here ? bias_here + jc + jr : NULL;
+#if SF_GEMM_A_IN_PLACE
+                        if (ir < mc_in_place) {
+                            micro_kernel_a_in_place(kc, op_at(A, lda, ta, ic + ir, pc), lda, bufs->b + jr * kc, c, ldc,
+                                                    mr, nr, alpha, beta_here, bias_jr, NULL, check);
+                            continue;
+                        }
+#endif
+                        micro_kernel(kc, bufs->a + ir * kc, bufs->b + jr * kc, c, ldc, mr, nr, alpha, beta_here,
+                                     bias_jr, NULL, check);
                     }
                 }
             }

@@ -221,10 +221,10 @@ TEST(own_kernel_whole_a_and_blocked_paths) {
     sf_set_threads(saved);
 }
 
-/* The whole-A path reading a transposed A in place (sf_gemm_read_a_in_place): the same bits as with A
- * packed, on one and two threads — whole slivers in place and a tail of fewer than 12 rows packed, K past
- * KC (two K blocks), padded and 4 KB-multiple row strides (the latter packed), alpha / beta, a bias — and
- * both within tolerance of the double-precision reference. */
+/* The micro-kernels reading a transposed A in place (sf_gemm_read_a_in_place): the same bits as with A
+ * packed, on one and two threads, on the whole-A and the blocked path — whole slivers in place and a tail
+ * of fewer than 12 rows packed, K past KC (two K blocks), padded and 4 KB-multiple row strides, alpha /
+ * beta, a bias — and both within tolerance of the double-precision reference. */
 static void transposed_a_bits(shape s, int64_t lda, int tb, int nt, int in_place, float beta, uint64_t seed, float *out,
                               double *err) {
     sf_rng r;
@@ -261,8 +261,10 @@ TEST(own_kernel_reads_transposed_a_in_place_with_the_same_bits) {
         {{256, 768, 1024}, 0, 0},   /* the gpt2-4m step's dW of c_attn: whole slivers, two K blocks */
         {{250, 100, 300}, 3, 0},    /* a tail of 10 rows packed, padded stride */
         {{133, 70, 769}, 0, 1},     /* tail of 1 row, B transposed, K = KC + 1 */
-        {{24, 33, 5}, 1000, 0},     /* lda = 1024: 4 KB apart, packed */
+        {{24, 33, 5}, 1000, 0},     /* rows of A 4 KB apart */
         {{36, 40, 64}, 7, 1},
+        {{400, 64, 300}, 5, 0},     /* blocked path (400 x 300 > A_WHOLE on AVX2): MC blocks, a tail of 4 */
+        {{1030, 40, 800}, 1, 1},    /* blocked on both: K past KC, a tail of 10 rows */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const shape s = cases[i].s;
