@@ -54,7 +54,10 @@ for shape in "gpt2-4m 32 32" "gpt2-4m 8 256" "gpt2-124M 4 64" "roberta-base 8 64
     case $name in gpt2-4m) steps=20 ;; gpt2-124M) steps=10 ;; *) steps=5 ;; esac
     echo "== $name $B x $T"
     # our three methods interleaved in one process (ratios under the same conditions) ...
-    run sift "$REPL" scripts/bench_train.lua "$target" full,sift,lora "$B" "$T" "$steps"
+    # (at GPT-2 124M also the bare rate after each round, for the fraction of it measured beside each step:
+    # a step there is ~0.7 s and its operands never sit in cache, so the bare products do not perturb it)
+    paired=0; [ "$name" = "gpt2-124M" ] && paired=1
+    run sift env SIFT_BENCH_PAIRED_RATE=$paired "$REPL" scripts/bench_train.lua "$target" full,sift,lora "$B" "$T" "$steps"
     for method in full sift lora; do
         # ... and each alone in its own process, for its own peak resident memory
         run sift_alone "$REPL" scripts/bench_train.lua "$target" "$method" "$B" "$T" 3

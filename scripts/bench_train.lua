@@ -2,7 +2,8 @@
 -- and prints one JSON line per method: {"shape" (MODEL_DIR's last part), "method", "batch", "seq",
 -- "ms_median", "ms_min", "ms_max", "tokens_per_s", "peak_rss_mb", "opt_grad_bytes", "trainable", "steps",
 -- "interleaved", "paired_ratio_to_<first method>" (median over steps of step i / the first method's step
--- i), "gemm_gflop" (the step's matrix products, counted by sift.gemm_flops)}.
+-- i), "gemm_gflop" (the step's matrix products, counted by sift.gemm_flops)}; with SIFT_BENCH_PAIRED_RATE=1
+-- also "paired_sgemm_gflops" and, for full, "paired_sgemm_frac" (see below).
 -- METHODS is one of full | sift | lora, or several joined by commas ("full,sift,lora"): then each method
 -- gets its own copy of the model and their steps are interleaved (full, sift, lora, full, ...), so the
 -- ratios between methods are measured under the same machine conditions; peak RSS is then that of the
@@ -85,12 +86,17 @@ for _ = 1, 3 do -- warm-up; the last one also counts each method's products per 
     r.gflop = (sift.gemm_flops() - f0) / 1e9
   end
 end
+-- SIFT_BENCH_PAIRED_RATE=1: after each round, the bare rate of the engine's product (1024^3, median of 3),
+-- so each step has the machine's rate of that moment beside it (this VM's speed drifts within minutes)
+local paired_rate = os.getenv("SIFT_BENCH_PAIRED_RATE") == "1"
+local rates = {}
 for i = 1, steps do
   for _, r in ipairs(runs) do
     local t0 = sift.now()
     step(r)
     r.times[i] = (sift.now() - t0) * 1000
   end
+  if paired_rate then rates[i] = sift.sgemm_rate(1024, 3, "sift") end
 end
 local rss = 0
 for line in io.lines("/proc/self/status") do
@@ -108,10 +114,25 @@ for _, r in ipairs(runs) do
   for i = 1, steps do q[i] = r.times[i] / runs[1].times[i] end
   r.paired = median(q)
 end
+-- with paired rates: the median over steps of 6 * trainable parameters * tokens / step time / the rate
+-- measured right after it (meaningful for full fine-tuning of a model whose every parameter sits in a
+-- product, e.g. GPT-2 with its tied head), and the median rate
+local rate_fields = ""
+if paired_rate then
+  for _, r in ipairs(runs) do
+    local q = {}
+    for i = 1, steps do q[i] = 6 * r.set:trainable() * B * T / (r.times[i] / 1000) / 1e9 / rates[i] end
+    r.rate_frac = median(q)
+  end
+  local copy = {}
+  for i = 1, steps do copy[i] = rates[i] end
+  rate_fields = (',"paired_sgemm_gflops":%.1f'):format(median(copy))
+end
 for _, r in ipairs(runs) do
   local t = r.times
   local med = median(t) -- sorts t: t[1], t[#t] are the min and max
-  print(string.format('{"shape":"%s","method":"%s","batch":%d,"seq":%d,"ms_median":%.2f,"ms_min":%.2f,"ms_max":%.2f,"tokens_per_s":%.0f,"peak_rss_mb":%.1f,"opt_grad_bytes":%d,"trainable":%d,"steps":%d,"interleaved":%s,"paired_ratio_to_%s":%.4f,"gemm_gflop":%.4f}',
+  print(string.format('{"shape":"%s","method":"%s","batch":%d,"seq":%d,"ms_median":%.2f,"ms_min":%.2f,"ms_max":%.2f,"tokens_per_s":%.0f,"peak_rss_mb":%.1f,"opt_grad_bytes":%d,"trainable":%d,"steps":%d,"interleaved":%s,"paired_ratio_to_%s":%.4f,"gemm_gflop":%.4f%s}',
     dir:match("([^/]+)/*$"), r.method, B, T, med, t[1], t[#t], B * T / (med / 1000), rss, r.set:memory().optimizer_and_grads, r.set:trainable(), steps,
-    #runs > 1 and "true" or "false", runs[1].method, r.paired, r.gflop))
+    #runs > 1 and "true" or "false", runs[1].method, r.paired, r.gflop,
+    paired_rate and rate_fields .. (r.method == "full" and (',"paired_sgemm_frac":%.4f'):format(r.rate_frac) or "") or ""))
 end

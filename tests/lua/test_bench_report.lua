@@ -104,6 +104,22 @@ test("generation: ours, prefill, and the PyTorch peer with ours/PyTorch ratios",
     1, true), "peer line:\n%s", out)
 end)
 
+test("with the bare rate measured beside each 124M step, the bar takes that fraction", function()
+  -- the same 124M full row carrying bench_train.lua's paired fields: 68 % of the rate beside each step
+  -- (FAIL), while the run's best bare rate gives 71 %; and 72 % (PASS)
+  for _, case in ipairs { { 0.68, "FAIL  #6 GPT-2 124M full at 68 %" }, { 0.72, "PASS  #6 GPT-2 124M full at 72 %" } } do
+    local json = RUN:gsub('(%{"who":"sift","shape":"gpt2%-124M","method":"full"[^}]*)%}', function(r)
+      return r .. (',"paired_sgemm_gflops":310.5,"paired_sgemm_frac":%.4f}'):format(case[1])
+    end)
+    local out = run_report(json)
+    local line = case[2] .. " of the bare sgemm rate measured beside each step (median 310.5 GFLOP/s; >= 70 %)"
+    check(out:find("\n" .. line .. "\n", 1, true), "missing line: %q\n--- report ---\n%s", line, out)
+    check(out:find("\n      (71 % of the best bare rate of the whole run, 300.0 GFLOP/s)\n", 1, true),
+      "the whole-run fraction beside it:\n%s", out)
+    check(not out:find("of the best bare sgemm rate (>= 70 %)", 1, true), "the unpaired bar as well:\n%s", out)
+  end
+end)
+
 test("a run without PyTorch prints no PyTorch bars and no peer line", function()
   local lines = {}
   for l in RUN:gmatch("[^\n]+") do
