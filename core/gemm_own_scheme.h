@@ -1,6 +1,7 @@
 /* gemm_own_scheme.h — the part of sift's own GEMM that does not depend on the vector instructions: the
- * per-thread pack buffers, the blocked Goto/BLIS scheme, the whole-A path for shares of few rows, the
- * split over threads and the public entry points (sf_sgemm_own, _checked, _serial in gemm.h). Each ISA
+ * per-thread pack buffers (thread_scratch.h), the blocked Goto/BLIS scheme, the whole-A path for shares
+ * of few rows, the split over threads and the public entry points (sf_sgemm_own, _checked, _serial in
+ * gemm.h). Each ISA
  * file (gemm_avx512.c, gemm_avx2.c) includes it once, after defining
  *   - the blocking: enum MR, NR (micro-tile rows and columns), KC, MC, NC (K, row and column blocks),
  *     A_WHOLE (floats of op(A)'s K block up to which a share takes the whole-A path);
@@ -23,10 +24,10 @@
 #include <cblas.h>
 #include <immintrin.h>
 #include <omp.h>
-#include <pthread.h>
 #include <stdlib.h>
 
 #include "gemm.h"
+#include "thread_scratch.h"
 #include "threads.h"
 
 typedef struct {
@@ -34,38 +35,15 @@ typedef struct {
     float *a_whole; /* Ap for the whole-A path: (A_WHOLE + MR * KC), slivers of MR rows padded */
 } pack_buffers;
 
-/* Each thread's own pack buffers (thread-specific data, freed when the thread ends): OpenMP's pool
- * threads keep theirs from call to call, and concurrent callers never share one. */
-static pthread_key_t g_key;
-static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+/* Each thread's own pack buffers (thread_scratch.h): slots 0, 1, 2 = a, b, a_whole. */
+SF_THREAD_SCRATCH(pack_scratch, 3)
 
-static void free_buffers(void *p) {
-    pack_buffers *b = p;
-    free(b->a);
-    free(b->b);
-    free(b->a_whole);
-    free(b);
-}
-
-static void make_key(void) {
-    if (pthread_key_create(&g_key, free_buffers) != 0) g_key = (pthread_key_t)-1;
-}
-
-static pack_buffers *thread_buffers(void) {
-    pthread_once(&g_key_once, make_key);
-    if (g_key == (pthread_key_t)-1) return NULL;
-    pack_buffers *p = pthread_getspecific(g_key);
-    if (p) return p;
-    p = calloc(1, sizeof *p);
-    if (!p) return NULL;
-    p->a = aligned_alloc(64, (size_t)MC * KC * sizeof(float));
-    p->b = aligned_alloc(64, (size_t)NC * KC * sizeof(float));
-    p->a_whole = aligned_alloc(64, ((size_t)A_WHOLE + MR * KC) * sizeof(float));
-    if (!p->a || !p->b || !p->a_whole || pthread_setspecific(g_key, p) != 0) {
-        free_buffers(p);
-        return NULL;
-    }
-    return p;
+/* The calling thread's pack buffers; 0 when memory ran out. */
+static int thread_buffers(pack_buffers *p) {
+    p->a = pack_scratch(0, (int64_t)MC * KC);
+    p->b = pack_scratch(1, (int64_t)NC * KC);
+    p->a_whole = pack_scratch(2, (int64_t)A_WHOLE + MR * KC);
+    return p->a && p->b && p->a_whole;
 }
 
 /* Where op(X)'s element (row, col) sits in X stored with row stride ld, transposed (t) or not. */
@@ -278,8 +256,8 @@ static void serial_fallback(int ta, int tb, int64_t m, int64_t n, int64_t K, flo
 static int gemm_share(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha, const float *a, int64_t lda,
                       const float *b, int64_t ldb, float beta, float *c, int64_t ldc, const float *bias, int checked) {
     if (m <= 0 || n <= 0) return 0;
-    pack_buffers *bufs = thread_buffers();
-    if (!bufs) { /* no memory for this thread's pack buffers: OpenBLAS does its share */
+    pack_buffers buffers, *bufs = &buffers;
+    if (!thread_buffers(bufs)) { /* no memory for this thread's pack buffers: OpenBLAS does its share */
         serial_fallback(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias);
         return 1;
     }

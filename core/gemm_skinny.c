@@ -18,56 +18,23 @@
  * sf_sgemm takes its usual route); rank-r updates C (M, N) += A (M, r) B (r, N), whose cost is a pass over
  * C whichever kernel runs them (the general ones do). */
 #include <omp.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gemm.h"
 #include "simd_vec.h"
+#include "thread_scratch.h"
 
 #define ROWS 8    /* n-skinny: rows of C per block */
 #define COLS_T 16 /* n-skinny with A transposed: rows of C per block (one line of A's row k) */
 #define NV 2      /* m-skinny: vectors of C's columns per block */
 
 /* The calling thread's copy buffer (op(B) as (K, VW), or C^T), kept from call to call and grown when a
- * product needs more (thread-specific data, freed when the thread ends, as the own kernel's packs): no
- * allocation in a training step after its first. */
-typedef struct {
-    float *p;
-    int64_t n; /* floats */
-} copy_buffer;
+ * product needs more (thread_scratch.h, as the own kernel's packs): no allocation in a training step
+ * after its first. */
+SF_THREAD_SCRATCH(copy_scratch, 1)
 
-static pthread_key_t g_key;
-static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
-
-static void free_buffer(void *p) {
-    copy_buffer *b = p;
-    free(b->p);
-    free(b);
-}
-
-static void make_key(void) {
-    if (pthread_key_create(&g_key, free_buffer) != 0) g_key = (pthread_key_t)-1;
-}
-
-static float *thread_copy_buffer(int64_t n) {
-    pthread_once(&g_key_once, make_key);
-    if (g_key == (pthread_key_t)-1) return NULL;
-    copy_buffer *b = pthread_getspecific(g_key);
-    if (!b) {
-        if (!(b = calloc(1, sizeof *b))) return NULL;
-        if (pthread_setspecific(g_key, b) != 0) {
-            free(b);
-            return NULL;
-        }
-    }
-    if (b->n < n) {
-        free(b->p);
-        b->p = aligned_alloc(64, (size_t)((n * (int64_t)sizeof(float) + 63) / 64 * 64));
-        b->n = b->p ? n : 0;
-    }
-    return b->p;
-}
+static float *thread_copy_buffer(int64_t n) { return copy_scratch(0, n); }
 
 /* C row = alpha * acc + beta * C row, n lanes */
 static inline void finish_row(float *c, vf acc, int64_t n, float alpha, float beta) {
