@@ -214,6 +214,28 @@ void sf_sgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, fl
     route(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, C, ldc);
 }
 
+void sf_sgemm_ext(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias,
+                  const float *A2, int64_t lda2, int trans_b2, const float *B2, int64_t ldb2, int64_t K2) {
+    if (M <= 0 || N <= 0) return;
+    if (K2 <= 0) { /* no low-rank term */
+        if (bias) sf_sgemm_bias(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, C, ldc, bias);
+        else sf_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    count_macs(M, N, K + K2);
+    if (!is_vector(M, N, K, lda, ldb, ldc) && use_own(M, N, K + K2) &&
+        sf_sgemm_own_ext(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, A2, lda2, trans_b2, B2,
+                         ldb2, K2))
+        return;
+    if (bias) { /* rows = bias, then both products add */
+        for (int64_t i = 0; i < M; i++) memcpy(C + i * ldc, bias, (size_t)N * sizeof(float));
+        beta = 1.0f;
+    }
+    route(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    route(0, trans_b2, M, N, K2, alpha, A2, lda2, B2, ldb2, 1.0f, C, ldc);
+}
+
 #if !defined(SF_OWN_GEMM) /* no own kernel in this build: the entry points say so and do nothing */
 
 int sf_sgemm_own_checked(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
@@ -233,6 +255,14 @@ int sf_sgemm_own_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float a
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)beta,
         (void)C, (void)ldc;
+    return 0;
+}
+
+int sf_sgemm_own_ext(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias, const float *A2,
+                     int64_t lda2, int tb2, const float *B2, int64_t ldb2, int64_t K2) {
+    (void)ta, (void)tb, (void)M, (void)N, (void)K, (void)alpha, (void)A, (void)lda, (void)B, (void)ldb, (void)beta,
+        (void)C, (void)ldc, (void)bias, (void)A2, (void)lda2, (void)tb2, (void)B2, (void)ldb2, (void)K2;
     return 0;
 }
 

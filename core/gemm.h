@@ -42,6 +42,15 @@ void sf_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
 void sf_sgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, const float *bias);
 
+/* A product with a low-rank term riding along: C = alpha (op(A) op(B) + A2 op(B2)) + beta C (+ bias (N),
+ * added to every row; only with beta 0), A2 (M, K2) row-major, op(B2) (K2, N): B2 stored (K2, N), or
+ * (N, K2) when tb2. On the own kernel (K2 <= 64) A2's columns and op(B2)'s rows are packed after the last
+ * K block's, so C is stored once (LoRA: y = x W^T + (s h) B^T, dx = dY W + dh A, with no pass over y or
+ * dx for the rank-r term); elsewhere the low-rank product runs after the other. Counted as M N (K + K2). */
+void sf_sgemm_ext(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias,
+                  const float *A2, int64_t lda2, int trans_b2, const float *B2, int64_t ldb2, int64_t K2);
+
 /* Which kernel large products use: "avx512" or "avx2" (sift's own, SF_OWN_GEMM) or "openblas". sf_gemm_use_openblas(1)
  * forces OpenBLAS for every product (tests compare the two; benchmarks measure both); the environment
  * variable SIFT_GEMM=openblas does the same at start-up. Returns the previous setting. */
@@ -82,6 +91,10 @@ int sf_sgemm_own_checked(int trans_a, int trans_b, int64_t M, int64_t N, int64_t
                          int *all_finite);
 int sf_sgemm_own_serial(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                         int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* sf_sgemm_ext's product on the own kernel; 0 (nothing done) as above, or when K2 is not in 1..64. */
+int sf_sgemm_own_ext(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias,
+                     const float *A2, int64_t lda2, int trans_b2, const float *B2, int64_t ldb2, int64_t K2);
 
 /* Products with one side of at most one vector (core/gemm_skinny.c): C (M, n) = op(A) op(B) with n <= VW
  * floats (A not transposed, or transposed with B not), or C (m, N) = A^T B with m <= 8 and N >= VW. Returns

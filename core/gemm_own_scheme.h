@@ -1,8 +1,8 @@
 /* gemm_own_scheme.h — the part of sift's own GEMM that does not depend on the vector instructions: the
  * per-thread pack buffers (thread_scratch.h), the blocked Goto/BLIS scheme, the whole-A path for shares
- * of few rows, the split over threads and the public entry points (sf_sgemm_own, _checked, _serial in
- * gemm.h). Each ISA
- * file (gemm_avx512.c, gemm_avx2.c) includes it once, after defining
+ * of few rows, a low-rank term packed along with the last K block, the split over threads and the public
+ * entry points (sf_sgemm_own, _checked, _serial, _ext in gemm.h). Each ISA file (gemm_avx512.c,
+ * gemm_avx2.c) includes it once, after defining
  *   - the blocking: enum MR, NR (micro-tile rows and columns), KC, MC, NC (K, row and column blocks),
  *     A_WHOLE (floats of op(A)'s K block up to which a share takes the whole-A path);
  *   - check_acc, a vector accumulator, with check_zero() and check_clean(acc) (1 when the sum of every
@@ -35,14 +35,25 @@ typedef struct {
     float *a_whole; /* Ap for the whole-A path: (A_WHOLE + MR * KC), slivers of MR rows padded */
 } pack_buffers;
 
-/* Each thread's own pack buffers (thread_scratch.h): slots 0, 1, 2 = a, b, a_whole. */
+/* A low-rank term riding along (sf_sgemm_own_ext): op(A) gets k2 more columns, A2 (rows, k2) row-major, and
+ * op(B) k2 more rows, op(B2) (k2, cols): B2 stored (k2, cols), or (cols, k2) when tb2. They are packed after
+ * the last K block's own, so that block's micro-kernels run kc + k2 steps and C is stored once. */
+typedef struct {
+    const float *a2, *b2;
+    int64_t lda2, ldb2, k2;
+    int tb2;
+} gemm_ext;
+enum { EXT_MAX = 64 }; /* the most extra columns packed along (LoRA's ranks); beyond, gemm.c adds a product */
+
+/* Each thread's own pack buffers (thread_scratch.h): slots 0, 1, 2 = a, b, a_whole, with room for a K
+ * block of KC + EXT_MAX. */
 SF_THREAD_SCRATCH(pack_scratch, 3)
 
 /* The calling thread's pack buffers; 0 when memory ran out. */
 static int thread_buffers(pack_buffers *p) {
-    p->a = pack_scratch(0, (int64_t)MC * KC);
-    p->b = pack_scratch(1, (int64_t)NC * KC);
-    p->a_whole = pack_scratch(2, (int64_t)A_WHOLE + MR * KC);
+    p->a = pack_scratch(0, (int64_t)MC * (KC + EXT_MAX));
+    p->b = pack_scratch(1, (int64_t)NC * (KC + EXT_MAX));
+    p->a_whole = pack_scratch(2, (int64_t)A_WHOLE + MR * (KC + EXT_MAX));
     return p->a && p->b && p->a_whole;
 }
 
@@ -134,6 +145,27 @@ static void micro_kernel_a_in_place(int64_t kc, const float *restrict a, int64_t
  * prefetched. The tail of fewer than 12 rows is still packed. */
 static int a_in_place(int ta) { return SF_GEMM_A_IN_PLACE && ta && sf_gemm_a_in_place_enabled(); }
 
+/* The extra columns in the K block starting at pc of kc columns: ext's k2 in the last block, else 0. */
+static inline int64_t ext_cols(const gemm_ext *ext, int64_t pc, int64_t kc, int64_t K) {
+    return ext && pc + kc >= K ? ext->k2 : 0;
+}
+
+/* Packs rows [ir, ir + mr) of op(A)'s K block (pc, kc) and, when k2 > 0, the same rows of A2 after them:
+ * one sliver of kc + k2 steps at ap. */
+static inline void pack_a_sliver_ext(float *ap, const float *A, int64_t lda, int ta, int64_t ir, int64_t pc,
+                                     int64_t mr, int64_t kc, const gemm_ext *ext, int64_t k2) {
+    pack_a(ap, op_at(A, lda, ta, ir, pc), lda, ta, mr, kc);
+    if (k2 > 0) pack_a(ap + kc * MR, ext->a2 + ir * ext->lda2, ext->lda2, 0, mr, k2);
+}
+
+/* Packs one sliver of op(B)'s K block (pc, kc), columns [jc, jc + nr), and, when k2 > 0, op(B2)'s rows
+ * after it: kc + k2 rows of NR at bp. */
+static inline void pack_b_sliver_ext(float *bp, const float *B, int64_t ldb, int tb, int64_t pc, int64_t jc,
+                                     int64_t kc, int64_t nr, const gemm_ext *ext, int64_t k2) {
+    pack_b_sliver(bp, op_at(B, ldb, tb, pc, jc), ldb, tb, kc, nr);
+    if (k2 > 0) pack_b_sliver(bp + kc * NR, op_at(ext->b2, ext->ldb2, ext->tb2, 0, jc), ext->ldb2, ext->tb2, k2, nr);
+}
+
 /* The whole-A path, for a share of few rows (the training step's B * T = 256 tokens): op(A)'s K block is
  * packed whole (it stays in L2; a transposed A is read in place instead, see a_in_place), then each
  * 32-column sliver of op(B) is packed and used at once by every row sliver, so B is read from memory once
@@ -144,19 +176,24 @@ static int a_in_place(int ta) { return SF_GEMM_A_IN_PLACE && ta && sf_gemm_a_in_
  * and A (measured 2 % slower there). */
 static void gemm_whole_a(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
-                         const float *bias, check_acc *check) {
+                         const float *bias, const gemm_ext *ext, check_acc *check) {
     const int64_t calls = (M + MR - 1) / MR; /* micro-kernel calls per sliver */
-    const int64_t m_in_place = a_in_place(ta) ? M / MR * MR : 0; /* rows read in place: whole slivers */
+    /* rows read in place: whole slivers (not with a low-rank term: its columns come packed) */
+    const int64_t m_in_place = a_in_place(ta) && !ext ? M / MR * MR : 0;
     for (int64_t pc = 0; pc < K; pc += KC) {
-        const int64_t kc = K - pc < KC ? K - pc : KC;
+        const int64_t kc = K - pc < KC ? K - pc : KC, k2 = ext_cols(ext, pc, kc, K), kt = kc + k2;
         const float beta_here = pc == 0 ? beta : 1.0f; /* later K blocks add onto the first's result */
         const float *bias_here = pc == 0 ? bias : NULL;
-        for (int64_t ic = m_in_place; ic < M; ic += MC) /* Ap: [ceil(M / MR)][kc][MR] (rows not read in place) */
-            pack_a(bufs->a_whole + ic * kc, op_at(A, lda, ta, ic, pc), lda, ta, M - ic < MC ? M - ic : MC, kc);
+        if (k2 == 0)
+            for (int64_t ic = m_in_place; ic < M; ic += MC) /* Ap: [ceil(M / MR)][kc][MR] (rows not read in place) */
+                pack_a(bufs->a_whole + ic * kc, op_at(A, lda, ta, ic, pc), lda, ta, M - ic < MC ? M - ic : MC, kc);
+        else /* Ap: [ceil(M / MR)][kc + k2][MR] */
+            for (int64_t ic = 0; ic < M; ic += MR)
+                pack_a_sliver_ext(bufs->a_whole + ic * kt, A, lda, ta, ic, pc, M - ic < MR ? M - ic : MR, kc, ext, k2);
         for (int64_t jr = 0; jr < N; jr += NR) {
             const int nr = (int)(N - jr < NR ? N - jr : NR);
             const float *sliver = op_at(B, ldb, tb, pc, jr);
-            pack_b_sliver(bufs->b, sliver, ldb, tb, kc, nr);
+            pack_b_sliver_ext(bufs->b, B, ldb, tb, pc, jr, kc, nr, ext, k2);
             /* the next sliver: rows of B (tb: nnext rows of kc floats; else kc rows of nnext floats) */
             const int64_t nnext = N - jr - NR < NR ? N - jr - NR : NR;
             prefetch_plan next = {0};
@@ -182,7 +219,7 @@ static void gemm_whole_a(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t 
                     continue;
                 }
 #endif
-                micro_kernel(kc, bufs->a_whole + ir * kc, bufs->b, c, ldc, mr, nr, alpha, beta_here, bias_jr,
+                micro_kernel(kt, bufs->a_whole + ir * kt, bufs->b, c, ldc, mr, nr, alpha, beta_here, bias_jr,
                              mine.count > 0 ? &mine : NULL, check);
             }
         }
@@ -198,24 +235,28 @@ static void gemm_whole_a(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t 
  * prefetches measured 3-4 % slower, cold or hot. */
 static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc,
-                        const float *bias, check_acc *check) {
-    const int in_place = a_in_place(ta);
+                        const float *bias, const gemm_ext *ext, check_acc *check) {
+    const int in_place = a_in_place(ta) && !ext;
     for (int64_t jc = 0; jc < N; jc += NC) {
         const int64_t nc = N - jc < NC ? N - jc : NC;
         for (int64_t pc = 0; pc < K; pc += KC) {
-            const int64_t kc = K - pc < KC ? K - pc : KC;
+            const int64_t kc = K - pc < KC ? K - pc : KC, k2 = ext_cols(ext, pc, kc, K), kt = kc + k2;
             /* later K blocks add onto the first's result, which holds the bias */
             const float beta_here = pc == 0 ? beta : 1.0f;
             const float *bias_here = pc == 0 ? bias : NULL;
             for (int64_t ic = 0; ic < M; ic += MC) {
                 const int64_t mc = M - ic < MC ? M - ic : MC;
                 const int64_t mc_in_place = in_place ? mc / MR * MR : 0; /* whole slivers read in place */
-                if (mc_in_place < mc) /* Ap: [ceil(mc / MR)][kc][MR] (the rows not read in place) */
+                if (k2 > 0) /* Ap: [ceil(mc / MR)][kc + k2][MR] */
+                    for (int64_t ir = 0; ir < mc; ir += MR)
+                        pack_a_sliver_ext(bufs->a + ir * kt, A, lda, ta, ic + ir, pc, mc - ir < MR ? mc - ir : MR, kc,
+                                          ext, k2);
+                else if (mc_in_place < mc) /* Ap: [ceil(mc / MR)][kc][MR] (the rows not read in place) */
                     pack_a(bufs->a + mc_in_place * kc, op_at(A, lda, ta, ic + mc_in_place, pc), lda, ta,
                            mc - mc_in_place, kc);
                 for (int64_t jr = 0; jr < nc; jr += NR) {
                     const int nr = (int)(nc - jr < NR ? nc - jr : NR);
-                    if (ic == 0) pack_b_sliver(bufs->b + jr * kc, op_at(B, ldb, tb, pc, jc + jr), ldb, tb, kc, nr);
+                    if (ic == 0) pack_b_sliver_ext(bufs->b + jr * kt, B, ldb, tb, pc, jc + jr, kc, nr, ext, k2);
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         const int mr = (int)(mc - ir < MR ? mc - ir : MR);
                         float *c = C + (ic + ir) * ldc + jc + jr;
@@ -227,7 +268,7 @@ static void gemm_serial(pack_buffers *bufs, int ta, int tb, int64_t M, int64_t N
                             continue;
                         }
 #endif
-                        micro_kernel(kc, bufs->a + ir * kc, bufs->b + jr * kc, c, ldc, mr, nr, alpha, beta_here,
+                        micro_kernel(kt, bufs->a + ir * kt, bufs->b + jr * kt, c, ldc, mr, nr, alpha, beta_here,
                                      bias_jr, NULL, check);
                     }
                 }
@@ -254,18 +295,22 @@ static void serial_fallback(int ta, int tb, int64_t m, int64_t n, int64_t K, flo
  * offset to the share. Returns 1 when some value it stored was not finite or went unchecked (OpenBLAS did
  * the share because the pack buffers could not be allocated). */
 static int gemm_share(int ta, int tb, int64_t m, int64_t n, int64_t K, float alpha, const float *a, int64_t lda,
-                      const float *b, int64_t ldb, float beta, float *c, int64_t ldc, const float *bias, int checked) {
+                      const float *b, int64_t ldb, float beta, float *c, int64_t ldc, const float *bias,
+                      const gemm_ext *ext, int checked) {
     if (m <= 0 || n <= 0) return 0;
     pack_buffers buffers, *bufs = &buffers;
     if (!thread_buffers(bufs)) { /* no memory for this thread's pack buffers: OpenBLAS does its share */
         serial_fallback(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias);
+        if (ext) /* and the low-rank term after it */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, ext->tb2 ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)ext->k2,
+                        alpha, ext->a2, (int)ext->lda2, ext->b2, (int)ext->ldb2, 1.0f, c, (int)ldc);
         return 1;
     }
     check_acc check = check_zero();
-    if (m * (K < KC ? K : KC) <= A_WHOLE)
-        gemm_whole_a(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias, checked ? &check : NULL);
+    if (m * ((K < KC ? K : KC) + (ext ? ext->k2 : 0)) <= A_WHOLE)
+        gemm_whole_a(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias, ext, checked ? &check : NULL);
     else
-        gemm_serial(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias, checked ? &check : NULL);
+        gemm_serial(bufs, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias, ext, checked ? &check : NULL);
     return !check_clean(check);
 }
 
@@ -273,15 +318,17 @@ static int gemm_share(int ta, int tb, int64_t m, int64_t n, int64_t K, float alp
  * times per step from inside its own region, where even a one-thread team costs a little). */
 static int own_gemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias,
-                    int *all_finite) {
+                    const gemm_ext *ext, int *all_finite) {
     if (M <= 0 || N <= 0 || K <= 0) return 0;
+    if (ext && (ext->k2 <= 0 || ext->k2 > EXT_MAX)) return 0;
     /* split the longer side into contiguous shares, in whole micro-tiles */
     const int by_rows = M >= N;
     const int64_t tile = by_rows ? MR : NR, len = by_rows ? M : N;
     const int64_t tiles = (len + tile - 1) / tile;
     if (nt > tiles) nt = (int)tiles;
     if (nt <= 1) {
-        const int unverified = gemm_share(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, all_finite != NULL);
+        const int unverified =
+            gemm_share(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, ext, all_finite != NULL);
         if (all_finite) *all_finite = !unverified;
         return 1;
     }
@@ -295,7 +342,14 @@ static int own_gemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, flo
         const float *a = by_rows ? (ta ? A + lo : A + lo * lda) : A, *b = by_rows ? B : (tb ? B + lo * ldb : B + lo);
         float *c = by_rows ? C + lo * ldc : C + lo;
         const float *bias_share = bias && !by_rows ? bias + lo : bias;
-        unverified |= gemm_share(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share, all_finite != NULL);
+        gemm_ext share_ext; /* the low-rank term's rows (A2) or columns (op(B2)) of this share */
+        if (ext) {
+            share_ext = *ext;
+            if (by_rows) share_ext.a2 = ext->a2 + lo * ext->lda2;
+            else share_ext.b2 = ext->tb2 ? ext->b2 + lo * ext->ldb2 : ext->b2 + lo;
+        }
+        unverified |= gemm_share(ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, c, ldc, bias_share,
+                                 ext ? &share_ext : NULL, all_finite != NULL);
     }
     if (all_finite) *all_finite = !unverified;
     return 1;
@@ -310,12 +364,20 @@ int sf_sgemm_own_checked(int ta, int tb, int64_t M, int64_t N, int64_t K, float 
                          const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias,
                          int *all_finite) {
     return own_gemm(omp_in_parallel() ? 1 : sf_get_threads(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias,
-                    all_finite);
+                    NULL, all_finite);
+}
+
+int sf_sgemm_own_ext(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc, const float *bias, const float *A2,
+                     int64_t lda2, int tb2, const float *B2, int64_t ldb2, int64_t K2) {
+    const gemm_ext ext = {A2, B2, lda2, ldb2, K2, tb2};
+    return own_gemm(omp_in_parallel() ? 1 : sf_get_threads(), ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias,
+                    &ext, NULL);
 }
 
 int sf_sgemm_own_serial(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                         const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    return own_gemm(1, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL);
+    return own_gemm(1, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL, NULL);
 }
 
 #endif

@@ -16,7 +16,7 @@
  * What it does not do: products with both sides wide (core/gemm_own_scheme.h); skinny shapes outside the
  * three cases (both operands transposed, an m-skinny A not transposed: sf_sgemm_skinny returns 0 and
  * sf_sgemm takes its usual route); rank-r updates C (M, N) += A (M, r) B (r, N), whose cost is a pass over
- * C whichever kernel runs them (the general ones do). */
+ * C whichever kernel runs them (sf_sgemm_ext packs such a term along with a wider product instead: LoRA). */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,6 @@
 /* lora.c — LoRA adapters: creation with PEFT's initialisation, the adapted linear on the tape (one fused
- * node: the base product plus the low-rank path added by gemms, forward and backward), merging.
+ * node: the base product with the low-rank path packed along in the same gemm (sf_sgemm_ext), forward and
+ * backward), merging.
  * See lora.h. */
 #include "lora.h"
 
@@ -94,7 +95,7 @@ const sf_lora_adapter *sf_lora_find(const sf_lora_set *s, const sf_tensor *w) {
  * r; f[0] = scale. With g = dout (N, OC) and dh = scale g B (N, r):
  *   dB (OC, r) += scale g^T h        dA (r, C) += dh^T x
  *   dx (N, C)  += g op(W)^T + dh A   dW, db as a plain linear's (when they train)
- * All of it gemms: no elementwise pass over (N, OC). */
+ * All of it gemms, dx's two terms in one (sf_sgemm_ext): no elementwise pass over (N, OC) or (N, C). */
 static sf_status lora_linear_backward(sf_graph *g, sf_node *n) {
     const int64_t N = n->i[0], C = n->i[1], OC = n->i[2], r = n->i[4];
     const sf_wlayout layout = (sf_wlayout)n->i[3];
@@ -118,19 +119,21 @@ static sf_status lora_linear_backward(sf_graph *g, sf_node *n) {
         sf_sgemm(0, 0, N, r, OC, scale, gout, OC, sf_f32(B), r, 0.0f, sf_f32(dh), r);
     if (dA) /* dA (r, C) (+)= dh^T (r, N) x (N, C) */
         sf_sgemm(1, 0, r, C, N, 1.0f, sf_f32(dh), r, sf_f32(x), C, dA_fresh ? 0.0f : 1.0f, sf_f32(dA), C);
-    /* the frozen (or trainable) base: dx (+)= g op(W)^T, dW, db */
-    const int dW_finite = sf_linear_backward_into(dx ? sf_f32(dx) : NULL, dx_fresh, dW ? sf_f32(dW) : NULL, dW_fresh,
-                                                  db ? sf_f32(db) : NULL, gout, sf_f32(x), sf_f32(W), N, C, OC, layout);
+    if (dx && N > 0 && C > 0) /* dx (N, C) (+)= g (N, OC) op(W)^T + dh (N, r) A (r, C): one product, the rank-r
+                                 * term packed along with the base's (no second pass over dx) */
+        sf_sgemm_ext(0, layout == SF_W_IN_OUT, N, C, OC, 1.0f, gout, OC, sf_f32(W), layout == SF_W_IN_OUT ? OC : C,
+                     dx_fresh ? 0.0f : 1.0f, sf_f32(dx), C, NULL, sf_f32(dh), r, 0, sf_f32(A), C, r);
+    /* the frozen (or trainable) base: dW, db */
+    const int dW_finite = sf_linear_backward_into(NULL, 0, dW ? sf_f32(dW) : NULL, dW_fresh, db ? sf_f32(db) : NULL,
+                                                  gout, sf_f32(x), sf_f32(W), N, C, OC, layout);
     if (dW) sf_graph_grad_set_finite(W, dW_finite);
-    if (dx) /* dx (N, C) += dh (N, r) A (r, C) */
-        sf_sgemm(0, 0, N, C, r, 1.0f, sf_f32(dh), r, sf_f32(A), C, 1.0f, sf_f32(dx), C);
     sf_graph_recycle(g, dh);
     return SF_OK;
 }
 
-/* y = x op(W) + b + scale (x A^T) B^T as one tape node: the low-rank path is added into the base
- * product's output by a gemm with beta 1 (alpha = scale), so it costs two skinny gemms and no
- * elementwise pass; h = x A^T (N, r) is kept for backward. */
+/* y = x op(W) + b + scale (x A^T) B^T as one tape node: h = x A^T (N, r), a skinny gemm, is kept for
+ * backward; scale h rides along with the base product (sf_sgemm_ext: its r columns packed after x's), so
+ * y is stored once and the low-rank path costs no pass over it. */
 sf_tensor *sf_lora_linear(sf_graph *g, const sf_lora_set *s, sf_tensor *x, sf_tensor *w, sf_tensor *b, sf_wlayout layout) {
     const sf_lora_adapter *a = sf_lora_find(s, w);
     if (!a || a->merged) return sf_linear(g, x, w, b, layout);
@@ -146,13 +149,21 @@ sf_tensor *sf_lora_linear(sf_graph *g, const sf_lora_set *s, sf_tensor *x, sf_te
                             (long long)N, (long long)C, (long long)OC);
     int64_t hs[2] = {N, r};
     sf_tensor *out = sf_graph_tensor(g, x->ndim, out_shape), *h = out ? sf_graph_tensor(g, 2, hs) : NULL;
-    if (!h) return NULL;
-    sf_linear_forward(sf_f32(out), sf_f32(x), sf_f32(w), b ? sf_f32(b) : NULL, N, C, OC, layout);
-    if (N > 0 && OC > 0) {
-        /* h (N, r) = x (N, C) A^T, A (r, C); out (N, OC) += scale h B^T, B (OC, r) */
+    sf_tensor *sh = h ? sf_graph_scratch(g, 2, hs) : NULL; // (N, r) scale h
+    if (!sh) return NULL;
+    if (N > 0 && OC > 0 && C > 0) {
+        /* h (N, r) = x (N, C) A^T, A (r, C); out (N, OC) = x op(W) + b + (scale h) B^T, B (OC, r) */
         sf_sgemm(0, 1, N, r, C, 1.0f, sf_f32(x), C, sf_f32(a->A), C, 0.0f, sf_f32(h), r);
-        sf_sgemm(0, 1, N, OC, r, a->scale, sf_f32(h), r, sf_f32(a->B), r, 1.0f, sf_f32(out), OC);
+        const float *hv = sf_f32(h);
+        float *shv = sf_f32(sh);
+        for (int64_t i = 0; i < N * r; i++) shv[i] = a->scale * hv[i];
+        sf_sgemm_ext(0, layout == SF_W_OUT_IN, N, OC, C, 1.0f, sf_f32(x), C, sf_f32(w), layout == SF_W_OUT_IN ? C : OC,
+                     0.0f, sf_f32(out), OC, b ? sf_f32(b) : NULL, shv, r, 1, sf_f32(a->B), r, r);
+    } else { /* an empty contraction (C = 0: out = b, h = 0) or nothing to compute */
+        sf_linear_forward(sf_f32(out), sf_f32(x), sf_f32(w), b ? sf_f32(b) : NULL, N, C, OC, layout);
+        memset(sf_f32(h), 0, (size_t)(N * r) * sizeof(float));
     }
+    sf_graph_recycle(g, sh);
     sf_tensor *in[5] = {x, w, a->A, a->B, b};
     sf_node *n = sf_graph_record(g, "lora_linear", lora_linear_backward, out, in, b ? 5 : 4);
     if (n) {

@@ -285,6 +285,87 @@ TEST(own_kernel_reads_transposed_a_in_place_with_the_same_bits) {
     }
 }
 
+/* sf_sgemm_ext: C = alpha (op(A) op(B) + A2 op(B2)) + beta C (+ bias) — on the own kernel the low-rank term
+ * packed along with the last K block (whole-A and blocked paths, K past KC, row and column tails, rows or
+ * columns split over two threads, K2 from 1 to the 64 it packs), and past 64 or on OpenBLAS as a second
+ * product: within tolerance of the double reference; one and two threads give the same bits. */
+static double ext_case(shape s, int ta, int tb, int tb2, int64_t K2, float beta, int with_bias, int nt, uint64_t seed,
+                       float *out) {
+    sf_rng r;
+    sf_rng_seed(&r, seed);
+    const int64_t M = s.M, N = s.N, K = s.K, lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 2, ldc = N + 3;
+    const int64_t lda2 = K2 + 1, ldb2 = (tb2 ? K2 : N) + 1;
+    float *A = filled((ta ? K : M) * lda, &r), *B = filled((tb ? N : K) * ldb, &r), *A2 = filled(M * lda2, &r);
+    float *B2 = filled((tb2 ? N : K2) * ldb2, &r), *bias = filled(N, &r), *C = filled(M * ldc, &r);
+    double *R = malloc((size_t)(M * N) * sizeof *R);
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double acc = 0;
+            for (int64_t k = 0; k < K; k++)
+                acc += (double)(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+            for (int64_t k = 0; k < K2; k++)
+                acc += (double)A2[i * lda2 + k] * (tb2 ? B2[j * ldb2 + k] : B2[k * ldb2 + j]);
+            R[i * N + j] = 0.75 * acc + (with_bias ? bias[j] : (double)beta * C[i * ldc + j]);
+        }
+    if (with_bias)
+        for (int64_t i = 0; i < M * ldc; i++) C[i] = NAN; /* beta 0: never read */
+    const float pad = C[N];
+    const int saved = sf_get_threads();
+    sf_set_threads(nt);
+    sf_sgemm_ext(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, with_bias ? 0.0f : beta, C, ldc, with_bias ? bias : NULL, A2,
+                 lda2, tb2, B2, ldb2, K2);
+    sf_set_threads(saved);
+    double worst = 0;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            const double e = fabs(C[i * ldc + j] - R[i * N + j]) / (1e-5 * ((double)(K + K2) + 2.0));
+            if (!(e <= worst)) worst = e;
+            out[i * N + j] = C[i * ldc + j];
+        }
+    if (!(C[N] == pad || (isnan(C[N]) && isnan(pad)))) worst = INFINITY; /* the padding after row 0 untouched */
+    free(A), free(B), free(A2), free(B2), free(bias), free(C), free(R);
+    return worst;
+}
+
+TEST(ext_products_add_the_low_rank_term) {
+    static const struct {
+        shape s;
+        int ta, tb, tb2;
+        int64_t K2;
+    } cases[] = {
+        {{1024, 768, 256}, 0, 0, 1, 8},  /* LoRA forward at gpt2-4m (x W + (s h) B^T): whole A, split by rows */
+        {{1024, 256, 768}, 0, 1, 0, 8},  /* LoRA dx (dY W^T + dh A): blocked path */
+        {{100, 900, 64}, 0, 1, 1, 16},   /* wide: split by columns, op(B2)'s columns per share */
+        {{37, 45, 800}, 1, 0, 0, 1},     /* K past KC: the term in the second block; row and column tails */
+        {{400, 70, 1600}, 1, 1, 1, 64},  /* blocked, three K blocks, the widest packed term */
+        {{30, 40, 50}, 0, 0, 0, 65},     /* past 64: a second product */
+        {{3, 5, 7}, 0, 0, 1, 4},         /* too small for the own kernel */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const shape s = cases[i].s;
+        float *one = malloc((size_t)(s.M * s.N) * sizeof *one), *two = malloc((size_t)(s.M * s.N) * sizeof *two);
+        for (int variant = 0; variant < 2; variant++) { /* beta -0.5 into C; bias with beta 0 */
+            const int ta = cases[i].ta, tb = cases[i].tb, tb2 = cases[i].tb2;
+            const double e1 = ext_case(s, ta, tb, tb2, cases[i].K2, -0.5f, variant, 1, 70 + i, one);
+            const double e2 = ext_case(s, ta, tb, tb2, cases[i].K2, -0.5f, variant, 2, 70 + i, two);
+            CHECK(e1 <= 1.0 && e2 <= 1.0, "case %zu variant %d: error %.3g / %.3g x tolerance", i, variant, e1, e2);
+            if (have_own())
+                CHECK(!memcmp(one, two, (size_t)(s.M * s.N) * sizeof *one),
+                      "case %zu variant %d: 1 and 2 threads differ", i, variant);
+        }
+        const int prev = sf_gemm_use_openblas(1); /* the route without the own kernel */
+        const double eo = ext_case(s, cases[i].ta, cases[i].tb, cases[i].tb2, cases[i].K2, 0.0f, 1, 2, 90 + i, one);
+        sf_gemm_use_openblas(prev);
+        CHECK(eo <= 1.0, "case %zu on OpenBLAS: error %.3g x tolerance", i, eo);
+        free(one), free(two);
+    }
+    const int64_t before = sf_gemm_macs();
+    float a = 1, b = 2, a2 = 3, b2 = 4, c = 0;
+    sf_sgemm_ext(0, 0, 1, 1, 1, 1.0f, &a, 1, &b, 1, 0.0f, &c, 1, NULL, &a2, 1, 0, &b2, 1, 1);
+    CHECK(c == 14.0f && sf_gemm_macs() - before == 2, "1x1: c = %g, %lld multiply-adds counted", c,
+          (long long)(sf_gemm_macs() - before));
+}
+
 /* sf_sgemm_finite: 1 only when the own kernel stored every value of C and none was Inf or NaN — on both of
  * its paths, 1 and 2 threads; a NaN in A, a NaN in C added in by beta 1, an overflow of finite operands
  * and an unchecked route (OpenBLAS forced) all give 0; beta 0 never reads C's NaN. */
