@@ -258,7 +258,7 @@ TEST(own_kernel_reads_transposed_a_in_place_with_the_same_bits) {
         int64_t lda_pad;
         int tb;
     } cases[] = {
-        {{256, 768, 1024}, 0, 0},   /* the gpt2-4m step's dW of c_attn: whole slivers, two K blocks */
+        {{256, 200, 1024}, 0, 0},   /* a gpt2-4m step's dW shape (C = 256 rows, K = 1024 tokens): two K blocks */
         {{250, 100, 300}, 3, 0},    /* a tail of 10 rows packed, padded stride */
         {{133, 70, 769}, 0, 1},     /* tail of 1 row, B transposed, K = KC + 1 */
         {{24, 33, 5}, 1000, 0},     /* rows of A 4 KB apart */
@@ -333,8 +333,8 @@ TEST(ext_products_add_the_low_rank_term) {
         int ta, tb, tb2;
         int64_t K2;
     } cases[] = {
-        {{1024, 768, 256}, 0, 0, 1, 8},  /* LoRA forward at gpt2-4m (x W + (s h) B^T): whole A, split by rows */
-        {{1024, 256, 768}, 0, 1, 0, 8},  /* LoRA dx (dY W^T + dh A): blocked path */
+        {{1024, 160, 256}, 0, 0, 1, 8},  /* LoRA forward at gpt2-4m's 1024 x 256 x (s h) B^T: whole A, by rows */
+        {{1024, 96, 768}, 0, 1, 0, 8},   /* LoRA dx (dY W^T + dh A) at K = 768: blocked path */
         {{100, 900, 64}, 0, 1, 1, 16},   /* wide: split by columns, op(B2)'s columns per share */
         {{37, 45, 800}, 1, 0, 0, 1},     /* K past KC: the term in the second block; row and column tails */
         {{400, 70, 1600}, 1, 1, 1, 64},  /* blocked, three K blocks, the widest packed term */
