@@ -203,6 +203,11 @@ void sf_sgemm_serial(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, 
     route(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc); /* OpenBLAS inside a region */
 }
 
+/* C's M rows (stride ldc) = bias (N): where the routes without the own kernel's bias stores start. */
+static void fill_bias_rows(float *C, int64_t ldc, int64_t M, int64_t N, const float *bias) {
+    for (int64_t i = 0; i < M; i++) memcpy(C + i * ldc, bias, (size_t)N * sizeof(float));
+}
+
 void sf_sgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, const float *bias) {
     if (M <= 0 || N <= 0) return;
@@ -210,7 +215,7 @@ void sf_sgemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, fl
     if (!is_vector(M, N, K, lda, ldb, ldc) && use_own(M, N, K) &&
         sf_sgemm_own(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc, bias))
         return;
-    for (int64_t i = 0; i < M; i++) memcpy(C + i * ldc, bias, (size_t)N * sizeof(float)); /* rows = bias */
+    fill_bias_rows(C, ldc, M, N, bias);
     route(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, C, ldc);
 }
 
@@ -229,7 +234,7 @@ void sf_sgemm_ext(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, flo
                          ldb2, K2))
         return;
     if (bias) { /* rows = bias, then both products add */
-        for (int64_t i = 0; i < M; i++) memcpy(C + i * ldc, bias, (size_t)N * sizeof(float));
+        fill_bias_rows(C, ldc, M, N, bias);
         beta = 1.0f;
     }
     route(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

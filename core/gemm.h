@@ -57,8 +57,8 @@ void sf_sgemm_ext(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, flo
 int sf_gemm_use_openblas(int on);
 const char *sf_gemm_kernel(void);
 
-/* Whether the own kernel's whole-A path reads a transposed A (op(A) = A^T: a weight gradient's X^T or
- * dY^T) where it lies instead of packing a copy of it first (gemm_own_scheme.h says when it applies).
+/* Whether the own kernel reads a transposed A (op(A) = A^T: a weight gradient's X^T or dY^T) where it
+ * lies instead of packing a copy of it first (gemm_own_scheme.h says when it applies).
  * On by default; the environment variable SIFT_GEMM_A_IN_PLACE=0 turns it off at start-up. The same
  * bits either way (tests compare the two). sf_gemm_read_a_in_place returns the previous setting. */
 int sf_gemm_read_a_in_place(int on);

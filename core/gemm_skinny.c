@@ -34,8 +34,6 @@
  * after its first. */
 SF_THREAD_SCRATCH(copy_scratch, 1)
 
-static float *thread_copy_buffer(int64_t n) { return copy_scratch(0, n); }
-
 /* C row = alpha * acc + beta * C row, n lanes */
 static inline void finish_row(float *c, vf acc, int64_t n, float alpha, float beta) {
     vf r = acc * alpha;
@@ -123,7 +121,7 @@ int sf_sgemm_skinny(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha
     if (M <= 0 || N <= 0 || K <= 0) return 0;
     const int par = M * N * K >= ((int64_t)1 << 18) && !omp_in_parallel();
     if (!ta && N <= VW && M >= ROWS) {
-        float *Bk = thread_copy_buffer(K * VW); // (K, VW) op(B)
+        float *Bk = copy_scratch(0, K * VW); // (K, VW) op(B)
         if (!Bk) return 0;
         for (int64_t k = 0; k < K; k++)
             for (int64_t j = 0; j < VW; j++) Bk[k * VW + j] = j < N ? (tb ? B[j * ldb + k] : B[k * ldb + j]) : 0.0f;
@@ -140,7 +138,7 @@ int sf_sgemm_skinny(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha
         /* C^T (N, M) = B^T A with B (K, N) as the transposed side: the m-skinny case, which reads A's
          * rows whole (a column strip of A per block of C's rows read one line per row of A, 4 KB apart,
          * and ran at the general kernels' speed), into a copy that is then transposed into C */
-        float *T = thread_copy_buffer(N * M); // (N, M) C^T
+        float *T = copy_scratch(0, N * M); // (N, M) C^T
         if (!T) return 0;
         const int64_t W = NV * VW, blocks = (M + W - 1) / W;
 #pragma omp parallel for if (par) schedule(static)

@@ -9,9 +9,10 @@
  * Backward kernels accumulate (+=) into the gradient buffers the tape hands out and skip inputs that need
  * no gradient; an op applied to the same tensor twice (x * x) accumulates both contributions into the
  * one buffer. bias_gelu's backward forms dz = dout * gelu'(x + bias) once and, when the bias trains,
- * adds it to dx and to the column sums of its block of 32 rows in the same row pass (blocks in parallel, sums in a scratch buffer), then adds the
- * block sums into dbias in block order: no atomics, results independent of the thread count, and no
- * second read of the (N, C) gradient. x + bias is recomputed, never stored.
+ * adds it to dx and to the column sums of its block of 32 rows in the same row pass (blocks in parallel,
+ * sums in a scratch buffer), then adds the block sums into dbias in block order: no atomics, results
+ * independent of the thread count, and no second read of the (N, C) gradient. x + bias is recomputed,
+ * never stored.
  *
  * Dropout stores no mask: element i is kept iff the top 32 bits of sf_hash64(seed, i) are >= p * 2^32,
  * so the backward (and any later call with the same seed) recomputes exactly the same mask. The caller

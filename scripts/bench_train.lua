@@ -114,25 +114,23 @@ for _, r in ipairs(runs) do
   for i = 1, steps do q[i] = r.times[i] / runs[1].times[i] end
   r.paired = median(q)
 end
--- with paired rates: the median over steps of 6 * trainable parameters * tokens / step time / the rate
--- measured right after it (meaningful for full fine-tuning of a model whose every parameter sits in a
--- product, e.g. GPT-2 with its tied head), and the median rate
-local rate_fields = ""
-if paired_rate then
-  for _, r in ipairs(runs) do
+-- with paired rates: for full fine-tuning (a model whose every parameter sits in a product, e.g. GPT-2
+-- with its tied head), the median over steps of 6 * parameters * tokens / step time / the rate measured
+-- right after it; and the median rate, on every row
+local rate_median = paired_rate and median(table.move(rates, 1, steps, 1, {})) -- a copy: median sorts
+for _, r in ipairs(runs) do
+  r.extra = ""
+  if paired_rate and r.method == "full" then
     local q = {}
     for i = 1, steps do q[i] = 6 * r.set:trainable() * B * T / (r.times[i] / 1000) / 1e9 / rates[i] end
-    r.rate_frac = median(q)
+    r.extra = (',"paired_sgemm_frac":%.4f'):format(median(q))
   end
-  local copy = {}
-  for i = 1, steps do copy[i] = rates[i] end
-  rate_fields = (',"paired_sgemm_gflops":%.1f'):format(median(copy))
+  if paired_rate then r.extra = (',"paired_sgemm_gflops":%.1f'):format(rate_median) .. r.extra end
 end
 for _, r in ipairs(runs) do
   local t = r.times
   local med = median(t) -- sorts t: t[1], t[#t] are the min and max
   print(string.format('{"shape":"%s","method":"%s","batch":%d,"seq":%d,"ms_median":%.2f,"ms_min":%.2f,"ms_max":%.2f,"tokens_per_s":%.0f,"peak_rss_mb":%.1f,"opt_grad_bytes":%d,"trainable":%d,"steps":%d,"interleaved":%s,"paired_ratio_to_%s":%.4f,"gemm_gflop":%.4f%s}',
     dir:match("([^/]+)/*$"), r.method, B, T, med, t[1], t[#t], B * T / (med / 1000), rss, r.set:memory().optimizer_and_grads, r.set:trainable(), steps,
-    #runs > 1 and "true" or "false", runs[1].method, r.paired, r.gflop,
-    paired_rate and rate_fields .. (r.method == "full" and (',"paired_sgemm_frac":%.4f'):format(r.rate_frac) or "") or ""))
+    #runs > 1 and "true" or "false", runs[1].method, r.paired, r.gflop, r.extra))
 end
