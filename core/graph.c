@@ -5,12 +5,19 @@
 #include <string.h>
 #include <time.h>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#else
+#define ASAN_POISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#define ASAN_UNPOISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#endif
+
 struct sf_graph {
     sf_node *nodes;
     int n_nodes, cap_nodes;
     sf_tensor **owned; /* graph-owned tensors (outputs, scratch) */
     int n_owned, cap_owned;
-    sf_storage **pool; /* idle storages, reused by exact size */
+    sf_storage **pool; /* idle storages, reused by size (pool_take) */
     int *pool_idle;    /* (cap_pool) resets each pooled storage has sat unused through */
     int n_pool, cap_pool, cap_idle;
     int recording;
@@ -76,16 +83,41 @@ int sf_graph_num_nodes(const sf_graph *g) { return g->n_nodes; }
 const sf_node *sf_graph_node(const sf_graph *g, int i) { return (i >= 0 && i < g->n_nodes) ? &g->nodes[i] : NULL; }
 
 /* ---- pool ---- */
+/* An idle storage for nbytes: one of exactly that size if there is one, else the smallest holding at
+ * most twice nbytes. Real data comes in batches padded to their own longest row, so the sizes of a step
+ * change with every batch; an exact-size pool missed on nearly all of them and mapped every activation
+ * afresh (page faults, zeroed huge pages: 16 % of an SST-2 step on gpt2-4m). Taking a larger buffer,
+ * the pool settles on buffers of the longest batch seen. Under AddressSanitizer the part of the buffer
+ * beyond what a fresh allocation of nbytes would give stays poisoned until the storage comes back. */
 static sf_storage *pool_take(sf_graph *g, size_t nbytes) {
-    for (int i = g->n_pool - 1; i >= 0; i--)
-        if (g->pool[i]->nbytes == nbytes) {
-            sf_storage *s = g->pool[i];
-            g->n_pool--;
-            g->pool[i] = g->pool[g->n_pool];
-            g->pool_idle[i] = g->pool_idle[g->n_pool];
-            return s;
+    int best = -1;
+    for (int i = g->n_pool - 1; i >= 0; i--) {
+        const size_t have = g->pool[i]->nbytes;
+        if (have == nbytes) {
+            best = i;
+            break;
         }
-    return NULL;
+        if (have > nbytes && have / 2 <= nbytes && (best < 0 || have < g->pool[best]->nbytes)) best = i;
+    }
+    if (best < 0) return NULL;
+    sf_storage *s = g->pool[best];
+    g->n_pool--;
+    g->pool[best] = g->pool[g->n_pool];
+    g->pool_idle[best] = g->pool_idle[g->n_pool];
+    const size_t used = (nbytes + SF_ALIGN - 1) / SF_ALIGN * SF_ALIGN;
+    if (s->nbytes > used) ASAN_POISON_MEMORY_REGION((char *)s->data + used, s->nbytes - used);
+    return s;
+}
+
+/* Puts an idle storage (its only reference) in the pool; 0 when it could not (then the caller keeps it). */
+static int pool_put(sf_graph *g, sf_storage *s) {
+    if (grow((void **)&g->pool, &g->cap_pool, g->n_pool + 1, sizeof *g->pool) ||
+        grow((void **)&g->pool_idle, &g->cap_idle, g->n_pool + 1, sizeof *g->pool_idle))
+        return 0;
+    ASAN_UNPOISON_MEMORY_REGION(s->data, s->nbytes);
+    g->pool_idle[g->n_pool] = 0;
+    g->pool[g->n_pool++] = s;
+    return 1;
 }
 
 /* Called at every reset: storages that sat unused through a whole step belong to shapes that are no
@@ -108,12 +140,8 @@ static void pool_age(sf_graph *g) {
 static void recycle_tensor(sf_graph *g, sf_tensor *t) {
     if (!t) return;
     if (t->refcount == 1 && t->storage && t->storage->refcount == 1 && !t->storage->release &&
-        grow((void **)&g->pool, &g->cap_pool, g->n_pool + 1, sizeof *g->pool) == 0 &&
-        grow((void **)&g->pool_idle, &g->cap_idle, g->n_pool + 1, sizeof *g->pool_idle) == 0) {
-        g->pool_idle[g->n_pool] = 0;
-        g->pool[g->n_pool++] = t->storage;
+        pool_put(g, t->storage))
         t->storage = NULL;
-    }
     sf_tensor_release(t);
 }
 
@@ -311,12 +339,7 @@ static sf_status add_into(sf_tensor *dst, const sf_tensor *src) {
 
 void sf_graph_drop_value(sf_graph *g, sf_tensor *t) {
     if (!t || t->is_leaf || t->ag_node < 0 || !t->storage || t->storage->refcount != 1 || t->storage->release) return;
-    if (grow((void **)&g->pool, &g->cap_pool, g->n_pool + 1, sizeof *g->pool) ||
-        grow((void **)&g->pool_idle, &g->cap_idle, g->n_pool + 1, sizeof *g->pool_idle))
-        return;
-    g->pool_idle[g->n_pool] = 0;
-    g->pool[g->n_pool++] = t->storage;
-    t->storage = NULL;
+    if (pool_put(g, t->storage)) t->storage = NULL;
 }
 
 sf_tensor *sf_graph_take_grad(sf_graph *g, sf_tensor *t) {

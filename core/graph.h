@@ -3,9 +3,10 @@
  *
  * Ownership: tensors returned by ops (sf_add, sf_linear, ...) belong to the graph: the caller borrows
  * them until sf_graph_reset/sf_graph_free (retain them to keep them longer). Their storage comes from
- * the graph's buffer pool (exact-size free lists), so a training loop that resets the graph each step
- * allocates nothing after the first step. Inputs that are not graph-owned (parameters, user tensors)
- * are retained by the nodes that use them.
+ * the graph's buffer pool (the exact size, else the smallest idle buffer of at most twice the size), so
+ * a training loop that resets the graph each step allocates nothing after the first step, and one over
+ * batches of varying lengths nothing once it has seen its longest. Inputs that are not graph-owned
+ * (parameters, user tensors) are retained by the nodes that use them.
  *
  * Gradients: during backward, sf_graph_grad(g, t) hands a kernel the buffer to ACCUMULATE t's gradient
  * into (always +=):

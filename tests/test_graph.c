@@ -1,7 +1,8 @@
 /* test_graph.c — the autograd tape and its leaf-gradient hooks: firing order, firing once, consumption,
  * KEEP accumulation, the peak memory of 100 hooked parameters, and tensor basics (views, dtype
- * conversion, checked shapes, allocation counter, large mapped blocks, freed heap blocks reused). Uses a
- * test-local op so it depends on no kernel file. */
+ * conversion, checked shapes, allocation counter, large mapped blocks, freed heap blocks reused), and the
+ * buffer pool across steps of fixed and of varying sizes. Uses a test-local op so it depends on no
+ * kernel file. */
 #include <stdint.h>
 #include <stdlib.h>
 #ifdef __GLIBC__
@@ -11,6 +12,9 @@
 
 #include "../core/graph.h"
 #include "test.h"
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 /* y = x * w elementwise (test-local op). */
 static sf_status wmul_backward(sf_graph *g, sf_node *n) {
@@ -180,6 +184,55 @@ TEST(graph_pool_reuses_buffers_across_steps) {
     sf_tensor_release(seed);
     sf_tensor_release(w);
     sf_tensor_release(x);
+}
+
+/* Steps over batches of varying lengths: a step takes the idle buffer of its exact size, else the
+ * smallest of at most twice its size, so after the longest step nothing more is allocated; a request
+ * under half of every idle buffer gets a new one, and buffers idle through a whole step go back. */
+TEST(graph_pool_serves_shorter_steps_from_longer_buffers) {
+    sf_graph *g = sf_graph_new();
+    const size_t base = sf_mem_allocated();
+    /* a "step": three buffers, sizes n, 2n and 3n floats (activations of a batch of n tokens) */
+    float *seen[3];
+    size_t after_longest = 0;
+    const int64_t lengths[] = {1000, 900, 1000, 700, 501, 999};
+    for (int s = 0; s < 6; s++) {
+        const int64_t n = lengths[s];
+        sf_tensor *t[3];
+        for (int k = 0; k < 3; k++) {
+            int64_t shape[1] = {n * (k + 1)};
+            t[k] = sf_graph_tensor(g, 1, shape);
+            REQUIRE(t[k] != NULL, "%s", sf_last_error());
+            CHECK(t[k]->shape[0] == n * (k + 1) && sf_tensor_numel(t[k]) == n * (k + 1), "shape");
+            for (int64_t i = 0; i < n * (k + 1); i++) sf_f32(t[k])[i] = (float)i; /* all of it is writable */
+#if defined(__SANITIZE_ADDRESS__)
+            /* what lies beyond the 64-byte-rounded size stays out of bounds under AddressSanitizer */
+            const size_t used = ((size_t)(n * (k + 1)) * 4 + 63) / 64 * 64;
+            if (t[k]->storage->nbytes > used)
+                CHECK(__asan_address_is_poisoned((char *)t[k]->storage->data + used), "tail not poisoned");
+#endif
+            if (s == 0) seen[k] = sf_f32(t[k]);
+            /* each takes the smallest fitting buffer: n's the n-sized one, 2n's the 2n-sized one */
+            else CHECK(sf_f32(t[k]) == seen[k], "step %d (n=%lld): buffer %d not reused", s, (long long)n, k);
+        }
+        sf_graph_reset(g);
+        if (s == 0) after_longest = sf_mem_allocated();
+        else CHECK(sf_mem_allocated() == after_longest, "step %d (n=%lld): %zu bytes vs %zu", s, (long long)n,
+                   sf_mem_allocated(), after_longest);
+    }
+    /* exact size wins over a larger fitting one: the pool now holds 1000, 2000, 3000 floats */
+    int64_t s2000[1] = {2000}, s400[1] = {400};
+    sf_tensor *two = sf_graph_tensor(g, 1, s2000);
+    CHECK(two && sf_f32(two) == seen[1], "exact size not preferred");
+    /* under half of every idle buffer (1000, 3000 floats): a new buffer, not 1000's */
+    sf_tensor *small = sf_graph_tensor(g, 1, s400);
+    CHECK(small && sf_f32(small) != seen[0] && sf_f32(small) != seen[2], "a buffer over twice the size was taken");
+    CHECK(sf_mem_allocated() > after_longest, "no new buffer for the small request");
+    sf_graph_reset(g); /* 1000 and 3000 sat idle through this step: released at the next reset */
+    sf_graph_reset(g);
+    CHECK(sf_mem_allocated() < after_longest, "idle buffers kept: %zu bytes", sf_mem_allocated() - base);
+    sf_graph_free(g);
+    CHECK(sf_mem_allocated() == base, "leaked %zu bytes", sf_mem_allocated() - base);
 }
 
 TEST(tensor_views_conversion_and_checked_shapes) {

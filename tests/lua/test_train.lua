@@ -237,6 +237,50 @@ test("Llama (stories260K: RMSNorm, RoPE, grouped KV heads, SwiGLU) trains bit-id
   check_reproducible(function() return sift.load(path) end, 16, 64)
 end)
 
+-- Real data comes in batches padded to their own longest row, so each step's buffers have other sizes;
+-- the tape's pool hands a step buffers left by a longer one (up to twice the size needed). Whatever an
+-- earlier, longer or shorter, batch left in them, each step must give the bits a fresh model gives on
+-- that batch alone (mask-padded classification rows included).
+test("batches of varying lengths: every step gives a fresh model's bits", function()
+  local function build(task)
+    return sift.build({ arch = "gpt2", vocab_size = 256, n_layer = 2, n_head = 2, d_model = 128, max_pos = 64 },
+      { seed = 5, task = task, num_labels = task and 3 or nil })
+  end
+  local function batch(B, T, task)
+    local ids, mask, labels = {}, {}, {}
+    for b = 1, B do
+      ids[b], mask[b] = {}, {}
+      local len = task and T - (b - 1) % 3 * 5 or T -- classification rows right-padded
+      for t = 1, T do ids[b][t], mask[b][t] = t <= len and (b * 37 + t * 11 + T) % 256 or 0, t <= len and 1 or 0 end
+      labels[b] = (b + T) % 3
+    end
+    if task then return { input_ids = ids, attention_mask = mask, labels = labels } end
+    return { input_ids = ids, labels = ids }
+  end
+  local names = { "transformer.h.0.attn.c_attn.weight", "transformer.h.1.mlp.c_proj.weight", "transformer.wte.weight" }
+  local function step(m, b)
+    m:zero_grad()
+    local out = m:forward(b, { logits = false })
+    m:backward()
+    local grads = {}
+    for i, name in ipairs(names) do grads[i] = m:grad(name):clone() end
+    return out.loss, grads
+  end
+  for _, task in ipairs { false, "classify" } do
+    local m = build(task or nil)
+    for _, T in ipairs { 48, 40, 64, 33, 48, 20, 61 } do
+      local b = batch(6, T, task)
+      local loss, grads = step(m, b)
+      local ref_loss, ref_grads = step(build(task or nil), b)
+      check(loss == ref_loss, "%s T=%d: loss %.9g, a fresh model's %.9g", task or "lm", T, loss, ref_loss)
+      for i, name in ipairs(names) do
+        local d = grads[i]:max_abs_diff(ref_grads[i])
+        check(d == 0, "%s T=%d: %s's gradient differs from a fresh model's by %.3g", task or "lm", T, name, d)
+      end
+    end
+  end
+end)
+
 test("sift.train: every method learns on SST-2 with the same schedule", function()
   H.need_shared("data/sst2/train.txt")
   local results = {}
