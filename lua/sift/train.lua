@@ -71,30 +71,52 @@ local function default_pad(model)
   return c.pad_token_id or c.eos_token_id or 0
 end
 
--- Evaluates a classification model on a dataset: accuracy, mcc (binary), f1 (binary), mean loss.
+-- The rows of ds in order of their encoded length (ties in dataset order).
+local function by_length(ds, o)
+  local len, order = {}, {}
+  for i = 1, #ds do
+    order[i] = i
+    len[i] = #sift.data.encode({ ds[i] }, o.tokenizer, o).input_ids[1]
+  end
+  table.sort(order, function(a, b)
+    if len[a] ~= len[b] then return len[a] < len[b] end
+    return a < b
+  end)
+  return order
+end
+
+-- Evaluates a classification model on a dataset: accuracy, mcc (binary), f1 (binary), mean loss and each
+-- row's predicted label. A batch is padded to its longest row, so the rows go through in batches of
+-- similar length (in dataset order half of SST-2 dev's padded tokens would be padding); each row's
+-- logits do not depend on its batch, and the results are in the dataset's order.
 function M.evaluate(model, ds, opts)
   opts = opts or {}
   assert(opts.tokenizer, "sift.evaluate: opts.tokenizer is required")
   local bs = opts.batch or 64
   local o = { tokenizer = opts.tokenizer, max_len = opts.max_len or 64, pad_id = opts.pad_id or default_pad(model),
     bos = opts.bos == nil and default_bos(model) or opts.bos }
+  if #ds == 0 then error("sift.evaluate: the dataset is empty", 2) end
+  for i = 1, #ds do
+    if ds[i].label == nil then error(("sift.evaluate: row %d has no label (a labelled dataset is needed)"):format(i), 2) end
+  end
+  local order = by_length(ds, o)
   local preds, gold, loss_sum, n = {}, {}, 0, 0
-  for i = 1, #ds, bs do
-    local rows = {}
-    for j = i, math.min(i + bs - 1, #ds) do rows[#rows + 1] = ds[j] end
+  for i = 1, #order, bs do
+    local rows, at = {}, {}
+    for j = i, math.min(i + bs - 1, #order) do at[#at + 1], rows[#rows + 1] = order[j], ds[order[j]] end
     local b = batch_of(rows, o, "classify")
     local out = model:forward(b, { grad = false })
     local logits = out.logits:totable()
     for r, row in ipairs(logits) do
       local best = 1
       for c = 2, #row do if row[c] > row[best] then best = c end end
-      preds[#preds + 1] = best - 1
-      gold[#gold + 1] = rows[r].label
+      preds[at[r]], gold[at[r]] = best - 1, rows[r].label
     end
     if out.loss then loss_sum, n = loss_sum + out.loss * #rows, n + #rows end
   end
   local m = sift.metrics
-  local res = { accuracy = m.accuracy(preds, gold), n = #gold, loss = n > 0 and loss_sum / n or nil }
+  local res = { accuracy = m.accuracy(preds, gold), n = #gold, loss = n > 0 and loss_sum / n or nil,
+    predictions = preds }
   local binary = true
   for _, g in ipairs(gold) do if g ~= 0 and g ~= 1 then binary = false end end
   if binary then

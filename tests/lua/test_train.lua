@@ -281,6 +281,30 @@ test("batches of varying lengths: every step gives a fresh model's bits", functi
   end
 end)
 
+-- sift.evaluate batches rows of similar length together; its predictions, accuracy and loss must be those
+-- of each row run alone, in the dataset's order.
+test("sift.evaluate: rows batched by length, results in the dataset's order", function()
+  local m, tok = gpt2_4m("classify")
+  local dev = sift.data.load("sst2", { split = "dev" }):take(120)
+  local res = sift.evaluate(m, dev, { tokenizer = tok, batch = 16 })
+  local hits, loss, seen = 0, 0, {}
+  for i = 1, #dev do
+    local out = m:forward(sift.data.encode({ dev[i] }, tok, { max_len = 64, pad_id = 0 }), { grad = false })
+    local l = out.logits:totable()[1]
+    local pred = l[2] > l[1] and 1 or 0
+    check(res.predictions[i] == pred, "row %d: predicted %s, alone %d (logits %.6g %.6g)", i,
+      tostring(res.predictions[i]), pred, l[1], l[2])
+    seen[pred] = true
+    if pred == dev[i].label then hits = hits + 1 end
+    loss = loss + out.loss / #dev
+  end
+  check(seen[0] and seen[1], "the model predicts one class only: the order check would be blind")
+  check(res.n == #dev and res.accuracy == hits / #dev, "accuracy %.4f, rows alone %.4f", res.accuracy, hits / #dev)
+  close(res.loss, loss, 1e-5, "mean loss")
+  local ok, err = pcall(sift.evaluate, m, sift.data.new({ { text = "a b", label = 1 }, { text = "c" } }), { tokenizer = tok })
+  check(not ok and err:find("row 2 has no label", 1, true), "unlabelled row: %s", tostring(err))
+end)
+
 test("sift.train: every method learns on SST-2 with the same schedule", function()
   H.need_shared("data/sst2/train.txt")
   local results = {}
