@@ -134,6 +134,9 @@ int64_t sf_model_num_params(const sf_model *m);
 sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tensor *labels, int train);
 /* Back-propagates m->loss. */
 sf_status sf_model_backward(sf_model *m);
+/* Back-propagates scale * m->loss (the gradients accumulate): a batch run as several parts, each
+ * scaled by its share of the batch's loss terms, sums to the gradient of the whole batch's mean. */
+sf_status sf_model_backward_scaled(sf_model *m, float scale);
 /* Marks every parameter trainable (1) or frozen (0). */
 void sf_model_set_trainable(sf_model *m, int trainable);
 

@@ -6,6 +6,7 @@
  * up projection as sf_linear (with bias; sf_bias_gelu measured no faster) and the down projection as
  * sf_gelu_linear, which recomputes gelu(u) in backward instead of keeping it. Does not implement kernels
  * (ops_*.c) nor generation (generate.c). */
+#include <math.h>
 #include <string.h>
 
 #include "lora.h"
@@ -267,9 +268,18 @@ sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tens
     return SF_OK;
 }
 
-sf_status sf_model_backward(sf_model *m) {
+sf_status sf_model_backward_scaled(sf_model *m, float scale) {
     if (!m->loss) return sf_fail(SF_ERR_STATE, "backward: the last forward computed no loss (give labels)");
     if (!m->loss->requires_grad)
         return sf_fail(SF_ERR_STATE, "backward: nothing to differentiate (no trainable parameter, or forward ran without grad)");
-    return sf_graph_backward(m->graph, m->loss, NULL);
+    if (!isfinite(scale)) return sf_fail(SF_ERR_ARG, "backward: the loss scale must be finite");
+    if (scale == 1.0f) return sf_graph_backward(m->graph, m->loss, NULL);
+    sf_tensor *seed = sf_tensor_new_f32(m->loss->ndim, m->loss->shape);
+    if (!seed) return sf_last_status();
+    sf_f32(seed)[0] = scale;
+    sf_status st = sf_graph_backward(m->graph, m->loss, seed);
+    sf_tensor_release(seed);
+    return st;
 }
+
+sf_status sf_model_backward(sf_model *m) { return sf_model_backward_scaled(m, 1.0f); }

@@ -323,9 +323,11 @@ static int m_forward(lua_State *L) {
     return 1;
 }
 
+/* model:backward(scale = 1): the gradient of scale * loss, added to what the parameters hold. */
 static int m_backward(lua_State *L) {
     sf_model *m = lsift_check_model(L, 1);
-    if (sf_model_backward(m)) return lsift_error(L, "backward");
+    const lua_Number scale = luaL_optnumber(L, 2, 1.0);
+    if (sf_model_backward_scaled(m, (float)scale)) return lsift_error(L, "backward");
     return 0;
 }
 

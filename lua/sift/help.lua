@@ -120,8 +120,8 @@ def("Model:zero_grad", "model:zero_grad()", "Clears every parameter's accumulate
 def("Model:forward", "model:forward(batch, {grad = true, logits = true}?) -> {logits = tensor, loss = number | nil}",
   "Runs the model. batch = {input_ids = rows of ids | i64 tensor (B x T), attention_mask = same shape\n(1 = real token), labels = B x T ids (\"lm\", next-token loss like HF) | B class ids (\"classify\")}.\n{grad = false} skips recording for backward (evaluation). {logits = false} with LM labels fuses the\nhead and the loss and keeps no (B*T x vocab) logits (memory), returning only the loss.",
   "local out = model:forward({input_ids = {{875, 731, 259, 540}}})")
-def("Model:backward", "model:backward()",
-  "Back-propagates the loss of the last forward; gradients accumulate into model:grad (or the sparse set).")
+def("Model:backward", "model:backward(scale = 1)",
+  "Back-propagates scale times the loss of the last forward; gradients accumulate into model:grad (or the\nsparse set), so parts of a batch, each scaled by its share of the loss terms, add up to the whole batch.")
 def("Model:generate", "model:generate(ids, {max_new = 32, temperature = 0, seed = 0, stop_at_eos = false}?) -> ids",
   "Continues a prompt (table of ids) with a key/value cache: the prompt in one pass, then a token at a time;\ngreedy at temperature 0, sampled otherwise. Returns prompt + new ids. Ctrl-C stops it before its next token\n(inside a long prompt, before its next layer) with an error saying where.",
   "tok:decode(model:generate(tok:encode(\"Once upon a time\"), {max_new = 40}))")
@@ -177,8 +177,8 @@ def("AdamW:lr", "opt:lr() -> lr", "The current learning rate.")
 def("AdamW:steps", "opt:steps() -> n", "The number of steps taken.")
 def("AdamW:clip", "opt:clip(max_norm) -> norm",
   "Global L2 norm of every trainable gradient (sparse increments included), scaled down to max_norm when\nabove it. Returns the norm before clipping.")
-def("sift.train", "sift.train{model=, method=set, data=dataset, tokenizer=, max_len=64, epochs=1, batch=32, lr=1e-3,\n  warmup=0.06, schedule=\"linear\", clip=1.0, seed=0, max_steps=, eval=dataset, on_step=fn, quiet=} -> history",
-  "Trains with the same data order, schedule, clipping and evaluation for every method. history =\n{loss = {...}, lr = {...}, grad_norm = {...}, eval = {{accuracy =, …}, …}, trainable =, seconds =}.\nA progress bar on a terminal; Ctrl-C stops cleanly between steps (history.interrupted says where).",
+def("sift.train", "sift.train{model=, method=set, data=dataset, tokenizer=, max_len=64, epochs=1, batch=32, lr=1e-3,\n  warmup=0.06, schedule=\"linear\", clip=1.0, seed=0, max_steps=, eval=dataset, on_step=fn, quiet=,\n  split=true} -> history",
+  "Trains with the same data order, schedule, clipping and evaluation for every method. history =\n{loss = {...}, lr = {...}, grad_norm = {...}, eval = {{accuracy =, …}, …}, trainable =, seconds =,\npasses =}. A batch's rows run in parts of similar length, each padded to its own longest row, their\ngradients summed (the same step up to float rounding, with less padding; passes counts the forward +\nbackward passes); split = false pads the whole batch.\nA progress bar on a terminal; Ctrl-C stops cleanly between steps (history.interrupted says where).",
   "local h = sift.train{model = m, method = s, data = train, tokenizer = tok, epochs = 3, lr = 3e-3, eval = dev}")
 def("sift.trainer", "sift.trainer{…same options as sift.train…} -> trainer",
   "The training loop as an object, for stepping by hand: trainer:step(n); trainer.history, .step_no, .total.")

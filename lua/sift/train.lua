@@ -71,18 +71,58 @@ local function default_pad(model)
   return c.pad_token_id or c.eos_token_id or 0
 end
 
--- The rows of ds in order of their encoded length (ties in dataset order).
-local function by_length(ds, o)
+-- Each row's encoded length (what batch_of pads to the longest of), and the positions 1..#rows ordered
+-- longest first (ties in row order): batches that get shorter find their buffers in the tape's pool,
+-- which serves a request from a buffer of up to twice its size, while growing ones would need new ones.
+local function by_length(rows, o)
   local len, order = {}, {}
-  for i = 1, #ds do
+  for i = 1, #rows do
     order[i] = i
-    len[i] = #sift.data.encode({ ds[i] }, o.tokenizer, o).input_ids[1]
+    len[i] = #sift.data.encode({ rows[i] }, o.tokenizer, o).input_ids[1]
   end
   table.sort(order, function(a, b)
-    if len[a] ~= len[b] then return len[a] < len[b] end
+    if len[a] ~= len[b] then return len[a] > len[b] end
     return a < b
   end)
-  return order
+  return order, len
+end
+
+-- A pass over a part of a batch costs about PART_COST padded tokens besides its tokens (gpt2-4m on SST-2:
+-- the OpenMP regions, the tape and Lua of one forward + backward against ~70 us per padded token).
+local PART_COST = 64
+
+-- Cuts a batch's rows, longest first, into consecutive parts that each pad to their own longest (first)
+-- row, so that the padded tokens plus PART_COST per part are fewest (exact, by dynamic programming over
+-- the cut points). Returns the parts, longest first, each a list of rows.
+local function length_parts(rows, o)
+  local order, len = by_length(rows, o)
+  local n = #order
+  local best, cut = { [0] = 0 }, {}
+  for j = 1, n do -- best[j]: the cheapest cut of rows 1..j; the part i+1..j pads to row i+1's length
+    for i = 0, j - 1 do
+      local c = best[i] + PART_COST + (j - i) * len[order[i + 1]]
+      if best[j] == nil or c < best[j] then best[j], cut[j] = c, i end
+    end
+  end
+  local parts, j = {}, n
+  while j > 0 do
+    local part = {}
+    for k = cut[j] + 1, j do part[#part + 1] = rows[order[k]] end
+    table.insert(parts, 1, part)
+    j = cut[j]
+  end
+  return parts
+end
+
+-- The number of terms the batch's mean loss averages: its labelled rows (classification), or its
+-- next-token targets (LM: the model shifts the labels left by one, so position 1's label is no target).
+local function loss_terms(b, task)
+  if task ~= "lm" then return #b.labels end
+  local n = 0
+  for _, row in ipairs(b.labels) do
+    for t = 2, #row do if row[t] ~= -100 then n = n + 1 end end
+  end
+  return n
 end
 
 -- Evaluates a classification model on a dataset: accuracy, mcc (binary), f1 (binary), mean loss and each
@@ -143,8 +183,9 @@ function M.trainer(opts)
   local opt = sift.AdamW(set, { lr = lr, betas = opts.betas, eps = opts.eps, weight_decay = opts.weight_decay or 0.01,
     decay = opts.decay or "matrices", sparse_weight_decay = opts.sparse_weight_decay or 0 })
   local seed = opts.seed or 0
+  local split = opts.split ~= false
   local tr = { history = { loss = {}, lr = {}, eval = {}, grad_norm = {}, method = set:kind(),
-    trainable = nil, steps = 0 }, step_no = 0, total = T, optimizer = opt }
+    trainable = nil, steps = 0, passes = 0 }, step_no = 0, total = T, optimizer = opt }
   local order, epoch = nil, 0
   local prog = progress(T, opts.quiet)
   local t0, tokens = sift.now(), 0
@@ -161,18 +202,49 @@ function M.trainer(opts)
     return rows
   end
 
+  local function real_tokens(b)
+    local n = 0
+    for _, r in ipairs(b.attention_mask) do for _, v in ipairs(r) do n = n + v end end
+    return n
+  end
+
+  -- Forward and backward of one batch's rows. Split (the default), they run in parts of similar length,
+  -- each padded to its own longest row and back-propagating its share of the batch's loss terms, so the
+  -- gradients add up to the whole padded batch's (up to float rounding) for fewer padded tokens.
+  -- Returns the batch's loss and its real tokens.
+  local function forward_backward(rows)
+    local batches, terms, total = {}, {}, 0
+    for i, part in ipairs(split and length_parts(rows, enc_opts) or { rows }) do
+      batches[i] = batch_of(part, enc_opts, task)
+      terms[i] = loss_terms(batches[i], task)
+      total = total + terms[i]
+    end
+    if total == 0 then batches, terms, total = { batch_of(rows, enc_opts, task) }, { 1 }, 1 end -- a loss of 0
+    local loss, real = 0, 0
+    for i, b in ipairs(batches) do
+      real = real + real_tokens(b)
+      if terms[i] > 0 then
+        local share = terms[i] / total
+        loss = loss + model:forward(b, { logits = false }).loss * share -- LM: head and loss fused, no logits
+        model:backward(share)
+        tr.history.passes = tr.history.passes + 1
+      end
+    end
+    return loss, real
+  end
+
   local function one_step()
     local t = tr.step_no
     local rows = rows_for(t)
-    local b = batch_of(rows, enc_opts, task)
-    local loss
+    local loss, real
     if set:kind() == "sparse" and not set:selected() then
       -- the first training batch calibrates the masks; its gradient is applied by this step
+      local b = batch_of(rows, enc_opts, task)
       set:select(b)
-      loss = model:forward(b, { grad = false, logits = false }).loss
+      loss, real = model:forward(b, { grad = false, logits = false }).loss, real_tokens(b)
+      tr.history.passes = tr.history.passes + 1
     else
-      loss = model:forward(b, { logits = false }).loss -- LM: head and loss fused, no logits kept
-      model:backward()
+      loss, real = forward_backward(rows)
     end
     if loss ~= loss or loss == math.huge then
       opt:zero_grad()
@@ -183,7 +255,7 @@ function M.trainer(opts)
     opt:set_lr(cur)
     opt:step()
     opt:zero_grad()
-    for _, r in ipairs(b.attention_mask) do for _, v in ipairs(r) do tokens = tokens + v end end
+    tokens = tokens + real
     tr.step_no = t + 1
     local h = tr.history
     h.loss[#h.loss + 1], h.lr[#h.lr + 1], h.grad_norm[#h.grad_norm + 1] = loss, cur, norm

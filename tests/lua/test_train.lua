@@ -281,6 +281,85 @@ test("batches of varying lengths: every step gives a fresh model's bits", functi
   end
 end)
 
+-- model:backward(scale) back-propagates scale x loss (linear in the seed: a power of two scales every
+-- gradient exactly), and a batch run as parts, each scaled by its share of the rows, adds up to the
+-- gradient of the whole padded batch.
+test("model:backward(scale): scaled gradients, and parts of a batch add up to the whole", function()
+  local m = sift.build({ arch = "gpt2", vocab_size = 256, n_layer = 2, n_head = 2, d_model = 128, max_pos = 64 },
+    { seed = 7, task = "classify", num_labels = 3 })
+  local ids, mask, labels = {}, {}, {}
+  for b = 1, 6 do
+    ids[b], mask[b], labels[b] = {}, {}, b % 3
+    for t = 1, 40 do ids[b][t], mask[b][t] = t <= 8 * b - 4 and (b * 13 + t * 5) % 256 or 0, t <= 8 * b - 4 and 1 or 0 end
+  end
+  local function part(lo, hi)
+    local T = 8 * hi - 4 -- the part's longest row
+    local p = { input_ids = {}, attention_mask = {}, labels = {} }
+    for b = lo, hi do
+      p.input_ids[#p.input_ids + 1] = { table.unpack(ids[b], 1, T) }
+      p.attention_mask[#p.attention_mask + 1] = { table.unpack(mask[b], 1, T) }
+      p.labels[#p.labels + 1] = labels[b]
+    end
+    return p
+  end
+  local names = m:names()
+  local function grads()
+    local g = {}
+    for i, name in ipairs(names) do g[i] = m:grad(name):clone() end
+    m:zero_grad()
+    return g
+  end
+  m:zero_grad()
+  local whole = m:forward({ input_ids = ids, attention_mask = mask, labels = labels }).loss
+  m:backward()
+  local ref = grads()
+  m:forward({ input_ids = ids, attention_mask = mask, labels = labels })
+  m:backward(0.25)
+  local quarter = grads()
+  local la = m:forward(part(1, 4)).loss
+  m:backward(4 / 6)
+  local lb = m:forward(part(5, 6)).loss
+  m:backward(2 / 6)
+  local parts = grads()
+  close(la * 4 / 6 + lb * 2 / 6, whole, 1e-6, "loss of the parts")
+  for i, name in ipairs(names) do
+    local r = ref[i]
+    check(quarter[i]:max_abs_diff(r * 0.25) == 0, "%s: backward(0.25) is not a quarter of backward()", name)
+    local scale = math.max(r:max_abs_diff(r * 0), 1e-30) -- max |r|
+    check(parts[i]:max_abs_diff(r) <= 1e-5 * scale, "%s: parts differ from the whole batch by %.3g (max %.3g)", name,
+      parts[i]:max_abs_diff(r), scale)
+  end
+  m:forward({ input_ids = ids, attention_mask = mask, labels = labels })
+  local ok, err = pcall(m.backward, m, 0 / 0)
+  check(not ok and tostring(err):find("finite", 1, true), "a NaN scale: %s", tostring(err))
+end)
+
+-- sift.train runs each batch in parts of similar length (split, the default): the same steps as one
+-- padded batch up to float rounding, for classification (shares by rows) and LM (shares by next-token
+-- targets), with more passes than steps.
+test("sift.train split by length: the steps of one padded batch", function()
+  local dir = H.need_shared("models/gpt2-4m/config.json"):gsub("/config.json$", "")
+  local tok = sift.tokenizer(dir)
+  local data = sift.data.load("sst2", { split = "train" }):take(48)
+  for _, task in ipairs { "classify", "lm" } do
+    local hist = {}
+    for _, split in ipairs { false, true } do
+      local m = sift.load(dir, task == "classify" and { task = "classify", num_labels = 2 } or nil)
+      hist[split] = sift.train { model = m, method = sift.full(m), data = data, tokenizer = tok, batch = 16, lr = 0,
+        weight_decay = 0, quiet = true, split = split }
+    end
+    local one, parts = hist[false], hist[true]
+    check(one.passes == one.steps and parts.passes > parts.steps, "%s: %d passes for %d steps split, %d unsplit", task,
+      parts.passes, parts.steps, one.passes)
+    for s = 1, one.steps do
+      check(math.abs(parts.loss[s] - one.loss[s]) <= 1e-5 * math.abs(one.loss[s]), "%s step %d: loss %.9g vs %.9g", task,
+        s, parts.loss[s], one.loss[s])
+      check(math.abs(parts.grad_norm[s] - one.grad_norm[s]) <= 1e-5 * one.grad_norm[s],
+        "%s step %d: gradient norm %.9g vs %.9g", task, s, parts.grad_norm[s], one.grad_norm[s])
+    end
+  end
+end)
+
 -- sift.evaluate batches rows of similar length together; its predictions, accuracy and loss must be those
 -- of each row run alone, in the dataset's order.
 test("sift.evaluate: rows batched by length, results in the dataset's order", function()
