@@ -336,26 +336,31 @@ end)
 
 -- sift.train runs each batch in parts of similar length (split, the default): the same steps as one
 -- padded batch up to float rounding, for classification (shares by rows) and LM (shares by next-token
--- targets), with more passes than steps.
+-- targets), whatever trains (dense gradients, SIFT's k entries, LoRA's adapters), with more passes than
+-- steps. (SIFT's first step calibrates on the whole batch, split or not.)
 test("sift.train split by length: the steps of one padded batch", function()
   local dir = H.need_shared("models/gpt2-4m/config.json"):gsub("/config.json$", "")
   local tok = sift.tokenizer(dir)
   local data = sift.data.load("sst2", { split = "train" }):take(48)
-  for _, task in ipairs { "classify", "lm" } do
+  local sets = { full = sift.full, sparse = function(m) return sift.sparse(m, { rate = 0.01 }) end,
+    lora = function(m) return sift.lora(m, { r = 8, alpha = 16, seed = 3 }) end }
+  for _, case in ipairs { { "classify", "full" }, { "classify", "sparse" }, { "classify", "lora" }, { "lm", "full" } } do
+    local task, method = case[1], case[2]
     local hist = {}
     for _, split in ipairs { false, true } do
       local m = sift.load(dir, task == "classify" and { task = "classify", num_labels = 2 } or nil)
-      hist[split] = sift.train { model = m, method = sift.full(m), data = data, tokenizer = tok, batch = 16, lr = 0,
+      hist[split] = sift.train { model = m, method = sets[method](m), data = data, tokenizer = tok, batch = 16, lr = 0,
         weight_decay = 0, quiet = true, split = split }
     end
     local one, parts = hist[false], hist[true]
-    check(one.passes == one.steps and parts.passes > parts.steps, "%s: %d passes for %d steps split, %d unsplit", task,
+    local what = task .. ", " .. method
+    check(one.passes == one.steps and parts.passes > parts.steps, "%s: %d passes for %d steps split, %d unsplit", what,
       parts.passes, parts.steps, one.passes)
     for s = 1, one.steps do
-      check(math.abs(parts.loss[s] - one.loss[s]) <= 1e-5 * math.abs(one.loss[s]), "%s step %d: loss %.9g vs %.9g", task,
+      check(math.abs(parts.loss[s] - one.loss[s]) <= 1e-5 * math.abs(one.loss[s]), "%s step %d: loss %.9g vs %.9g", what,
         s, parts.loss[s], one.loss[s])
       check(math.abs(parts.grad_norm[s] - one.grad_norm[s]) <= 1e-5 * one.grad_norm[s],
-        "%s step %d: gradient norm %.9g vs %.9g", task, s, parts.grad_norm[s], one.grad_norm[s])
+        "%s step %d: gradient norm %.9g vs %.9g", what, s, parts.grad_norm[s], one.grad_norm[s])
     end
   end
 end)
