@@ -117,6 +117,7 @@ end
 -- The number of terms the batch's mean loss averages: its labelled rows (classification), or its
 -- next-token targets (LM: the model shifts the labels left by one, so position 1's label is no target).
 local function loss_terms(b, task)
+  if not b.labels then error("sift.train: every row of a classification batch needs a label", 0) end
   if task ~= "lm" then return #b.labels end
   local n = 0
   for _, row in ipairs(b.labels) do

@@ -363,6 +363,10 @@ test("sift.train split by length: the steps of one padded batch", function()
         "%s step %d: gradient norm %.9g vs %.9g", what, s, parts.grad_norm[s], one.grad_norm[s])
     end
   end
+  local m = sift.load(dir, { task = "classify", num_labels = 2 })
+  local ok, err = pcall(sift.train, { model = m, method = sift.full(m), tokenizer = tok, quiet = true,
+    data = sift.data.new({ { text = "a b c", label = 1 }, { text = "d" } }) })
+  check(not ok and tostring(err):find("needs a label", 1, true), "an unlabelled row: %s", tostring(err))
 end)
 
 -- sift.evaluate batches rows of similar length together; its predictions, accuracy and loss must be those
