@@ -129,9 +129,14 @@ const sf_param_entry *sf_model_param_entry(const sf_model *m, const char *name);
 int64_t sf_model_num_params(const sf_model *m);
 
 /* Forward on the model's own graph (reset first). ids: i64 (B, T); mask: i64 (B, T) or NULL
- * (1 = real token); labels: i64 (B, T) for LM, (B) for classification, or NULL. Records the tape only
- * when `train` is set (and some parameter requires grad). Sets m->logits / m->loss. */
+ * (1 = real token); labels: i64 (B, T) for LM, (B) for classification, f32 (B) for a regression head
+ * (num_labels = 1: mean squared error, as Hugging Face's problem_type "regression"), or NULL. Records
+ * the tape only when `train` is set (and some parameter requires grad). Sets m->logits / m->loss. */
 sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tensor *labels, int train);
+/* A classification head of one output: a regression head (labels are f32 targets, the loss is the MSE). */
+static inline int sf_model_is_regression(const sf_model *m) {
+    return m->task == SF_TASK_CLASSIFY && m->cfg.num_labels == 1;
+}
 /* Back-propagates m->loss. */
 sf_status sf_model_backward(sf_model *m);
 /* Back-propagates scale * m->loss (the gradients accumulate): a batch run as several parts, each

@@ -185,6 +185,13 @@ static sf_status check_batch(const sf_model *m, sf_tensor *ids, sf_tensor *mask,
         return sf_fail(SF_ERR_ARG, "forward: attention_mask must be an integer (B, T) = (%lld, %lld) tensor",
                        (long long)B, (long long)T);
     if (labels) {
+        if (sf_model_is_regression(m)) {
+            if (labels->dtype != SF_F32 || sf_tensor_numel(labels) != B)
+                return sf_fail(SF_ERR_ARG,
+                               "forward: a regression head (num_labels = 1) needs one f32 target per row (%lld)",
+                               (long long)B);
+            return SF_OK;
+        }
         if (labels->dtype != SF_I64) return sf_fail(SF_ERR_ARG, "forward: labels must be i64");
         if (m->task == SF_TASK_LM && (labels->ndim != 2 || labels->shape[0] != B || labels->shape[1] != T))
             return sf_fail(SF_ERR_ARG, "forward: LM labels must have the shape of input_ids (%lld, %lld)", (long long)B,
@@ -261,7 +268,8 @@ sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tens
             int64_t s1[1] = {B};
             sf_tensor *lv = sf_graph_adopt(g, sf_tensor_view(labels, 1, s1));
             TRY(lv);
-            m->loss = sf_cross_entropy(g, logits, lv, -100);
+            /* one label: regression, as Hugging Face's problem_type "regression" (MSE on the squeezed logit) */
+            m->loss = sf_model_is_regression(m) ? sf_mse_loss(g, logits, lv) : sf_cross_entropy(g, logits, lv, -100);
             TRY(m->loss);
         }
     }

@@ -212,6 +212,10 @@ sf_tensor *sf_attention_qkv(sf_graph *g, sf_tensor *qkv, sf_tensor *key_mask, in
  * are skipped; the mean is over the remaining rows (0 if none). Targets outside [0, V) other than
  * ignore_index are an error. -> one-element tensor. */
 sf_tensor *sf_cross_entropy(sf_graph *g, sf_tensor *logits, sf_tensor *targets, int64_t ignore_index);
+/* Mean squared error (regression heads, Hugging Face's num_labels = 1): pred (N) or (N, 1), target
+ * f32 (N): mean over rows of (pred - target)^2, summed in double; gradient for pred only.
+ * -> one-element tensor. */
+sf_tensor *sf_mse_loss(sf_graph *g, sf_tensor *pred, sf_tensor *target);
 
 /* LM head + cross-entropy fused (ops_lmhead.c), for when only the loss is needed: mean over
  * non-ignored rows of CE(h W^T, targets), h (..., C), W (V, C), targets (N = rows of h). The logits are

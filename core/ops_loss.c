@@ -1,4 +1,6 @@
-/* ops_loss.c — mean softmax cross-entropy over rows of logits (sf_cross_entropy).
+/* ops_loss.c — mean softmax cross-entropy over rows of logits (sf_cross_entropy), and the mean squared
+ * error of a regression head (sf_mse_loss: mean of (pred - target)^2 over rows, summed in double;
+ * backward adds dloss * 2 (pred - target) / N to dpred).
  *
  * What it does: loss = mean over rows whose target != ignore_index of logsumexp(logits[row]) -
  * logits[row][target], numerically stable (max-subtracted, row sums accumulated in double). Forward
@@ -178,5 +180,45 @@ sf_tensor *sf_cross_entropy(sf_graph *g, sf_tensor *logits, sf_tensor *targets, 
         n->i[1] = count;
         if (sf_node_save(n, lse) || sf_node_save(n, tg)) return NULL;
     }
+    return out;
+}
+
+/* ---- mean squared error ------------------------------------------------------------------------- */
+
+/* n->in = {pred}; n->saved = {target (N) f32}. */
+static sf_status mse_backward(sf_graph *g, sf_node *n) {
+    sf_tensor *pred = n->in[0];
+    sf_tensor *dp = sf_graph_grad(g, pred);
+    if (!dp) return SF_OK;
+    const float dloss = sf_f32(sf_graph_grad(g, n->out))[0];
+    const int64_t N = sf_tensor_numel(pred);
+    const float *p = sf_f32(pred), *t = sf_f32(n->saved[0]);
+    float *d = sf_f32(dp);
+    const double s = 2.0 * dloss / (double)N;
+    for (int64_t i = 0; i < N; i++) d[i] += (float)(s * ((double)p[i] - t[i]));
+    return SF_OK;
+}
+
+sf_tensor *sf_mse_loss(sf_graph *g, sf_tensor *pred, sf_tensor *target) {
+    if (sf_check_f32(pred, "mse_loss", "pred") || sf_check_f32(target, "mse_loss", "target")) return NULL;
+    char sp[64], st[64];
+    const int64_t N = pred->ndim >= 1 ? pred->shape[0] : 0;
+    if (pred->ndim < 1 || pred->ndim > 2 || (pred->ndim == 2 && pred->shape[1] != 1) || N < 1)
+        return sf_fail_null(SF_ERR_ARG, "mse_loss: pred must be (N) or (N, 1) with N >= 1, got %s",
+                            sf_shape_str(pred, sp, sizeof sp));
+    if (sf_tensor_numel(target) != N)
+        return sf_fail_null(SF_ERR_ARG, "mse_loss: target %s must have one value per row of pred %s (%lld)",
+                            sf_shape_str(target, st, sizeof st), sf_shape_str(pred, sp, sizeof sp), (long long)N);
+    sf_tensor *tg = sf_graph_tensor(g, 1, &N); // (N) copy, saved for backward
+    const int64_t one = 1;
+    sf_tensor *out = tg ? sf_graph_tensor(g, 1, &one) : NULL; // (1)
+    if (!out) return NULL;
+    memcpy(sf_f32(tg), sf_f32(target), (size_t)N * sizeof(float));
+    const float *p = sf_f32(pred), *t = sf_f32(tg);
+    double sum = 0;
+    for (int64_t i = 0; i < N; i++) sum += ((double)p[i] - t[i]) * ((double)p[i] - t[i]);
+    sf_f32(out)[0] = (float)(sum / (double)N);
+    sf_node *n = sf_graph_record(g, "mse_loss", mse_backward, out, &pred, 1);
+    if (n && sf_node_save(n, tg)) return NULL;
     return out;
 }

@@ -260,7 +260,7 @@ static int m_zero_grad(lua_State *L) {
 }
 
 /* Reads batch field `key` as an i64 tensor (new reference) or NULL when absent. */
-static sf_tensor *batch_field(lua_State *L, int batch, const char *key) {
+static sf_tensor *batch_field(lua_State *L, int batch, const char *key, sf_dtype dt) {
     lua_getfield(L, batch, key);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
@@ -268,7 +268,7 @@ static sf_tensor *batch_field(lua_State *L, int batch, const char *key) {
     }
     char what[64];
     snprintf(what, sizeof what, "forward: batch.%s", key);
-    sf_tensor *t = lsift_to_ids(L, -1, what);
+    sf_tensor *t = lsift_to_dtype(L, -1, dt, what);
     lua_pop(L, 1);
     return t;
 }
@@ -295,15 +295,16 @@ static int m_forward(lua_State *L) {
     }
     /* a single sequence (1-D ids) is read as a batch of one through (1, T) views: the caller's tensors
      * keep their shapes */
-    sf_tensor *ids = batch_field(L, 2, "input_ids");
+    sf_tensor *ids = batch_field(L, 2, "input_ids", SF_I64);
     if (!ids) return luaL_error(L, "forward: batch.input_ids is required");
     int single = ids->ndim == 1;
     ids = single ? as_single_row(ids) : ids;
     lsift_push_tensor(L, ids); /* anchored for collection if anything below raises */
-    sf_tensor *mask = batch_field(L, 2, "attention_mask");
+    sf_tensor *mask = batch_field(L, 2, "attention_mask", SF_I64);
     if (mask && single) mask = as_single_row(mask);
     if (mask) lsift_push_tensor(L, mask);
-    sf_tensor *labels = batch_field(L, 2, "labels");
+    /* class ids, next-token ids, or a regression head's real-valued targets */
+    sf_tensor *labels = batch_field(L, 2, "labels", sf_model_is_regression(m) ? SF_F32 : SF_I64);
     if (labels && single && m->task == SF_TASK_LM) labels = as_single_row(labels);
     if (labels) lsift_push_tensor(L, labels);
     m->loss_only = !want_logits && labels != NULL;

@@ -424,25 +424,27 @@ static int t_tostring(lua_State *L) {
     return 1;
 }
 
-sf_tensor *lsift_to_ids(lua_State *L, int idx, const char *what) {
+sf_tensor *lsift_to_ids(lua_State *L, int idx, const char *what) { return lsift_to_dtype(L, idx, SF_I64, what); }
+
+sf_tensor *lsift_to_dtype(lua_State *L, int idx, sf_dtype dt, const char *what) {
     sf_tensor *t = lsift_test_tensor(L, idx);
     if (t) {
-        if (t->dtype == SF_I64) {
+        if (t->dtype == dt) {
             sf_tensor_retain(t);
             return t;
         }
-        sf_tensor *c = sf_tensor_new(SF_I64, t->ndim, t->shape);
+        sf_tensor *c = sf_tensor_new(dt, t->ndim, t->shape);
         if (!c || sf_tensor_copy_(c, t)) {
             sf_tensor_release(c);
             lsift_error(L, what);
         }
         return c;
     }
-    if (!lua_istable(L, idx)) luaL_error(L, "%s: expected a table of ids or a tensor, got %s", what, luaL_typename(L, idx));
+    if (!lua_istable(L, idx)) luaL_error(L, "%s: expected a table of numbers or a tensor, got %s", what, luaL_typename(L, idx));
     int ndim = 0;
     int64_t shape[SF_MAX_DIMS] = {0};
     table_shape(L, idx, 0, &ndim, shape);
-    sf_tensor *c = sf_tensor_zeros(SF_I64, ndim, shape);
+    sf_tensor *c = sf_tensor_zeros(dt, ndim, shape);
     if (!c) lsift_error(L, what);
     lsift_push_tensor(L, c); /* keeps it collectable if filling raises */
     int64_t pos = 0;

@@ -26,6 +26,8 @@ int lsift_error(lua_State *L, const char *what);
 /* Converts a Lua value (nested table of numbers, or a tensor) to an i64 tensor of ids with the given rank
  * (1 or 2); returns a new reference. */
 sf_tensor *lsift_to_ids(lua_State *L, int idx, const char *what);
+/* The same for any dtype (a tensor of another dtype is converted; table values must fit it). */
+sf_tensor *lsift_to_dtype(lua_State *L, int idx, sf_dtype dt, const char *what);
 
 /* Registration of each part of the module table (the table is on top of the stack). */
 void lsift_open_tensor(lua_State *L);

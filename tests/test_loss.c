@@ -2,7 +2,8 @@
  * rows (i32 and i64 targets), known values (uniform logits -> log V, a two-class closed form, the mean
  * over counted rows only), all rows ignored -> 0 with zero gradient, out-of-range targets and other bad
  * arguments -> NULL with a message, logits around 1e4 stay finite and exact, optimised raw kernels
- * against the double-precision reference. Depends on no other op file. */
+ * against the double-precision reference; sf_mse_loss's gradient, values and refused shapes. Depends on
+ * no other op file. */
 #include <math.h>
 #include <string.h>
 
@@ -261,6 +262,48 @@ TEST(ce_no_recording) {
     CHECK_CLOSE(sf_f32(y)[0], ce_double(sf_f32(x), tv, IGN, 2, 3), 1e-6);
     sf_graph_free(g);
     sf_tensor_release(x), sf_tensor_release(t);
+}
+
+/* sf_mse_loss: the gradient of pred by central differences, known values, bad shapes refused. */
+static sf_tensor *build_mse(sf_graph *g, sf_tensor **in, void *ctx) { return sf_mse_loss(g, in[0], ctx); }
+
+TEST(mse_gradcheck_values_and_errors) {
+    const int64_t N = 5;
+    int64_t s2[2] = {N, 1};
+    sf_tensor *x = sf_tensor_new_f32(2, s2), *t = sf_tensor_new_f32(1, &N);
+    gc_fill_randn(x, 7, 1.0f);
+    gc_fill_uniform(t, 8, 0.0f, 5.0f);
+    sf_param_set_trainable(x, 1);
+    double e = gradcheck("(N, 1)", build_mse, t, &x, 1, GC_EPS, 1000);
+    CHECK(e <= GC_TOL, "mse: worst rel err %g", e);
+    /* known values: pred (1, 2, 4) against (0, 2, 1): (1 + 0 + 9) / 3; d/dpred = 2 (pred - t) / 3 */
+    const int64_t M = 3;
+    sf_tensor *p = sf_tensor_new_f32(1, &M), *q = sf_tensor_new_f32(1, &M);
+    const float pv[3] = {1, 2, 4}, qv[3] = {0, 2, 1};
+    memcpy(sf_f32(p), pv, sizeof pv);
+    memcpy(sf_f32(q), qv, sizeof qv);
+    sf_param_set_trainable(p, 1);
+    sf_graph *g = sf_graph_new();
+    sf_tensor *y = sf_mse_loss(g, p, q);
+    REQUIRE(y, "%s", sf_last_error());
+    CHECK_CLOSE(sf_f32(y)[0], 10.0 / 3.0, 1e-6);
+    REQUIRE(sf_graph_backward(g, y, NULL) == SF_OK, "%s", sf_last_error());
+    CHECK_CLOSE(sf_f32(p->grad)[0], 2.0 / 3.0, 1e-6);
+    CHECK(sf_f32(p->grad)[1] == 0.0f, "zero error, nonzero gradient");
+    CHECK_CLOSE(sf_f32(p->grad)[2], 2.0, 1e-6);
+    /* bad shapes: (N, 2) pred, a target of another length, an integer target */
+    int64_t bad[2] = {M, 2};
+    sf_tensor *wide = sf_tensor_new_f32(2, bad), *ti = sf_tensor_new(SF_I64, 1, &M);
+    CHECK(sf_mse_loss(g, wide, q) == NULL && strstr(sf_last_error(), "(N) or (N, 1)"), "%s", sf_last_error());
+    CHECK(sf_mse_loss(g, x, q) == NULL && strstr(sf_last_error(), "one value per row"), "%s", sf_last_error());
+    CHECK(sf_mse_loss(g, p, ti) == NULL, "an i64 target was accepted");
+    sf_graph_free(g);
+    sf_tensor_release(wide);
+    sf_tensor_release(ti);
+    sf_tensor_release(p);
+    sf_tensor_release(q);
+    sf_tensor_release(x);
+    sf_tensor_release(t);
 }
 
 TEST_MAIN()

@@ -102,7 +102,7 @@ def("sift.save_tensors", "sift.save_tensors(path, tbl, metadata?) -> count",
 ---------------------------------------------------------------------------------------------------
 section("Models", "`sift.Model` userdata: GPT-2, Llama, BERT / RoBERTa from Hugging Face folders or llama2.c files.")
 def("sift.load", "sift.load(path, {task = \"lm\" | \"classify\", num_labels = 2, seed = 0}?) -> model",
-  "Loads a model from path: a Hugging Face folder (config.json + model.safetensors or a sharded index;\nGPT-2, Llama, BERT/RoBERTa) or a llama2.c .bin. task = \"classify\" adds a sequence-classification head\n(score.weight ~ N(0, 0.02) for GPT-2/Llama, classifier.* for RoBERTa; seed drives its init) unless the\ncheckpoint has one.",
+  "Loads a model from path: a Hugging Face folder (config.json + model.safetensors or a sharded index;\nGPT-2, Llama, BERT/RoBERTa) or a llama2.c .bin. task = \"classify\" adds a sequence-classification head\n(score.weight ~ N(0, 0.02) for GPT-2/Llama, classifier.* for RoBERTa; seed drives its init) unless the\ncheckpoint has one. num_labels = 1 is a regression head (real-valued labels, mean squared error: STS-B).",
   "local model = sift.load(\"../shared/models/gpt2-4m\", {task = \"classify\", num_labels = 2})")
 def("sift.build", "sift.build(config, {task =, num_labels =, seed =}?) -> model",
   "A randomly initialised model (Hugging Face's init) of the given shape. config: arch (\"gpt2\" | \"llama\" |\n\"bert\" | \"roberta\"), vocab_size, n_layer, n_head, n_kv_head, d_model, d_ff, head_dim, max_pos.",
@@ -118,7 +118,7 @@ def("Model:grad", "model:grad(name) -> tensor",
   "The full gradient of a parameter after model:backward(). Parameters hooked by a sparse set keep no\ndense gradient (an error says so); frozen parameters have none.")
 def("Model:zero_grad", "model:zero_grad()", "Clears every parameter's accumulated gradient.")
 def("Model:forward", "model:forward(batch, {grad = true, logits = true}?) -> {logits = tensor, loss = number | nil}",
-  "Runs the model. batch = {input_ids = rows of ids | i64 tensor (B x T), attention_mask = same shape\n(1 = real token), labels = B x T ids (\"lm\", next-token loss like HF) | B class ids (\"classify\")}.\n{grad = false} skips recording for backward (evaluation). {logits = false} with LM labels fuses the\nhead and the loss and keeps no (B*T x vocab) logits (memory), returning only the loss.",
+  "Runs the model. batch = {input_ids = rows of ids | i64 tensor (B x T), attention_mask = same shape\n(1 = real token), labels = B x T ids (\"lm\", next-token loss like HF) | B class ids (\"classify\") |\nB real targets (a regression head, num_labels = 1: mean squared error)}.\n{grad = false} skips recording for backward (evaluation). {logits = false} with LM labels fuses the\nhead and the loss and keeps no (B*T x vocab) logits (memory), returning only the loss.",
   "local out = model:forward({input_ids = {{875, 731, 259, 540}}})")
 def("Model:backward", "model:backward(scale = 1)",
   "Back-propagates scale times the loss of the last forward; gradients accumulate into model:grad (or the\nsparse set), so parts of a batch, each scaled by its share of the loss terms, add up to the whole batch.")
@@ -184,7 +184,7 @@ def("sift.trainer", "sift.trainer{…same options as sift.train…} -> trainer",
   "The training loop as an object, for stepping by hand: trainer:step(n); trainer.history, .step_no, .total.")
 def("Trainer:step", "trainer:step(n?) -> history", "Runs n more steps (all remaining when nil); stops cleanly on Ctrl-C.")
 def("sift.evaluate", "sift.evaluate(model, dataset, {tokenizer=, max_len=64, batch=64}) -> {accuracy=, mcc=, f1=, loss=, n=, predictions=}",
-  "Evaluates a classification model (argmax of the logits) on a labelled dataset; predictions[i] is row i's\nlabel. Rows of similar length share a batch (less padding); the results are in the dataset's order.",
+  "Evaluates a classification model (argmax of the logits) on a labelled dataset; predictions[i] is row i's\nlabel. A regression head (num_labels = 1) gives {pearson=, spearman=, mse=, loss=, n=, predictions=}.\nRows of similar length share a batch (less padding); the results are in the dataset's order.",
   "sift.evaluate(model, dev, {tokenizer = tok})")
 def("sift.lr_schedule", "sift.lr_schedule(kind, base, t, T, warmup) -> lr",
   "The learning rate at 0-based step t of T: base · min(1, (t+1)/max(1, round(warmup·T))) times (1 - t/T)\nfor \"linear\", the cosine factor for \"cosine\", 1 for \"constant\".")

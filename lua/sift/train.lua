@@ -126,8 +126,19 @@ local function loss_terms(b, task)
   return n
 end
 
+-- A labelled dataset must match the model's head: as many classes, or one output for regression.
+local function check_head(model, ds, who)
+  local want, have = ds.num_labels, model.config.num_labels
+  if want and have and model.config.task == "classify" and want ~= have then
+    local what = function(k) return k == 1 and "1 output (regression)" or k .. " classes" end
+    error(("%s: the data has %s but the model's head has %s (load it with {task = \"classify\", num_labels = %d})")
+      :format(who, what(want), what(have), want), 0)
+  end
+end
+
 -- Evaluates a classification model on a dataset: accuracy, mcc (binary), f1 (binary), mean loss and each
--- row's predicted label. A batch is padded to its longest row, so the rows go through in batches of
+-- row's predicted label; a regression head (num_labels = 1): pearson, spearman, mse, mean loss and each
+-- row's predicted value. A batch is padded to its longest row, so the rows go through in batches of
 -- similar length (in dataset order half of SST-2 dev's padded tokens would be padding); each row's
 -- logits do not depend on its batch, and the results are in the dataset's order.
 function M.evaluate(model, ds, opts)
@@ -137,10 +148,12 @@ function M.evaluate(model, ds, opts)
   local o = { tokenizer = opts.tokenizer, max_len = opts.max_len or 64, pad_id = opts.pad_id or default_pad(model),
     bos = opts.bos == nil and default_bos(model) or opts.bos }
   if #ds == 0 then error("sift.evaluate: the dataset is empty", 2) end
+  check_head(model, ds, "sift.evaluate")
   for i = 1, #ds do
     if ds[i].label == nil then error(("sift.evaluate: row %d has no label (a labelled dataset is needed)"):format(i), 2) end
   end
   local order = by_length(ds, o)
+  local regression = model.config.num_labels == 1
   local preds, gold, loss_sum, n = {}, {}, 0, 0
   for i = 1, #order, bs do
     local rows, at = {}, {}
@@ -151,11 +164,16 @@ function M.evaluate(model, ds, opts)
     for r, row in ipairs(logits) do
       local best = 1
       for c = 2, #row do if row[c] > row[best] then best = c end end
-      preds[at[r]], gold[at[r]] = best - 1, rows[r].label
+      preds[at[r]], gold[at[r]] = regression and row[1] or best - 1, rows[r].label
     end
     if out.loss then loss_sum, n = loss_sum + out.loss * #rows, n + #rows end
   end
   local m = sift.metrics
+  if regression then
+    local res = m.regression(preds, gold)
+    res.loss, res.predictions = n > 0 and loss_sum / n or nil, preds
+    return res
+  end
   local res = { accuracy = m.accuracy(preds, gold), n = #gold, loss = n > 0 and loss_sum / n or nil,
     predictions = preds }
   local binary = true
@@ -172,6 +190,8 @@ function M.trainer(opts)
   local model, set = assert(opts.model, "sift.train: model is required"), opts.method
   assert(set, "sift.train: method (a set from sift.sparse / sift.lora / sift.full) is required")
   local data = assert(opts.data, "sift.train: data is required")
+  check_head(model, data, "sift.train")
+  if opts.eval then check_head(model, opts.eval, "sift.train (eval)") end
   local task = model.config.task
   local bs, epochs = opts.batch or 32, opts.epochs or 1
   local per_epoch = math.ceil(#data / bs)
@@ -273,8 +293,13 @@ function M.trainer(opts)
       h.eval[#h.eval + 1] = metrics
       if not opts.quiet then
         prog.finish()
-        print(("epoch %d: eval accuracy %.4f%s"):format(epoch, metrics.accuracy,
-          metrics.mcc and ("  mcc %.4f"):format(metrics.mcc) or ""))
+        if metrics.accuracy then
+          print(("epoch %d: eval accuracy %.4f%s"):format(epoch, metrics.accuracy,
+            metrics.mcc and ("  mcc %.4f"):format(metrics.mcc) or ""))
+        else
+          print(("epoch %d: eval pearson %.4f  spearman %.4f  mse %.4f"):format(epoch, metrics.pearson,
+            metrics.spearman, metrics.mse))
+        end
       end
     end
   end

@@ -86,6 +86,27 @@ test("gpt2 and llama builders: LM gradients match finite differences; padding do
   end
 end)
 
+-- One output is a regression head (Hugging Face's problem_type "regression"): real-valued labels, the
+-- loss is the mean squared error of the logit, and its gradients match finite differences.
+test("regression heads (num_labels = 1): MSE loss on real targets, gradients match finite differences", function()
+  for _, arch in ipairs { "gpt2", "bert" } do
+    local m = sift.build({ arch = arch, vocab_size = 50, n_layer = 2, n_head = 2, d_model = 16, max_pos = 32, type_vocab = 2 },
+      { task = "classify", num_labels = 1, seed = 4 })
+    local batch = { input_ids = { { 2, 5, 7, 9, 0 }, { 3, 4, 0, 0, 0 }, { 8, 1, 6, 0, 0 } },
+      attention_mask = { { 1, 1, 1, 1, 0 }, { 1, 1, 0, 0, 0 }, { 1, 1, 1, 0, 0 } }, labels = { 4.25, 0.5, 2.0 } }
+    local out = m:forward(batch)
+    local logits = out.logits:totable()
+    check(#logits == 3 and #logits[1] == 1, "%s: logits shape", arch)
+    local mse = 0
+    for r = 1, 3 do mse = mse + (logits[r][1] - batch.labels[r]) ^ 2 / 3 end
+    check(math.abs(out.loss - mse) <= 1e-6 * mse, "%s: loss %.9g, mean squared error of the logits %.9g", arch, out.loss, mse)
+    local names = m:names()
+    fd_check(m, batch, { names[1], names[#names], names[#names - 1], names[#names // 2] })
+    local ok, err = pcall(m.forward, m, { input_ids = batch.input_ids, labels = { 1, 2 } })
+    check(not ok and err:find("one f32 target per row", 1, true), "%s: two targets for three rows: %s", arch, tostring(err))
+  end
+end)
+
 test("save_tensors writes a loaded table back whole, metadata included, atomically", function()
   local t = { w = sift.randn(3, 4, { seed = 1 }), ids = sift.tensor({ 1, 2, 3 }, { dtype = "i64" }), [".metadata"] = { step = "7" } }
   local path = os.tmpname()

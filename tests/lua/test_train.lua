@@ -393,6 +393,31 @@ test("sift.evaluate: rows batched by length, results in the dataset's order", fu
   check(not ok and err:find("row 2 has no label", 1, true), "unlabelled row: %s", tostring(err))
 end)
 
+-- STS-B (GLUE's regression task, scores 0-5) on a one-output head: SIFT training lowers the MSE, and
+-- sift.evaluate reports pearson / spearman / mse with each row's predicted score. A head that does not
+-- match the data is refused with a message that says how to load the model.
+test("STS-B regression: sift.train lowers the loss; evaluate gives pearson, spearman, mse", function()
+  local dir = H.need_shared("models/gpt2-4m/config.json"):gsub("/config.json$", "")
+  local tok = sift.tokenizer(dir)
+  local m = sift.load(dir, { task = "classify", num_labels = 1 })
+  local train = sift.data.load("stsb"):shuffle(0):take(256)
+  local dev = sift.data.load("stsb", { split = "dev" }):take(100)
+  local h = sift.train { model = m, method = sift.sparse(m, { rate = 0.01 }), data = train, tokenizer = tok, batch = 32,
+    lr = 3e-3, quiet = true }
+  check(h.loss[#h.loss] < 0.5 * h.loss[1], "loss %.4f -> %.4f", h.loss[1], h.loss[#h.loss])
+  local res = sift.evaluate(m, dev, { tokenizer = tok })
+  check(res.accuracy == nil and res.n == #dev and #res.predictions == #dev, "regression results: n %s", tostring(res.n))
+  local se = 0
+  for i = 1, #dev do se = se + (res.predictions[i] - dev[i].label) ^ 2 end
+  close(res.mse, se / #dev, 1e-9, "mse of the predictions")
+  check(math.abs(res.loss - res.mse) <= 1e-4 * res.mse, "the model's loss %.6g vs the mse %.6g", res.loss, res.mse)
+  check(res.pearson > -1 and res.pearson < 1 and res.spearman > -1 and res.spearman < 1, "correlations %s %s",
+    tostring(res.pearson), tostring(res.spearman))
+  local two = sift.load(dir, { task = "classify", num_labels = 2 })
+  local ok, err = pcall(sift.train, { model = two, method = sift.full(two), data = train, tokenizer = tok, quiet = true })
+  check(not ok and tostring(err):find("num_labels = 1", 1, true), "a two-class head on STS-B: %s", tostring(err))
+end)
+
 test("sift.train: every method learns on SST-2 with the same schedule", function()
   H.need_shared("data/sst2/train.txt")
   local results = {}
