@@ -209,16 +209,14 @@ sf_tensor *sf_mse_loss(sf_graph *g, sf_tensor *pred, sf_tensor *target) {
     if (sf_tensor_numel(target) != N)
         return sf_fail_null(SF_ERR_ARG, "mse_loss: target %s must have one value per row of pred %s (%lld)",
                             sf_shape_str(target, st, sizeof st), sf_shape_str(pred, sp, sizeof sp), (long long)N);
-    sf_tensor *tg = sf_graph_tensor(g, 1, &N); // (N) copy, saved for backward
     const int64_t one = 1;
-    sf_tensor *out = tg ? sf_graph_tensor(g, 1, &one) : NULL; // (1)
+    sf_tensor *out = sf_graph_tensor(g, 1, &one); // (1)
     if (!out) return NULL;
-    memcpy(sf_f32(tg), sf_f32(target), (size_t)N * sizeof(float));
-    const float *p = sf_f32(pred), *t = sf_f32(tg);
+    const float *p = sf_f32(pred), *t = sf_f32(target);
     double sum = 0;
     for (int64_t i = 0; i < N; i++) sum += ((double)p[i] - t[i]) * ((double)p[i] - t[i]);
     sf_f32(out)[0] = (float)(sum / (double)N);
     sf_node *n = sf_graph_record(g, "mse_loss", mse_backward, out, &pred, 1);
-    if (n && sf_node_save(n, tg)) return NULL;
+    if (n && sf_node_save(n, target)) return NULL; /* retained for backward, as the inputs are */
     return out;
 }
