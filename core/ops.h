@@ -207,6 +207,17 @@ sf_tensor *sf_attention(sf_graph *g, sf_tensor *q, sf_tensor *k, sf_tensor *v, s
 sf_tensor *sf_attention_qkv(sf_graph *g, sf_tensor *qkv, sf_tensor *key_mask, int64_t NH, int64_t NKV, int64_t HD,
                             int causal);
 
+/* Packed sequences: instead of a padded (B, T) batch, x's B * T rows hold S sequences one after the
+ * other (a padded batch's real tokens, no pad rows), each attending only within itself. seqs is their
+ * layout, made by sf_attention_layout from the lengths: an i64 (S, 3) table {first row, length, offset of
+ * its probabilities}; the probabilities are NH (len, len) per sequence. Same results as the padded batch
+ * with its key mask on the real rows, for the work and memory of the real tokens only. */
+sf_tensor *sf_attention_layout(sf_graph *g, const int64_t *lens, int64_t S, int64_t NH);
+sf_tensor *sf_attention_packed(sf_graph *g, sf_tensor *q, sf_tensor *k, sf_tensor *v, sf_tensor *seqs, int64_t NH,
+                               int64_t NKV, int causal);
+sf_tensor *sf_attention_qkv_packed(sf_graph *g, sf_tensor *qkv, sf_tensor *seqs, int64_t NH, int64_t NKV, int64_t HD,
+                                   int causal);
+
 /* ==================================== loss (ops_loss.c) ========================================= */
 /* Mean softmax cross-entropy: logits (N, V), targets i32/i64 (N); rows whose target == ignore_index
  * are skipped; the mean is over the remaining rows (0 if none). Targets outside [0, V) other than

@@ -58,6 +58,16 @@ void sf_attention_backward(float *dq, float *dk, float *dv, float *scratch, int6
                            const float *q, const float *k, const float *v, const float *att, const float *key_mask,
                            int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t q_rs, int64_t k_rs,
                            int64_t v_rs, int causal);
+/* Packed sequences (sf_attention_packed): seqs (S, 3) {row0, len, att0} per sequence; q, k, v, out rows
+ * [row0, row0 + len) are its tokens, att + att0 its heads' (NH, len, len) probabilities; no key mask. */
+void sf_attention_forward_packed(float *out, float *att, const float *q, const float *k, const float *v,
+                                 const int64_t *seqs, int64_t S, int64_t NH, int64_t NKV, int64_t HD, int64_t q_rs,
+                                 int64_t k_rs, int64_t v_rs, int causal);
+int64_t sf_attention_backward_scratch_packed(const int64_t *seqs, int64_t S, int64_t NH, int64_t NKV, int64_t HD);
+void sf_attention_backward_packed(float *dq, float *dk, float *dv, float *scratch, int64_t n_scratch,
+                                  const float *dout, const float *q, const float *k, const float *v, const float *att,
+                                  const int64_t *seqs, int64_t S, int64_t NH, int64_t NKV, int64_t HD, int64_t q_rs,
+                                  int64_t k_rs, int64_t v_rs, int causal);
 void sf_attention_forward_ref(float *out, float *att, const float *q, const float *k, const float *v,
                               const float *key_mask, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
                               int64_t q_rs, int64_t k_rs, int64_t v_rs, int causal);
@@ -132,36 +142,62 @@ static int threads_for(int64_t n, int64_t per) {
     return t < 1 ? 1 : t;
 }
 
-void sf_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
-                          const float *key_mask, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t q_rs,
-                          int64_t k_rs, int64_t v_rs, int causal) {
+/* One sequence of a batch: its first row in q, k, v, out (and the key mask), its length, and where its
+ * heads' probabilities (NH of (len, len)) start in att. A padded batch is B sequences of T rows; a packed
+ * one (sf_attention_packed) lists them in an i64 (S, 3) table of {row0, len, att0}. */
+typedef struct {
+    int64_t row0, len, att0;
+} att_seq;
+
+static inline att_seq seq_at(const int64_t *seqs, int64_t s, int64_t T, int64_t NH) {
+    if (seqs) return (att_seq){seqs[3 * s], seqs[3 * s + 1], seqs[3 * s + 2]};
+    return (att_seq){s * T, T, s * NH * T * T};
+}
+
+/* The forward over S sequences (seqs NULL: S = B padded sequences of T rows), parallel over (s, h). */
+static void forward_seqs(float *out, float *att, const float *q, const float *k, const float *v, const float *key_mask,
+                         const int64_t *seqs, int64_t S, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t q_rs,
+                         int64_t k_rs, int64_t v_rs, int causal) {
     const int64_t G = NH / NKV, C = NH * HD;
     const float scale = 1.0f / sqrtf((float)HD);
-    const int short_path = sf_attention_short_fits(T, HD);
 #pragma omp parallel
     {
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t bh = 0; bh < B * NH; bh++) {
-            const int64_t b = bh / NH, h = bh % NH, kvh = h / G;
-            const float *qh = q + b * T * q_rs + h * HD;          // (T, HD) stride q_rs
-            const float *kh = k + b * T * k_rs + kvh * HD;        // (T, HD) stride k_rs
-            const float *vh = v + b * T * v_rs + kvh * HD;        // (T, HD) stride v_rs
-            float *oh = out + b * T * C + h * HD;                 // (T, HD) stride C
-            float *ah = att + bh * T * T;                         // (T, T)
-            const float *mb = key_mask ? key_mask + b * T : NULL; // (T)
-            if (short_path) {
-                sf_attention_short_forward_head(oh, C, ah, qh, q_rs, kh, k_rs, vh, v_rs, mb, T, HD, scale, causal);
+        for (int64_t sh = 0; sh < S * NH; sh++) {
+            const int64_t h = sh % NH, kvh = h / G;
+            const att_seq sq = seq_at(seqs, sh / NH, T, NH);
+            const int64_t L = sq.len;
+            const float *qh = q + sq.row0 * q_rs + h * HD;          // (L, HD) stride q_rs
+            const float *kh = k + sq.row0 * k_rs + kvh * HD;        // (L, HD) stride k_rs
+            const float *vh = v + sq.row0 * v_rs + kvh * HD;        // (L, HD) stride v_rs
+            float *oh = out + sq.row0 * C + h * HD;                 // (L, HD) stride C
+            float *ah = att + sq.att0 + h * L * L;                  // (L, L)
+            const float *mb = key_mask ? key_mask + sq.row0 : NULL; // (L)
+            if (sf_attention_short_fits(L, HD)) {
+                sf_attention_short_forward_head(oh, C, ah, qh, q_rs, kh, k_rs, vh, v_rs, mb, L, HD, scale, causal);
                 continue;
             }
-            const int64_t kend = sf_key_end(mb, T);
-            for (int64_t i0 = 0; i0 < T; i0 += ATT_BLK) {
-                const int64_t i1 = min64(T, i0 + ATT_BLK), M = i1 - i0, ncol = causal ? min64(i1, kend) : kend;
-                mm_bt(ah + i0 * T, T, qh + i0 * q_rs, q_rs, kh, k_rs, M, ncol, HD, scale); // S = Q K^T (M, ncol)
-                for (int64_t i = i0; i < i1; i++) softmax_row(ah + i * T, min64(causal ? i + 1 : T, kend), T, mb);
-                mm(oh + i0 * C, C, ah + i0 * T, T, 1, vh, v_rs, M, HD, ncol, 1.0f, 0); // O = P V (M, HD)
+            const int64_t kend = sf_key_end(mb, L);
+            for (int64_t i0 = 0; i0 < L; i0 += ATT_BLK) {
+                const int64_t i1 = min64(L, i0 + ATT_BLK), M = i1 - i0, ncol = causal ? min64(i1, kend) : kend;
+                mm_bt(ah + i0 * L, L, qh + i0 * q_rs, q_rs, kh, k_rs, M, ncol, HD, scale); // S = Q K^T (M, ncol)
+                for (int64_t i = i0; i < i1; i++) softmax_row(ah + i * L, min64(causal ? i + 1 : L, kend), L, mb);
+                mm(oh + i0 * C, C, ah + i0 * L, L, 1, vh, v_rs, M, HD, ncol, 1.0f, 0); // O = P V (M, HD)
             }
         }
     }
+}
+
+void sf_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                          const float *key_mask, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t q_rs,
+                          int64_t k_rs, int64_t v_rs, int causal) {
+    forward_seqs(out, att, q, k, v, key_mask, NULL, B, T, NH, NKV, HD, q_rs, k_rs, v_rs, causal);
+}
+
+void sf_attention_forward_packed(float *out, float *att, const float *q, const float *k, const float *v,
+                                 const int64_t *seqs, int64_t S, int64_t NH, int64_t NKV, int64_t HD, int64_t q_rs,
+                                 int64_t k_rs, int64_t v_rs, int causal) {
+    forward_seqs(out, att, q, k, v, NULL, seqs, S, 0, NH, NKV, HD, q_rs, k_rs, v_rs, causal);
 }
 
 /* Per-thread floats of the backward: dP (ATT_BLK, T) for the blocked path, attention_short.c's work space
@@ -170,93 +206,137 @@ static int64_t per_thread_floats(int64_t T, int64_t HD) {
     return sf_attention_short_fits(T, HD) ? sf_attention_short_work(T, HD) : ATT_BLK * T;
 }
 
-int64_t sf_attention_backward_scratch(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD) {
-    int64_t n = (int64_t)omp_get_max_threads() * per_thread_floats(T, HD);
-    if (NH != NKV) n += 2 * B * NH * T * HD;                    // partial dK, dV (B, NH, T, HD)
+/* The longest sequence of a packed table (S, 3). */
+static int64_t longest_seq(const int64_t *seqs, int64_t S) {
+    int64_t m = 0;
+    for (int64_t s = 0; s < S; s++) m = seqs[3 * s + 1] > m ? seqs[3 * s + 1] : m;
+    return m;
+}
+
+/* Scratch floats of forward_seqs's backward: per thread, that of its longest sequence; plus, when
+ * NH != NKV, per-(sequence, head) partial dK and dV over all N rows. */
+static int64_t backward_scratch(int64_t longest, int64_t N, int64_t NH, int64_t NKV, int64_t HD) {
+    int64_t n = (int64_t)omp_get_max_threads() * per_thread_floats(longest, HD);
+    if (NH != NKV) n += 2 * N * NH * HD;                        // partial dK, dV (N, NH, HD) by sequence
     return n;
+}
+
+int64_t sf_attention_backward_scratch(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD) {
+    return backward_scratch(T, B * T, NH, NKV, HD);
+}
+
+int64_t sf_attention_backward_scratch_packed(const int64_t *seqs, int64_t S, int64_t NH, int64_t NKV, int64_t HD) {
+    int64_t N = 0;
+    for (int64_t s = 0; s < S; s++) N += seqs[3 * s + 1];
+    return backward_scratch(longest_seq(seqs, S), N, NH, NKV, HD);
+}
+
+/* The backward over S sequences (seqs NULL: S = B padded sequences of T rows), parallel over (s, h);
+ * N rows in all. With GQA, sequence s's head h keeps its partial dK / dV at ((row0 * NH + h * len) * HD)
+ * of pk / pv, so no two (s, h) write the same floats; each sequence's rows are then reduced by one thread. */
+static void backward_seqs(float *dq, float *dk, float *dv, float *scratch, int64_t n_scratch, const float *dout,
+                          const float *q, const float *k, const float *v, const float *att, const float *key_mask,
+                          const int64_t *seqs, int64_t S, int64_t T, int64_t N, int64_t NH, int64_t NKV, int64_t HD,
+                          int64_t q_rs, int64_t k_rs, int64_t v_rs, int causal) {
+    if (!dq && !dk && !dv) return;
+    const int64_t G = NH / NKV, C = NH * HD, n_part = G > 1 ? 2 * N * NH * HD : 0;
+    const float scale = 1.0f / sqrtf((float)HD);
+    float *pk = G > 1 ? scratch : NULL;        // (N, NH, HD) partial dK, by sequence then head
+    float *pv = G > 1 ? pk + N * NH * HD : NULL; // (N, NH, HD) partial dV
+    float *per_thread = scratch + n_part;      // (nthr, per)
+    const int64_t per = per_thread_floats(seqs ? longest_seq(seqs, S) : T, HD);
+    const int nthr = threads_for(n_scratch - n_part, per);
+
+#pragma omp parallel num_threads(nthr)
+    {
+        float *dP = per_thread + (int64_t)omp_get_thread_num() * per; // (ATT_BLK, L), or the short path's work
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t sh = 0; sh < S * NH; sh++) {
+            const int64_t h = sh % NH, kvh = h / G;
+            const att_seq sq = seq_at(seqs, sh / NH, T, NH);
+            const int64_t L = sq.len;
+            const float *qh = q + sq.row0 * q_rs + h * HD;   // (L, HD) stride q_rs
+            const float *kh = k + sq.row0 * k_rs + kvh * HD; // (L, HD) stride k_rs
+            const float *vh = v + sq.row0 * v_rs + kvh * HD; // (L, HD) stride v_rs
+            const float *doh = dout + sq.row0 * C + h * HD;  // (L, HD) stride C
+            const float *ah = att + sq.att0 + h * L * L;     // (L, L)
+            const float *mb = key_mask ? key_mask + sq.row0 : NULL;
+            float *dqh = dq ? dq + sq.row0 * q_rs + h * HD : NULL; // (L, HD) stride q_rs
+            float *dkh = NULL, *dvh = NULL;                  // (L, HD) stride ldk / ldv
+            int64_t ldk = k_rs, ldv = v_rs;
+            if (G > 1) { /* private partials, reduced below */
+                const int64_t at = (sq.row0 * NH + h * L) * HD;
+                ldk = ldv = HD;
+                if (dk) memset(dkh = pk + at, 0, (size_t)(L * HD) * sizeof(float));
+                if (dv) memset(dvh = pv + at, 0, (size_t)(L * HD) * sizeof(float));
+            } else { /* this (s, h) is the only reader of its kv head */
+                if (dk) dkh = dk + sq.row0 * k_rs + kvh * HD;
+                if (dv) dvh = dv + sq.row0 * v_rs + kvh * HD;
+            }
+            if (sf_attention_short_fits(L, HD)) {
+                sf_attention_short_backward_head(dqh, q_rs, dkh, ldk, dvh, ldv, doh, C, qh, q_rs, kh, k_rs, vh, v_rs,
+                                                 ah, mb, L, HD, scale, causal, dP);
+                continue;
+            }
+            const int64_t kend = sf_key_end(mb, L);
+            for (int64_t i0 = 0; i0 < L; i0 += ATT_BLK) {
+                /* keys [0, ncol) hold every nonzero P of this block, as in forward */
+                const int64_t i1 = min64(L, i0 + ATT_BLK), M = i1 - i0, ncol = causal ? min64(i1, kend) : kend;
+                if (ncol == 0) continue; /* no row of the block sees a key */
+                const float *P = ah + i0 * L; // (M, ncol) stride L
+                if (dvh) mm(dvh, ldv, P, 1, L, doh + i0 * C, C, ncol, HD, M, 1.0f, 1); // dV += P^T dO
+                if (!dqh && !dkh) continue;
+                mm_bt(dP, L, doh + i0 * C, C, vh, v_rs, M, ncol, HD, 1.0f); // dP = dO V^T (M, ncol)
+                for (int64_t r = 0; r < M; r++) {                         // dS = P (dP - rowsum(P dP))
+                    const float *pr = P + r * L;
+                    float *dr = dP + r * L;
+                    const float dsum = dot_f32(pr, dr, ncol);
+#pragma omp simd
+                    for (int64_t j = 0; j < ncol; j++) dr[j] = pr[j] * (dr[j] - dsum);
+                }
+                if (dqh) mm(dqh + i0 * q_rs, q_rs, dP, L, 1, kh, k_rs, M, HD, ncol, scale, 1);   // dQ += dS K
+                if (dkh) mm(dkh, ldk, dP, 1, L, qh + i0 * q_rs, q_rs, ncol, HD, M, scale, 1);    // dK += dS^T Q
+            }
+        }
+        if (G > 1 && (dk || dv)) {
+            /* dk/dv[row0 + t, kvh] += sum of the partials of the G query heads of kv head kvh */
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t s = 0; s < S; s++) {
+                const att_seq sq = seq_at(seqs, s, T, NH);
+                for (int64_t t = 0; t < sq.len; t++)
+                    for (int64_t kvh = 0; kvh < NKV; kvh++)
+                        for (int64_t g = 0; g < G; g++) {
+                            const int64_t src = (sq.row0 * NH + (kvh * G + g) * sq.len + t) * HD;
+                            if (dk) {
+                                float *d = dk + (sq.row0 + t) * k_rs + kvh * HD;
+                                for (int64_t c = 0; c < HD; c++) d[c] += pk[src + c];
+                            }
+                            if (dv) {
+                                float *d = dv + (sq.row0 + t) * v_rs + kvh * HD;
+                                for (int64_t c = 0; c < HD; c++) d[c] += pv[src + c];
+                            }
+                        }
+            }
+        }
+    }
 }
 
 void sf_attention_backward(float *dq, float *dk, float *dv, float *scratch, int64_t n_scratch, const float *dout,
                            const float *q, const float *k, const float *v, const float *att, const float *key_mask,
                            int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t q_rs, int64_t k_rs,
                            int64_t v_rs, int causal) {
-    if (!dq && !dk && !dv) return;
-    const int64_t G = NH / NKV, C = NH * HD, n_part = G > 1 ? 2 * B * NH * T * HD : 0;
-    const float scale = 1.0f / sqrtf((float)HD);
-    float *pk = G > 1 ? scratch : NULL;              // (B, NH, T, HD) partial dK
-    float *pv = G > 1 ? pk + B * NH * T * HD : NULL; // (B, NH, T, HD) partial dV
-    float *per_thread = scratch + n_part;            // (nthr, per)
-    const int64_t per = per_thread_floats(T, HD);
-    const int nthr = threads_for(n_scratch - n_part, per);
-    const int short_path = sf_attention_short_fits(T, HD);
+    backward_seqs(dq, dk, dv, scratch, n_scratch, dout, q, k, v, att, key_mask, NULL, B, T, B * T, NH, NKV, HD, q_rs,
+                  k_rs, v_rs, causal);
+}
 
-#pragma omp parallel num_threads(nthr)
-    {
-        float *dP = per_thread + (int64_t)omp_get_thread_num() * per; // (ATT_BLK, T), or the short path's work
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t bh = 0; bh < B * NH; bh++) {
-            const int64_t b = bh / NH, h = bh % NH, kvh = h / G;
-            const float *qh = q + b * T * q_rs + h * HD;   // (T, HD) stride q_rs
-            const float *kh = k + b * T * k_rs + kvh * HD; // (T, HD) stride k_rs
-            const float *vh = v + b * T * v_rs + kvh * HD; // (T, HD) stride v_rs
-            const float *doh = dout + b * T * C + h * HD;  // (T, HD) stride C
-            const float *ah = att + bh * T * T;            // (T, T)
-            float *dqh = dq ? dq + b * T * q_rs + h * HD : NULL; // (T, HD) stride q_rs
-            float *dkh = NULL, *dvh = NULL;                // (T, HD) stride ldk / ldv
-            int64_t ldk = k_rs, ldv = v_rs;
-            if (G > 1) { /* private partials, reduced below */
-                ldk = ldv = HD;
-                if (dk) memset(dkh = pk + bh * T * HD, 0, (size_t)(T * HD) * sizeof(float));
-                if (dv) memset(dvh = pv + bh * T * HD, 0, (size_t)(T * HD) * sizeof(float));
-            } else { /* this (b, h) is the only reader of its kv head */
-                if (dk) dkh = dk + b * T * k_rs + kvh * HD;
-                if (dv) dvh = dv + b * T * v_rs + kvh * HD;
-            }
-            if (short_path) {
-                sf_attention_short_backward_head(dqh, q_rs, dkh, ldk, dvh, ldv, doh, C, qh, q_rs, kh, k_rs, vh, v_rs,
-                                                 ah, key_mask ? key_mask + b * T : NULL, T, HD, scale, causal, dP);
-                continue;
-            }
-            const int64_t kend = sf_key_end(key_mask ? key_mask + b * T : NULL, T);
-            for (int64_t i0 = 0; i0 < T; i0 += ATT_BLK) {
-                /* keys [0, ncol) hold every nonzero P of this block, as in forward */
-                const int64_t i1 = min64(T, i0 + ATT_BLK), M = i1 - i0, ncol = causal ? min64(i1, kend) : kend;
-                if (ncol == 0) continue; /* no row of the block sees a key */
-                const float *P = ah + i0 * T; // (M, ncol) stride T
-                if (dvh) mm(dvh, ldv, P, 1, T, doh + i0 * C, C, ncol, HD, M, 1.0f, 1); // dV += P^T dO
-                if (!dqh && !dkh) continue;
-                mm_bt(dP, T, doh + i0 * C, C, vh, v_rs, M, ncol, HD, 1.0f); // dP = dO V^T (M, ncol)
-                for (int64_t r = 0; r < M; r++) {                         // dS = P (dP - rowsum(P dP))
-                    const float *pr = P + r * T;
-                    float *dr = dP + r * T;
-                    const float dsum = dot_f32(pr, dr, ncol);
-#pragma omp simd
-                    for (int64_t j = 0; j < ncol; j++) dr[j] = pr[j] * (dr[j] - dsum);
-                }
-                if (dqh) mm(dqh + i0 * q_rs, q_rs, dP, T, 1, kh, k_rs, M, HD, ncol, scale, 1);   // dQ += dS K
-                if (dkh) mm(dkh, ldk, dP, 1, T, qh + i0 * q_rs, q_rs, ncol, HD, M, scale, 1);    // dK += dS^T Q
-            }
-        }
-        if (G > 1 && (dk || dv)) {
-            /* dk/dv[b, t, kvh] += sum of the partials of the G query heads of kv head kvh */
-#pragma omp for schedule(static)
-            for (int64_t bt = 0; bt < B * T; bt++) {
-                const int64_t b = bt / T, t = bt % T;
-                for (int64_t kvh = 0; kvh < NKV; kvh++)
-                    for (int64_t g = 0; g < G; g++) {
-                        const int64_t src = ((b * NH + kvh * G + g) * T + t) * HD;
-                        if (dk) {
-                            float *d = dk + bt * k_rs + kvh * HD;
-                            for (int64_t c = 0; c < HD; c++) d[c] += pk[src + c];
-                        }
-                        if (dv) {
-                            float *d = dv + bt * v_rs + kvh * HD;
-                            for (int64_t c = 0; c < HD; c++) d[c] += pv[src + c];
-                        }
-                    }
-            }
-        }
-    }
+void sf_attention_backward_packed(float *dq, float *dk, float *dv, float *scratch, int64_t n_scratch,
+                                  const float *dout, const float *q, const float *k, const float *v, const float *att,
+                                  const int64_t *seqs, int64_t S, int64_t NH, int64_t NKV, int64_t HD, int64_t q_rs,
+                                  int64_t k_rs, int64_t v_rs, int causal) {
+    int64_t N = 0;
+    for (int64_t s = 0; s < S; s++) N += seqs[3 * s + 1];
+    backward_seqs(dq, dk, dv, scratch, n_scratch, dout, q, k, v, att, NULL, seqs, S, 0, N, NH, NKV, HD, q_rs, k_rs,
+                  v_rs, causal);
 }
 
 /* ---- reference: plain loops, double accumulation, one (b, h, i) at a time --------------------------- */
@@ -327,41 +407,70 @@ void sf_attention_backward_ref(float *dq, float *dk, float *dv, const float *dou
 
 /* ---- tape op ------------------------------------------------------------------------------------ */
 
-/* n->in = {q, k, v}; n->saved = {att (B, NH, T, T), [0/1 mask (B, T)]}; n->i = {NH, NKV, causal}. */
-static sf_status attention_backward(sf_graph *g, sf_node *n) {
-    sf_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2], *att = n->saved[0];
-    const float *mask = n->n_saved > 1 ? sf_f32(n->saved[1]) : NULL; // (B, T)
-    sf_tensor *tdq = sf_graph_grad(g, q), *tdk = sf_graph_grad(g, k), *tdv = sf_graph_grad(g, v);
-    if (!tdq && !tdk && !tdv) return SF_OK;
-    const int64_t B = q->shape[0], T = q->shape[1], NH = n->i[0], NKV = n->i[1], HD = q->shape[2] / NH;
-    int64_t ns = sf_attention_backward_scratch(B, T, NH, NKV, HD);
+/* The rows an attention node runs over: a padded batch (B, T) with an optional 0/1 key mask, or packed
+ * sequences (seqs (S, 3), sf_attention_layout). Read back from a node by node_rows. */
+typedef struct {
+    const float *mask; /* (B, T) or NULL */
+    const int64_t *seqs; /* (S, 3) or NULL */
+    int64_t S;
+} att_rows;
+
+/* n->saved = {att, [mask (B, T) f32 | seqs (S, 3) i64]} */
+static att_rows node_rows(const sf_node *n) {
+    att_rows r = {NULL, NULL, 0};
+    if (n->n_saved < 2) return r;
+    sf_tensor *t = n->saved[1];
+    if (t->dtype == SF_I64) r.seqs = sf_tensor_data(t), r.S = t->shape[0];
+    else r.mask = sf_f32(t);
+    return r;
+}
+
+static int64_t scratch_floats(att_rows r, int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD) {
+    return r.seqs ? sf_attention_backward_scratch_packed(r.seqs, r.S, NH, NKV, HD)
+                  : sf_attention_backward_scratch(B, T, NH, NKV, HD);
+}
+
+/* The backward of q, k, v read with row strides q_rs, k_rs, v_rs (dq, dk, dv alike), over a node's rows. */
+static sf_status backward_rows(sf_graph *g, sf_node *n, float *dq, float *dk, float *dv, const float *q,
+                               const float *k, const float *v, int64_t B, int64_t T, int64_t NH, int64_t NKV,
+                               int64_t HD, int64_t q_rs, int64_t k_rs, int64_t v_rs) {
+    const att_rows r = node_rows(n);
+    int64_t ns = scratch_floats(r, B, T, NH, NKV, HD);
     sf_tensor *scratch = sf_graph_scratch(g, 1, &ns); // (ns), back to the pool right after
     if (!scratch) return sf_fail(SF_ERR_NOMEM, "attention backward: out of memory for %lld scratch floats", (long long)ns);
-    sf_attention_backward(tdq ? sf_f32(tdq) : NULL, tdk ? sf_f32(tdk) : NULL, tdv ? sf_f32(tdv) : NULL,
-                          sf_f32(scratch), ns, sf_f32(sf_graph_grad(g, n->out)), sf_f32(q), sf_f32(k), sf_f32(v),
-                          sf_f32(att), mask, B, T, NH, NKV, HD, NH * HD, NKV * HD, NKV * HD, (int)n->i[2]);
+    const float *dout = sf_f32(sf_graph_grad(g, n->out)), *att = sf_f32(n->saved[0]);
+    const int causal = (int)n->i[2];
+    if (r.seqs)
+        sf_attention_backward_packed(dq, dk, dv, sf_f32(scratch), ns, dout, q, k, v, att, r.seqs, r.S, NH, NKV, HD,
+                                     q_rs, k_rs, v_rs, causal);
+    else
+        sf_attention_backward(dq, dk, dv, sf_f32(scratch), ns, dout, q, k, v, att, r.mask, B, T, NH, NKV, HD, q_rs,
+                              k_rs, v_rs, causal);
     sf_graph_recycle(g, scratch);
     return SF_OK;
 }
 
+/* n->in = {q, k, v}; n->saved = {att, [mask | seqs]}; n->i = {NH, NKV, causal}. */
+static sf_status attention_backward(sf_graph *g, sf_node *n) {
+    sf_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2];
+    sf_tensor *tdq = sf_graph_grad(g, q), *tdk = sf_graph_grad(g, k), *tdv = sf_graph_grad(g, v);
+    if (!tdq && !tdk && !tdv) return SF_OK;
+    const int64_t B = q->shape[0], T = q->shape[1], NH = n->i[0], NKV = n->i[1], HD = q->shape[2] / NH;
+    return backward_rows(g, n, tdq ? sf_f32(tdq) : NULL, tdk ? sf_f32(tdk) : NULL, tdv ? sf_f32(tdv) : NULL, sf_f32(q),
+                         sf_f32(k), sf_f32(v), B, T, NH, NKV, HD, NH * HD, NKV * HD, NKV * HD);
+}
+
 /* Fused layout: one input qkv (B, T, W = (NH + 2 NKV) HD) holding q | k | v in each row. */
 static sf_status attention_qkv_backward(sf_graph *g, sf_node *n) {
-    sf_tensor *qkv = n->in[0], *att = n->saved[0];
-    const float *mask = n->n_saved > 1 ? sf_f32(n->saved[1]) : NULL; // (B, T)
+    sf_tensor *qkv = n->in[0];
     sf_tensor *tg = sf_graph_grad(g, qkv);
     if (!tg) return SF_OK;
     const int64_t B = qkv->shape[0], T = qkv->shape[1], NH = n->i[0], NKV = n->i[1], HD = n->i[3];
     const int64_t W = (NH + 2 * NKV) * HD;
-    int64_t ns = sf_attention_backward_scratch(B, T, NH, NKV, HD);
-    sf_tensor *scratch = sf_graph_scratch(g, 1, &ns);
-    if (!scratch) return sf_fail(SF_ERR_NOMEM, "attention backward: out of memory for %lld scratch floats", (long long)ns);
     float *d = sf_f32(tg);
     const float *x = sf_f32(qkv);
-    sf_attention_backward(d, d + NH * HD, d + (NH + NKV) * HD, sf_f32(scratch), ns, sf_f32(sf_graph_grad(g, n->out)),
-                          x, x + NH * HD, x + (NH + NKV) * HD, sf_f32(att), mask, B, T, NH, NKV, HD, W, W, W,
-                          (int)n->i[2]);
-    sf_graph_recycle(g, scratch);
-    return SF_OK;
+    return backward_rows(g, n, d, d + NH * HD, d + (NH + NKV) * HD, x, x + NH * HD, x + (NH + NKV) * HD, B, T, NH, NKV,
+                         HD, W, W, W);
 }
 
 /* (B, T) 0/1 f32 copy of a key mask (saved for backward), or NULL with an error. */
@@ -380,8 +489,82 @@ static sf_tensor *mask_copy(sf_graph *g, sf_tensor *key_mask, int64_t B, int64_t
     return mask;
 }
 
-sf_tensor *sf_attention_qkv(sf_graph *g, sf_tensor *qkv, sf_tensor *key_mask, int64_t NH, int64_t NKV, int64_t HD,
-                            int causal) {
+sf_tensor *sf_attention_layout(sf_graph *g, const int64_t *lens, int64_t S, int64_t NH) {
+    if (S < 1 || NH < 1) return sf_fail_null(SF_ERR_ARG, "attention_layout: need at least one sequence and one head");
+    int64_t shape[2] = {S, 3};
+    sf_tensor *t = sf_graph_tensor_dtype(g, SF_I64, 2, shape);
+    if (!t) return NULL;
+    int64_t *p = sf_tensor_data(t), row = 0, at = 0;
+    for (int64_t s = 0; s < S; s++) {
+        if (lens[s] < 1)
+            return sf_fail_null(SF_ERR_ARG, "attention_layout: sequence %lld has length %lld (need >= 1)", (long long)s,
+                                (long long)lens[s]);
+        p[3 * s] = row, p[3 * s + 1] = lens[s], p[3 * s + 2] = at;
+        row += lens[s];
+        at += NH * lens[s] * lens[s];
+    }
+    return t;
+}
+
+/* The rows of an attention call: checks the key mask or packed layout against x (B, T, *), sets *r and
+ * *att_floats (the probabilities' size) and returns the tensor to save beside them (the mask's 0/1 copy,
+ * the layout, or NULL for neither); *failed on an error. */
+static sf_tensor *rows_of(sf_graph *g, const char *who, sf_tensor *x, sf_tensor *key_mask, sf_tensor *seqs,
+                          int64_t NH, att_rows *r, int64_t *att_floats, int *failed) {
+    const int64_t B = x->shape[0], T = x->shape[1];
+    *r = (att_rows){NULL, NULL, 0};
+    *failed = 0;
+    *att_floats = B * NH * T * T;
+    if (seqs) {
+        char ss[64];
+        if (seqs->dtype != SF_I64 || seqs->ndim != 2 || seqs->shape[1] != 3) {
+            *failed = 1;
+            return sf_fail_null(SF_ERR_ARG, "%s: the packed layout must be an i64 (S, 3) tensor (sf_attention_layout), got %s",
+                                who, sf_shape_str(seqs, ss, sizeof ss));
+        }
+        const int64_t *p = sf_tensor_data(seqs), S = seqs->shape[0];
+        int64_t row = 0, at = 0;
+        for (int64_t s = 0; s < S; s++) {
+            if (p[3 * s] != row || p[3 * s + 1] < 1 || p[3 * s + 2] != at) {
+                *failed = 1;
+                return sf_fail_null(SF_ERR_ARG, "%s: packed layout row %lld is not {row0, len >= 1, att0} in order", who,
+                                    (long long)s);
+            }
+            row += p[3 * s + 1];
+            at += NH * p[3 * s + 1] * p[3 * s + 1];
+        }
+        if (row != B * T) {
+            *failed = 1;
+            return sf_fail_null(SF_ERR_ARG, "%s: the packed sequences hold %lld rows, the input %lld", who, (long long)row,
+                                (long long)(B * T));
+        }
+        r->seqs = p, r->S = S;
+        *att_floats = at;
+        return seqs;
+    }
+    if (!key_mask) return NULL;
+    sf_tensor *mask = mask_copy(g, key_mask, B, T);
+    if (!mask) *failed = 1;
+    else r->mask = sf_f32(mask);
+    return mask;
+}
+
+/* The probabilities' buffer: (B, NH, T, T) for a padded batch, (na) for packed sequences (each one's
+ * (NH, len, len) in turn). */
+static sf_tensor *probabilities(sf_graph *g, sf_tensor *seqs, int64_t na, int64_t B, int64_t NH, int64_t T) {
+    int64_t as[4] = {B, NH, T, T};
+    return seqs ? sf_graph_tensor(g, 1, &na) : sf_graph_tensor(g, 4, as);
+}
+
+static void forward_rows(att_rows r, float *out, float *att, const float *q, const float *k, const float *v, int64_t B,
+                         int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t q_rs, int64_t k_rs, int64_t v_rs,
+                         int causal) {
+    if (r.seqs) sf_attention_forward_packed(out, att, q, k, v, r.seqs, r.S, NH, NKV, HD, q_rs, k_rs, v_rs, causal);
+    else sf_attention_forward(out, att, q, k, v, r.mask, B, T, NH, NKV, HD, q_rs, k_rs, v_rs, causal);
+}
+
+static sf_tensor *attention_qkv(sf_graph *g, sf_tensor *qkv, sf_tensor *key_mask, sf_tensor *seqs, int64_t NH,
+                                int64_t NKV, int64_t HD, int causal) {
     char sq[64];
     if (sf_check_f32(qkv, "attention_qkv", "qkv")) return NULL;
     if (NH <= 0 || NKV <= 0 || NH % NKV != 0 || HD <= 0)
@@ -392,15 +575,17 @@ sf_tensor *sf_attention_qkv(sf_graph *g, sf_tensor *qkv, sf_tensor *key_mask, in
         return sf_fail_null(SF_ERR_ARG, "attention_qkv: qkv must be (B, T, (NH + 2 NKV) HD = %lld), got %s", (long long)W,
                             sf_shape_str(qkv, sq, sizeof sq));
     const int64_t B = qkv->shape[0], T = qkv->shape[1];
-    sf_tensor *mask = NULL;
-    if (key_mask && !(mask = mask_copy(g, key_mask, B, T))) return NULL;
-    int64_t as[4] = {B, NH, T, T}, os[3] = {B, T, NH * HD};
-    sf_tensor *att = sf_graph_tensor(g, 4, as);                 // (B, NH, T, T)
-    sf_tensor *out = att ? sf_graph_tensor(g, 3, os) : NULL;     // (B, T, NH*HD)
+    att_rows r;
+    int64_t na;
+    int failed;
+    sf_tensor *keep = rows_of(g, "attention_qkv", qkv, key_mask, seqs, NH, &r, &na, &failed);
+    if (failed) return NULL;
+    int64_t os[3] = {B, T, NH * HD};
+    sf_tensor *att = probabilities(g, seqs, na, B, NH, T);
+    sf_tensor *out = att ? sf_graph_tensor(g, 3, os) : NULL; // (B, T, NH*HD)
     if (!out) return NULL;
     const float *x = sf_f32(qkv);
-    sf_attention_forward(sf_f32(out), sf_f32(att), x, x + NH * HD, x + (NH + NKV) * HD, mask ? sf_f32(mask) : NULL, B,
-                         T, NH, NKV, HD, W, W, W, causal);
+    forward_rows(r, sf_f32(out), sf_f32(att), x, x + NH * HD, x + (NH + NKV) * HD, B, T, NH, NKV, HD, W, W, W, causal);
     sf_tensor *in[1] = {qkv};
     sf_node *n = sf_graph_record(g, "attention_qkv", attention_qkv_backward, out, in, 1);
     if (n) {
@@ -408,13 +593,24 @@ sf_tensor *sf_attention_qkv(sf_graph *g, sf_tensor *qkv, sf_tensor *key_mask, in
         n->i[1] = NKV;
         n->i[2] = causal;
         n->i[3] = HD;
-        if (sf_node_save(n, att) || (mask && sf_node_save(n, mask))) return NULL;
+        if (sf_node_save(n, att) || (keep && sf_node_save(n, keep))) return NULL;
     }
     return out;
 }
 
-sf_tensor *sf_attention(sf_graph *g, sf_tensor *q, sf_tensor *k, sf_tensor *v, sf_tensor *key_mask,
-                        int64_t NH, int64_t NKV, int causal) {
+sf_tensor *sf_attention_qkv(sf_graph *g, sf_tensor *qkv, sf_tensor *key_mask, int64_t NH, int64_t NKV, int64_t HD,
+                            int causal) {
+    return attention_qkv(g, qkv, key_mask, NULL, NH, NKV, HD, causal);
+}
+
+sf_tensor *sf_attention_qkv_packed(sf_graph *g, sf_tensor *qkv, sf_tensor *seqs, int64_t NH, int64_t NKV, int64_t HD,
+                                   int causal) {
+    if (!seqs) return sf_fail_null(SF_ERR_ARG, "attention_qkv_packed: the packed layout is required");
+    return attention_qkv(g, qkv, NULL, seqs, NH, NKV, HD, causal);
+}
+
+static sf_tensor *attention(sf_graph *g, sf_tensor *q, sf_tensor *k, sf_tensor *v, sf_tensor *key_mask,
+                            sf_tensor *seqs, int64_t NH, int64_t NKV, int causal) {
     if (sf_check_f32(q, "attention", "q") || sf_check_f32(k, "attention", "k") || sf_check_f32(v, "attention", "v"))
         return NULL;
     char sq[64], sk[64], sv[64];
@@ -432,21 +628,34 @@ sf_tensor *sf_attention(sf_graph *g, sf_tensor *q, sf_tensor *k, sf_tensor *v, s
         return sf_fail_null(SF_ERR_ARG, "attention: k %s and v %s must both be (B, T, NKV*HD) = (%lld, %lld, %lld) for q %s",
                             sf_shape_str(k, sk, sizeof sk), sf_shape_str(v, sv, sizeof sv), (long long)B, (long long)T,
                             (long long)(NKV * HD), sf_shape_str(q, sq, sizeof sq));
-    sf_tensor *mask = NULL; // (B, T) 0/1 copy of key_mask (saved for backward)
-    if (key_mask && !(mask = mask_copy(g, key_mask, B, T))) return NULL;
-    int64_t as[4] = {B, NH, T, T};
-    sf_tensor *att = sf_graph_tensor(g, 4, as);               // (B, NH, T, T)
+    att_rows r;
+    int64_t na;
+    int failed;
+    sf_tensor *keep = rows_of(g, "attention", q, key_mask, seqs, NH, &r, &na, &failed);
+    if (failed) return NULL;
+    sf_tensor *att = probabilities(g, seqs, na, B, NH, T);
     sf_tensor *out = att ? sf_graph_tensor_like(g, q) : NULL; // (B, T, NH*HD)
     if (!out) return NULL;
-    sf_attention_forward(sf_f32(out), sf_f32(att), sf_f32(q), sf_f32(k), sf_f32(v), mask ? sf_f32(mask) : NULL, B, T,
-                         NH, NKV, HD, NH * HD, NKV * HD, NKV * HD, causal);
+    forward_rows(r, sf_f32(out), sf_f32(att), sf_f32(q), sf_f32(k), sf_f32(v), B, T, NH, NKV, HD, NH * HD, NKV * HD,
+                 NKV * HD, causal);
     sf_tensor *in[3] = {q, k, v};
     sf_node *n = sf_graph_record(g, "attention", attention_backward, out, in, 3);
     if (n) {
         n->i[0] = NH;
         n->i[1] = NKV;
         n->i[2] = causal;
-        if (sf_node_save(n, att) || (mask && sf_node_save(n, mask))) return NULL;
+        if (sf_node_save(n, att) || (keep && sf_node_save(n, keep))) return NULL;
     }
     return out;
+}
+
+sf_tensor *sf_attention(sf_graph *g, sf_tensor *q, sf_tensor *k, sf_tensor *v, sf_tensor *key_mask,
+                        int64_t NH, int64_t NKV, int causal) {
+    return attention(g, q, k, v, key_mask, NULL, NH, NKV, causal);
+}
+
+sf_tensor *sf_attention_packed(sf_graph *g, sf_tensor *q, sf_tensor *k, sf_tensor *v, sf_tensor *seqs, int64_t NH,
+                               int64_t NKV, int causal) {
+    if (!seqs) return sf_fail_null(SF_ERR_ARG, "attention_packed: the packed layout is required");
+    return attention(g, q, k, v, NULL, seqs, NH, NKV, causal);
 }
