@@ -91,6 +91,7 @@ typedef struct sf_model {
     int n_unused;
     struct sf_lora_set *lora;          /* LoRA adapters consulted by every block linear (not owned) */
     int loss_only;                     /* LM with labels: fuse head + loss, keep no logits (m->logits = NULL) */
+    int keep_padding;                  /* 1: never pack a right-padded batch (sf_model_forward), 0 by default */
     /* state of the last forward */
     sf_graph *graph;
     sf_tensor *logits;  /* graph-owned: (B, T, V) for LM, (B, num_labels) for classification */

@@ -4,8 +4,14 @@
  * GPT-2 the add closing one block is fused with the next block's ln_1, or with ln_f after the last):
  * 1.3-1.5x faster than sf_add + sf_layernorm at gpt2-4m and GPT-2 124M shapes. The GELU MLPs run the
  * up projection as sf_linear (with bias; sf_bias_gelu measured no faster) and the down projection as
- * sf_gelu_linear, which recomputes gelu(u) in backward instead of keeping it. Does not implement kernels
- * (ops_*.c) nor generation (generate.c). */
+ * sf_gelu_linear, which recomputes gelu(u) in backward instead of keeping it.
+ * Packing: a right-padded batch (attention_mask of 1s then 0s in every row) whose outputs are per row (a
+ * classification head, or the LM loss alone with the pads' next-token targets ignored) runs on its real
+ * tokens only: they are laid one after another as a (1, N, C) sequence and attention keeps to each row
+ * (sf_attention_packed), so no product, norm or attention spends work on pad rows. The loss, the
+ * logits and every gradient are the padded batch's (up to the order of float sums). Batches that keep
+ * per-position outputs, masks with holes or left padding, and m->keep_padding run padded.
+ * Does not implement kernels (ops_*.c) nor generation (generate.c). */
 #include <math.h>
 #include <string.h>
 
@@ -21,6 +27,23 @@
 static sf_tensor *ids_tensor(sf_graph *g, int64_t B, int64_t T) {
     int64_t shape[2] = {B, T};
     return sf_graph_tensor_dtype(g, SF_I64, 2, shape);
+}
+
+/* Which rows attention sees: a padded batch's key mask (or none), or packed sequences' layout and each
+ * token's position in its row (RoPE; NULL when padded: positions 0..T-1). */
+typedef struct {
+    sf_tensor *mask, *seqs, *pos;
+} att_in;
+
+static sf_tensor *attend_qkv(sf_graph *g, const sf_model_config *c, sf_tensor *qkv, const att_in *a) {
+    return a->seqs ? sf_attention_qkv_packed(g, qkv, a->seqs, c->n_head, c->n_kv_head, c->head_dim, 1)
+                   : sf_attention_qkv(g, qkv, a->mask, c->n_head, c->n_kv_head, c->head_dim, 1);
+}
+
+static sf_tensor *attend(sf_graph *g, const sf_model_config *c, sf_tensor *q, sf_tensor *k, sf_tensor *v,
+                         const att_in *a, int causal) {
+    return a->seqs ? sf_attention_packed(g, q, k, v, a->seqs, c->n_head, c->n_kv_head, causal)
+                   : sf_attention(g, q, k, v, a->mask, c->n_head, c->n_kv_head, causal);
 }
 
 /* Block linears go through the LoRA hook (a plain linear when the weight has no adapter). */
@@ -53,12 +76,12 @@ static void gpt2_norm_before(const sf_model *m, int64_t l, sf_tensor **w, sf_ten
 /* Block l on the residual stream x with *h = ln_1(x) computed by the caller; returns the new residual
  * stream and sets *h to the norm of it that comes next (block l+1's ln_1, or ln_f). */
 static sf_tensor *gpt2_block(sf_graph *g, const sf_model *m, int64_t l, sf_tensor *x, sf_tensor **h,
-                             sf_tensor *mask) {
+                             const att_in *att) {
     const sf_model_config *c = &m->cfg;
     const sf_layer *L = &m->layers[l];
     sf_tensor *qkv = LIN(g, *h, L->wqkv, L->bqkv, SF_W_IN_OUT);               // (B, T, 3C)
     if (!qkv) return NULL;
-    sf_tensor *a = sf_attention_qkv(g, qkv, mask, c->n_head, c->n_kv_head, c->head_dim, 1); // (B, T, C)
+    sf_tensor *a = attend_qkv(g, c, qkv, att);                                 // (B, T, C)
     sf_tensor *o = a ? LIN(g, a, L->wo, L->bo, SF_W_IN_OUT) : NULL;            // (B, T, C)
     sf_tensor *h2 = o ? residual_norm(g, x, o, L->ln2_w, L->ln2_b, c->norm_eps, &x) : NULL; // x += o, (B, T, C)
     sf_tensor *u = h2 ? LIN(g, h2, L->w_up, L->b_up, SF_W_IN_OUT) : NULL;       // (B, T, F)
@@ -70,7 +93,7 @@ static sf_tensor *gpt2_block(sf_graph *g, const sf_model *m, int64_t l, sf_tenso
     return *h ? x : NULL;
 }
 
-static sf_tensor *llama_block(sf_graph *g, const sf_model *m, const sf_layer *L, sf_tensor *x, sf_tensor *mask) {
+static sf_tensor *llama_block(sf_graph *g, const sf_model *m, const sf_layer *L, sf_tensor *x, const att_in *att) {
     const sf_model_config *c = &m->cfg;
     sf_tensor *h = sf_rmsnorm(g, x, L->ln1_w, c->norm_eps);                          // (B, T, C)
     if (!h) return NULL;
@@ -78,9 +101,9 @@ static sf_tensor *llama_block(sf_graph *g, const sf_model *m, const sf_layer *L,
     sf_tensor *k = LIN(g, h, L->wk, L->bk, SF_W_OUT_IN);                       // (B, T, NKV*HD)
     sf_tensor *v = LIN(g, h, L->wv, L->bv, SF_W_OUT_IN);                       // (B, T, NKV*HD)
     if (!q || !k || !v) return NULL;
-    q = sf_rope(g, q, NULL, c->n_head, c->head_dim, c->rope_theta, c->rope_kind);
-    k = q ? sf_rope(g, k, NULL, c->n_kv_head, c->head_dim, c->rope_theta, c->rope_kind) : NULL;
-    sf_tensor *a = k ? sf_attention(g, q, k, v, mask, c->n_head, c->n_kv_head, 1) : NULL; // (B, T, NH*HD)
+    q = sf_rope(g, q, att->pos, c->n_head, c->head_dim, c->rope_theta, c->rope_kind);
+    k = q ? sf_rope(g, k, att->pos, c->n_kv_head, c->head_dim, c->rope_theta, c->rope_kind) : NULL;
+    sf_tensor *a = k ? attend(g, c, q, k, v, att, 1) : NULL;                   // (B, T, NH*HD)
     sf_tensor *o = a ? LIN(g, a, L->wo, L->bo, SF_W_OUT_IN) : NULL;            // (B, T, C)
     x = o ? sf_add(g, x, o) : NULL;
     h = x ? sf_rmsnorm(g, x, L->ln2_w, c->norm_eps) : NULL;
@@ -92,12 +115,12 @@ static sf_tensor *llama_block(sf_graph *g, const sf_model *m, const sf_layer *L,
     return d ? sf_add(g, x, d) : NULL;
 }
 
-static sf_tensor *encoder_block(sf_graph *g, const sf_model *m, const sf_layer *L, sf_tensor *x, sf_tensor *mask) {
+static sf_tensor *encoder_block(sf_graph *g, const sf_model *m, const sf_layer *L, sf_tensor *x, const att_in *att) {
     const sf_model_config *c = &m->cfg;
     sf_tensor *q = LIN(g, x, L->wq, L->bq, SF_W_OUT_IN);                       // (B, T, C)
     sf_tensor *k = q ? LIN(g, x, L->wk, L->bk, SF_W_OUT_IN) : NULL;
     sf_tensor *v = k ? LIN(g, x, L->wv, L->bv, SF_W_OUT_IN) : NULL;
-    sf_tensor *a = v ? sf_attention(g, q, k, v, mask, c->n_head, c->n_kv_head, 0) : NULL;
+    sf_tensor *a = v ? attend(g, c, q, k, v, att, 0) : NULL;
     sf_tensor *o = a ? LIN(g, a, L->wo, L->bo, SF_W_OUT_IN) : NULL;
     x = o ? residual_norm(g, x, o, L->ln1_w, L->ln1_b, c->norm_eps, NULL) : NULL; // post-LN of x + o
     sf_tensor *u = x ? LIN(g, x, L->w_up, L->b_up, SF_W_OUT_IN) : NULL;        // (B, T, F)
@@ -105,13 +128,11 @@ static sf_tensor *encoder_block(sf_graph *g, const sf_model *m, const sf_layer *
     return d ? residual_norm(g, x, d, L->ln2_w, L->ln2_b, c->norm_eps, NULL) : NULL;
 }
 
-/* Token + position (+ type) embeddings -> (B, T, C). The last add is fused with the norm that reads the
- * sum: encoders return LN_emb(sum); GPT-2 returns the sum and sets *h to block 0's ln_1 of it. */
-static sf_tensor *embed(sf_graph *g, const sf_model *m, sf_tensor *ids, sf_tensor **h) {
+/* Position ids (B, T) of a padded batch's tokens: t, or RoBERTa's count of non-pad ids from pad + 1
+ * (create_position_ids_from_input_ids). */
+static sf_tensor *positions(sf_graph *g, const sf_model *m, sf_tensor *ids) {
     const sf_model_config *c = &m->cfg;
     int64_t B = ids->shape[0], T = ids->shape[1];
-    sf_tensor *x = sf_embedding(g, ids, m->wte);
-    if (!x || c->arch == SF_ARCH_LLAMA) return x;
     sf_tensor *pos = ids_tensor(g, B, T);
     if (!pos) return NULL;
     int64_t *p = sf_tensor_data(pos);
@@ -119,7 +140,7 @@ static sf_tensor *embed(sf_graph *g, const sf_model *m, sf_tensor *ids, sf_tenso
     for (int64_t b = 0; b < B; b++) {
         int64_t run = 0;
         for (int64_t t = 0; t < T; t++) {
-            if (c->arch == SF_ARCH_ROBERTA) { /* create_position_ids_from_input_ids */
+            if (c->arch == SF_ARCH_ROBERTA) {
                 int real = id[b * T + t] != c->pad_token_id;
                 run += real;
                 p[b * T + t] = real ? run + c->pad_token_id : c->pad_token_id;
@@ -128,6 +149,17 @@ static sf_tensor *embed(sf_graph *g, const sf_model *m, sf_tensor *ids, sf_tenso
             }
         }
     }
+    return pos;
+}
+
+/* Token + position (+ type) embeddings of ids (B, T) at positions pos (B, T; unused by Llama) -> (B, T, C).
+ * The last add is fused with the norm that reads the sum: encoders return LN_emb(sum); GPT-2 returns the
+ * sum and sets *h to block 0's ln_1 of it. */
+static sf_tensor *embed(sf_graph *g, const sf_model *m, sf_tensor *ids, sf_tensor *pos, sf_tensor **h) {
+    const sf_model_config *c = &m->cfg;
+    int64_t B = ids->shape[0], T = ids->shape[1];
+    sf_tensor *x = sf_embedding(g, ids, m->wte);
+    if (!x || c->arch == SF_ARCH_LLAMA) return x;
     sf_tensor *pe = sf_embedding(g, pos, m->wpe); // (B, T, C)
     if (!pe) return NULL;
     if (c->arch == SF_ARCH_GPT2) {
@@ -148,16 +180,78 @@ static sf_tensor *embed(sf_graph *g, const sf_model *m, sf_tensor *ids, sf_tenso
     return sf_add_layernorm(g, x, last, m->ln_emb_w, m->ln_emb_b, c->norm_eps, NULL);
 }
 
+/* A right-padded batch's real tokens, packed: row b's first len[b] tokens start at row off[b] of N. */
+typedef struct {
+    int64_t N;
+    int64_t *len, *off;   /* (B) each, on the graph */
+    sf_tensor *seqs;      /* (S = B, 3) attention layout */
+} packing;
+
+/* The length of row b of a right-padded mask (B, T): its 1s, which must all come first; -1 when the row
+ * has a hole, starts with padding or is all padding. */
+static int64_t prefix_length(sf_tensor *mask, int64_t b, int64_t T) {
+    int64_t len = 0;
+    while (len < T && sf_index_at(mask, b * T + len) != 0) len++;
+    for (int64_t t = len; t < T; t++)
+        if (sf_index_at(mask, b * T + t) != 0) return -1;
+    return len > 0 ? len : -1;
+}
+
+/* Whether this forward may run packed (see the header), and its packing when it does: 1 packed, 0 padded,
+ * -1 out of memory. */
+static int plan_packing(sf_graph *g, const sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tensor *labels,
+                        packing *pk) {
+    if (!mask || m->keep_padding) return 0;
+    const int64_t B = ids->shape[0], T = ids->shape[1];
+    if (m->task == SF_TASK_LM && !(labels && m->loss_only)) return 0; /* the logits of every position are kept */
+    int64_t shape[1] = {2 * B};
+    sf_tensor *lo = sf_graph_tensor_dtype(g, SF_I64, 1, shape);
+    if (!lo) return -1;
+    pk->len = sf_tensor_data(lo);
+    pk->off = pk->len + B;
+    pk->N = 0;
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t len = prefix_length(mask, b, T);
+        if (len < 0) return 0;
+        if (m->task == SF_TASK_LM) /* a pad position whose next-token target counts keeps the batch padded */
+            for (int64_t t = len + 1; t < T; t++)
+                if (sf_index_at(labels, b * T + t) != -100) return 0;
+        pk->len[b] = len;
+        pk->off[b] = pk->N;
+        pk->N += len;
+    }
+    if (pk->N == B * T) return 0; /* no padding: nothing to gain */
+    pk->seqs = sf_attention_layout(g, pk->len, B, m->cfg.n_head);
+    return pk->seqs ? 1 : -1;
+}
+
+/* The packed rows of x (B, T) i64 -> (1, N). */
+static sf_tensor *pack_ids(sf_graph *g, sf_tensor *x, const packing *pk) {
+    const int64_t B = x->shape[0], T = x->shape[1];
+    sf_tensor *p = ids_tensor(g, 1, pk->N);
+    if (!p) return NULL;
+    int64_t *d = sf_tensor_data(p);
+    const int64_t *s = sf_tensor_data(x);
+    for (int64_t b = 0; b < B; b++) memcpy(d + pk->off[b], s + b * T, (size_t)pk->len[b] * sizeof(int64_t));
+    return p;
+}
+
 /* The classification features: decoders take the last real token, encoders the first. -> (B, C) */
-static sf_tensor *pool(sf_graph *g, const sf_model *m, sf_tensor *x, sf_tensor *ids, sf_tensor *mask) {
-    int64_t B = x->shape[0], T = x->shape[1];
+static sf_tensor *pool(sf_graph *g, const sf_model *m, sf_tensor *x, sf_tensor *ids, sf_tensor *mask,
+                       const packing *pk) {
+    int64_t B = ids->shape[0], T = ids->shape[1];
+    const int decoder = m->cfg.arch == SF_ARCH_GPT2 || m->cfg.arch == SF_ARCH_LLAMA;
     int64_t shape[1] = {B};
     sf_tensor *idx = sf_graph_tensor_dtype(g, SF_I64, 1, shape);
     if (!idx) return NULL;
     int64_t *ix = sf_tensor_data(idx);
     for (int64_t b = 0; b < B; b++) {
+        if (pk) { /* x holds the packed rows: row b's first token, or its last */
+            ix[b] = pk->off[b] + (decoder ? pk->len[b] - 1 : 0);
+            continue;
+        }
         int64_t t_sel = 0;
-        if (m->cfg.arch == SF_ARCH_GPT2 || m->cfg.arch == SF_ARCH_LLAMA) {
+        if (decoder) {
             /* the last real token: from the mask, else (as HF) the last token that is not the pad id */
             t_sel = T - 1;
             if (mask || m->cfg.pad_token_id >= 0) {
@@ -211,14 +305,28 @@ sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tens
     sf_graph_set_recording(g, train);
     const sf_model_config *c = &m->cfg;
     int64_t B = ids->shape[0], T = ids->shape[1];
+    packing pk;
+    const int packed = plan_packing(g, m, ids, mask, labels, &pk);
+    if (packed < 0) return sf_last_status() ? sf_last_status() : SF_ERR_NOMEM;
+    att_in att = {packed ? NULL : mask, packed ? pk.seqs : NULL, NULL};
+    sf_tensor *pos = c->arch != SF_ARCH_LLAMA || packed ? positions(g, m, ids) : NULL; // (B, T)
+    if (c->arch != SF_ARCH_LLAMA || packed) TRY(pos);
+    sf_tensor *xids = ids;
+    if (packed) { /* the real tokens and their positions, (1, N) */
+        xids = pack_ids(g, ids, &pk);
+        TRY(xids);
+        pos = pack_ids(g, pos, &pk);
+        TRY(pos);
+        if (c->arch == SF_ARCH_LLAMA) att.pos = pos;
+    }
     sf_tensor *h = NULL;              // GPT-2: the normalised residual stream the next block reads
-    sf_tensor *x = embed(g, m, ids, &h); // (B, T, C)
+    sf_tensor *x = embed(g, m, xids, pos, &h); // (B, T, C), packed (1, N, C)
     TRY(x);
     for (int64_t l = 0; l < c->n_layer; l++) {
         const sf_layer *L = &m->layers[l];
-        x = c->arch == SF_ARCH_GPT2 ? gpt2_block(g, m, l, x, &h, mask)
-            : c->arch == SF_ARCH_LLAMA ? llama_block(g, m, L, x, mask)
-                                       : encoder_block(g, m, L, x, mask);
+        x = c->arch == SF_ARCH_GPT2 ? gpt2_block(g, m, l, x, &h, &att)
+            : c->arch == SF_ARCH_LLAMA ? llama_block(g, m, L, x, &att)
+                                       : encoder_block(g, m, L, x, &att);
         TRY(x);
     }
     if (c->arch == SF_ARCH_GPT2) x = h; /* ln_f, fused with the last block's residual add */
@@ -229,13 +337,16 @@ sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tens
         sf_tensor *head = m->lm_head ? m->lm_head : m->wte;
         sf_tensor *tflat = NULL;
         if (labels) {
-            sf_tensor *tgt = ids_tensor(g, B, T); // labels shifted left by one; the last position ignored
+            /* labels shifted left by one within each row; a row's last position ignored */
+            sf_tensor *tgt = packed ? ids_tensor(g, 1, pk.N) : ids_tensor(g, B, T);
             TRY(tgt);
             int64_t *td = sf_tensor_data(tgt);
             const int64_t *ld = sf_tensor_data(labels);
-            for (int64_t b = 0; b < B; b++)
-                for (int64_t t = 0; t < T; t++) td[b * T + t] = t + 1 < T ? ld[b * T + t + 1] : -100;
-            int64_t s1[1] = {B * T};
+            for (int64_t b = 0; b < B; b++) {
+                const int64_t n = packed ? pk.len[b] : T, at = packed ? pk.off[b] : b * T;
+                for (int64_t t = 0; t < n; t++) td[at + t] = t + 1 < T ? ld[b * T + t + 1] : -100;
+            }
+            int64_t s1[1] = {packed ? pk.N : B * T};
             tflat = sf_graph_adopt(g, sf_tensor_view(tgt, 1, s1));
             TRY(tflat);
         }
@@ -252,7 +363,7 @@ sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tens
             }
         }
     } else {
-        sf_tensor *feat = pool(g, m, x, ids, mask); // (B, C)
+        sf_tensor *feat = pool(g, m, x, ids, mask, packed ? &pk : NULL); // (B, C)
         TRY(feat);
         sf_tensor *logits;
         if (c->arch == SF_ARCH_GPT2 || c->arch == SF_ARCH_LLAMA) {

@@ -285,13 +285,15 @@ static sf_tensor *as_single_row(sf_tensor *t) {
 static int m_forward(lua_State *L) {
     sf_model *m = lsift_check_model(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
-    int train = 1, want_logits = 1;
+    int train = 1, want_logits = 1, pack = 1;
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "grad");
         if (lua_isboolean(L, -1)) train = lua_toboolean(L, -1);
         lua_getfield(L, 3, "logits");
         if (lua_isboolean(L, -1)) want_logits = lua_toboolean(L, -1);
-        lua_pop(L, 2);
+        lua_getfield(L, 3, "pack");
+        if (lua_isboolean(L, -1)) pack = lua_toboolean(L, -1);
+        lua_pop(L, 3);
     }
     /* a single sequence (1-D ids) is read as a batch of one through (1, T) views: the caller's tensors
      * keep their shapes */
@@ -308,8 +310,9 @@ static int m_forward(lua_State *L) {
     if (labels && single && m->task == SF_TASK_LM) labels = as_single_row(labels);
     if (labels) lsift_push_tensor(L, labels);
     m->loss_only = !want_logits && labels != NULL;
+    m->keep_padding = !pack;
     sf_status st = sf_model_forward(m, ids, mask, labels, train);
-    m->loss_only = 0;
+    m->loss_only = m->keep_padding = 0;
     if (st) return lsift_error(L, "forward");
     lua_createtable(L, 0, 2);
     if (m->logits) {

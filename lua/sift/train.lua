@@ -87,43 +87,9 @@ local function by_length(rows, o)
   return order, len
 end
 
--- A pass over a part of a batch costs about PART_COST padded tokens besides its tokens (gpt2-4m on SST-2:
--- the OpenMP regions, the tape and Lua of one forward + backward against ~70 us per padded token).
-local PART_COST = 64
-
--- Cuts a batch's rows, longest first, into consecutive parts that each pad to their own longest (first)
--- row, so that the padded tokens plus PART_COST per part are fewest (exact, by dynamic programming over
--- the cut points). Returns the parts, longest first, each a list of rows.
-local function length_parts(rows, o)
-  local order, len = by_length(rows, o)
-  local n = #order
-  local best, cut = { [0] = 0 }, {}
-  for j = 1, n do -- best[j]: the cheapest cut of rows 1..j; the part i+1..j pads to row i+1's length
-    for i = 0, j - 1 do
-      local c = best[i] + PART_COST + (j - i) * len[order[i + 1]]
-      if best[j] == nil or c < best[j] then best[j], cut[j] = c, i end
-    end
-  end
-  local parts, j = {}, n
-  while j > 0 do
-    local part = {}
-    for k = cut[j] + 1, j do part[#part + 1] = rows[order[k]] end
-    table.insert(parts, 1, part)
-    j = cut[j]
-  end
-  return parts
-end
-
--- The number of terms the batch's mean loss averages: its labelled rows (classification), or its
--- next-token targets (LM: the model shifts the labels left by one, so position 1's label is no target).
-local function loss_terms(b, task)
-  if not b.labels then error("sift.train: every row of a classification batch needs a label", 0) end
-  if task ~= "lm" then return #b.labels end
-  local n = 0
-  for _, row in ipairs(b.labels) do
-    for t = 2, #row do if row[t] ~= -100 then n = n + 1 end end
-  end
-  return n
+-- A classification batch needs every row's label.
+local function check_labels(b, task)
+  if task ~= "lm" and not b.labels then error("sift.train: every row of a classification batch needs a label", 0) end
 end
 
 -- A labelled dataset must match the model's head: as many classes, or one output for regression.
@@ -204,9 +170,9 @@ function M.trainer(opts)
   local opt = sift.AdamW(set, { lr = lr, betas = opts.betas, eps = opts.eps, weight_decay = opts.weight_decay or 0.01,
     decay = opts.decay or "matrices", sparse_weight_decay = opts.sparse_weight_decay or 0 })
   local seed = opts.seed or 0
-  local split = opts.split ~= false
+  local pack = opts.pack ~= false
   local tr = { history = { loss = {}, lr = {}, eval = {}, grad_norm = {}, method = set:kind(),
-    trainable = nil, steps = 0, passes = 0 }, step_no = 0, total = T, optimizer = opt }
+    trainable = nil, steps = 0 }, step_no = 0, total = T, optimizer = opt }
   local order, epoch = nil, 0
   local prog = progress(T, opts.quiet)
   local t0, tokens = sift.now(), 0
@@ -229,29 +195,15 @@ function M.trainer(opts)
     return n
   end
 
-  -- Forward and backward of one batch's rows. Split (the default), they run in parts of similar length,
-  -- each padded to its own longest row and back-propagating its share of the batch's loss terms, so the
-  -- gradients add up to the whole padded batch's (up to float rounding) for fewer padded tokens.
+  -- Forward and backward of one batch's rows: packed (the default), only their real tokens run, each row
+  -- attending within itself (model:forward's pack); pack = false runs the batch padded to its longest row.
   -- Returns the batch's loss and its real tokens.
   local function forward_backward(rows)
-    local batches, terms, total = {}, {}, 0
-    for i, part in ipairs(split and length_parts(rows, enc_opts) or { rows }) do
-      batches[i] = batch_of(part, enc_opts, task)
-      terms[i] = loss_terms(batches[i], task)
-      total = total + terms[i]
-    end
-    if total == 0 then batches, terms, total = { batch_of(rows, enc_opts, task) }, { 1 }, 1 end -- a loss of 0
-    local loss, real = 0, 0
-    for i, b in ipairs(batches) do
-      real = real + real_tokens(b)
-      if terms[i] > 0 then
-        local share = terms[i] / total
-        loss = loss + model:forward(b, { logits = false }).loss * share -- LM: head and loss fused, no logits
-        model:backward(share)
-        tr.history.passes = tr.history.passes + 1
-      end
-    end
-    return loss, real
+    local b = batch_of(rows, enc_opts, task)
+    check_labels(b, task)
+    local loss = model:forward(b, { logits = false, pack = pack }).loss -- LM: head and loss fused, no logits
+    model:backward()
+    return loss, real_tokens(b)
   end
 
   local function one_step()
@@ -262,8 +214,7 @@ function M.trainer(opts)
       -- the first training batch calibrates the masks; its gradient is applied by this step
       local b = batch_of(rows, enc_opts, task)
       set:select(b)
-      loss, real = model:forward(b, { grad = false, logits = false }).loss, real_tokens(b)
-      tr.history.passes = tr.history.passes + 1
+      loss, real = model:forward(b, { grad = false, logits = false, pack = pack }).loss, real_tokens(b)
     else
       loss, real = forward_backward(rows)
     end

@@ -334,11 +334,10 @@ test("model:backward(scale): scaled gradients, and parts of a batch add up to th
   check(not ok and tostring(err):find("finite", 1, true), "a NaN scale: %s", tostring(err))
 end)
 
--- sift.train runs each batch in parts of similar length (split, the default): the same steps as one
--- padded batch up to float rounding, for classification (shares by rows) and LM (shares by next-token
--- targets), whatever trains (dense gradients, SIFT's k entries, LoRA's adapters), with more passes than
--- steps. (SIFT's first step calibrates on the whole batch, split or not.)
-test("sift.train split by length: the steps of one padded batch", function()
+-- sift.train runs each batch packed (the default): its real tokens only, one row after another. The
+-- steps must be those of the padded batch up to float rounding, for classification and LM, whatever
+-- trains (dense gradients, SIFT's k entries and its calibration, LoRA's adapters), for fewer products.
+test("sift.train packs padded batches: the steps of the padded batch, fewer products", function()
   local dir = H.need_shared("models/gpt2-4m/config.json"):gsub("/config.json$", "")
   local tok = sift.tokenizer(dir)
   local data = sift.data.load("sst2", { split = "train" }):take(48)
@@ -346,21 +345,24 @@ test("sift.train split by length: the steps of one padded batch", function()
     lora = function(m) return sift.lora(m, { r = 8, alpha = 16, seed = 3 }) end }
   for _, case in ipairs { { "classify", "full" }, { "classify", "sparse" }, { "classify", "lora" }, { "lm", "full" } } do
     local task, method = case[1], case[2]
-    local hist = {}
-    for _, split in ipairs { false, true } do
+    local hist, flops = {}, {}
+    for _, pack in ipairs { false, true } do
       local m = sift.load(dir, task == "classify" and { task = "classify", num_labels = 2 } or nil)
-      hist[split] = sift.train { model = m, method = sets[method](m), data = data, tokenizer = tok, batch = 16, lr = 0,
-        weight_decay = 0, quiet = true, split = split }
+      local set = sets[method](m)
+      local f0 = sift.gemm_flops()
+      hist[pack] = sift.train { model = m, method = set, data = data, tokenizer = tok, batch = 16, lr = 1e-3,
+        quiet = true, pack = pack }
+      flops[pack] = sift.gemm_flops() - f0
     end
-    local one, parts = hist[false], hist[true]
+    local padded, packed = hist[false], hist[true]
     local what = task .. ", " .. method
-    check(one.passes == one.steps and parts.passes > parts.steps, "%s: %d passes for %d steps split, %d unsplit", what,
-      parts.passes, parts.steps, one.passes)
-    for s = 1, one.steps do
-      check(math.abs(parts.loss[s] - one.loss[s]) <= 1e-5 * math.abs(one.loss[s]), "%s step %d: loss %.9g vs %.9g", what,
-        s, parts.loss[s], one.loss[s])
-      check(math.abs(parts.grad_norm[s] - one.grad_norm[s]) <= 1e-5 * one.grad_norm[s],
-        "%s step %d: gradient norm %.9g vs %.9g", what, s, parts.grad_norm[s], one.grad_norm[s])
+    check(flops[true] < 0.8 * flops[false], "%s: %.3g GFLOP packed, %.3g padded", what, flops[true] / 1e9,
+      flops[false] / 1e9)
+    for s = 1, padded.steps do
+      check(math.abs(packed.loss[s] - padded.loss[s]) <= 1e-5 * math.abs(padded.loss[s]), "%s step %d: loss %.9g vs %.9g",
+        what, s, packed.loss[s], padded.loss[s])
+      check(math.abs(packed.grad_norm[s] - padded.grad_norm[s]) <= 1e-5 * padded.grad_norm[s],
+        "%s step %d: gradient norm %.9g vs %.9g", what, s, packed.grad_norm[s], padded.grad_norm[s])
     end
   end
   local m = sift.load(dir, { task = "classify", num_labels = 2 })
