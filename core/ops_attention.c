@@ -154,6 +154,18 @@ static inline att_seq seq_at(const int64_t *seqs, int64_t s, int64_t T, int64_t 
     return (att_seq){s * T, T, s * NH * T * T};
 }
 
+/* The sequence holding a row: row / T for a padded batch, else by bisection of the first rows. */
+static inline int64_t seq_of_row(const int64_t *seqs, int64_t S, int64_t T, int64_t row) {
+    if (!seqs) return row / T;
+    int64_t lo = 0, hi = S - 1; /* seqs[3 lo] <= row < seqs[3 (hi + 1)] */
+    while (lo < hi) {
+        const int64_t mid = (lo + hi + 1) / 2;
+        if (seqs[3 * mid] <= row) lo = mid;
+        else hi = mid - 1;
+    }
+    return lo;
+}
+
 /* The forward over S sequences (seqs NULL: S = B padded sequences of T rows), parallel over (s, h). */
 static void forward_seqs(float *out, float *att, const float *q, const float *k, const float *v, const float *key_mask,
                          const int64_t *seqs, int64_t S, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t q_rs,
@@ -233,7 +245,7 @@ int64_t sf_attention_backward_scratch_packed(const int64_t *seqs, int64_t S, int
 
 /* The backward over S sequences (seqs NULL: S = B padded sequences of T rows), parallel over (s, h);
  * N rows in all. With GQA, sequence s's head h keeps its partial dK / dV at ((row0 * NH + h * len) * HD)
- * of pk / pv, so no two (s, h) write the same floats; each sequence's rows are then reduced by one thread. */
+ * of pk / pv, so no two (s, h) write the same floats; they are then summed row by row. */
 static void backward_seqs(float *dq, float *dk, float *dv, float *scratch, int64_t n_scratch, const float *dout,
                           const float *q, const float *k, const float *v, const float *att, const float *key_mask,
                           const int64_t *seqs, int64_t S, int64_t T, int64_t N, int64_t NH, int64_t NKV, int64_t HD,
@@ -299,23 +311,23 @@ static void backward_seqs(float *dq, float *dk, float *dv, float *scratch, int64
             }
         }
         if (G > 1 && (dk || dv)) {
-            /* dk/dv[row0 + t, kvh] += sum of the partials of the G query heads of kv head kvh */
-#pragma omp for schedule(dynamic, 1)
-            for (int64_t s = 0; s < S; s++) {
-                const att_seq sq = seq_at(seqs, s, T, NH);
-                for (int64_t t = 0; t < sq.len; t++)
-                    for (int64_t kvh = 0; kvh < NKV; kvh++)
-                        for (int64_t g = 0; g < G; g++) {
-                            const int64_t src = (sq.row0 * NH + (kvh * G + g) * sq.len + t) * HD;
-                            if (dk) {
-                                float *d = dk + (sq.row0 + t) * k_rs + kvh * HD;
-                                for (int64_t c = 0; c < HD; c++) d[c] += pk[src + c];
-                            }
-                            if (dv) {
-                                float *d = dv + (sq.row0 + t) * v_rs + kvh * HD;
-                                for (int64_t c = 0; c < HD; c++) d[c] += pv[src + c];
-                            }
+            /* dk/dv[row, kvh] += sum of the partials of the G query heads of kv head kvh, row by row */
+#pragma omp for schedule(static)
+            for (int64_t row = 0; row < N; row++) {
+                const att_seq sq = seq_at(seqs, seq_of_row(seqs, S, T, row), T, NH);
+                const int64_t t = row - sq.row0;
+                for (int64_t kvh = 0; kvh < NKV; kvh++)
+                    for (int64_t g = 0; g < G; g++) {
+                        const int64_t src = (sq.row0 * NH + (kvh * G + g) * sq.len + t) * HD;
+                        if (dk) {
+                            float *d = dk + row * k_rs + kvh * HD;
+                            for (int64_t c = 0; c < HD; c++) d[c] += pk[src + c];
                         }
+                        if (dv) {
+                            float *d = dv + row * v_rs + kvh * HD;
+                            for (int64_t c = 0; c < HD; c++) d[c] += pv[src + c];
+                        }
+                    }
             }
         }
     }
