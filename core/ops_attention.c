@@ -14,18 +14,23 @@
  * ms, 8 x 256 6.4 -> 5.2 ms; the same softmax, the sums in another order).
  * The raw kernels take base pointers plus row strides for q, k and v (and their gradients), so a fused
  * q|k|v buffer (B, T, (NH + 2 NKV) * HD) can be passed as three offset pointers with one stride.
+ * Packed sequences (sf_attention_packed): the rows hold S sequences of their own lengths one after
+ * another (a padded batch's real tokens), described by a table of {first row, length, offset of the
+ * probabilities}; every kernel walks sequence descriptors, a padded batch being B sequences of T rows,
+ * and each sequence takes the short or the blocked path by its own length.
  *
  * What it does not: no KV cache / incremental decoding, no online-softmax (flash) tiling, no dropout on
  * the probabilities, no ALiBi / relative-position bias (RoPE is applied beforehand, see ops_embed.c), no
- * fused-qkv tape op (yet), no per-query masks beyond causal + key padding.
+ * per-query masks beyond causal + key padding (and the packed sequences' bounds).
  *
- * Threading: forward is parallel over (b, h); backward is parallel over (b, h) with per-(b, h) partial
- * dK/dV buffers reduced afterwards when several query heads share a kv head (GQA), so no two threads
- * ever write the same gradient element. The per-head products run on the calling thread
- * (sf_sgemm_serial: the own AVX-512 kernel from 2^15 multiply-adds, else OpenBLAS, single-threaded
- * inside the region), one (b, h) per thread; keys and values are read in place as transposed operands
- * (an explicit copy first cost ~4 % of a gpt2-4m SIFT step). The own kernel made attention 13-15 %
- * faster at T = 64 and 256 on the Intel AVX-512 machine (OpenBLAS runs AVX2 kernels there). Earlier,
+ * Threading: forward is parallel over (sequence, h); backward is parallel over (sequence, h) with
+ * per-(sequence, h) partial dK/dV buffers reduced afterwards row by row when several query heads share
+ * a kv head (GQA), so no two threads ever write the same gradient element. The per-head products run on
+ * the calling thread (sf_sgemm_serial: the own AVX-512 kernel from 2^15 multiply-adds, else OpenBLAS,
+ * single-threaded inside the region), one (sequence, h) per thread; keys and values are read in place
+ * as transposed operands (an explicit copy first cost ~4 % of a gpt2-4m SIFT step). The own kernel made
+ * attention 13-15 % faster at T = 64 and 256 on the Intel AVX-512 machine (OpenBLAS runs AVX2 kernels
+ * there). Earlier,
  * on 2 AMD EPYC cores (AVX2), OpenBLAS per head had beaten the register-tiled loop used before: gpt2-4m
  * attention (NH=4, HD=64) per training step, forward + backward, T=32 B=32 27 -> 16 ms, T=256 B=8
  * 152 -> 74 ms (that loop had itself beaten the pthread OpenBLAS, which ran each call on a second
@@ -531,24 +536,25 @@ static sf_tensor *rows_of(sf_graph *g, const char *who, sf_tensor *x, sf_tensor 
         char ss[64];
         if (seqs->dtype != SF_I64 || seqs->ndim != 2 || seqs->shape[1] != 3) {
             *failed = 1;
-            return sf_fail_null(SF_ERR_ARG, "%s: the packed layout must be an i64 (S, 3) tensor (sf_attention_layout), got %s",
-                                who, sf_shape_str(seqs, ss, sizeof ss));
+            return sf_fail_null(SF_ERR_ARG,
+                                "%s: the packed layout must be an i64 (S, 3) tensor (sf_attention_layout), got %s", who,
+                                sf_shape_str(seqs, ss, sizeof ss));
         }
         const int64_t *p = sf_tensor_data(seqs), S = seqs->shape[0];
         int64_t row = 0, at = 0;
         for (int64_t s = 0; s < S; s++) {
             if (p[3 * s] != row || p[3 * s + 1] < 1 || p[3 * s + 2] != at) {
                 *failed = 1;
-                return sf_fail_null(SF_ERR_ARG, "%s: packed layout row %lld is not {row0, len >= 1, att0} in order", who,
-                                    (long long)s);
+                return sf_fail_null(SF_ERR_ARG, "%s: packed layout row %lld is not {row0, len >= 1, att0} in order",
+                                    who, (long long)s);
             }
             row += p[3 * s + 1];
             at += NH * p[3 * s + 1] * p[3 * s + 1];
         }
         if (row != B * T) {
             *failed = 1;
-            return sf_fail_null(SF_ERR_ARG, "%s: the packed sequences hold %lld rows, the input %lld", who, (long long)row,
-                                (long long)(B * T));
+            return sf_fail_null(SF_ERR_ARG, "%s: the packed sequences hold %lld rows, the input %lld", who,
+                                (long long)row, (long long)(B * T));
         }
         r->seqs = p, r->S = S;
         *att_floats = at;
