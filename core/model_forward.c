@@ -309,8 +309,9 @@ sf_status sf_model_forward(sf_model *m, sf_tensor *ids, sf_tensor *mask, sf_tens
     const int packed = plan_packing(g, m, ids, mask, labels, &pk);
     if (packed < 0) return sf_last_status() ? sf_last_status() : SF_ERR_NOMEM;
     att_in att = {packed ? NULL : mask, packed ? pk.seqs : NULL, NULL};
-    sf_tensor *pos = c->arch != SF_ARCH_LLAMA || packed ? positions(g, m, ids) : NULL; // (B, T)
-    if (c->arch != SF_ARCH_LLAMA || packed) TRY(pos);
+    const int need_pos = c->arch != SF_ARCH_LLAMA || packed; /* padded Llama: RoPE at 0..T-1 */
+    sf_tensor *pos = need_pos ? positions(g, m, ids) : NULL;   // (B, T)
+    if (need_pos) TRY(pos);
     sf_tensor *xids = ids;
     if (packed) { /* the real tokens and their positions, (1, N) */
         xids = pack_ids(g, ids, &pk);
