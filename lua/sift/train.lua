@@ -87,9 +87,19 @@ local function by_length(rows, o)
   return order, len
 end
 
+-- The number of terms a batch's mean loss averages: its rows (classification, regression), or its
+-- next-token targets (LM: the model shifts the labels left by one, so a row's first label is no target).
 -- A classification batch needs every row's label.
-local function check_labels(b, task)
-  if task ~= "lm" and not b.labels then error("sift.train: every row of a classification batch needs a label", 0) end
+local function loss_terms(b, task)
+  if task ~= "lm" then
+    if not b.labels then error("sift.train: every row of a classification batch needs a label", 0) end
+    return #b.labels
+  end
+  local n = 0
+  for _, row in ipairs(b.labels) do
+    for t = 2, #row do if row[t] ~= -100 then n = n + 1 end end
+  end
+  return n
 end
 
 -- A labelled dataset must match the model's head: as many classes, or one output for regression.
@@ -171,6 +181,10 @@ function M.trainer(opts)
     decay = opts.decay or "matrices", sparse_weight_decay = opts.sparse_weight_decay or 0 })
   local seed = opts.seed or 0
   local pack = opts.pack ~= false
+  local micro = opts.micro_batch
+  if micro ~= nil and (math.type(micro) ~= "integer" or micro < 1) then
+    error("sift.train: micro_batch must be a positive integer (rows per forward + backward)", 2)
+  end
   local tr = { history = { loss = {}, lr = {}, eval = {}, grad_norm = {}, method = set:kind(),
     trainable = nil, steps = 0 }, step_no = 0, total = T, optimizer = opt }
   local order, epoch = nil, 0
@@ -197,13 +211,30 @@ function M.trainer(opts)
 
   -- Forward and backward of one batch's rows: packed (the default), only their real tokens run, each row
   -- attending within itself (model:forward's pack); pack = false runs the batch padded to its longest row.
-  -- Returns the batch's loss and its real tokens.
+  -- With micro_batch, the rows run micro_batch at a time, each chunk back-propagating its share of the
+  -- batch's loss terms (model:backward(share)), so the gradients add up to the whole batch's (up to float
+  -- rounding) for a chunk's activations in memory. Returns the batch's loss and its real tokens.
   local function forward_backward(rows)
-    local b = batch_of(rows, enc_opts, task)
-    check_labels(b, task)
-    local loss = model:forward(b, { logits = false, pack = pack }).loss -- LM: head and loss fused, no logits
-    model:backward()
-    return loss, real_tokens(b)
+    local chunks = {}
+    for i = 1, #rows, micro or #rows do
+      chunks[#chunks + 1] = batch_of(table.move(rows, i, math.min(i + (micro or #rows) - 1, #rows), 1, {}), enc_opts, task)
+    end
+    local terms, total = {}, 0
+    for i, b in ipairs(chunks) do
+      terms[i] = loss_terms(b, task)
+      total = total + terms[i]
+    end
+    local loss, real = 0, 0
+    for i, b in ipairs(chunks) do
+      real = real + real_tokens(b)
+      -- a chunk without targets adds nothing (a batch without any still runs once: a loss of 0)
+      if terms[i] > 0 or (total == 0 and i == 1) then
+        local share = total > 0 and terms[i] / total or 1
+        loss = loss + model:forward(b, { logits = false, pack = pack }).loss * share -- LM: head and loss fused
+        model:backward(share)
+      end
+    end
+    return loss, real
   end
 
   local function one_step()

@@ -350,8 +350,8 @@ test("sift.train packs padded batches: the steps of the padded batch, fewer prod
       local m = sift.load(dir, task == "classify" and { task = "classify", num_labels = 2 } or nil)
       local set = sets[method](m)
       local f0 = sift.gemm_flops()
-      hist[pack] = sift.train { model = m, method = set, data = data, tokenizer = tok, batch = 16, lr = 1e-3,
-        quiet = true, pack = pack }
+      hist[pack] = sift.train { model = m, method = set, data = data, tokenizer = tok, batch = 16, lr = 0,
+        weight_decay = 0, quiet = true, pack = pack } -- lr 0: each step compares one batch, no drift to amplify
       flops[pack] = sift.gemm_flops() - f0
     end
     local padded, packed = hist[false], hist[true]
@@ -369,6 +369,44 @@ test("sift.train packs padded batches: the steps of the padded batch, fewer prod
   local ok, err = pcall(sift.train, { model = m, method = sift.full(m), tokenizer = tok, quiet = true,
     data = sift.data.new({ { text = "a b c", label = 1 }, { text = "d" } }) })
   check(not ok and tostring(err):find("needs a label", 1, true), "an unlabelled row: %s", tostring(err))
+end)
+
+-- micro_batch runs a batch's rows a chunk at a time, each back-propagating its share of the loss terms
+-- (rows, or LM next-token targets): the steps of the whole batch up to float rounding, with more passes.
+test("sift.train micro_batch: the whole batch's steps from chunks of rows", function()
+  local dir = H.need_shared("models/gpt2-4m/config.json"):gsub("/config.json$", "")
+  local tok = sift.tokenizer(dir)
+  local data = sift.data.load("sst2", { split = "train" }):take(48)
+  for _, case in ipairs { { "classify", "sparse" }, { "classify", "full" }, { "lm", "full" } } do
+    local task, method = case[1], case[2]
+    local hist, passes = {}, {}
+    for _, micro in ipairs { 0, 5 } do
+      local m = sift.load(dir, task == "classify" and { task = "classify", num_labels = 2 } or nil)
+      local set = method == "sparse" and sift.sparse(m, { rate = 0.01 }) or sift.full(m)
+      m:profile(true)
+      hist[micro] = sift.train { model = m, method = set, data = data, tokenizer = tok, batch = 16, lr = 0,
+        weight_decay = 0, quiet = true, micro_batch = micro > 0 and micro or nil } -- lr 0: no drift to amplify
+      passes[micro] = m:profile().attention_qkv.calls // m.config.n_layer
+      m:profile(false)
+    end
+    local whole, chunked = hist[0], hist[5]
+    local what = task .. ", " .. method
+    -- 3 steps of 16 rows: one pass each whole, four (5 + 5 + 5 + 1 rows) chunked; SIFT calibrates whole
+    local calib = method == "sparse" and 1 or 0
+    check(passes[0] == 3 and passes[5] == calib + 4 * (3 - calib), "%s: %d passes whole, %d chunked", what, passes[0],
+      passes[5])
+    for s = 1, whole.steps do
+      check(math.abs(chunked.loss[s] - whole.loss[s]) <= 1e-5 * math.abs(whole.loss[s]), "%s step %d: loss %.9g vs %.9g",
+        what, s, chunked.loss[s], whole.loss[s])
+      check(math.abs(chunked.grad_norm[s] - whole.grad_norm[s]) <= 1e-5 * whole.grad_norm[s],
+        "%s step %d: gradient norm %.9g vs %.9g", what, s, chunked.grad_norm[s], whole.grad_norm[s])
+    end
+  end
+  local m = sift.load(dir, { task = "classify", num_labels = 2 })
+  local ok, err = pcall(sift.train, { model = m, method = sift.full(m), tokenizer = tok, quiet = true, data = data,
+    micro_batch = 0 })
+  check(not ok and tostring(err):find("micro_batch must be a positive integer", 1, true), "micro_batch 0: %s",
+    tostring(err))
 end)
 
 -- sift.evaluate batches rows of similar length together; its predictions, accuracy and loss must be those
