@@ -215,9 +215,9 @@ function M.trainer(opts)
   -- batch's loss terms (model:backward(share)), so the gradients add up to the whole batch's (up to float
   -- rounding) for a chunk's activations in memory. Returns the batch's loss and its real tokens.
   local function forward_backward(rows)
-    local chunks = {}
-    for i = 1, #rows, micro or #rows do
-      chunks[#chunks + 1] = batch_of(table.move(rows, i, math.min(i + (micro or #rows) - 1, #rows), 1, {}), enc_opts, task)
+    local chunks, n = {}, micro or #rows
+    for i = 1, #rows, n do
+      chunks[#chunks + 1] = batch_of(table.move(rows, i, math.min(i + n - 1, #rows), 1, {}), enc_opts, task)
     end
     local terms, total = {}, 0
     for i, b in ipairs(chunks) do
