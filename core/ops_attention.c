@@ -223,29 +223,33 @@ static int64_t per_thread_floats(int64_t T, int64_t HD) {
     return sf_attention_short_fits(T, HD) ? sf_attention_short_work(T, HD) : ATT_BLK * T;
 }
 
-/* The longest sequence of a packed table (S, 3). */
-static int64_t longest_seq(const int64_t *seqs, int64_t S) {
+/* The per-thread floats the most demanding sequence of a packed table (S, 3) needs: not always the
+ * longest's (a blocked path's 64 rows of 257 take less than the short path's 256 tokens). */
+static int64_t most_work(const int64_t *seqs, int64_t S, int64_t HD) {
     int64_t m = 0;
-    for (int64_t s = 0; s < S; s++) m = seqs[3 * s + 1] > m ? seqs[3 * s + 1] : m;
+    for (int64_t s = 0; s < S; s++) {
+        const int64_t w = per_thread_floats(seqs[3 * s + 1], HD);
+        m = w > m ? w : m;
+    }
     return m;
 }
 
-/* Scratch floats of forward_seqs's backward: per thread, that of its longest sequence; plus, when
- * NH != NKV, per-(sequence, head) partial dK and dV over all N rows. */
-static int64_t backward_scratch(int64_t longest, int64_t N, int64_t NH, int64_t NKV, int64_t HD) {
-    int64_t n = (int64_t)omp_get_max_threads() * per_thread_floats(longest, HD);
+/* Scratch floats of forward_seqs's backward: per thread `per`; plus, when NH != NKV, per-(sequence,
+ * head) partial dK and dV over all N rows. */
+static int64_t backward_scratch(int64_t per, int64_t N, int64_t NH, int64_t NKV, int64_t HD) {
+    int64_t n = (int64_t)omp_get_max_threads() * per;
     if (NH != NKV) n += 2 * N * NH * HD;                        // partial dK, dV (N, NH, HD) by sequence
     return n;
 }
 
 int64_t sf_attention_backward_scratch(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t HD) {
-    return backward_scratch(T, B * T, NH, NKV, HD);
+    return backward_scratch(per_thread_floats(T, HD), B * T, NH, NKV, HD);
 }
 
 int64_t sf_attention_backward_scratch_packed(const int64_t *seqs, int64_t S, int64_t NH, int64_t NKV, int64_t HD) {
     int64_t N = 0;
     for (int64_t s = 0; s < S; s++) N += seqs[3 * s + 1];
-    return backward_scratch(longest_seq(seqs, S), N, NH, NKV, HD);
+    return backward_scratch(most_work(seqs, S, HD), N, NH, NKV, HD);
 }
 
 /* The backward over S sequences (seqs NULL: S = B padded sequences of T rows), parallel over (s, h);
@@ -261,7 +265,7 @@ static void backward_seqs(float *dq, float *dk, float *dv, float *scratch, int64
     float *pk = G > 1 ? scratch : NULL;        // (N, NH, HD) partial dK, by sequence then head
     float *pv = G > 1 ? pk + N * NH * HD : NULL; // (N, NH, HD) partial dV
     float *per_thread = scratch + n_part;      // (nthr, per)
-    const int64_t per = per_thread_floats(seqs ? longest_seq(seqs, S) : T, HD);
+    const int64_t per = seqs ? most_work(seqs, S, HD) : per_thread_floats(T, HD);
     const int nthr = threads_for(n_scratch - n_part, per);
 
 #pragma omp parallel num_threads(nthr)

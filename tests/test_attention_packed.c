@@ -2,7 +2,8 @@
  * sf_attention_layout in ops_attention.c): a padded batch's real rows laid one after the other must give
  * the padded batch's outputs and gradients on those rows (its key mask hiding the pads), for causal and
  * bidirectional attention, MHA and GQA, sequences of 1 token, of the register-blocked path's lengths and
- * of the blocked GEMM path's (longer than 64, not whole vectors), a head size no vector path takes; finite
+ * of the blocked GEMM path's (longer than 64, not whole vectors), both paths in one batch with the
+ * blocked one's sequence the longest, a head size no vector path takes; finite
  * differences of the packed op; the layout table; malformed layouts refused with a message. */
 #include <math.h>
 #include <string.h>
@@ -106,6 +107,14 @@ TEST(packed_bidirectional_mha_long_lengths) {
     const int64_t lens[] = {70, 3, 129};
     packed_vs_padded("bidirectional MHA HD16", 3, lens, 2, 2, 16, 0, 0, 31);
     packed_vs_padded("causal MHA HD16 fused", 3, lens, 2, 2, 16, 1, 1, 41);
+}
+
+TEST(packed_mixed_paths_work_space) {
+    /* the longest sequence (257) takes the blocked path, whose per-thread work space is smaller than the
+     * short path's for 256 tokens in whole vectors: the space must fit the most demanding sequence */
+    const int64_t lens[] = {257, 256, 80};
+    packed_vs_padded("causal MHA HD16 257/256/80", 3, lens, 2, 2, 16, 1, 0, 81);
+    packed_vs_padded("bidirectional GQA 2/1 HD16 257/256/80 fused", 3, lens, 2, 1, 16, 0, 1, 91);
 }
 
 TEST(packed_odd_head_size_gqa_4_1) {
