@@ -147,8 +147,8 @@ def("sift.lora", "sift.lora(model, {r = 8, alpha = 2r, targets =, dense =, seed 
   "A LoRA set: low-rank adapters (A ~ kaiming-uniform, B = 0, scale alpha / r) on the targets (same\ndefaults as sift.sparse); the base weights are frozen.", "local s = sift.lora(model, {r = 8, alpha = 16})")
 def("sift.full", "sift.full(model, {params = patterns}?) -> set", "Full fine-tuning: every parameter (or those matching params) trains densely.")
 def("sift.head", "sift.head(model) -> set", "Only the task head trains (the head-only baseline); needs a \"classify\" model.")
-def("Set:select", "s:select(batch | {batch, …}) -> s",
-  "Chooses a sparse set's masks from one forward/backward of the batch (\"fisher\" sums several batches).\nThe calibration gradient is kept: the next optimizer step applies it. No-op for LoRA / full sets.")
+def("Set:select", "s:select(batch | {batch, …}, {pack = true}?) -> s",
+  "Chooses a sparse set's masks from one forward/backward of the batch (\"fisher\" sums several batches).\nThe calibration gradient is kept: the next optimizer step applies it. No-op for LoRA / full sets.\n{pack = false} runs the batches padded (see model:forward).")
 def("Set:kind", "s:kind() -> \"sparse\" | \"lora\" | \"full\"", "The kind of set.")
 def("Set:targets", "s:targets() -> {name, …}", "The sparse (or LoRA) target parameter names.")
 def("Set:dense", "s:dense() -> {name, …}", "The parameters trained densely alongside (e.g. the task head).")

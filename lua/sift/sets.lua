@@ -86,18 +86,20 @@ function M.install(sift)
 
   local function is_batch(b) return type(b) == "table" and b.input_ids ~= nil end
 
-  -- s:select(batch) or s:select({batch1, batch2, ...}) (fisher sums over several batches).
-  -- The calibration gradient is kept: the next optimizer step applies it.
-  function Set:select(batches)
+  -- s:select(batch) or s:select({batch1, batch2, ...}) (fisher sums over several batches); opts.pack =
+  -- false runs the batches padded (model:forward's pack). The calibration gradient is kept: the next
+  -- optimizer step applies it.
+  function Set:select(batches, opts)
     if self:kind() ~= "sparse" then return self end
     if is_batch(batches) then batches = { batches } end
     if type(batches) ~= "table" or #batches == 0 then
       error("select: expected a batch {input_ids=..., labels=...} or a list of batches", 2)
     end
     local model = self:model()
+    local pack = not (opts and opts.pack == false)
     self:_begin_selection()
     for _, b in ipairs(batches) do
-      local out = model:forward(b, { logits = false }) -- LM: head and loss fused, no logits kept
+      local out = model:forward(b, { logits = false, pack = pack }) -- LM: head and loss fused, no logits kept
       if not out.loss then error("select: the calibration batch needs labels (a loss to differentiate)", 2) end
       model:backward()
       self:_note_batch()

@@ -244,7 +244,7 @@ function M.trainer(opts)
     if set:kind() == "sparse" and not set:selected() then
       -- the first training batch calibrates the masks; its gradient is applied by this step
       local b = batch_of(rows, enc_opts, task)
-      set:select(b)
+      set:select(b, { pack = pack })
       loss, real = model:forward(b, { grad = false, logits = false, pack = pack }).loss, real_tokens(b)
     else
       loss, real = forward_backward(rows)

@@ -198,12 +198,14 @@ test("SIFT and LoRA steps on packed batches: the padded steps' weights", functio
   local makers = { sparse = function(m) return sift.sparse(m, { rate = 0.05 }) end,
     lora = function(m) return sift.lora(m, { r = 4, alpha = 8, seed = 2 }) end }
   for _, method in ipairs { "sparse", "lora" } do
-    local models = {}
+    local models, sets, calib = {}, {}, {}
     for i, pack in ipairs { false, true } do
       local m = sift.build(SHAPES.gpt2, { seed = 4, task = "classify", num_labels = 2 })
       local set = makers[method](m)
       local opt = sift.AdamW(set, { lr = 1e-2 })
-      if method == "sparse" then set:select(batch) end
+      local f0 = sift.gemm_flops()
+      if method == "sparse" then set:select(batch, { pack = pack }) end -- calibrated padded, then packed
+      calib[i], sets[i] = sift.gemm_flops() - f0, set
       for _ = 1, 3 do
         m:forward(batch, { pack = pack })
         m:backward()
@@ -219,6 +221,12 @@ test("SIFT and LoRA steps on packed batches: the padded steps' weights", functio
       worst = math.max(worst, a:max_abs_diff(b))
     end
     check(worst <= 1e-5, "%s: weights after three steps differ by %.3g", method, worst)
+    if method == "sparse" then
+      check(calib[2] < 0.8 * calib[1], "select: %d products packed, %d padded", calib[2], calib[1])
+      for _, n in ipairs(sets[1]:targets()) do
+        check(sets[1]:indices(n):max_abs_diff(sets[2]:indices(n)) == 0, "%s: masks differ packed / padded", n)
+      end
+    end
   end
 end)
 
