@@ -3,7 +3,8 @@
 -- padded batch's (GPT-2, Llama with GQA and RoPE positions, RoBERTa with its pad-derived positions, BERT
 -- with token types), for LM losses and classification heads, with fewer products; the batches that must
 -- stay padded (per-position logits, masks with holes or left padding, LM targets on pad positions) give
--- exactly the padded results; SIFT and LoRA steps on packed batches match padded ones.
+-- exactly the padded results; random ragged batches agree too; SIFT (its calibration included) and LoRA
+-- steps on packed batches match padded ones.
 local H = dofile("tests/lua/harness.lua")
 local test, check = H.test, H.check
 
