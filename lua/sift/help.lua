@@ -184,7 +184,7 @@ def("sift.trainer", "sift.trainer{…same options as sift.train…} -> trainer",
   "The training loop as an object, for stepping by hand: trainer:step(n); trainer.history, .step_no, .total.")
 def("Trainer:step", "trainer:step(n?) -> history", "Runs n more steps (all remaining when nil); stops cleanly on Ctrl-C.")
 def("sift.evaluate", "sift.evaluate(model, dataset, {tokenizer=, max_len=64, batch=64}) -> {accuracy=, mcc=, f1=, loss=, n=, predictions=}",
-  "Evaluates a classification model (argmax of the logits) on a labelled dataset; predictions[i] is row i's\nlabel. A regression head (num_labels = 1) gives {pearson=, spearman=, mse=, loss=, n=, predictions=}.\nRows of similar length share a batch (less padding); the results are in the dataset's order.",
+  "Evaluates a classification model (argmax of the logits) on a labelled dataset; predictions[i] is row i's\nlabel. A regression head (num_labels = 1) gives {pearson=, spearman=, mse=, loss=, n=, predictions=}.\nBatches run packed (real tokens only); the results are in the dataset's order.",
   "sift.evaluate(model, dev, {tokenizer = tok})")
 def("sift.lr_schedule", "sift.lr_schedule(kind, base, t, T, warmup) -> lr",
   "The learning rate at 0-based step t of T: base · min(1, (t+1)/max(1, round(warmup·T))) times (1 - t/T)\nfor \"linear\", the cosine factor for \"cosine\", 1 for \"constant\".")

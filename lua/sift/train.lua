@@ -71,22 +71,6 @@ local function default_pad(model)
   return c.pad_token_id or c.eos_token_id or 0
 end
 
--- Each row's encoded length (what batch_of pads to the longest of), and the positions 1..#rows ordered
--- longest first (ties in row order): batches that get shorter find their buffers in the tape's pool,
--- which serves a request from a buffer of up to twice its size, while growing ones would need new ones.
-local function by_length(rows, o)
-  local len, order = {}, {}
-  for i = 1, #rows do
-    order[i] = i
-    len[i] = #sift.data.encode({ rows[i] }, o.tokenizer, o).input_ids[1]
-  end
-  table.sort(order, function(a, b)
-    if len[a] ~= len[b] then return len[a] > len[b] end
-    return a < b
-  end)
-  return order, len
-end
-
 -- The number of terms a batch's mean loss averages: its rows (classification, regression), or its
 -- next-token targets (LM: the model shifts the labels left by one, so a row's first label is no target).
 -- A classification batch needs every row's label.
@@ -114,9 +98,9 @@ end
 
 -- Evaluates a classification model on a dataset: accuracy, mcc (binary), f1 (binary), mean loss and each
 -- row's predicted label; a regression head (num_labels = 1): pearson, spearman, mse, mean loss and each
--- row's predicted value. A batch is padded to its longest row, so the rows go through in batches of
--- similar length (in dataset order half of SST-2 dev's padded tokens would be padding); each row's
--- logits do not depend on its batch, and the results are in the dataset's order.
+-- row's predicted value, in the dataset's order. Batches run packed (model:forward), so padding costs
+-- nothing and the rows go in dataset order (sorting them by length, as before packing, cost an extra
+-- encoding pass: 0.66-0.70 s against 0.78-0.80 for SST-2 dev on gpt2-4m).
 function M.evaluate(model, ds, opts)
   opts = opts or {}
   assert(opts.tokenizer, "sift.evaluate: opts.tokenizer is required")
@@ -128,19 +112,18 @@ function M.evaluate(model, ds, opts)
   for i = 1, #ds do
     if ds[i].label == nil then error(("sift.evaluate: row %d has no label (a labelled dataset is needed)"):format(i), 2) end
   end
-  local order = by_length(ds, o)
   local regression = model.config.num_labels == 1
   local preds, gold, loss_sum, n = {}, {}, 0, 0
-  for i = 1, #order, bs do
-    local rows, at = {}, {}
-    for j = i, math.min(i + bs - 1, #order) do at[#at + 1], rows[#rows + 1] = order[j], ds[order[j]] end
+  for i = 1, #ds, bs do
+    local rows = {}
+    for j = i, math.min(i + bs - 1, #ds) do rows[#rows + 1] = ds[j] end
     local b = batch_of(rows, o, "classify")
     local out = model:forward(b, { grad = false })
     local logits = out.logits:totable()
     for r, row in ipairs(logits) do
       local best = 1
       for c = 2, #row do if row[c] > row[best] then best = c end end
-      preds[at[r]], gold[at[r]] = regression and row[1] or best - 1, rows[r].label
+      preds[i + r - 1], gold[i + r - 1] = regression and row[1] or best - 1, rows[r].label
     end
     if out.loss then loss_sum, n = loss_sum + out.loss * #rows, n + #rows end
   end

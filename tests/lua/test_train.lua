@@ -334,6 +334,16 @@ test("model:backward(scale): scaled gradients, and parts of a batch add up to th
   check(not ok and tostring(err):find("finite", 1, true), "a NaN scale: %s", tostring(err))
 end)
 
+-- Two training histories took the same steps: per-step loss and gradient norm within 1e-5 relative.
+local function same_steps(what, want, got)
+  for s = 1, want.steps do
+    check(math.abs(got.loss[s] - want.loss[s]) <= 1e-5 * math.abs(want.loss[s]), "%s step %d: loss %.9g vs %.9g", what,
+      s, got.loss[s], want.loss[s])
+    check(math.abs(got.grad_norm[s] - want.grad_norm[s]) <= 1e-5 * want.grad_norm[s],
+      "%s step %d: gradient norm %.9g vs %.9g", what, s, got.grad_norm[s], want.grad_norm[s])
+  end
+end
+
 -- sift.train runs each batch packed (the default): its real tokens only, one row after another. The
 -- steps must be those of the padded batch up to float rounding, for classification and LM, whatever
 -- trains (dense gradients, SIFT's k entries and its calibration, LoRA's adapters), for fewer products.
@@ -358,12 +368,7 @@ test("sift.train packs padded batches: the steps of the padded batch, fewer prod
     local what = task .. ", " .. method
     check(flops[true] < 0.8 * flops[false], "%s: %.3g GFLOP packed, %.3g padded", what, flops[true] / 1e9,
       flops[false] / 1e9)
-    for s = 1, padded.steps do
-      check(math.abs(packed.loss[s] - padded.loss[s]) <= 1e-5 * math.abs(padded.loss[s]), "%s step %d: loss %.9g vs %.9g",
-        what, s, packed.loss[s], padded.loss[s])
-      check(math.abs(packed.grad_norm[s] - padded.grad_norm[s]) <= 1e-5 * padded.grad_norm[s],
-        "%s step %d: gradient norm %.9g vs %.9g", what, s, packed.grad_norm[s], padded.grad_norm[s])
-    end
+    same_steps(what, padded, packed)
   end
   local m = sift.load(dir, { task = "classify", num_labels = 2 })
   local ok, err = pcall(sift.train, { model = m, method = sift.full(m), tokenizer = tok, quiet = true,
@@ -395,12 +400,7 @@ test("sift.train micro_batch: the whole batch's steps from chunks of rows", func
     local calib = method == "sparse" and 1 or 0
     check(passes[0] == 3 and passes[5] == calib + 4 * (3 - calib), "%s: %d passes whole, %d chunked", what, passes[0],
       passes[5])
-    for s = 1, whole.steps do
-      check(math.abs(chunked.loss[s] - whole.loss[s]) <= 1e-5 * math.abs(whole.loss[s]), "%s step %d: loss %.9g vs %.9g",
-        what, s, chunked.loss[s], whole.loss[s])
-      check(math.abs(chunked.grad_norm[s] - whole.grad_norm[s]) <= 1e-5 * whole.grad_norm[s],
-        "%s step %d: gradient norm %.9g vs %.9g", what, s, chunked.grad_norm[s], whole.grad_norm[s])
-    end
+    same_steps(what, whole, chunked)
   end
   local m = sift.load(dir, { task = "classify", num_labels = 2 })
   local ok, err = pcall(sift.train, { model = m, method = sift.full(m), tokenizer = tok, quiet = true, data = data,
@@ -409,9 +409,9 @@ test("sift.train micro_batch: the whole batch's steps from chunks of rows", func
     tostring(err))
 end)
 
--- sift.evaluate batches rows of similar length together; its predictions, accuracy and loss must be those
--- of each row run alone, in the dataset's order.
-test("sift.evaluate: rows batched by length, results in the dataset's order", function()
+-- sift.evaluate runs rows in packed batches; its predictions, accuracy and loss must be those of each row
+-- run alone, in the dataset's order.
+test("sift.evaluate: each row's result is the row's alone, in the dataset's order", function()
   local m, tok = gpt2_4m("classify")
   local dev = sift.data.load("sst2", { split = "dev" }):take(120)
   local res = sift.evaluate(m, dev, { tokenizer = tok, batch = 16 })
