@@ -5,7 +5,14 @@
 #   make test-asan    the same suite built with -fsanitize=address,undefined,float-cast-overflow (in build-asan/)
 #   make bench-kernels  GFLOP/s of linear forward/backward next to bare sgemms; fused ops vs unfused
 #   make install PREFIX=/usr/local
+#   make MPI=1        the same with MPI (data-parallel training under mpiexec; in build-mpi/, compiled by mpicc)
 MAKEFLAGS += -j$(shell nproc 2>/dev/null || echo 2)   # build in parallel by default
+MPI      ?= 0
+ifeq ($(MPI),1)
+BUILD    ?= build-mpi
+CC       := mpicc
+MPI_DEF  := -DSIFT_MPI
+endif
 BUILD    ?= build
 PREFIX   ?= /usr/local
 CC       ?= cc
@@ -18,7 +25,7 @@ BLAS_INC ?= /usr/include/x86_64-linux-gnu/openblas-openmp
 OPT      ?= -O2 -march=native
 WERROR   ?= -Werror
 SAN      ?=
-CFLAGS   += -std=gnu11 $(OPT) -fno-math-errno -g -Wall -Wextra $(WERROR) -fPIC -fopenmp -I$(BLAS_INC) $(SAN)
+CFLAGS   += -std=gnu11 $(OPT) -fno-math-errno -g -Wall -Wextra $(WERROR) -fPIC -fopenmp -I$(BLAS_INC) $(SAN) $(MPI_DEF)
 LDLIBS   += -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lm -lpthread
 LDFLAGS  += -fopenmp $(SAN)
 
@@ -34,7 +41,7 @@ LIB   := $(BUILD)/libsift.a
 REPL  := $(BUILD)/sift-repl
 LUAMOD:= $(BUILD)/sift.so
 
-.PHONY: all test test-asan test-c deps bench bench-kernels clean install install-files demo FORCE
+.PHONY: all mpi-repl test test-asan test-c deps bench bench-kernels clean install install-files demo FORCE
 all: $(LIB) $(REPL) $(LUAMOD) $(TEST_BIN) $(BUILD)/bench_kernels
 
 FORCE:
@@ -67,7 +74,13 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TEST_LIB) $(LIB)
 $(BUILD)/bench_kernels: $(BUILD)/scripts/bench_kernels.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-test: all
+# with MPI installed (make deps installs it), the MPI build's sift-repl too: tests/sh/test_dist.sh runs it
+# under mpiexec (and reports itself skipped without it)
+MPI_REPL := $(if $(shell command -v mpicc 2>/dev/null),mpi-repl)
+mpi-repl:
+	@$(MAKE) --no-print-directory MPI=1 BUILD=build-mpi build-mpi/sift-repl
+
+test: all $(MPI_REPL)
 	@tests/run_all.sh $(BUILD)
 
 test-c: $(TEST_BIN)
@@ -102,6 +115,6 @@ install-files:
 	install -m 644 docs/sift-repl.1 $(DESTDIR)$(PREFIX)/share/man/man1/sift-repl.1
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-mpi
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -27,6 +27,8 @@ struct sf_graph {
     double last_t;
     sf_op_time *prof;
     int n_prof, cap_prof;
+    sf_leaf_observer observer; /* told of every finished leaf (a gradient sync), or NULL */
+    void *observer_user;
 };
 
 static int grow(void **arr, int *cap, int need, size_t elem);
@@ -357,7 +359,7 @@ sf_sparse_grad *sf_graph_sparse_grad(sf_graph *g, sf_tensor *t) {
 }
 
 /* A leaf's last consumer has run: hand its gradient to the hook, or leave it in t->grad. */
-static sf_status finish_leaf(sf_graph *g, sf_tensor *t) {
+static sf_status finish_leaf_grad(sf_graph *g, sf_tensor *t) {
     if (t->sparse) { /* gather the wanted entries of a dense contribution, if any, and recycle it */
         sf_tensor *gbuf = t->ag_grad;
         t->ag_grad = NULL;
@@ -387,6 +389,17 @@ static sf_status finish_leaf(sf_graph *g, sf_tensor *t) {
     }
     recycle_tensor(g, gbuf);
     return SF_OK;
+}
+
+static sf_status finish_leaf(sf_graph *g, sf_tensor *t) {
+    sf_status st = finish_leaf_grad(g, t);
+    if (st == SF_OK && g->observer) g->observer(t, g->observer_user);
+    return st;
+}
+
+void sf_graph_set_leaf_observer(sf_graph *g, sf_leaf_observer fn, void *user) {
+    g->observer = fn;
+    g->observer_user = user;
 }
 
 sf_status sf_graph_backward(sf_graph *g, sf_tensor *out, const sf_tensor *seed) {

@@ -119,6 +119,12 @@ sf_tensor *sf_graph_take_grad(sf_graph *g, sf_tensor *t);
  * back-propagated once per forward; a second call is an error. */
 sf_status sf_graph_backward(sf_graph *g, sf_tensor *out, const sf_tensor *seed);
 
+/* Leaf observer: told of every leaf whose gradient this backward has finished (after its hook, the
+ * gather of a sparse leaf, or its accumulation into t->grad), in the order the tape finishes them. One
+ * per graph (dist.h's gradient sync); NULL removes it. */
+typedef void (*sf_leaf_observer)(sf_tensor *leaf, void *user);
+void sf_graph_set_leaf_observer(sf_graph *g, sf_leaf_observer fn, void *user);
+
 /* Profiling: when on, the time of every op's forward (measured from the previous recorded op, so it
  * includes any untaped work in between) and backward is summed per op name until cleared. */
 typedef struct {

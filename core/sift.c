@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "rng.h"
 
 typedef struct {
@@ -21,6 +22,9 @@ typedef struct {
     float **calib_sq;      /* (n) fisher: sum of g^2 */
     int64_t *reach;        /* (n) order in which targets completed in the last backward */
     int *frozen;           /* (n) reference quirk: never trained */
+    float **pending;       /* (n) several processes: this rank's dense gradient of the current calibration
+                            * batch, summed over ranks by sf_sparse_note_batch before the policy sees it */
+    int summing;           /* selection with several processes (set at begin_selection) */
 } set_impl;
 
 static set_impl *impl(sf_sparse_set *s) { return (set_impl *)s; }
@@ -157,6 +161,33 @@ static sf_status select_one(sf_sparse_set *s, int i, const float *g) {
     return SF_OK;
 }
 
+/* A target's dense calibration gradient g of one batch, as the policy takes it. */
+static void take_calibration_grad(sf_sparse_set *s, int i, const float *g) {
+    set_impl *im = impl(s);
+    sf_sparse_target *t = &s->t[i];
+    switch (s->policy) {
+    case SF_POLICY_TOPK:
+    case SF_POLICY_RANDOM:
+    case SF_POLICY_MAGNITUDE:
+        if (!t->selected) {
+            if (select_one(s, i, g) != SF_OK) return; /* reported by finish_selection */
+        } else {
+            gather_add(t->grad, g, t->idx, t->k);
+            t->got_grad = 1;
+        }
+        break;
+    default: /* global, fisher, custom: keep the dense gradient (and g^2 for fisher) until finish */
+        if (!t->calib) t->calib = calloc((size_t)t->numel, sizeof *t->calib);
+        if (s->policy == SF_POLICY_FISHER && !im->calib_sq[i])
+            im->calib_sq[i] = calloc((size_t)t->numel, sizeof(float));
+        if (!t->calib || (s->policy == SF_POLICY_FISHER && !im->calib_sq[i])) break;
+        for (int64_t e = 0; e < t->numel; e++) t->calib[e] += g[e];
+        if (s->policy == SF_POLICY_FISHER)
+            for (int64_t e = 0; e < t->numel; e++) im->calib_sq[i][e] += g[e] * g[e];
+        t->got_grad = 1;
+    }
+}
+
 static sf_hook_result sparse_hook(sf_tensor *leaf, sf_tensor *grad, void *user) {
     (void)leaf;
     hook_ctx *c = user;
@@ -169,27 +200,13 @@ static sf_hook_result sparse_hook(sf_tensor *leaf, sf_tensor *grad, void *user) 
         return SF_HOOK_CONSUMED;
     }
     const float *g = sf_f32(grad);
-    switch (s->policy) {
-    case SF_POLICY_TOPK:
-    case SF_POLICY_RANDOM:
-    case SF_POLICY_MAGNITUDE:
-        if (!t->selected) {
-            if (select_one(s, c->i, g) != SF_OK) return SF_HOOK_CONSUMED; /* reported by finish_selection */
-        } else {
-            gather_add(t->grad, g, t->idx, t->k);
-            t->got_grad = 1;
-        }
-        break;
-    default: /* global, fisher, custom: keep the dense gradient (and g^2 for fisher) until finish */
-        if (!t->calib) t->calib = calloc((size_t)t->numel, sizeof *t->calib);
-        if (s->policy == SF_POLICY_FISHER && !im->calib_sq[c->i])
-            im->calib_sq[c->i] = calloc((size_t)t->numel, sizeof(float));
-        if (!t->calib || (s->policy == SF_POLICY_FISHER && !im->calib_sq[c->i])) break;
-        for (int64_t e = 0; e < t->numel; e++) t->calib[e] += g[e];
-        if (s->policy == SF_POLICY_FISHER)
-            for (int64_t e = 0; e < t->numel; e++) im->calib_sq[c->i][e] += g[e] * g[e];
-        t->got_grad = 1;
+    if (im->summing) { /* the policy must see the sum over ranks: keep this rank's part until note_batch */
+        if (!im->pending[c->i]) im->pending[c->i] = calloc((size_t)t->numel, sizeof(float));
+        if (im->pending[c->i])
+            for (int64_t e = 0; e < t->numel; e++) im->pending[c->i][e] += g[e];
+        return SF_HOOK_CONSUMED;
     }
+    take_calibration_grad(s, c->i, g);
     return SF_HOOK_CONSUMED;
 }
 
@@ -219,7 +236,8 @@ sf_sparse_set *sf_sparse_new(sf_tensor *const *weights, const char *const *names
     im->calib_sq = calloc((size_t)n + 1, sizeof *im->calib_sq);
     im->reach = calloc((size_t)n + 1, sizeof *im->reach);
     im->frozen = calloc((size_t)n + 1, sizeof *im->frozen);
-    if (!s->t || !im->ctx || !im->desc || !im->calib_sq || !im->reach || !im->frozen) {
+    im->pending = calloc((size_t)n + 1, sizeof *im->pending);
+    if (!s->t || !im->ctx || !im->desc || !im->calib_sq || !im->reach || !im->frozen || !im->pending) {
         sf_sparse_free(s);
         return sf_fail_null(SF_ERR_NOMEM, "out of memory (sparse set)");
     }
@@ -256,6 +274,7 @@ void sf_sparse_free(sf_sparse_set *s) {
         free_target_arrays(t);
         free(t->calib);
         if (im->calib_sq) free(im->calib_sq[i]);
+        if (im->pending) free(im->pending[i]);
     }
     free(s->t);
     free(im->ctx);
@@ -263,6 +282,7 @@ void sf_sparse_free(sf_sparse_set *s) {
     free(im->calib_sq);
     free(im->reach);
     free(im->frozen);
+    free(im->pending);
     free(im);
 }
 
@@ -285,11 +305,36 @@ sf_status sf_sparse_begin_selection(sf_sparse_set *s) {
         im->calib_sq[i] = NULL;
         im->reach[i] = 0;
         im->frozen[i] = 0;
+        free(im->pending[i]);
+        im->pending[i] = NULL;
     }
+    im->summing = sf_dist_size() > 1;
     s->calibrating = 1;
     s->calib_batches = 0;
     s->reach_counter = 0;
     s->step = 0;
+    return SF_OK;
+}
+
+sf_status sf_sparse_note_batch(sf_sparse_set *s) {
+    set_impl *im = impl(s);
+    if (!s->calibrating) return sf_fail(SF_ERR_STATE, "select: no selection in progress");
+    s->calib_batches++;
+    if (!im->summing) return SF_OK;
+    /* every rank sums every target in target order, reached by its backward or not (then zeros) */
+    for (int i = 0; i < s->n; i++) {
+        sf_sparse_target *t = &s->t[i];
+        if (!im->pending[i]) im->pending[i] = calloc((size_t)t->numel, sizeof(float));
+        if (!im->pending[i]) {
+            sf_dist_abort(1); /* the other ranks would wait for this sum forever */
+            return sf_fail(SF_ERR_NOMEM, "select: out of memory for the calibration gradient of %s", t->name);
+        }
+        sf_status st = sf_dist_sum_f32(im->pending[i], t->numel);
+        if (st) return st;
+        take_calibration_grad(s, i, im->pending[i]);
+        free(im->pending[i]);
+        im->pending[i] = NULL;
+    }
     return SF_OK;
 }
 

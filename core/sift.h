@@ -16,7 +16,7 @@
  * (topk, random, magnitude) select inside the leaf hook as soon as a target's gradient is complete and
  * keep only g[idx] (memory O(k)); global and fisher (and custom, done by the caller) need every dense
  * gradient, so the hook keeps a copy until sf_sparse_finish_selection (memory O(N) during calibration
- * only). The calibration gradient is kept as the first step's gradient (fisher: the mean over its
+ * only; with several processes every policy sees sums over ranks: sf_sparse_note_batch). The calibration gradient is kept as the first step's gradient (fisher: the mean over its
  * batches). This file does not know about models or Lua; deltas on disk live in delta.h.
  */
 #ifndef SF_SIFT_H
@@ -82,6 +82,11 @@ void sf_sparse_set_mode(sf_sparse_set *s, sf_sparse_mode mode);
  * magnitude and random can also finish without any backward. */
 sf_status sf_sparse_begin_selection(sf_sparse_set *s);
 sf_status sf_sparse_finish_selection(sf_sparse_set *s);
+/* After each calibration batch's backward: counts the batch (fisher's mean). With several processes
+ * (dist.h) the hooks only keep this rank's dense gradients; here every rank sums each target's over
+ * all ranks, in target order, and the policy takes the sums, so every rank selects the same masks as
+ * one process running the whole batch (memory O(N) for the batch, during calibration only). */
+sf_status sf_sparse_note_batch(sf_sparse_set *s);
 /* For SF_POLICY_CUSTOM between begin and finish: the dense calibration gradient of target i (numel). */
 const float *sf_sparse_calib_grad(const sf_sparse_set *s, int i);
 /* Sets the indices of target i directly (custom policies, loaded deltas): k_new may differ from the

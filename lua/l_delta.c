@@ -20,6 +20,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "../core/dist.h"
 #include "l_delta.h"
 
 sf_model *lsift_check_model(lua_State *L, int idx); /* lua/l_model.c */
@@ -94,7 +95,8 @@ static int d_check(lua_State *L) {
 static int d_save(lua_State *L) {
     sf_delta *d = lsift_check_delta(L, 1);
     const char *path = luaL_checkstring(L, 2);
-    if (sf_delta_save(d, path) != SF_OK) return lsift_error(L, "delta:save");
+    sf_status st = sf_dist_rank() == 0 ? sf_delta_save(d, path) : SF_OK; /* rank 0 writes */
+    if (lsift_rank0_wrote(st, path) != SF_OK) return lsift_error(L, "delta:save");
     lua_settop(L, 1);
     return 1;
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "../core/safetensors.h"
+#include "../core/dist.h"
 #include "lsift.h"
 
 #define LSIFT_STFILE "sift.SafetensorsFile" /* internal: closes the file if a load is interrupted by an error */
@@ -143,7 +144,8 @@ static int l_save_tensors(lua_State *L) {
         mk[i] = meta[i].k;
         mv[i] = meta[i].v;
     }
-    if (sf_st_save(path, n, names, tensors, nm, mk, mv) != SF_OK) return lsift_error(L, "sift.save_tensors");
+    sf_status st = sf_dist_rank() == 0 ? sf_st_save(path, n, names, tensors, nm, mk, mv) : SF_OK; /* rank 0 writes */
+    if (lsift_rank0_wrote(st, path) != SF_OK) return lsift_error(L, "sift.save_tensors");
     lua_pushinteger(L, n);
     return 1;
 }

@@ -93,24 +93,6 @@ static void load_lua_library(lua_State *L) {
     lua_pop(L, 2);
 }
 
-/* sift.dist without MPI: one process (rank 0 of 1). An MPI build (make MPI=1) will replace these. */
-static int l_dist_rank(lua_State *L) {
-    lua_pushinteger(L, 0);
-    return 1;
-}
-static int l_dist_size(lua_State *L) {
-    lua_pushinteger(L, 1);
-    return 1;
-}
-
-static void open_dist(lua_State *L) {
-    static const luaL_Reg fns[] = {{"rank", l_dist_rank}, {"size", l_dist_size}, {NULL, NULL}};
-    luaL_newlib(L, fns);
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "enabled");
-    lua_setfield(L, -2, "dist");
-}
-
 /* sift.sgemm_rate(n, reps, kernel) -> GFLOP/s of a bare n x n x n product (median of reps), the
  * ceiling benchmarks compare against. kernel "openblas" (default): OpenBLAS's cblas_sgemm; "sift": the
  * engine's sf_sgemm, i.e. its own AVX-512 or AVX2 kernel where the build has one (core/gemm.h). */
@@ -199,7 +181,7 @@ int luaopen_sift(lua_State *L) {
     lsift_open_model(L);
     lsift_open_delta(L);
     lsift_open_sets(L);
-    open_dist(L);
+    lsift_open_dist(L);
     load_lua_library(L);
     return 1;
 }

@@ -15,6 +15,7 @@
 #include "../core/optim.h"
 #include "../core/sift.h"
 #include "../core/delta.h"
+#include "../core/dist.h"
 #include "l_delta.h"
 #include "lsift.h"
 
@@ -32,6 +33,10 @@ typedef struct {
     char **dense_names;
     int n_dense;
     size_t opt_bytes;          /* dense moments of the optimizer attached last */
+    sf_dist_sync *sync;        /* several processes: the gradient sync (kept across steps), or NULL */
+    int *sync_target;          /* (sync_n) the sparse target behind each of its leaves, or -1 */
+    int *sync_got;             /* (sync_n) whether each leaf holds a gradient this step (sf_dist_sync_finish) */
+    int sync_n, sync_selecting, sync_armed;
 } l_set;
 
 extern sf_model *lsift_check_model(lua_State *L, int idx);
@@ -46,6 +51,13 @@ l_set *lsift_check_set(lua_State *L, int idx);
 l_set *lsift_check_set(lua_State *L, int idx) { return check_set(L, idx); }
 
 static void set_release(l_set *s) {
+    sf_dist_sync_free(s->sync);
+    s->sync = NULL;
+    free(s->sync_target);
+    free(s->sync_got);
+    s->sync_target = NULL;
+    s->sync_got = NULL;
+    s->sync_armed = 0;
     if (s->sparse) {
         sf_sparse_free(s->sparse);
         s->sparse = NULL;
@@ -228,13 +240,71 @@ static int set_begin(lua_State *L) {
 
 static int set_note_batch(lua_State *L) {
     l_set *s = check_set(L, 1);
-    need_sparse(L, s, "select")->calib_batches++;
+    if (sf_sparse_note_batch(need_sparse(L, s, "select"))) return lsift_error(L, "select");
     return 0;
 }
 
 static int set_finish(lua_State *L) {
     l_set *s = check_set(L, 1);
     if (sf_sparse_finish_selection(need_sparse(L, s, "select"))) return lsift_error(L, "select");
+    return 0;
+}
+
+/* s:_sync_arm(): before the step's last backward with several processes. The leaves this set trains, in
+ * an order every rank builds alike — dense tensors, then LoRA factors or selected sparse targets, each
+ * list from the end, the order backward finishes them — sum over ranks as the tape finishes them.
+ * Sparse targets still selecting are not listed: sf_sparse_note_batch sums their dense gradients. The
+ * sync is built once per state of the set (selecting or not) and kept across steps. */
+static int set_sync_arm(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    if (s->sync_armed) return luaL_error(L, "gradient sync: the previous one was not finished (s:_sync_wait())");
+    int selecting = s->sparse && s->sparse->calibrating;
+    if (!s->sync || s->sync_selecting != selecting) {
+        sf_dist_sync_free(s->sync);
+        s->sync = NULL;
+        int n_lora = s->lora ? 2 * s->lora->n : 0;
+        int n_sparse = s->sparse && !selecting ? s->sparse->n : 0;
+        size_t most = (size_t)(s->n_dense + n_lora + n_sparse) + 1;
+        sf_tensor **leaves = calloc(most, sizeof *leaves);
+        free(s->sync_target);
+        free(s->sync_got);
+        s->sync_target = calloc(most, sizeof *s->sync_target);
+        s->sync_got = calloc(most, sizeof *s->sync_got);
+        if (!leaves || !s->sync_target || !s->sync_got) {
+            free(leaves);
+            return luaL_error(L, "gradient sync: out of memory");
+        }
+        int n = 0;
+        for (int i = s->n_dense - 1; i >= 0; i--) s->sync_target[n] = -1, leaves[n++] = s->dense[i];
+        for (int i = n_lora / 2 - 1; i >= 0; i--) {
+            s->sync_target[n] = -1, leaves[n++] = s->lora->a[i].B;
+            s->sync_target[n] = -1, leaves[n++] = s->lora->a[i].A;
+        }
+        for (int i = n_sparse - 1; i >= 0; i--)
+            if (s->sparse->t[i].w->sparse) s->sync_target[n] = i, leaves[n++] = s->sparse->t[i].w;
+        s->sync_n = n;
+        s->sync_selecting = selecting;
+        s->sync = sf_dist_sync_new(leaves, n);
+        free(leaves);
+        if (!s->sync) return lsift_error(L, "gradient sync");
+    }
+    if (sf_dist_sync_arm(s->sync, s->m->graph)) return lsift_error(L, "gradient sync");
+    s->sync_armed = 1;
+    return 0;
+}
+
+/* s:_sync_wait(): waits until every listed gradient holds the sum over ranks; a sparse target counts as
+ * having a gradient this step when any rank's has one (the optimizer skips it otherwise, as one process
+ * would). */
+static int set_sync_wait(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    if (!s->sync_armed) return luaL_error(L, "gradient sync: not armed (s:_sync_arm() first)");
+    s->sync_armed = 0;
+    for (int j = 0; j < s->sync_n; j++)
+        s->sync_got[j] = s->sync_target[j] >= 0 ? s->sparse->t[s->sync_target[j]].got_grad : 0;
+    if (sf_dist_sync_finish(s->sync, s->sync_got)) return lsift_error(L, "gradient sync");
+    for (int j = 0; j < s->sync_n; j++)
+        if (s->sync_target[j] >= 0) s->sparse->t[s->sync_target[j]].got_grad = s->sync_got[j];
     return 0;
 }
 
@@ -473,7 +543,8 @@ static int set_save_delta(lua_State *L) {
         }
     }
     lsift_push_delta(L, d); /* owned by Lua from here */
-    if (sf_delta_save(d, path)) return lsift_error(L, "save_delta");
+    sf_status st = sf_dist_rank() == 0 ? sf_delta_save(d, path) : SF_OK; /* rank 0 writes */
+    if (lsift_rank0_wrote(st, path)) return lsift_error(L, "save_delta");
     return 1;
 }
 
@@ -721,6 +792,7 @@ static int opt_tostring(lua_State *L) {
 void lsift_open_sets(lua_State *L) {
     static const luaL_Reg set_methods[] = {
         {"kind", set_kind_name},        {"_begin_selection", set_begin}, {"_note_batch", set_note_batch},
+        {"_sync_arm", set_sync_arm},    {"_sync_wait", set_sync_wait},
         {"_finish_selection", set_finish}, {"_calib_grad", set_calib_grad}, {"_set_indices", set_set_indices},
         {"targets", set_targets},       {"dense", set_dense_names},     {"budget", set_budget},
         {"selected", set_selected},     {"indices", set_indices},       {"increment", set_delta},

@@ -35,7 +35,12 @@ void lsift_open_print(lua_State *L);
 void lsift_open_io(lua_State *L);        /* l_io.c: load_tensors, save_tensors */
 void lsift_open_tokenizer(lua_State *L); /* l_tokenizer.c: sift.tokenizer */
 void lsift_open_model(lua_State *L);
-void lsift_open_sets(lua_State *L);      /* l_sets.c: sift._sparse/_lora/_full, sift.AdamW */     /* l_model.c: sift.load and the Model userdata */
+void lsift_open_sets(lua_State *L);      /* l_sets.c: sift._sparse/_lora/_full, sift.AdamW */
+void lsift_open_dist(lua_State *L);      /* l_dist.c: sift.dist */
+/* Several processes write a file once: rank 0 writes (st is its status, SF_OK on the others, which do
+ * not write) and every rank learns whether it did; returns the status each rank reports. One process:
+ * st. */
+sf_status lsift_rank0_wrote(sf_status st, const char *path);
 /* Formats a tensor like PyTorch into a Lua string pushed on the stack. */
 void lsift_push_tensor_string(lua_State *L, const sf_tensor *t);
 

@@ -29,6 +29,7 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "../core/dist.h"
 #include "../core/status.h"
 #include "../core/threads.h"
 #include "lsift.h"
@@ -666,7 +667,10 @@ int main(int argc, char **argv) {
         }
         ran = 1;
     }
+    /* one rank failing alone would leave the others waiting in their next sum: end the whole job */
+    if (rc != 0 && sf_dist_size() > 1) sf_dist_abort(rc);
     if ((!ran || interactive) && rc == 0) repl(L);
     lua_close(L);
+    sf_dist_finalize();
     return rc;
 }

@@ -1,9 +1,9 @@
 #!/bin/sh
 # install_deps.sh — installs the Debian packages sift needs to build and test, if any is missing.
 # Build: liblua5.4-dev libreadline-dev libopenblas-openmp-dev (OpenBLAS on OpenMP threads) libcjson-dev;
-# tests: lua5.4 tmux.
+# tests: lua5.4 tmux; data-parallel training (make MPI=1, tests/sh/test_dist.sh): mpich libmpich-dev.
 set -e
-PKGS="build-essential liblua5.4-dev lua5.4 libreadline-dev libopenblas-openmp-dev libcjson-dev tmux"
+PKGS="build-essential liblua5.4-dev lua5.4 libreadline-dev libopenblas-openmp-dev libcjson-dev tmux mpich libmpich-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

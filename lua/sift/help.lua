@@ -147,8 +147,8 @@ def("sift.lora", "sift.lora(model, {r = 8, alpha = 2r, targets =, dense =, seed 
   "A LoRA set: low-rank adapters (A ~ kaiming-uniform, B = 0, scale alpha / r) on the targets (same\ndefaults as sift.sparse); the base weights are frozen.", "local s = sift.lora(model, {r = 8, alpha = 16})")
 def("sift.full", "sift.full(model, {params = patterns}?) -> set", "Full fine-tuning: every parameter (or those matching params) trains densely.")
 def("sift.head", "sift.head(model) -> set", "Only the task head trains (the head-only baseline); needs a \"classify\" model.")
-def("Set:select", "s:select(batch | {batch, …}, {pack = true}?) -> s",
-  "Chooses a sparse set's masks from one forward/backward of the batch (\"fisher\" sums several batches).\nThe calibration gradient is kept: the next optimizer step applies it. No-op for LoRA / full sets.\n{pack = false} runs the batches padded (see model:forward).")
+def("Set:select", "s:select(batch | {batch, …}, {pack = true, scale = 1}?) -> s",
+  "Chooses a sparse set's masks from one forward/backward of the batch (\"fisher\" sums several batches).\nThe calibration gradient is kept: the next optimizer step applies it. No-op for LoRA / full sets.\n{pack = false} runs the batches padded (see model:forward); scale multiplies the loss differentiated.\nSeveral processes: each rank passes its part of each batch ({input_ids = {}} for none) and its share\nas scale; gradients are summed over ranks before the policy picks, so every rank gets the same masks.")
 def("Set:kind", "s:kind() -> \"sparse\" | \"lora\" | \"full\"", "The kind of set.")
 def("Set:targets", "s:targets() -> {name, …}", "The sparse (or LoRA) target parameter names.")
 def("Set:dense", "s:dense() -> {name, …}", "The parameters trained densely alongside (e.g. the task head).")
@@ -178,7 +178,7 @@ def("AdamW:steps", "opt:steps() -> n", "The number of steps taken.")
 def("AdamW:clip", "opt:clip(max_norm) -> norm",
   "Global L2 norm of every trainable gradient (sparse increments included), scaled down to max_norm when\nabove it. Returns the norm before clipping.")
 def("sift.train", "sift.train{model=, method=set, data=dataset, tokenizer=, max_len=64, epochs=1, batch=32, lr=1e-3,\n  warmup=0.06, schedule=\"linear\", clip=1.0, seed=0, max_steps=, eval=dataset, on_step=fn, quiet=,\n  pack=true, micro_batch=} -> history",
-  "Trains with the same data order, schedule, clipping and evaluation for every method. history =\n{loss = {...}, lr = {...}, grad_norm = {...}, eval = {{accuracy =, …}, …}, trainable =, seconds =}.\nEach batch runs packed (model:forward's pack): only its rows' real tokens, each row\nattending within itself, for the padded batch's step up to float rounding; pack = false pads it.\nmicro_batch = n runs each batch n rows at a time, each chunk back-propagating its share of the loss\n(gradient accumulation: the same step, a chunk's activations in memory).\nA progress bar on a terminal; Ctrl-C stops cleanly between steps (history.interrupted says where).",
+  "Trains with the same data order, schedule, clipping and evaluation for every method. history =\n{loss = {...}, lr = {...}, grad_norm = {...}, eval = {{accuracy =, …}, …}, trainable =, seconds =}.\nEach batch runs packed (model:forward's pack): only its rows' real tokens, each row\nattending within itself, for the padded batch's step up to float rounding; pack = false pads it.\nmicro_batch = n runs each batch n rows at a time, each chunk back-propagating its share of the loss\n(gradient accumulation: the same step, a chunk's activations in memory).\nA progress bar on a terminal; Ctrl-C stops cleanly between steps (history.interrupted says where).\nhistory.bytes_sent[i]: bytes this process sent at step i (several processes: see sift.dist).",
   "local h = sift.train{model = m, method = s, data = train, tokenizer = tok, epochs = 3, lr = 3e-3, eval = dev}")
 def("sift.trainer", "sift.trainer{…same options as sift.train…} -> trainer",
   "The training loop as an object, for stepping by hand: trainer:step(n); trainer.history, .step_no, .total.")
@@ -271,10 +271,20 @@ def("Figure:svg", "fig:svg({width =, height =}?) -> string", "The SVG document."
 def("Figure:save", "fig:save(path) -> path", "Same as sift.plot.save(fig, path).")
 
 ---------------------------------------------------------------------------------------------------
-section("Several processes", "`sift.dist`: MPI builds (make MPI=1) split batches across ranks; without MPI one process.")
-def("sift.dist.enabled", "sift.dist.enabled  (boolean)", "Whether this build runs several processes under mpirun.")
+section("Several processes", "`sift.dist`: an MPI build (make MPI=1, build-mpi/sift-repl) run under mpiexec -n N trains\n" ..
+  "data-parallel: sift.train gives each rank its part of every batch and sums gradients over ranks as\n" ..
+  "backward finishes each one (SIFT: only the k values of each target travel), so every rank takes the\n" ..
+  "step one process takes with the whole batch. sift.evaluate splits the rows. Only rank 0 prints\n" ..
+  "progress and writes files (sift.save_tensors, s:save_delta, d:save). Without MPI: one process.")
+def("sift.dist.enabled", "sift.dist.enabled  (boolean)", "Whether this build has MPI (make MPI=1).")
 def("sift.dist.rank", "sift.dist.rank() -> r", "This process's 0-based rank (0 without MPI).")
 def("sift.dist.size", "sift.dist.size() -> n", "The number of processes (1 without MPI).")
+def("sift.dist.sum", "sift.dist.sum(x | {x, …}) -> sum | {sum, …}",
+  "The sum over every rank of a number or of each element of an array (every rank must call it).",
+  "local n = sift.dist.sum(#my_rows)")
+def("sift.dist.bytes_sent", "sift.dist.bytes_sent() -> n",
+  "Bytes this process has put into sums since start-up (4 per gradient value; 0 with one process).")
+def("sift.dist.barrier", "sift.dist.barrier()", "Returns when every rank has reached it.")
 
 ---------------------------------------------------------------------------------------------------
 -- lookup

@@ -87,8 +87,11 @@ function M.install(sift)
   local function is_batch(b) return type(b) == "table" and b.input_ids ~= nil end
 
   -- s:select(batch) or s:select({batch1, batch2, ...}) (fisher sums over several batches); opts.pack =
-  -- false runs the batches padded (model:forward's pack). The calibration gradient is kept: the next
-  -- optimizer step applies it.
+  -- false runs the batches padded (model:forward's pack); opts.scale multiplies the loss differentiated
+  -- (a rank's share of a batch split over several processes). The calibration gradient is kept: the next
+  -- optimizer step applies it. Several processes (sift.dist): every rank calls select with its part of
+  -- each batch (an empty part, {input_ids = {}}, runs nothing) and the gradients are summed over ranks
+  -- before the policy picks, so every rank selects the same masks.
   function Set:select(batches, opts)
     if self:kind() ~= "sparse" then return self end
     if is_batch(batches) then batches = { batches } end
@@ -97,11 +100,18 @@ function M.install(sift)
     end
     local model = self:model()
     local pack = not (opts and opts.pack == false)
+    local scale = opts and opts.scale or 1
+    local ranks = sift.dist.size()
     self:_begin_selection()
-    for _, b in ipairs(batches) do
-      local out = model:forward(b, { logits = false, pack = pack }) -- LM: head and loss fused, no logits kept
-      if not out.loss then error("select: the calibration batch needs labels (a loss to differentiate)", 2) end
-      model:backward()
+    for i, b in ipairs(batches) do
+      -- the dense tensors' gradients accumulate over the batches: summed over ranks once, after the last
+      if ranks > 1 and i == #batches then self:_sync_arm() end
+      if not (type(b.input_ids) == "table" and #b.input_ids == 0) then
+        local out = model:forward(b, { logits = false, pack = pack }) -- LM: head and loss fused, no logits kept
+        if not out.loss then error("select: the calibration batch needs labels (a loss to differentiate)", 2) end
+        model:backward(scale)
+      end
+      if ranks > 1 and i == #batches then self:_sync_wait() end
       self:_note_batch()
     end
     local fn = custom_policy[self]

@@ -3,7 +3,17 @@
 -- (sparse, lora, full), so comparisons are fair by construction. Ctrl-C (an "interrupted" error raised
 -- by sift-repl's hook) stops between steps with the weights intact. Encoding of rows into batches is
 -- sift.data.encode; metrics are sift.metrics.
+-- Several processes (an MPI build under mpiexec, sift.dist): every rank walks the same data order and
+-- takes its contiguous part of each global batch; each back-propagates its share of the batch's loss terms
+-- and the gradients are summed over ranks as the tape finishes them (core/dist.h), so every rank takes
+-- the step one process would take with the whole batch. Rank 0 alone prints.
 local M = {}
+
+-- The rows [lo, hi] of n that this rank takes (contiguous; empty when n < ranks).
+local function my_part(n)
+  local P, R = sift.dist.size(), sift.dist.rank()
+  return R * n // P + 1, (R + 1) * n // P
+end
 
 local function schedule_lr(kind, base, t, T, warmup)
   local w = math.max(1, math.floor(warmup * T + 0.5))
@@ -114,18 +124,28 @@ function M.evaluate(model, ds, opts)
   end
   local regression = model.config.num_labels == 1
   local preds, gold, loss_sum, n = {}, {}, 0, 0
-  for i = 1, #ds, bs do
+  local lo, hi = my_part(#ds) -- several processes: each evaluates its part, the results are summed
+  for i = lo, hi, bs do
     local rows = {}
-    for j = i, math.min(i + bs - 1, #ds) do rows[#rows + 1] = ds[j] end
+    for j = i, math.min(i + bs - 1, hi) do rows[#rows + 1] = ds[j] end
     local b = batch_of(rows, o, "classify")
     local out = model:forward(b, { grad = false })
     local logits = out.logits:totable()
     for r, row in ipairs(logits) do
       local best = 1
       for c = 2, #row do if row[c] > row[best] then best = c end end
-      preds[i + r - 1], gold[i + r - 1] = regression and row[1] or best - 1, rows[r].label
+      preds[i + r - 1] = regression and row[1] or best - 1
     end
     if out.loss then loss_sum, n = loss_sum + out.loss * #rows, n + #rows end
+  end
+  for i = 1, #ds do gold[i] = ds[i].label end
+  if sift.dist.size() > 1 then
+    local v = {}
+    for i = 1, #ds do v[i] = preds[i] or 0 end
+    v[#ds + 1], v[#ds + 2] = loss_sum, n
+    v = sift.dist.sum(v)
+    for i = 1, #ds do preds[i] = regression and v[i] or math.tointeger(v[i]) end
+    loss_sum, n = v[#ds + 1], math.tointeger(v[#ds + 2])
   end
   local m = sift.metrics
   if regression then
@@ -164,14 +184,16 @@ function M.trainer(opts)
     decay = opts.decay or "matrices", sparse_weight_decay = opts.sparse_weight_decay or 0 })
   local seed = opts.seed or 0
   local pack = opts.pack ~= false
+  local ranks = sift.dist.size()
+  local quiet = opts.quiet or sift.dist.rank() ~= 0
   local micro = opts.micro_batch
   if micro ~= nil and (math.type(micro) ~= "integer" or micro < 1) then
     error("sift.train: micro_batch must be a positive integer (rows per forward + backward)", 2)
   end
-  local tr = { history = { loss = {}, lr = {}, eval = {}, grad_norm = {}, method = set:kind(),
-    trainable = nil, steps = 0 }, step_no = 0, total = T, optimizer = opt }
+  local tr = { history = { loss = {}, lr = {}, eval = {}, grad_norm = {}, bytes_sent = {}, method = set:kind(),
+    trainable = nil, steps = 0, ranks = ranks }, step_no = 0, total = T, optimizer = opt }
   local order, epoch = nil, 0
-  local prog = progress(T, opts.quiet)
+  local prog = progress(T, quiet)
   local t0, tokens = sift.now(), 0
 
   local function rows_for(step) -- step is 0-based
@@ -181,9 +203,17 @@ function M.trainer(opts)
       order = data:shuffle(seed + e - 1)
     end
     local first = (step % per_epoch) * bs + 1
+    local last = math.min(first + bs - 1, #order)
+    local lo, hi = my_part(last - first + 1) -- this rank's part of the global batch
     local rows = {}
-    for j = first, math.min(first + bs - 1, #order) do rows[#rows + 1] = order[j] end
+    for j = first + lo - 1, first + hi - 1 do rows[#rows + 1] = order[j] end
     return rows
+  end
+
+  -- Several processes: the sum over ranks of a list of numbers (one process: the list).
+  local function summed(v)
+    if ranks == 1 then return v end
+    return sift.dist.sum(v)
   end
 
   local function real_tokens(b)
@@ -196,7 +226,9 @@ function M.trainer(opts)
   -- attending within itself (model:forward's pack); pack = false runs the batch padded to its longest row.
   -- With micro_batch, the rows run micro_batch at a time, each chunk back-propagating its share of the
   -- batch's loss terms (model:backward(share)), so the gradients add up to the whole batch's (up to float
-  -- rounding) for a chunk's activations in memory. Returns the batch's loss and its real tokens.
+  -- rounding) for a chunk's activations in memory. Several processes: the shares are of the global
+  -- batch's terms, and the gradients are summed over ranks during the last backward (the set's sync).
+  -- Returns the batch's loss and its real tokens (over all ranks).
   local function forward_backward(rows)
     local chunks, n = {}, micro or #rows
     for i = 1, #rows, n do
@@ -207,28 +239,46 @@ function M.trainer(opts)
       terms[i] = loss_terms(b, task)
       total = total + terms[i]
     end
-    local loss, real = 0, 0
-    for i, b in ipairs(chunks) do
-      real = real + real_tokens(b)
-      -- a chunk without targets adds nothing (a batch without any still runs once: a loss of 0)
-      if terms[i] > 0 or (total == 0 and i == 1) then
-        local share = total > 0 and terms[i] / total or 1
-        loss = loss + model:forward(b, { logits = false, pack = pack }).loss * share -- LM: head and loss fused
-        model:backward(share)
-      end
+    total = summed({ total })[1]
+    local runs = {} -- a chunk without targets adds nothing (a batch without any still runs once: a loss of 0)
+    for i = 1, #chunks do
+      if terms[i] > 0 or (total == 0 and i == 1) then runs[#runs + 1] = i end
     end
-    return loss, real
+    local loss, real = 0, 0
+    for _, b in ipairs(chunks) do real = real + real_tokens(b) end
+    for r, i in ipairs(runs) do
+      local b, share = chunks[i], total > 0 and terms[i] / total or 1
+      loss = loss + model:forward(b, { logits = false, pack = pack }).loss * share -- LM: head and loss fused
+      if ranks > 1 and r == #runs then set:_sync_arm() end
+      model:backward(share)
+    end
+    if ranks > 1 then
+      if #runs == 0 then set:_sync_arm() end -- nothing to run here: this rank's sums carry zeros
+      set:_sync_wait()
+    end
+    local v = summed({ loss, real })
+    return v[1], v[2]
   end
 
   local function one_step()
     local t = tr.step_no
     local rows = rows_for(t)
     local loss, real
+    local sent0 = sift.dist.bytes_sent()
     if set:kind() == "sparse" and not set:selected() then
       -- the first training batch calibrates the masks; its gradient is applied by this step
-      local b = batch_of(rows, enc_opts, task)
-      set:select(b, { pack = pack })
-      loss, real = model:forward(b, { grad = false, logits = false, pack = pack }).loss, real_tokens(b)
+      local b = #rows > 0 and batch_of(rows, enc_opts, task) or { input_ids = {} }
+      local terms = #rows > 0 and loss_terms(b, task) or 0
+      local total = summed({ terms })[1]
+      local share = total > 0 and terms / total or 1
+      set:select(b, { pack = pack, scale = share })
+      loss, real = 0, 0
+      if #rows > 0 then
+        loss = model:forward(b, { grad = false, logits = false, pack = pack }).loss * share
+        real = real_tokens(b)
+      end
+      local v = summed({ loss, real })
+      loss, real = v[1], v[2]
     else
       loss, real = forward_backward(rows)
     end
@@ -245,6 +295,7 @@ function M.trainer(opts)
     tr.step_no = t + 1
     local h = tr.history
     h.loss[#h.loss + 1], h.lr[#h.lr + 1], h.grad_norm[#h.grad_norm + 1] = loss, cur, norm
+    h.bytes_sent[#h.bytes_sent + 1] = sift.dist.bytes_sent() - sent0
     h.steps = tr.step_no
     local elapsed = sift.now() - t0
     local st = { step = tr.step_no, total = T, epoch = epoch, loss = loss, lr = cur, grad_norm = norm,
@@ -256,7 +307,7 @@ function M.trainer(opts)
         batch = opts.eval_batch or 64, pad_id = enc_opts.pad_id, bos = enc_opts.bos })
       metrics.epoch, metrics.step = epoch, tr.step_no
       h.eval[#h.eval + 1] = metrics
-      if not opts.quiet then
+      if not quiet then
         prog.finish()
         if metrics.accuracy then
           print(("epoch %d: eval accuracy %.4f%s"):format(epoch, metrics.accuracy,
@@ -275,7 +326,7 @@ function M.trainer(opts)
     while self.step_no < stop do
       local ok, err = pcall(one_step)
       if not ok then
-        if tostring(err):find("interrupted", 1, true) then
+        if tostring(err):find("interrupted", 1, true) and ranks == 1 then
           pcall(opt.zero_grad, opt)
           prog.finish()
           local where = ("stopped at step %d of %d (epoch %d); the weights are those after step %d"):format(
@@ -285,6 +336,10 @@ function M.trainer(opts)
           return self.history
         end
         prog.finish()
+        if tostring(err):find("interrupted", 1, true) then -- several processes: the ranks stop together
+          error(("interrupted at step %d of %d: with %d processes the whole job stops (files already written stay intact)")
+            :format(self.step_no + 1, T, ranks), 0)
+        end
         error(err, 0)
       end
     end

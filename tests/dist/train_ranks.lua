@@ -1,0 +1,82 @@
+-- train_ranks.lua OUT — the data-parallel scenarios behind tests/sh/test_dist.sh. Run once as one process
+-- and once under `mpiexec -n N` (an MPI build); each run trains the same things and rank 0 writes what
+-- came out (histories, bytes sent, masks, trained weights) to OUT (safetensors), which
+-- tests/dist/compare_ranks.lua compares. Needs ../shared (gpt2-4m, SST-2).
+local out = assert(arg[1], "usage: train_ranks.lua OUT")
+local shared = os.getenv("SIFT_SHARED") or "../shared"
+local dir = shared .. "/models/gpt2-4m"
+local tok = sift.tokenizer(dir)
+local rows = sift.data.load("sst2", { split = "train" }):take(20)
+local tensors, meta = {}, { ranks = tostring(sift.dist.size()) }
+
+local function joined(list)
+  local s = {}
+  for i, v in ipairs(list) do s[i] = ("%.17g"):format(v) end
+  return table.concat(s, ",")
+end
+
+local function keep(case, h, m, names, set)
+  meta[case .. ".loss"], meta[case .. ".grad_norm"] = joined(h.loss), joined(h.grad_norm)
+  meta[case .. ".bytes_sent"] = joined(h.bytes_sent)
+  -- the tensors whose gradients are summed: dense ones, then LoRA's two factors or SIFT's targets
+  local targets = set:kind() == "full" and 0 or #set:targets()
+  meta[case .. ".tensors"] = tostring(#set:dense() + (set:kind() == "lora" and 2 or 1) * targets)
+  meta[case .. ".dense_tensors"] = tostring(#set:dense())
+  for _, n in ipairs(names) do tensors[case .. ".w." .. n] = m:param(n):clone() end
+  if set:kind() == "sparse" then
+    local k, dense = 0, 0
+    for _, n in ipairs(set:targets()) do
+      k = k + set:budget(n)
+      tensors[case .. ".idx." .. n] = set:indices(n)
+    end
+    for _, n in ipairs(set:dense()) do dense = dense + m:param(n):numel() end
+    local numel = 0
+    for _, n in ipairs(set:targets()) do numel = numel + m:param(n):numel() end
+    meta[case .. ".k"], meta[case .. ".dense"], meta[case .. ".numel"] = tostring(k), tostring(dense), tostring(numel)
+  else
+    meta[case .. ".trainable"] = tostring(set:trainable())
+  end
+end
+
+local block = "transformer.h.1.mlp.c_fc.weight"
+local cases = {
+  -- name, task, method, batch, extra options; 20 rows: batches 8, 8, 4 (and 5 x 4 for the LM)
+  { "sparse", "classify", function(m) return sift.sparse(m, { rate = 0.01 }) end, 8, {} },
+  { "full", "classify", sift.full, 8, {} },
+  { "lora", "classify", function(m) return sift.lora(m, { r = 8, alpha = 16, seed = 3 }) end, 8, {} },
+  { "fisher", "classify", function(m) return sift.sparse(m, { rate = 0.01, policy = "fisher" }) end, 8, {} },
+  -- 11 rows in batches of 5: the last batch has 1 row, so some ranks hold none; chunks of 2 rows
+  { "lm_sparse", "lm", function(m) return sift.sparse(m, { rate = 0.01 }) end, 5, { micro_batch = 2, rows = 11 } },
+}
+for _, c in ipairs(cases) do
+  local name, task, make, batch, extra = c[1], c[2], c[3], c[4], c[5]
+  local m = sift.load(dir, task == "classify" and { task = "classify", num_labels = 2 } or nil)
+  local set = make(m)
+  local h = sift.train { model = m, method = set, data = extra.rows and rows:take(extra.rows) or rows, tokenizer = tok,
+    batch = batch, lr = 1e-3, quiet = name ~= "sparse", micro_batch = extra.micro_batch, max_len = 32 }
+  local names = { block }
+  if task == "classify" then names[#names + 1] = m:head_names()[1] end
+  if name == "full" then names[#names + 1] = "transformer.wte.weight" end
+  keep(name, h, m, names, set)
+  if name == "sparse" then
+    set:save_delta(out .. ".delta." .. sift.dist.rank()) -- rank 0 alone writes
+    local ev = sift.evaluate(m, sift.data.load("sst2", { split = "dev" }):take(30), { tokenizer = tok, batch = 8 })
+    meta["eval.accuracy"], meta["eval.loss"] = tostring(ev.accuracy), ("%.17g"):format(ev.loss)
+    meta["eval.predictions"] = joined(ev.predictions)
+  end
+end
+
+-- select over two batches (fisher sums squares per batch): each rank passes its part of each
+local m = sift.load(dir, { task = "classify", num_labels = 2 })
+local s = sift.sparse(m, { rate = 0.01, policy = "fisher" })
+local parts = {}
+for b = 0, 1 do
+  local lo, hi = sift.dist.rank() * 6 // sift.dist.size() + 1, (sift.dist.rank() + 1) * 6 // sift.dist.size()
+  local mine = {}
+  for i = lo, hi do mine[#mine + 1] = rows[b * 6 + i] end
+  parts[#parts + 1] = sift.data.encode(mine, tok, { max_len = 32, pad_id = 0 })
+end
+s:select(parts, { scale = 1 / sift.dist.size() }) -- equal parts: each rank's share of the mean loss
+tensors["select2.idx." .. block] = s:indices(block)
+sift.save_tensors(out, tensors, meta)
+print(("rank %d of %d: done"):format(sift.dist.rank(), sift.dist.size()))
