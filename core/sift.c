@@ -22,9 +22,9 @@ typedef struct {
     float **calib_sq;      /* (n) fisher: sum of g^2 */
     int64_t *reach;        /* (n) order in which targets completed in the last backward */
     int *frozen;           /* (n) reference quirk: never trained */
-    float **pending;       /* (n) several processes: this rank's dense gradient of the current calibration
-                            * batch, summed over ranks by sf_sparse_note_batch before the policy sees it */
-    int summing;           /* selection with several processes (set at begin_selection) */
+    float **pending;       /* (n) deferred selection: this rank's dense gradient of the current calibration
+                            * batch over its backward passes, handed to the policy by sf_sparse_note_batch */
+    int deferred;          /* this selection defers (s->defer_selection or several processes) */
 } set_impl;
 
 static set_impl *impl(sf_sparse_set *s) { return (set_impl *)s; }
@@ -200,7 +200,7 @@ static sf_hook_result sparse_hook(sf_tensor *leaf, sf_tensor *grad, void *user) 
         return SF_HOOK_CONSUMED;
     }
     const float *g = sf_f32(grad);
-    if (im->summing) { /* the policy must see the sum over ranks: keep this rank's part until note_batch */
+    if (im->deferred) { /* the policy must see the whole batch's gradient: keep adding until note_batch */
         if (!im->pending[c->i]) im->pending[c->i] = calloc((size_t)t->numel, sizeof(float));
         if (im->pending[c->i])
             for (int64_t e = 0; e < t->numel; e++) im->pending[c->i][e] += g[e];
@@ -308,7 +308,7 @@ sf_status sf_sparse_begin_selection(sf_sparse_set *s) {
         free(im->pending[i]);
         im->pending[i] = NULL;
     }
-    im->summing = sf_dist_size() > 1;
+    im->deferred = s->defer_selection || sf_dist_size() > 1;
     s->calibrating = 1;
     s->calib_batches = 0;
     s->reach_counter = 0;
@@ -320,10 +320,13 @@ sf_status sf_sparse_note_batch(sf_sparse_set *s) {
     set_impl *im = impl(s);
     if (!s->calibrating) return sf_fail(SF_ERR_STATE, "select: no selection in progress");
     s->calib_batches++;
-    if (!im->summing) return SF_OK;
-    /* every rank sums every target in target order, reached by its backward or not (then zeros) */
+    if (!im->deferred) return SF_OK;
+    /* several processes: every rank sums every target in target order, reached by its backward or not
+     * (then zeros); one process: a target no pass reached is left to finish_selection, as undeferred */
+    const int summing = sf_dist_size() > 1;
     for (int i = 0; i < s->n; i++) {
         sf_sparse_target *t = &s->t[i];
+        if (!im->pending[i] && !summing) continue;
         if (!im->pending[i]) im->pending[i] = calloc((size_t)t->numel, sizeof(float));
         if (!im->pending[i]) {
             sf_dist_abort(1); /* the other ranks would wait for this sum forever */

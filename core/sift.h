@@ -58,6 +58,10 @@ typedef struct sf_sparse_set {
     uint64_t seed;
     sf_sparse_mode mode;
     int calibrating;      /* hooks are in selection mode */
+    int defer_selection;  /* set before begin_selection when a calibration batch runs as several backward
+                           * passes (micro-batches): the hooks keep each target's dense gradient until
+                           * sf_sparse_note_batch, which hands the batch's whole gradient to the policy
+                           * (memory O(N) while selecting, as for global / fisher) */
     int calib_batches;    /* number of calibration backward passes seen */
     int64_t step;         /* optimizer steps taken */
     int reference_quirks; /* reproduce the published code's three quirks (see DESIGN.md) */
@@ -82,10 +86,11 @@ void sf_sparse_set_mode(sf_sparse_set *s, sf_sparse_mode mode);
  * magnitude and random can also finish without any backward. */
 sf_status sf_sparse_begin_selection(sf_sparse_set *s);
 sf_status sf_sparse_finish_selection(sf_sparse_set *s);
-/* After each calibration batch's backward: counts the batch (fisher's mean). With several processes
- * (dist.h) the hooks only keep this rank's dense gradients; here every rank sums each target's over
- * all ranks, in target order, and the policy takes the sums, so every rank selects the same masks as
- * one process running the whole batch (memory O(N) for the batch, during calibration only). */
+/* After each calibration batch's backward pass(es): counts the batch (fisher's mean). A deferred
+ * selection (defer_selection, or several processes: dist.h) hands the policy the dense gradients the
+ * hooks kept over the batch's passes; with several processes every rank first sums each target's over
+ * all ranks, in target order, so every rank selects the same masks as one process running the whole
+ * batch (memory O(N) for the batch, during calibration only). */
 sf_status sf_sparse_note_batch(sf_sparse_set *s);
 /* For SF_POLICY_CUSTOM between begin and finish: the dense calibration gradient of target i (numel). */
 const float *sf_sparse_calib_grad(const sf_sparse_set *s, int i);

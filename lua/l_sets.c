@@ -232,9 +232,12 @@ static sf_sparse_set *need_sparse(lua_State *L, l_set *s, const char *what) {
     return s->sparse;
 }
 
+/* s:_begin_selection(deferred): deferred when each calibration batch runs as several backward passes */
 static int set_begin(lua_State *L) {
     l_set *s = check_set(L, 1);
-    sf_sparse_begin_selection(need_sparse(L, s, "select"));
+    sf_sparse_set *sp = need_sparse(L, s, "select");
+    sp->defer_selection = lua_toboolean(L, 2);
+    sf_sparse_begin_selection(sp);
     return 0;
 }
 

@@ -634,6 +634,32 @@ function M.encode(rows, tok, opts)
   return batch
 end
 
+-- M.loss_terms(batch, task) → the number of terms the batch's mean loss averages: its rows
+-- (classification, regression; every row needs a label), or its next-token targets for task "lm" (the
+-- model shifts labels left by one, so a row's first label is no target). A share of a batch's loss is
+-- a part's terms over the whole's: what model:backward(share) scales by when a batch runs in parts.
+function M.loss_terms(b, task)
+  if task ~= "lm" then
+    if not b.labels then error("every row of a classification batch needs a label (its loss term)", 0) end
+    return #b.labels
+  end
+  local n = 0
+  for _, row in ipairs(b.labels or {}) do
+    for t = 2, #row do if row[t] ~= -100 then n = n + 1 end end
+  end
+  return n
+end
+
+-- M.rows_of(batch, i, j) → the batch of rows i..j of an encoded batch (every per-row field sliced, the
+-- rest shared).
+function M.rows_of(b, i, j)
+  local B, out = #b.input_ids, {}
+  for k, v in pairs(b) do
+    if type(v) == "table" and #v == B then out[k] = table.move(v, i, j, 1, {}) else out[k] = v end
+  end
+  return out
+end
+
 ---------------------------------------------------------------------------------------------------
 -- metrics live in sift/metrics.lua (init.lua installs them as sift.metrics); also reachable from here
 ---------------------------------------------------------------------------------------------------

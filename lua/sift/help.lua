@@ -147,12 +147,13 @@ def("sift.lora", "sift.lora(model, {r = 8, alpha = 2r, targets =, dense =, seed 
   "A LoRA set: low-rank adapters (A ~ kaiming-uniform, B = 0, scale alpha / r) on the targets (same\ndefaults as sift.sparse); the base weights are frozen.", "local s = sift.lora(model, {r = 8, alpha = 16})")
 def("sift.full", "sift.full(model, {params = patterns}?) -> set", "Full fine-tuning: every parameter (or those matching params) trains densely.")
 def("sift.head", "sift.head(model) -> set", "Only the task head trains (the head-only baseline); needs a \"classify\" model.")
-def("Set:select", "s:select(batch | {batch, …}, {pack = true, scale = 1}?) -> s",
-  "Chooses a sparse set's masks from one forward/backward of the batch (\"fisher\" sums several batches).\nThe calibration gradient is kept: the next optimizer step applies it. No-op for LoRA / full sets.\n{pack = false} runs the batches padded (see model:forward); scale multiplies the loss differentiated.\nSeveral processes: each rank passes its part of each batch ({input_ids = {}} for none) and its share\nas scale; gradients are summed over ranks before the policy picks, so every rank gets the same masks.")
+def("Set:select", "s:select(batch | {batch, …}, {pack = true, scale = 1, micro_batch =}?) -> s",
+  "Chooses a sparse set's masks from one forward/backward of the batch (\"fisher\" sums several batches).\nThe calibration gradient is kept: the next optimizer step applies it. No-op for LoRA / full sets.\n{pack = false} runs the batches padded (see model:forward); scale multiplies the loss differentiated;\nmicro_batch = n runs each batch n rows at a time, the masks chosen from the whole batch's gradient.\nSeveral processes: each rank passes its part of each batch ({input_ids = {}} for none) and its share\nas scale; gradients are summed over ranks before the policy picks, so every rank gets the same masks.")
 def("Set:kind", "s:kind() -> \"sparse\" | \"lora\" | \"full\"", "The kind of set.")
 def("Set:targets", "s:targets() -> {name, …}", "The sparse (or LoRA) target parameter names.")
 def("Set:dense", "s:dense() -> {name, …}", "The parameters trained densely alongside (e.g. the task head).")
 def("Set:budget", "s:budget(name | i) -> k, numel", "The number of trainable entries of a sparse target and its size.")
+def("Set:calibration_loss", "s:calibration_loss() -> loss | nil", "The mean loss of the batches the last select ran.")
 def("Set:selected", "s:selected() -> boolean", "Whether every sparse target has its mask (always true for LoRA / full).")
 def("Set:indices", "s:indices(name | i) -> i64 tensor",
   "The selected entries of a sparse target: flat 0-based row-major offsets into the stored tensor, ascending.")
@@ -178,7 +179,7 @@ def("AdamW:steps", "opt:steps() -> n", "The number of steps taken.")
 def("AdamW:clip", "opt:clip(max_norm) -> norm",
   "Global L2 norm of every trainable gradient (sparse increments included), scaled down to max_norm when\nabove it. Returns the norm before clipping.")
 def("sift.train", "sift.train{model=, method=set, data=dataset, tokenizer=, max_len=64, epochs=1, batch=32, lr=1e-3,\n  warmup=0.06, schedule=\"linear\", clip=1.0, seed=0, max_steps=, eval=dataset, on_step=fn, quiet=,\n  pack=true, micro_batch=} -> history",
-  "Trains with the same data order, schedule, clipping and evaluation for every method. history =\n{loss = {...}, lr = {...}, grad_norm = {...}, eval = {{accuracy =, …}, …}, trainable =, seconds =}.\nEach batch runs packed (model:forward's pack): only its rows' real tokens, each row\nattending within itself, for the padded batch's step up to float rounding; pack = false pads it.\nmicro_batch = n runs each batch n rows at a time, each chunk back-propagating its share of the loss\n(gradient accumulation: the same step, a chunk's activations in memory).\nA progress bar on a terminal; Ctrl-C stops cleanly between steps (history.interrupted says where).\nhistory.bytes_sent[i]: bytes this process sent at step i (several processes: see sift.dist).",
+  "Trains with the same data order, schedule, clipping and evaluation for every method. history =\n{loss = {...}, lr = {...}, grad_norm = {...}, eval = {{accuracy =, …}, …}, trainable =, seconds =}.\nEach batch runs packed (model:forward's pack): only its rows' real tokens, each row\nattending within itself, for the padded batch's step up to float rounding; pack = false pads it.\nmicro_batch = n runs each batch n rows at a time, each chunk back-propagating its share of the loss\n(gradient accumulation: the same step, a chunk's activations in memory; SIFT's calibration too).\nA progress bar on a terminal; Ctrl-C stops cleanly between steps (history.interrupted says where).\nhistory.bytes_sent[i]: bytes this process sent at step i (several processes: see sift.dist).",
   "local h = sift.train{model = m, method = s, data = train, tokenizer = tok, epochs = 3, lr = 3e-3, eval = dev}")
 def("sift.trainer", "sift.trainer{…same options as sift.train…} -> trainer",
   "The training loop as an object, for stepping by hand: trainer:step(n); trainer.history, .step_no, .total.")
@@ -208,6 +209,9 @@ def("sift.data.load", "sift.data.load(name_or_path, {split = \"train\", format =
 def("sift.data.encode", "sift.data.encode(rows, tokenizer, {max_len = 64, pad_id = 0, bos =, sep =, pad_to =, task =, eos =}?) -> batch",
   "Tokenises rows into {input_ids, attention_mask, labels}: right padding with pad_id, truncation at\nmax_len; task = \"lm\" gives next-token labels (-100 on padding).",
   "local b = sift.data.encode(train:take(32), tok, {max_len = 64})")
+def("sift.data.loss_terms", "sift.data.loss_terms(batch, task) -> n",
+  "The number of terms a batch's mean loss averages: its rows, or for task \"lm\" its next-token targets.\nA part of a batch back-propagates its share: model:backward(part's terms / batch's terms).")
+def("sift.data.rows_of", "sift.data.rows_of(batch, i, j) -> batch", "Rows i..j of an encoded batch (each per-row field sliced).")
 def("sift.data.new", "sift.data.new(rows, meta?) -> dataset", "Wraps an array of rows as a dataset (meta: name, format, split, num_labels, …).")
 def("sift.data.is_dataset", "sift.data.is_dataset(x) -> boolean", "Whether x is a dataset.")
 def("sift.data.rng", "sift.data.rng(seed) -> rng", "A deterministic generator (splitmix64): the same seed gives the same sequence everywhere.")

@@ -45,6 +45,7 @@ local function dense_of(model, opts, what)
 end
 
 local custom_policy = setmetatable({}, { __mode = "k" }) -- set -> Lua policy function
+local calibration_loss = setmetatable({}, { __mode = "k" }) -- set -> mean loss of its last select's batches
 
 function M.install(sift)
   local Set = sift.Set
@@ -88,32 +89,62 @@ function M.install(sift)
 
   -- s:select(batch) or s:select({batch1, batch2, ...}) (fisher sums over several batches); opts.pack =
   -- false runs the batches padded (model:forward's pack); opts.scale multiplies the loss differentiated
-  -- (a rank's share of a batch split over several processes). The calibration gradient is kept: the next
-  -- optimizer step applies it. Several processes (sift.dist): every rank calls select with its part of
-  -- each batch (an empty part, {input_ids = {}}, runs nothing) and the gradients are summed over ranks
-  -- before the policy picks, so every rank selects the same masks.
+  -- (a rank's share of a batch split over several processes); opts.micro_batch = n runs each batch n rows
+  -- at a time, each part back-propagating its share of the batch's loss terms, the masks chosen from the
+  -- batch's whole gradient (kept dense until the batch is done). The calibration gradient is kept: the
+  -- next optimizer step applies it; s:calibration_loss() is the batches' mean loss. Several processes
+  -- (sift.dist): every rank calls select with its part of each batch (an empty part, {input_ids = {}},
+  -- runs nothing) and the gradients are summed over ranks before the policy picks, so every rank selects
+  -- the same masks.
   function Set:select(batches, opts)
     if self:kind() ~= "sparse" then return self end
     if is_batch(batches) then batches = { batches } end
     if type(batches) ~= "table" or #batches == 0 then
       error("select: expected a batch {input_ids=..., labels=...} or a list of batches", 2)
     end
+    opts = opts or {}
     local model = self:model()
-    local pack = not (opts and opts.pack == false)
-    local scale = opts and opts.scale or 1
-    local ranks = sift.dist.size()
-    self:_begin_selection()
+    local pack, scale, micro = opts.pack ~= false, opts.scale or 1, opts.micro_batch
+    if micro ~= nil and (math.type(micro) ~= "integer" or micro < 1) then
+      error("select: micro_batch must be a positive integer (rows per forward + backward)", 2)
+    end
+    local ranks, task, armed = sift.dist.size(), model.config.task, false
+    local function rows_in(b) return type(b.input_ids) == "table" and #b.input_ids or 1 end -- (tensor ids: one part)
+    local split = false
+    for _, b in ipairs(batches) do split = split or (micro ~= nil and rows_in(b) > micro) end
+    self:_begin_selection(split) -- a batch in parts: the policy waits for its whole gradient
+    local loss = 0
     for i, b in ipairs(batches) do
-      -- the dense tensors' gradients accumulate over the batches: summed over ranks once, after the last
-      if ranks > 1 and i == #batches then self:_sync_arm() end
-      if not (type(b.input_ids) == "table" and #b.input_ids == 0) then
-        local out = model:forward(b, { logits = false, pack = pack }) -- LM: head and loss fused, no logits kept
-        if not out.loss then error("select: the calibration batch needs labels (a loss to differentiate)", 2) end
-        model:backward(scale)
+      local rows = rows_in(b)
+      local parts, shares = {}, {}
+      if micro and rows > micro then
+        local total = sift.data.loss_terms(b, task)
+        for r = 1, rows, micro do
+          local part = sift.data.rows_of(b, r, math.min(r + micro - 1, rows))
+          local terms = sift.data.loss_terms(part, task)
+          -- a part without loss terms adds nothing (a batch without any still runs once)
+          if terms > 0 or (total == 0 and r == 1) then
+            parts[#parts + 1], shares[#parts + 1] = part, total > 0 and terms / total or 1
+          end
+        end
+      elseif rows > 0 then
+        parts[1], shares[1] = b, 1
       end
-      if ranks > 1 and i == #batches then self:_sync_wait() end
+      for j, part in ipairs(parts) do
+        local out = model:forward(part, { logits = false, pack = pack }) -- LM: head and loss fused, no logits kept
+        if not out.loss then error("select: the calibration batch needs labels (a loss to differentiate)", 2) end
+        loss = loss + out.loss * shares[j] / #batches
+        -- the dense tensors' gradients accumulate over the batches: summed over ranks once, after the last
+        if ranks > 1 and i == #batches and j == #parts then self:_sync_arm(); armed = true end
+        model:backward(scale * shares[j])
+      end
+      if ranks > 1 and i == #batches then
+        if not armed then self:_sync_arm() end -- nothing ran here: this rank's sums carry zeros
+        self:_sync_wait()
+      end
       self:_note_batch()
     end
+    calibration_loss[self] = loss
     local fn = custom_policy[self]
     if fn then
       for _, name in ipairs(self:targets()) do
@@ -126,6 +157,9 @@ function M.install(sift)
     self:_finish_selection()
     return self
   end
+
+  -- The mean loss of the batches the last select ran (this process's rows), or nil before any.
+  function Set:calibration_loss() return calibration_loss[self] end
 end
 
 return M

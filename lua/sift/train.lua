@@ -81,20 +81,7 @@ local function default_pad(model)
   return c.pad_token_id or c.eos_token_id or 0
 end
 
--- The number of terms a batch's mean loss averages: its rows (classification, regression), or its
--- next-token targets (LM: the model shifts the labels left by one, so a row's first label is no target).
--- A classification batch needs every row's label.
-local function loss_terms(b, task)
-  if task ~= "lm" then
-    if not b.labels then error("sift.train: every row of a classification batch needs a label", 0) end
-    return #b.labels
-  end
-  local n = 0
-  for _, row in ipairs(b.labels) do
-    for t = 2, #row do if row[t] ~= -100 then n = n + 1 end end
-  end
-  return n
-end
+local loss_terms = function(b, task) return sift.data.loss_terms(b, task) end
 
 -- A labelled dataset must match the model's head: as many classes, or one output for regression.
 local function check_head(model, ds, who)
@@ -271,12 +258,9 @@ function M.trainer(opts)
       local terms = #rows > 0 and loss_terms(b, task) or 0
       local total = summed({ terms })[1]
       local share = total > 0 and terms / total or 1
-      set:select(b, { pack = pack, scale = share })
+      set:select(b, { pack = pack, scale = share, micro_batch = micro })
       loss, real = 0, 0
-      if #rows > 0 then
-        loss = model:forward(b, { grad = false, logits = false, pack = pack }).loss * share
-        real = real_tokens(b)
-      end
+      if #rows > 0 then loss, real = set:calibration_loss() * share, real_tokens(b) end
       local v = summed({ loss, real })
       loss, real = v[1], v[2]
     else

@@ -129,6 +129,50 @@ test("policies: global, random, magnitude, fisher and a Lua function", function(
   check(not ok and err:find("outside"), "bad custom index: %s", tostring(err))
 end)
 
+-- select({micro_batch = n}) runs each calibration batch n rows at a time: every policy must pick from
+-- the whole batch's gradient (the parts' shares of its loss terms), not the first part's, and the kept
+-- calibration gradient and loss are the whole batch's.
+test("select in micro-batches: the whole batch's masks, gradient and loss for every policy", function()
+  local dir = H.need_shared("models/gpt2-4m/config.json"):gsub("/config.json$", "")
+  local tok = sift.tokenizer(dir)
+  local rows = sift.data.load("sst2", { split = "train" }):take(20)
+  local b1 = sift.data.encode(rows:take(11), tok, { max_len = 32, pad_id = 0 })
+  local b2 = sift.data.encode({ table.unpack(rows, 12, 20) }, tok, { max_len = 32, pad_id = 0 })
+  local lm = sift.data.encode(rows:take(7), tok, { max_len = 32, pad_id = 0, task = "lm" })
+  local name = "transformer.h.2.mlp.c_proj.weight"
+  for _, case in ipairs { { "topk", { b1 } }, { "global", { b1 } }, { "fisher", { b1, b2 } }, { "topk", { lm }, "lm" },
+    { "custom", { b1 } } } do
+    local pol, batches, task = case[1], case[2], case[3]
+    local got = {}
+    for _, micro in ipairs { false, 4 } do
+      local m = sift.load(dir, task ~= "lm" and { task = "classify", num_labels = 2 } or nil)
+      local policy = pol ~= "custom" and pol or function(_, g, k) -- the k largest |g|, from the dense gradient
+        local flat, order = g:reshape(g:numel()), {}
+        for i = 1, flat:numel() do order[i] = i end
+        table.sort(order, function(x, y) return math.abs(flat:get(x)) > math.abs(flat:get(y)) end)
+        local idx = {}
+        for i = 1, k do idx[i] = order[i] - 1 end
+        return idx
+      end
+      local s = sift.sparse(m, { rate = 0.01, policy = policy, targets = { name } })
+      s:select(batches, { micro_batch = micro or nil })
+      local opt = sift.AdamW(s, { lr = 1e-3 })
+      got[micro] = { idx = s:indices(name), norm = opt:clip(), loss = s:calibration_loss() }
+    end
+    local whole, parts = got[false], got[4]
+    check(whole.idx:max_abs_diff(parts.idx) == 0, "%s: the masks differ in micro-batches", pol)
+    check(math.abs(whole.norm - parts.norm) <= 1e-5 * whole.norm, "%s: calibration gradient norm %.9g vs %.9g", pol,
+      parts.norm, whole.norm)
+    check(math.abs(whole.loss - parts.loss) <= 1e-5 * whole.loss, "%s: calibration loss %.9g vs %.9g", pol, parts.loss,
+      whole.loss)
+  end
+  local m = sift.load(dir, { task = "classify", num_labels = 2 })
+  local s = sift.sparse(m, { rate = 0.01 })
+  local ok, err = pcall(s.select, s, b1, { micro_batch = 0 })
+  check(not ok and tostring(err):find("micro_batch must be a positive integer", 1, true), "micro_batch 0: %s",
+    tostring(err))
+end)
+
 test("reference quirks: first batch discarded, one target untrained", function()
   local m, tok = gpt2_4m("classify")
   local b = sst2_batch(tok)
@@ -384,10 +428,11 @@ test("sift.train micro_batch: the whole batch's steps from chunks of rows", func
   local data = sift.data.load("sst2", { split = "train" }):take(48)
   for _, case in ipairs { { "classify", "sparse" }, { "classify", "full" }, { "lm", "full" } } do
     local task, method = case[1], case[2]
-    local hist, passes = {}, {}
+    local hist, passes, sets = {}, {}, {}
     for _, micro in ipairs { 0, 5 } do
       local m = sift.load(dir, task == "classify" and { task = "classify", num_labels = 2 } or nil)
       local set = method == "sparse" and sift.sparse(m, { rate = 0.01 }) or sift.full(m)
+      sets[micro] = set
       m:profile(true)
       hist[micro] = sift.train { model = m, method = set, data = data, tokenizer = tok, batch = 16, lr = 0,
         weight_decay = 0, quiet = true, micro_batch = micro > 0 and micro or nil } -- lr 0: no drift to amplify
@@ -396,11 +441,16 @@ test("sift.train micro_batch: the whole batch's steps from chunks of rows", func
     end
     local whole, chunked = hist[0], hist[5]
     local what = task .. ", " .. method
-    -- 3 steps of 16 rows: one pass each whole, four (5 + 5 + 5 + 1 rows) chunked; SIFT calibrates whole
-    local calib = method == "sparse" and 1 or 0
-    check(passes[0] == 3 and passes[5] == calib + 4 * (3 - calib), "%s: %d passes whole, %d chunked", what, passes[0],
-      passes[5])
+    -- 3 steps of 16 rows: one pass each whole, four (5 + 5 + 5 + 1 rows) chunked, SIFT's calibration
+    -- step too (its masks from the whole batch's gradient, its loss from the same passes)
+    check(passes[0] == 3 and passes[5] == 4 * 3, "%s: %d passes whole, %d chunked", what, passes[0], passes[5])
     same_steps(what, whole, chunked)
+    if method == "sparse" then
+      for _, name in ipairs(sets[0]:targets()) do
+        check(sets[0]:indices(name):max_abs_diff(sets[5]:indices(name)) == 0, "%s: %s's mask differs chunked", what,
+          name)
+      end
+    end
   end
   local m = sift.load(dir, { task = "classify", num_labels = 2 })
   local ok, err = pcall(sift.train, { model = m, method = sift.full(m), tokenizer = tok, quiet = true, data = data,
