@@ -16,8 +16,9 @@
  * (topk, random, magnitude) select inside the leaf hook as soon as a target's gradient is complete and
  * keep only g[idx] (memory O(k)); global and fisher (and custom, done by the caller) need every dense
  * gradient, so the hook keeps a copy until sf_sparse_finish_selection (memory O(N) during calibration
- * only; with several processes every policy sees sums over ranks: sf_sparse_note_batch). The calibration gradient is kept as the first step's gradient (fisher: the mean over its
- * batches). This file does not know about models or Lua; deltas on disk live in delta.h.
+ * only). A batch run in parts (micro-batches), or split over several processes, defers every policy to
+ * sf_sparse_note_batch, which sees the whole batch's gradient. The calibration gradient is kept as the
+ * first step's gradient (fisher: the mean over its batches). This file does not know about models or Lua; deltas on disk live in delta.h.
  */
 #ifndef SF_SIFT_H
 #define SF_SIFT_H

@@ -86,6 +86,45 @@ function M.install(sift)
   end
 
   local function is_batch(b) return type(b) == "table" and b.input_ids ~= nil end
+  local function rows_in(b) return type(b.input_ids) == "table" and #b.input_ids or 1 end -- (tensor ids: one part)
+
+  -- s:_backward_parts(batch, {micro_batch =, scale = 1, pack = true, sync =}) -> the batch's mean loss:
+  -- forward + backward of scale x the batch's loss, micro_batch rows at a time (each part
+  -- back-propagating its share of the batch's loss terms; a part without terms adds nothing, a batch
+  -- without any still runs once). An empty batch ({input_ids = {}}) or scale 0 runs nothing. sync (several
+  -- processes): the set's gradients are summed over ranks during the last backward (s:_sync_arm before
+  -- it, s:_sync_wait after; a rank that ran nothing sends zeros). What sift.train and select share.
+  function Set:_backward_parts(b, o)
+    local model = self:model()
+    local task, rows, micro, scale = model.config.task, rows_in(b), o.micro_batch, o.scale or 1
+    local parts, shares = {}, {}
+    if scale == 0 or rows == 0 then -- nothing to run here
+    elseif micro and rows > micro then
+      local total = sift.data.loss_terms(b, task)
+      for r = 1, rows, micro do
+        local part = sift.data.rows_of(b, r, math.min(r + micro - 1, rows))
+        local terms = sift.data.loss_terms(part, task)
+        if terms > 0 or (total == 0 and r == 1) then
+          parts[#parts + 1], shares[#parts + 1] = part, total > 0 and terms / total or 1
+        end
+      end
+    else
+      parts[1], shares[1] = b, 1
+    end
+    local loss = 0
+    for j, part in ipairs(parts) do
+      local out = model:forward(part, { logits = false, pack = o.pack ~= false }) -- LM: head and loss fused
+      if not out.loss then error("the batch needs labels (a loss to differentiate)", 3) end
+      loss = loss + out.loss * shares[j]
+      if o.sync and j == #parts then self:_sync_arm() end
+      model:backward(scale * shares[j])
+    end
+    if o.sync then
+      if #parts == 0 then self:_sync_arm() end -- nothing ran here: this rank's sums carry zeros
+      self:_sync_wait()
+    end
+    return loss
+  end
 
   -- s:select(batch) or s:select({batch1, batch2, ...}) (fisher sums over several batches); opts.pack =
   -- false runs the batches padded (model:forward's pack); opts.scale multiplies the loss differentiated
@@ -103,45 +142,18 @@ function M.install(sift)
       error("select: expected a batch {input_ids=..., labels=...} or a list of batches", 2)
     end
     opts = opts or {}
-    local model = self:model()
     local pack, scale, micro = opts.pack ~= false, opts.scale or 1, opts.micro_batch
     if micro ~= nil and (math.type(micro) ~= "integer" or micro < 1) then
       error("select: micro_batch must be a positive integer (rows per forward + backward)", 2)
     end
-    local ranks, task, armed = sift.dist.size(), model.config.task, false
-    local function rows_in(b) return type(b.input_ids) == "table" and #b.input_ids or 1 end -- (tensor ids: one part)
     local split = false
     for _, b in ipairs(batches) do split = split or (micro ~= nil and rows_in(b) > micro) end
     self:_begin_selection(split) -- a batch in parts: the policy waits for its whole gradient
-    local loss = 0
+    local loss, ranks = 0, sift.dist.size()
     for i, b in ipairs(batches) do
-      local rows = rows_in(b)
-      local parts, shares = {}, {}
-      if micro and rows > micro then
-        local total = sift.data.loss_terms(b, task)
-        for r = 1, rows, micro do
-          local part = sift.data.rows_of(b, r, math.min(r + micro - 1, rows))
-          local terms = sift.data.loss_terms(part, task)
-          -- a part without loss terms adds nothing (a batch without any still runs once)
-          if terms > 0 or (total == 0 and r == 1) then
-            parts[#parts + 1], shares[#parts + 1] = part, total > 0 and terms / total or 1
-          end
-        end
-      elseif rows > 0 then
-        parts[1], shares[1] = b, 1
-      end
-      for j, part in ipairs(parts) do
-        local out = model:forward(part, { logits = false, pack = pack }) -- LM: head and loss fused, no logits kept
-        if not out.loss then error("select: the calibration batch needs labels (a loss to differentiate)", 2) end
-        loss = loss + out.loss * shares[j] / #batches
-        -- the dense tensors' gradients accumulate over the batches: summed over ranks once, after the last
-        if ranks > 1 and i == #batches and j == #parts then self:_sync_arm(); armed = true end
-        model:backward(scale * shares[j])
-      end
-      if ranks > 1 and i == #batches then
-        if not armed then self:_sync_arm() end -- nothing ran here: this rank's sums carry zeros
-        self:_sync_wait()
-      end
+      -- the dense tensors' gradients accumulate over the batches: summed over ranks once, after the last
+      loss = loss + self:_backward_parts(b, { micro_batch = micro, scale = scale, pack = pack,
+        sync = ranks > 1 and i == #batches }) / #batches
       self:_note_batch()
     end
     calibration_loss[self] = loss

@@ -81,8 +81,6 @@ local function default_pad(model)
   return c.pad_token_id or c.eos_token_id or 0
 end
 
-local loss_terms = function(b, task) return sift.data.loss_terms(b, task) end
-
 -- A labelled dataset must match the model's head: as many classes, or one output for regression.
 local function check_head(model, ds, who)
   local want, have = ds.num_labels, model.config.num_labels
@@ -209,63 +207,36 @@ function M.trainer(opts)
     return n
   end
 
-  -- Forward and backward of one batch's rows: packed (the default), only their real tokens run, each row
-  -- attending within itself (model:forward's pack); pack = false runs the batch padded to its longest row.
-  -- With micro_batch, the rows run micro_batch at a time, each chunk back-propagating its share of the
-  -- batch's loss terms (model:backward(share)), so the gradients add up to the whole batch's (up to float
-  -- rounding) for a chunk's activations in memory. Several processes: the shares are of the global
-  -- batch's terms, and the gradients are summed over ranks during the last backward (the set's sync).
-  -- Returns the batch's loss and its real tokens (over all ranks).
+  -- Forward and backward of one batch's rows (this rank's part of it): packed (the default), only their
+  -- real tokens run, each row attending within itself (model:forward's pack); pack = false runs the batch
+  -- padded to its longest row. With micro_batch, the rows run micro_batch at a time, each chunk
+  -- back-propagating its share of the batch's loss terms (model:backward(share)), so the gradients add up
+  -- to the whole batch's (up to float rounding) for a chunk's activations in memory; SIFT's first step
+  -- calibrates its masks from the batch the same way (s:select). Several processes: the shares are of the
+  -- global batch's terms, and the gradients are summed over ranks during the last backward (the set's
+  -- sync). Returns the batch's loss and its real tokens (over all ranks).
   local function forward_backward(rows)
-    local chunks, n = {}, micro or #rows
-    for i = 1, #rows, n do
-      chunks[#chunks + 1] = batch_of(table.move(rows, i, math.min(i + n - 1, #rows), 1, {}), enc_opts, task)
+    local b = #rows > 0 and batch_of(rows, enc_opts, task) or { input_ids = {} }
+    local terms = #rows > 0 and sift.data.loss_terms(b, task) or 0
+    local total = summed({ terms })[1]
+    local share = total > 0 and terms / total or 1 -- a batch without targets still runs: a loss of 0
+    local loss
+    if set:kind() == "sparse" and not set:selected() then
+      -- the first training batch calibrates the masks; its gradient is applied by this step
+      set:select(b, { pack = pack, scale = share, micro_batch = micro })
+      loss = #rows > 0 and set:calibration_loss() or 0
+    else
+      loss = set:_backward_parts(b, { micro_batch = micro, scale = share, pack = pack, sync = ranks > 1 })
     end
-    local terms, total = {}, 0
-    for i, b in ipairs(chunks) do
-      terms[i] = loss_terms(b, task)
-      total = total + terms[i]
-    end
-    total = summed({ total })[1]
-    local runs = {} -- a chunk without targets adds nothing (a batch without any still runs once: a loss of 0)
-    for i = 1, #chunks do
-      if terms[i] > 0 or (total == 0 and i == 1) then runs[#runs + 1] = i end
-    end
-    local loss, real = 0, 0
-    for _, b in ipairs(chunks) do real = real + real_tokens(b) end
-    for r, i in ipairs(runs) do
-      local b, share = chunks[i], total > 0 and terms[i] / total or 1
-      loss = loss + model:forward(b, { logits = false, pack = pack }).loss * share -- LM: head and loss fused
-      if ranks > 1 and r == #runs then set:_sync_arm() end
-      model:backward(share)
-    end
-    if ranks > 1 then
-      if #runs == 0 then set:_sync_arm() end -- nothing to run here: this rank's sums carry zeros
-      set:_sync_wait()
-    end
-    local v = summed({ loss, real })
+    local v = summed({ loss * share, #rows > 0 and real_tokens(b) or 0 })
     return v[1], v[2]
   end
 
   local function one_step()
     local t = tr.step_no
     local rows = rows_for(t)
-    local loss, real
     local sent0 = sift.dist.bytes_sent()
-    if set:kind() == "sparse" and not set:selected() then
-      -- the first training batch calibrates the masks; its gradient is applied by this step
-      local b = #rows > 0 and batch_of(rows, enc_opts, task) or { input_ids = {} }
-      local terms = #rows > 0 and loss_terms(b, task) or 0
-      local total = summed({ terms })[1]
-      local share = total > 0 and terms / total or 1
-      set:select(b, { pack = pack, scale = share, micro_batch = micro })
-      loss, real = 0, 0
-      if #rows > 0 then loss, real = set:calibration_loss() * share, real_tokens(b) end
-      local v = summed({ loss, real })
-      loss, real = v[1], v[2]
-    else
-      loss, real = forward_backward(rows)
-    end
+    local loss, real = forward_backward(rows)
     if loss ~= loss or loss == math.huge then
       opt:zero_grad()
       error(("sift.train: loss is %s at step %d; weights left as they were before this step"):format(loss, t + 1), 0)
