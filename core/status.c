@@ -11,6 +11,9 @@ static volatile sig_atomic_t g_interrupt_requested;
 void sf_interrupt_request(void) { g_interrupt_requested = 1; }
 int sf_interrupt_pending(void) { return g_interrupt_requested != 0; }
 void sf_interrupt_clear(void) { g_interrupt_requested = 0; }
+static volatile sig_atomic_t g_interrupt_deferred;
+void sf_interrupt_defer(int on) { g_interrupt_deferred = on != 0; }
+int sf_interrupt_deferred(void) { return g_interrupt_deferred != 0; }
 
 static _Thread_local char sf_err_buf[1024];
 static _Thread_local sf_status sf_err_code;

@@ -39,6 +39,11 @@ void sf_clear_error(void);
 void sf_interrupt_request(void);
 int sf_interrupt_pending(void);
 void sf_interrupt_clear(void);
+/* Deferred interrupts: while on, a front end only records the request (sf_interrupt_request) instead of
+ * stopping the running code, which polls at its own safe points — data-parallel training, where every
+ * rank must stop at the same step (a rank stopped mid-step would leave the others waiting in a sum). */
+void sf_interrupt_defer(int on);
+int sf_interrupt_deferred(void);
 
 /* Checked size arithmetic: return 0 and store the result, or return -1 on overflow. */
 int sf_mul_overflow_i64(int64_t a, int64_t b, int64_t *out);

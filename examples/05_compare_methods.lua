@@ -52,6 +52,10 @@ for _, meth in ipairs(methods) do
   local t0 = sift.now()
   local h = sift.train({ model = model, method = set, data = train, tokenizer = tok, max_len = MAX_LEN, batch = 32,
     epochs = EPOCHS, lr = meth.lr, seed = 0, eval = dev, quiet = true })
+  if h.interrupted then -- Ctrl-C: the table below shows the methods that finished
+    set:close()
+    break
+  end
   local last = h.eval[#h.eval]
   results[#results + 1] = { name = meth.name, trainable = h.trainable, seconds = sift.now() - t0, steps = #h.loss,
     first_loss = h.loss[1], final_loss = h.loss[#h.loss], accuracy = last.accuracy, mcc = last.mcc }

@@ -69,8 +69,9 @@ static void on_sigint(int sig) {
         g_prompt_sigint = 1;
         return;
     }
-    g_interrupted = 1;
     sf_interrupt_request(); /* a long core call (generation) stops at its next check */
+    if (sf_interrupt_deferred()) return; /* the running code polls the request at its safe points */
+    g_interrupted = 1;
     if (g_L) lua_sethook(g_L, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 

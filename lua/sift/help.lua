@@ -279,7 +279,8 @@ section("Several processes", "`sift.dist`: an MPI build (make MPI=1, build-mpi/s
   "data-parallel: sift.train gives each rank its part of every batch and sums gradients over ranks as\n" ..
   "backward finishes each one (SIFT: only the k values of each target travel), so every rank takes the\n" ..
   "step one process takes with the whole batch. sift.evaluate splits the rows. Only rank 0 prints\n" ..
-  "progress and writes files (sift.save_tensors, s:save_delta, d:save). Without MPI: one process.")
+  "progress and writes files (sift.save_tensors, s:save_delta, d:save). Ctrl-C on any rank stops every\n" ..
+  "rank after the same step. Without MPI: one process.")
 def("sift.dist.enabled", "sift.dist.enabled  (boolean)", "Whether this build has MPI (make MPI=1).")
 def("sift.dist.rank", "sift.dist.rank() -> r", "This process's 0-based rank (0 without MPI).")
 def("sift.dist.size", "sift.dist.size() -> n", "The number of processes (1 without MPI).")

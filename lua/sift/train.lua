@@ -6,7 +6,8 @@
 -- Several processes (an MPI build under mpiexec, sift.dist): every rank walks the same data order and
 -- takes its contiguous part of each global batch; each back-propagates its share of the batch's loss terms
 -- and the gradients are summed over ranks as the tape finishes them (core/dist.h), so every rank takes
--- the step one process would take with the whole batch. Rank 0 alone prints.
+-- the step one process would take with the whole batch. Rank 0 alone prints. Ctrl-C on any rank stops
+-- every rank after the same step.
 local M = {}
 
 -- The rows [lo, hi] of n that this rank takes (contiguous; empty when n < ranks).
@@ -178,6 +179,7 @@ function M.trainer(opts)
   local tr = { history = { loss = {}, lr = {}, eval = {}, grad_norm = {}, bytes_sent = {}, method = set:kind(),
     trainable = nil, steps = 0, ranks = ranks }, step_no = 0, total = T, optimizer = opt }
   local order, epoch = nil, 0
+  local interrupt_seen = false -- several processes: some rank got a Ctrl-C during this step
   local prog = progress(T, quiet)
   local t0, tokens = sift.now(), 0
 
@@ -228,7 +230,9 @@ function M.trainer(opts)
     else
       loss = set:_backward_parts(b, { micro_batch = micro, scale = share, pack = pack, sync = ranks > 1 })
     end
-    local v = summed({ loss * share, #rows > 0 and real_tokens(b) or 0 })
+    -- several processes: whether any rank got a Ctrl-C travels with the step's loss and tokens
+    local v = summed({ loss * share, #rows > 0 and real_tokens(b) or 0, ranks > 1 and sift.dist._interrupts() and 1 or 0 })
+    interrupt_seen = v[3] > 0
     return v[1], v[2]
   end
 
@@ -275,29 +279,38 @@ function M.trainer(opts)
     end
   end
 
+  -- Records where training stopped on Ctrl-C (the weights are those after the last whole step).
+  local function stopped(self)
+    pcall(opt.zero_grad, opt)
+    prog.finish()
+    local where = ("stopped at step %d of %d (epoch %d); the weights are those after step %d"):format(
+      self.step_no + 1, T, epoch, self.step_no)
+    self.history.interrupted = where
+    if sift.dist.rank() == 0 then print("interrupted: " .. where) end
+    return self.history
+  end
+
   -- Runs n more steps (all remaining when n is nil); stops cleanly on Ctrl-C. Returns the history.
+  -- Several processes: Ctrl-C is deferred while the steps run (sift.dist._interrupts): each step's sums
+  -- carry whether any rank got one, and every rank stops after that same step.
   function tr:step(n)
     local stop = n and math.min(T, self.step_no + n) or T
+    if ranks > 1 then sift.dist._interrupts(true) end
     while self.step_no < stop do
       local ok, err = pcall(one_step)
       if not ok then
-        if tostring(err):find("interrupted", 1, true) and ranks == 1 then
-          pcall(opt.zero_grad, opt)
-          prog.finish()
-          local where = ("stopped at step %d of %d (epoch %d); the weights are those after step %d"):format(
-            self.step_no + 1, T, epoch, self.step_no)
-          self.history.interrupted = where
-          print("interrupted: " .. where)
-          return self.history
-        end
+        if ranks > 1 then sift.dist._interrupts(false) end
+        if tostring(err):find("interrupted", 1, true) and ranks == 1 then return stopped(self) end
         prog.finish()
-        if tostring(err):find("interrupted", 1, true) then -- several processes: the ranks stop together
-          error(("interrupted at step %d of %d: with %d processes the whole job stops (files already written stay intact)")
-            :format(self.step_no + 1, T, ranks), 0)
-        end
         error(err, 0)
       end
+      if interrupt_seen then
+        interrupt_seen = false
+        sift.dist._interrupts(false)
+        return stopped(self)
+      end
     end
+    if ranks > 1 then sift.dist._interrupts(false) end
     if self.step_no >= T then prog.finish() end
     self.history.trainable = set:trainable()
     self.history.seconds = sift.now() - t0

@@ -57,9 +57,9 @@ for _, case in ipairs { "sparse", "full", "lora", "fisher", "lm_sparse" } do
   test(case .. ": bytes sent per step", function()
     local b1, bn = list(m1[case .. ".bytes_sent"]), list(mn[case .. ".bytes_sent"])
     for s = 1, #b1 do check(b1[s] == 0, "one process sent %d bytes at step %d", b1[s], s) end
-    -- every step: the sum of loss terms (one double), then the loss and real tokens (two doubles), and
-    -- a flag per synced tensor (one int: does any rank hold a gradient for it)
-    local scalars, tensors = 8 + 16, tonumber(mn[case .. ".tensors"])
+    -- every step: the sum of loss terms (one double), then the loss, real tokens and whether a rank got
+    -- Ctrl-C (three doubles), and a flag per synced tensor (one int: does any rank hold a gradient for it)
+    local scalars, tensors = 8 + 24, tonumber(mn[case .. ".tensors"])
     local want = {}
     if mn[case .. ".k"] then -- SIFT: the calibration step sums the targets' dense gradients, then only k values
       local k, dense, numel = tonumber(mn[case .. ".k"]), tonumber(mn[case .. ".dense"]), tonumber(mn[case .. ".numel"])

@@ -5,7 +5,8 @@
 # weights and evaluation as one process; the bytes each rank sent). Also: sift.dist in BUILD_DIR's
 # (non-MPI) build reports one process; only rank 0 writes files and prints progress; a failed write on
 # rank 0 is an error on every rank; one rank failing alone ends the whole job instead of leaving the
-# others waiting. Skipped without mpiexec, the MPI build or ../shared. Ends with "N passed, N failed".
+# others waiting; Ctrl-C on one rank stops every rank after the same step. Skipped without mpiexec, the MPI
+# build or ../shared. Ends with "N passed, N failed".
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-build}
 case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
@@ -56,6 +57,19 @@ if [ ! -f "$SIFT_SHARED/models/gpt2-4m/config.json" ]; then
     echo "skip training over ranks: $SIFT_SHARED/models/gpt2-4m not found (set SIFT_SHARED)"
     skipped=$((skipped + 1)); finish
 fi
+
+# Ctrl-C (SIGINT) to one rank only: every rank stops after the same step, with the same weights
+timeout 120 mpiexec -n 2 "$MPI_REPL" tests/dist/interrupt_ranks.lua "$tmp/intr" > "$tmp/intr.log" 2>&1 &
+job=$!
+for _ in $(seq 1 600); do [ -f "$tmp/intr.started" ] && break; sleep 0.1; done
+rank=$(pgrep -f "^$MPI_REPL tests/dist/interrupt_ranks.lua" | head -n 1)
+[ -n "$rank" ] && kill -INT "$rank"
+wait $job; rc=$?
+r0=$(cat "$tmp/intr.rank0" 2>/dev/null); r1=$(cat "$tmp/intr.rank1" 2>/dev/null)
+if [ "$rc" -eq 0 ] && [ -n "$r0" ] && [ "$r0" = "$r1" ] && echo "$r0" | grep -q "stopped at step" && [ -f "$tmp/intr.delta" ] \
+    && [ "$(grep -c "^interrupted: stopped at step" "$tmp/intr.log")" -eq 1 ]; then
+    ok "Ctrl-C on one rank: every rank stops after the same step ($(echo "$r0" | cut -d, -f1))"
+else bad "Ctrl-C on one rank: every rank stops after the same step (exit $rc; $r0 / $r1)" "$tmp/intr.log"; fi
 if $LIMIT "$MPI_REPL" tests/dist/train_ranks.lua "$tmp/one.st" > "$tmp/run1" 2>&1; then ok "train_ranks.lua, one process"
 else bad "train_ranks.lua, one process" "$tmp/run1"; fi
 for n in 2 3; do
