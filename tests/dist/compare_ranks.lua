@@ -84,9 +84,11 @@ test("evaluation split over ranks: the same predictions and loss", function()
   check(m1["eval.accuracy"] == mn["eval.accuracy"], "accuracy %s vs %s", m1["eval.accuracy"], mn["eval.accuracy"])
 end)
 
-test("select over two batches (fisher), each rank passing its part: the same mask", function()
-  local key = "select2.idx.transformer.h.1.mlp.c_fc.weight"
-  check(one[key] and many[key] and one[key]:max_abs_diff(many[key]) == 0, "masks differ")
-end)
+for _, policy in ipairs { "fisher", "global", "custom" } do
+  test("select with each rank passing its part of each batch (" .. policy .. "): the same mask", function()
+    local key = "select_" .. policy .. ".idx.transformer.h.1.mlp.c_fc.weight"
+    check(one[key] and many[key] and one[key]:max_abs_diff(many[key]) == 0, "masks differ")
+  end)
+end
 
 H.run()

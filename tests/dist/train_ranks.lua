@@ -66,17 +66,35 @@ for _, c in ipairs(cases) do
   end
 end
 
--- select over two batches (fisher sums squares per batch): each rank passes its part of each
-local m = sift.load(dir, { task = "classify", num_labels = 2 })
-local s = sift.sparse(m, { rate = 0.01, policy = "fisher" })
-local parts = {}
-for b = 0, 1 do
-  local lo, hi = sift.dist.rank() * 6 // sift.dist.size() + 1, (sift.dist.rank() + 1) * 6 // sift.dist.size()
-  local mine = {}
-  for i = lo, hi do mine[#mine + 1] = rows[b * 6 + i] end
-  parts[#parts + 1] = sift.data.encode(mine, tok, { max_len = 32, pad_id = 0 })
+-- select with each rank passing its part of each batch (6 rows a batch: equal parts for 1, 2 or 3 ranks):
+-- fisher over two batches (squares per batch of the summed gradient), global (one top-K over every
+-- target) and a Lua policy (given the summed dense gradient)
+local function my_parts(n_batches)
+  local parts = {}
+  for b = 0, n_batches - 1 do
+    local lo, hi = sift.dist.rank() * 6 // sift.dist.size() + 1, (sift.dist.rank() + 1) * 6 // sift.dist.size()
+    local mine = {}
+    for i = lo, hi do mine[#mine + 1] = rows[b * 6 + i] end
+    parts[#parts + 1] = sift.data.encode(mine, tok, { max_len = 32, pad_id = 0 })
+  end
+  return parts
 end
-s:select(parts, { scale = 1 / sift.dist.size() }) -- equal parts: each rank's share of the mean loss
-tensors["select2.idx." .. block] = s:indices(block)
+local function top_abs(_, g, k) -- the k largest |g|
+  local flat, order = g:reshape(g:numel()), {}
+  for i = 1, flat:numel() do order[i] = i end
+  table.sort(order, function(x, y) return math.abs(flat:get(x)) > math.abs(flat:get(y)) end)
+  local idx = {}
+  for i = 1, k do idx[i] = order[i] - 1 end
+  return idx
+end
+for _, c in ipairs { { "fisher", { policy = "fisher" }, 2 }, { "global", { policy = "global" }, 1 },
+  { "custom", { policy = top_abs, targets = { block } }, 1 } } do
+  local m = sift.load(dir, { task = "classify", num_labels = 2 })
+  local o = c[2]
+  o.rate = 0.01
+  local s = sift.sparse(m, o)
+  s:select(my_parts(c[3]), { scale = 1 / sift.dist.size() }) -- equal parts: each rank's share of the mean loss
+  tensors["select_" .. c[1] .. ".idx." .. block] = s:indices(block)
+end
 sift.save_tensors(out, tensors, meta)
 print(("rank %d of %d: done"):format(sift.dist.rank(), sift.dist.size()))
