@@ -130,6 +130,21 @@ int64_t sf_adamw_steps(const sf_adamw *o) { return o->t; }
 void sf_adamw_set_steps(sf_adamw *o, int64_t t) { o->t = t; }
 float *sf_adamw_moment(sf_adamw *o, int i, int which) { return which ? o->v[i] : o->m[i]; }
 
+sf_status sf_adamw_restore(sf_adamw *o, int i, const float *m, const float *v, int with_grad) {
+    if (i < 0 || i >= o->n) return sf_fail(SF_ERR_ARG, "AdamW: no parameter %d", i);
+    sf_tensor *p = o->params[i];
+    size_t nb = sf_tensor_nbytes(p);
+    if (!o->m[i]) o->m[i] = sf_alloc_zero(nb);
+    if (!o->v[i]) o->v[i] = sf_alloc_zero(nb);
+    if (with_grad && !p->grad && (p->grad = sf_tensor_zeros(SF_F32, p->ndim, p->shape)))
+        p->grad_zero = p->grad_finite = 1;
+    if (!o->m[i] || !o->v[i] || (with_grad && !p->grad))
+        return sf_fail(SF_ERR_NOMEM, "AdamW: out of memory restoring %s", p->name ? p->name : "a parameter");
+    memcpy(o->m[i], m, nb);
+    memcpy(o->v[i], v, nb);
+    return SF_OK;
+}
+
 size_t sf_adamw_state_bytes(const sf_adamw *o) {
     size_t b = 0;
     for (int i = 0; i < o->n; i++)

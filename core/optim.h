@@ -34,6 +34,10 @@ size_t sf_adamw_state_bytes(const sf_adamw *o); /* moments */
 /* Direct access for checkpointing: moments of parameter i (NULL before the first step). */
 float *sf_adamw_moment(sf_adamw *o, int i, int which);
 void sf_adamw_set_steps(sf_adamw *o, int64_t t);
+/* Restores parameter i's moments (numel values each; copied, allocated when missing). with_grad: give the
+ * parameter a zero gradient when it has none, as after a step that updated it — the next step then
+ * updates it even if backward does not reach it, as the uninterrupted run would. */
+sf_status sf_adamw_restore(sf_adamw *o, int i, const float *m, const float *v, int with_grad);
 
 /* Global L2 norm over a set of gradient buffers and in-place scaling (gradient clipping). */
 double sf_grad_norm_sq(const float *g, int64_t n);

@@ -478,6 +478,25 @@ sf_status sf_sparse_finish_selection(sf_sparse_set *s) {
     return SF_OK;
 }
 
+sf_status sf_sparse_restore_target(sf_sparse_set *s, int i, const float *w0, const float *delta, const float *m,
+                                   const float *v) {
+    if (i < 0 || i >= s->n) return sf_fail(SF_ERR_ARG, "restore: no target %d", i);
+    sf_sparse_target *t = &s->t[i];
+    if (s->calibrating || !t->selected) return sf_fail(SF_ERR_STATE, "restore: %s has no mask yet", t->name);
+    for (int64_t j = 0; j < t->k; j++)
+        if (memcmp(&t->w0[j], &w0[j], sizeof *w0))
+            return sf_fail(SF_ERR_ARG, "restore: %s differs from the checkpoint's base weights at entry %lld (another model?)",
+                           t->name, (long long)sf_index_get(t->idx, j));
+    memcpy(t->delta, delta, (size_t)t->k * sizeof *delta);
+    memcpy(t->m, m, (size_t)t->k * sizeof *m);
+    memcpy(t->v, v, (size_t)t->k * sizeof *v);
+    memset(t->grad, 0, (size_t)t->k * sizeof *t->grad);
+    t->got_grad = 0;
+    float *w = sf_f32(t->w);
+    for (int64_t j = 0; j < t->k; j++) w[sf_index_get(t->idx, j)] = t->w0[j] + t->delta[j];
+    return SF_OK;
+}
+
 void sf_sparse_write_back(sf_sparse_set *s) {
     for (int i = 0; i < s->n; i++) {
         sf_sparse_target *t = &s->t[i];

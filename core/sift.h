@@ -100,6 +100,13 @@ const float *sf_sparse_calib_grad(const sf_sparse_set *s, int i);
  * current calibration gradient (if any) is gathered at the new indices. */
 sf_status sf_sparse_set_indices(sf_sparse_set *s, int i, const int64_t *idx, int64_t k);
 
+/* Checkpoints: once target i's indices are set (sf_sparse_set_indices) and selection finished, restores
+ * its training state: refuses (naming the target) unless the model's weights at idx equal w0 (the same
+ * base model), then copies delta, m and v (k each) and writes W[idx] = w0 + delta. s->step is the
+ * caller's to restore. */
+sf_status sf_sparse_restore_target(sf_sparse_set *s, int i, const float *w0, const float *delta, const float *m,
+                                   const float *v);
+
 /* One AdamW step on every selected target's increment (then W[idx] = w0 + delta) and clears grads.
  * hp->weight_decay applies to the increments (pulling them toward the pre-trained values). */
 sf_status sf_sparse_step(sf_sparse_set *s, const sf_adamw_hparams *hp);

@@ -792,10 +792,139 @@ static int opt_tostring(lua_State *L) {
     return 1;
 }
 
+/* ==================== training state, for checkpoints (sift.trainer's save / resume) ==================== */
+static void push_f32_copy(lua_State *L, const float *src, int64_t n) {
+    int64_t shape[1] = {n};
+    sf_tensor *t = sf_tensor_new_f32(1, shape);
+    if (t && n) memcpy(sf_f32(t), src, (size_t)n * sizeof(float));
+    lsift_push_tensor(L, t); /* raises the core error when t is NULL */
+}
+
+/* A checked f32 tensor of exactly n values at stack index idx. */
+static const float *f32_of(lua_State *L, int idx, int64_t n, const char *what) {
+    sf_tensor *t = lsift_check_tensor(L, idx);
+    if (t->dtype != SF_F32 || sf_tensor_numel(t) != n)
+        luaL_error(L, "%s: expected %lld f32 values, the checkpoint has %lld (%s)", what, (long long)n,
+                   (long long)sf_tensor_numel(t), sf_dtype_name(t->dtype));
+    return sf_f32(t);
+}
+
+/* s:_target_state(name | i) -> {w0 =, delta =, m =, v =} (k values each; the indices are s:indices) */
+static int set_target_state(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    sf_sparse_set *sp = need_sparse(L, s, "target_state");
+    int i = target_index(L, sp, 2);
+    sf_sparse_target *t = &sp->t[i];
+    if (!t->selected) return luaL_error(L, "%s: not selected yet", t->name);
+    lua_createtable(L, 0, 4);
+    const float *parts[4] = {t->w0, t->delta, t->m, t->v};
+    const char *names[4] = {"w0", "delta", "m", "v"};
+    for (int j = 0; j < 4; j++) {
+        push_f32_copy(L, parts[j], t->k);
+        lua_setfield(L, -2, names[j]);
+    }
+    return 1;
+}
+
+/* s:_restore_target(name | i, w0, delta, m, v): after s:_set_indices for every target and _finish_selection */
+static int set_restore_target(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    sf_sparse_set *sp = need_sparse(L, s, "restore");
+    int i = target_index(L, sp, 2);
+    if (sp->reference_quirks) return luaL_error(L, "restore: a set with the reference quirks cannot resume");
+    int64_t k = sp->t[i].k;
+    const char *nm = sp->t[i].name;
+    if (sf_sparse_restore_target(sp, i, f32_of(L, 3, k, nm), f32_of(L, 4, k, nm), f32_of(L, 5, k, nm), f32_of(L, 6, k, nm)))
+        return lsift_error(L, "resume");
+    return 0;
+}
+
+/* s:_sparse_step(n?) -> the sparse optimizer's step count (sets it first when n is given) */
+static int set_sparse_step(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    sf_sparse_set *sp = need_sparse(L, s, "sparse_step");
+    if (!lua_isnoneornil(L, 2)) sp->step = luaL_checkinteger(L, 2);
+    lua_pushinteger(L, sp->step);
+    return 1;
+}
+
+/* opt:_state() -> {steps = n, {value =, m =, v =, grad = bool, name =}, ...}: every densely trained tensor
+ * (the set's dense list, then LoRA factors) with its moments (nil before its first update) */
+static int opt_state(lua_State *L) {
+    l_opt *o = check_opt(L, 1);
+    l_set *s = opt_set(L, 1);
+    sf_tensor **t;
+    int n = collect_dense(s, &t);
+    if (n < 0) return luaL_error(L, "out of memory");
+    lua_createtable(L, n, 1);
+    lua_pushinteger(L, sf_adamw_steps(o->dense));
+    lua_setfield(L, -2, "steps");
+    for (int i = 0; i < n; i++) {
+        int64_t numel = sf_tensor_numel(t[i]);
+        lua_createtable(L, 0, 5);
+        push_f32_copy(L, sf_f32(t[i]), numel);
+        lua_setfield(L, -2, "value");
+        const float *m = sf_adamw_moment(o->dense, i, 0), *v = sf_adamw_moment(o->dense, i, 1);
+        if (m && v) {
+            push_f32_copy(L, m, numel);
+            lua_setfield(L, -2, "m");
+            push_f32_copy(L, v, numel);
+            lua_setfield(L, -2, "v");
+        }
+        lua_pushboolean(L, t[i]->grad != NULL);
+        lua_setfield(L, -2, "grad");
+        lua_pushstring(L, t[i]->name ? t[i]->name : "");
+        lua_setfield(L, -2, "name");
+        lua_rawseti(L, -2, i + 1);
+    }
+    free(t);
+    return 1;
+}
+
+/* opt:_restore(state, steps): what opt:_state returned, into an optimizer over the same set layout. Every
+ * tensor is checked before any is written, so a mismatch leaves the model and optimizer as they were. */
+static int opt_restore(lua_State *L) {
+    l_opt *o = check_opt(L, 1);
+    l_set *s = opt_set(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer steps = luaL_checkinteger(L, 3);
+    sf_tensor **tmp;
+    int n = collect_dense(s, &tmp);
+    if (n < 0) return luaL_error(L, "out of memory");
+    sf_tensor **t = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *t, 0); /* 4: freed by the GC on error */
+    if (n) memcpy(t, tmp, (size_t)n * sizeof *t);
+    free(tmp);
+    if (luaL_len(L, 2) != n)
+        return luaL_error(L, "resume: the checkpoint trains %d dense tensors, this set %d", (int)luaL_len(L, 2), n);
+    for (int pass = 0; pass < 2; pass++) /* 0: check every tensor, 1: write */
+        for (int i = 0; i < n; i++) {
+            lua_geti(L, 2, i + 1);
+            int e = lua_gettop(L);
+            int64_t numel = sf_tensor_numel(t[i]);
+            const char *nm = t[i]->name ? t[i]->name : "a LoRA factor";
+            lua_getfield(L, e, "value");
+            lua_getfield(L, e, "m");
+            lua_getfield(L, e, "v");
+            lua_getfield(L, e, "grad");
+            const float *value = f32_of(L, e + 1, numel, nm);
+            const int moments = !lua_isnil(L, e + 2);
+            const float *m = moments ? f32_of(L, e + 2, numel, nm) : NULL, *v = moments ? f32_of(L, e + 3, numel, nm) : NULL;
+            if (pass == 1) {
+                memcpy(sf_f32(t[i]), value, (size_t)numel * sizeof(float));
+                if (moments && sf_adamw_restore(o->dense, i, m, v, lua_toboolean(L, e + 4))) return lsift_error(L, "resume");
+            }
+            lua_settop(L, e - 1);
+        }
+    sf_adamw_set_steps(o->dense, steps);
+    o->steps = steps;
+    return 0;
+}
+
 void lsift_open_sets(lua_State *L) {
     static const luaL_Reg set_methods[] = {
         {"kind", set_kind_name},        {"_begin_selection", set_begin}, {"_note_batch", set_note_batch},
         {"_sync_arm", set_sync_arm},    {"_sync_wait", set_sync_wait},
+        {"_target_state", set_target_state}, {"_restore_target", set_restore_target}, {"_sparse_step", set_sparse_step},
         {"_finish_selection", set_finish}, {"_calib_grad", set_calib_grad}, {"_set_indices", set_set_indices},
         {"targets", set_targets},       {"dense", set_dense_names},     {"budget", set_budget},
         {"selected", set_selected},     {"indices", set_indices},       {"increment", set_delta},
@@ -812,6 +941,7 @@ void lsift_open_sets(lua_State *L) {
     lua_pop(L, 1);
 
     static const luaL_Reg opt_methods[] = {{"step", opt_step}, {"zero_grad", opt_zero_grad}, {"set_lr", opt_set_lr},
+                                           {"_state", opt_state}, {"_restore", opt_restore},
                                            {"lr", opt_lr},     {"steps", opt_steps},         {"clip", opt_clip},
                                            {NULL, NULL}};
     static const luaL_Reg opt_meta[] = {{"__gc", opt_gc}, {"__close", opt_gc}, {"__tostring", opt_tostring}, {NULL, NULL}};

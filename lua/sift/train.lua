@@ -1,14 +1,16 @@
 -- sift/train.lua — sift.train (the training loop behind every method), sift.evaluate and the trainer
 -- object for pausable stepping. Same data order, schedule, clipping and evaluation for every method
 -- (sparse, lora, full), so comparisons are fair by construction. Ctrl-C (an "interrupted" error raised
--- by sift-repl's hook) stops between steps with the weights intact. Encoding of rows into batches is
--- sift.data.encode; metrics are sift.metrics.
+-- by sift-repl's hook) stops between steps with the weights intact; trainer:save(path) and resume = path
+-- continue a run bit for bit (sift/checkpoint.lua). Encoding of rows into batches is sift.data.encode;
+-- metrics are sift.metrics.
 -- Several processes (an MPI build under mpiexec, sift.dist): every rank walks the same data order and
 -- takes its contiguous part of each global batch; each back-propagates its share of the batch's loss terms
 -- and the gradients are summed over ranks as the tape finishes them (core/dist.h), so every rank takes
 -- the step one process would take with the whole batch. Rank 0 alone prints. Ctrl-C on any rank stops
 -- every rank after the same step.
 local M = {}
+local checkpoint = require "sift.checkpoint"
 
 -- The rows [lo, hi] of n that this rank takes (contiguous; empty when n < ranks).
 local function my_part(n)
@@ -182,6 +184,14 @@ function M.trainer(opts)
   local interrupt_seen = false -- several processes: some rank got a Ctrl-C during this step
   local prog = progress(T, quiet)
   local t0, tokens = sift.now(), 0
+  -- what a checkpoint must agree with to resume (sift/checkpoint.lua)
+  local fingerprint = { method = set:kind(), task = task, rows = #data, batch = bs, seed = seed, steps = T }
+  if opts.resume then
+    local r = checkpoint.load(opts.resume, set, opt, fingerprint)
+    tr.step_no, tokens, t0 = r.step, r.tokens, sift.now() - r.seconds
+    for k, v in pairs(r.history) do tr.history[k] = v end
+    tr.history.steps = r.step
+  end
 
   local function rows_for(step) -- step is 0-based
     local e = step // per_epoch + 1
@@ -315,6 +325,13 @@ function M.trainer(opts)
     self.history.trainable = set:trainable()
     self.history.seconds = sift.now() - t0
     return self.history
+  end
+
+  -- Writes the state to resume from after the steps run so far (sift/checkpoint.lua): pass the file as
+  -- resume = path to sift.trainer / sift.train with the same model checkpoint, method and options.
+  function tr:save(path)
+    return checkpoint.save(path, { set = set, opt = opt, step = self.step_no, tokens = tokens,
+      seconds = sift.now() - t0, history = self.history, fingerprint = fingerprint })
   end
 
   tr.history.trainable = set:trainable()

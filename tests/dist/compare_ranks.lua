@@ -72,6 +72,11 @@ for _, case in ipairs { "sparse", "full", "lora", "fisher", "lm_sparse" } do
   end)
 end
 
+test("a trainer saved by rank 0 and resumed on every rank: the uninterrupted run's bits", function()
+  check(tonumber(m1["resume.max_diff"]) == 0 and tonumber(mn["resume.max_diff"]) == 0, "resumed weights differ by %s / %s",
+    tostring(m1["resume.max_diff"]), tostring(mn["resume.max_diff"]))
+end)
+
 test("SIFT sends ~1 % of what full fine-tuning sends", function()
   local sp, full = list(mn["sparse.bytes_sent"]), list(mn["full.bytes_sent"])
   check(sp[2] < 0.02 * full[2], "sparse %d bytes a step, full %d", sp[2], full[2])

@@ -58,6 +58,21 @@ for _, c in ipairs(cases) do
   if task == "classify" then names[#names + 1] = m:head_names()[1] end
   if name == "full" then names[#names + 1] = "transformer.wte.weight" end
   keep(name, h, m, names, set)
+  if name == "sparse" then -- saved after 2 steps (rank 0 writes) and resumed on every rank: the same bits
+    local function trainer(resume)
+      local mm = sift.load(dir, { task = "classify", num_labels = 2 })
+      return mm, sift.trainer { model = mm, method = make(mm), data = rows, tokenizer = tok, batch = batch, lr = 1e-3,
+        quiet = true, max_len = 32, resume = resume }
+    end
+    local _, first = trainer()
+    first:step(2)
+    first:save(out .. ".trainer")
+    local resumed_model, resumed = trainer(out .. ".trainer")
+    resumed:step()
+    local worst = 0
+    for _, n in ipairs(m:names()) do worst = math.max(worst, m:param(n):max_abs_diff(resumed_model:param(n))) end
+    meta["resume.max_diff"] = ("%.17g"):format(worst)
+  end
   if name == "sparse" then
     set:save_delta(out .. ".delta." .. sift.dist.rank()) -- rank 0 alone writes
     local ev = sift.evaluate(m, sift.data.load("sst2", { split = "dev" }):take(30), { tokenizer = tok, batch = 8 })

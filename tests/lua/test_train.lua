@@ -541,6 +541,104 @@ test("sift.train stops cleanly on an interruption between steps", function()
   check(out.loss == out.loss, "model usable after the interruption")
 end)
 
+-- tr:save(path) after some steps, then sift.trainer{..., resume = path} on a freshly loaded model: the
+-- remaining steps give the uninterrupted run's bits (every parameter, the losses, gradient norms and
+-- evaluations), for SIFT, LoRA and full fine-tuning and an LM, across an epoch boundary.
+test("a saved trainer resumes with the uninterrupted run's bits (SIFT, LoRA, full, LM)", function()
+  local dir = H.need_shared("models/gpt2-4m/config.json"):gsub("/config.json$", "")
+  local tok = sift.tokenizer(dir)
+  local data = sift.data.load("sst2", { split = "train" }):take(40)
+  local dev = sift.data.load("sst2", { split = "dev" }):take(16)
+  local path = os.tmpname()
+  local makers = { sparse = function(m) return sift.sparse(m, { rate = 0.01 }) end, full = sift.full,
+    lora = function(m) return sift.lora(m, { r = 4, seed = 3 }) end }
+  for _, case in ipairs { { "sparse", "classify" }, { "lora", "classify" }, { "full", "classify" }, { "sparse", "lm" } } do
+    local method, task = case[1], case[2]
+    local function trainer(resume)
+      local m = sift.load(dir, task == "classify" and { task = "classify", num_labels = 2 } or nil)
+      local tr = sift.trainer { model = m, method = makers[method](m), data = data, tokenizer = tok, batch = 8,
+        epochs = 2, lr = 1e-3, quiet = true, eval = task == "classify" and dev or nil, micro_batch = task == "lm" and 3 or nil,
+        resume = resume }
+      return m, tr
+    end
+    local what = method .. ", " .. task
+    local m1, t1 = trainer()
+    local h1 = t1:step()
+    local _, t2 = trainer()
+    t2:step(4) -- 5 steps an epoch: the resumed run crosses into epoch 2 and evaluates there
+    t2:save(path)
+    local m3, t3 = trainer(path)
+    check(t3.step_no == 4, "%s: resumed at step %d", what, t3.step_no)
+    local h3 = t3:step()
+    check(h3.steps == h1.steps and h1.steps == 10, "%s: %d and %d steps", what, h1.steps, h3.steps)
+    for i = 1, h1.steps do
+      check(h3.loss[i] == h1.loss[i] and h3.grad_norm[i] == h1.grad_norm[i] and h3.lr[i] == h1.lr[i],
+        "%s step %d: loss %.9g vs %.9g", what, i, h3.loss[i], h1.loss[i])
+    end
+    check(#h3.eval == #h1.eval, "%s: %d evaluations, want %d", what, #h3.eval, #h1.eval)
+    for i, e in ipairs(h1.eval) do
+      check(h3.eval[i].accuracy == e.accuracy and h3.eval[i].loss == e.loss, "%s: evaluation %d differs", what, i)
+    end
+    local worst = 0
+    for _, n in ipairs(m1:names()) do worst = math.max(worst, m1:param(n):max_abs_diff(m3:param(n))) end
+    check(worst == 0, "%s: the resumed weights differ by %.3g", what, worst)
+  end
+
+  do -- saved before the first step: the resumed run calibrates its masks itself
+    local function trainer(resume)
+      local mm = sift.load(dir, { task = "classify", num_labels = 2 })
+      return mm, sift.trainer { model = mm, method = sift.sparse(mm, { rate = 0.01 }), data = data, tokenizer = tok,
+        batch = 8, max_steps = 2, quiet = true, resume = resume }
+    end
+    local m1, t1 = trainer()
+    t1:step()
+    local _, t0 = trainer()
+    t0:save(path)
+    local m2, t2 = trainer(path)
+    t2:step()
+    local worst = 0
+    for _, n in ipairs(m1:names()) do worst = math.max(worst, m1:param(n):max_abs_diff(m2:param(n))) end
+    check(worst == 0, "saved at step 0: the resumed weights differ by %.3g", worst)
+  end
+
+  -- refused, naming what differs, and leaving the model as it was
+  local m = sift.load(dir, { task = "classify", num_labels = 2 })
+  local tr = sift.trainer { model = m, method = sift.sparse(m, { rate = 0.01 }), data = data, tokenizer = tok, batch = 8,
+    quiet = true }
+  tr:step(2)
+  tr:save(path)
+  local function refused(want, o, model)
+    model = model or sift.load(dir, { task = "classify", num_labels = 2 })
+    local name = "transformer.h.1.mlp.c_fc.weight"
+    local before = model:param(name):clone()
+    local args = { model = model, method = (o.method or function(mm) return sift.sparse(mm, { rate = 0.01 }) end)(model),
+      data = data, tokenizer = tok, batch = o.batch or 8, quiet = true, resume = o.resume or path }
+    local ok, err = pcall(sift.trainer, args)
+    check(not ok and tostring(err):find(want, 1, true), "want '%s': %s", want, tostring(err))
+    check(model:param(name):max_abs_diff(before) == 0, "a refused resume changed the model (%s)", want)
+  end
+  refused("batch = 8, this run has 4", { batch = 4 })
+  refused("method = sparse, this run has full", { method = sift.full })
+  local other = sift.load(dir, { task = "classify", num_labels = 2 }) -- not the base: fine-tuned one step
+  sift.train { model = other, method = sift.full(other), data = data, tokenizer = tok, batch = 8, max_steps = 1, quiet = true }
+  refused("differs from the checkpoint's base weights", {}, other)
+  local delta = os.tmpname()
+  local s2 = sift.sparse(sift.load(dir, { task = "classify", num_labels = 2 }), { rate = 0.01, policy = "magnitude" })
+  s2:select(sst2_batch(tok, 2))
+  s2:save_delta(delta)
+  refused("is not a trainer checkpoint", { resume = delta })
+  local f = io.open(path, "rb")
+  local bytes = f:read("a")
+  f:close()
+  f = io.open(path, "wb")
+  f:write(bytes:sub(1, #bytes // 2)) -- truncated
+  f:close()
+  refused("resume:", {})
+  refused("resume:", { resume = path .. ".missing" })
+  os.remove(path)
+  os.remove(delta)
+end)
+
 test("a saved delta reproduces the fine-tuned logits in a fresh model; unapply is bit-exact", function()
   local m, tok = gpt2_4m("classify")
   H.need_shared("data/sst2/train.txt")

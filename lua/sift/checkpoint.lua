@@ -1,0 +1,149 @@
+-- sift/checkpoint.lua — a trainer's state as one safetensors file and back: tr:save(path) writes it,
+-- sift.trainer{…, resume = path} (or sift.train) reads it, and the resumed run takes the same bits as
+-- the uninterrupted one. In the file: every densely trained tensor (task head, LoRA factors, or all of a
+-- full fine-tuning) with its AdamW moments; a SIFT set's masks, original values, increments and moments;
+-- the optimizer steps, the training step, tokens, seconds and history. Not in it: the base model (the
+-- caller loads the same checkpoint again; SIFT's saved originals are checked entry by entry against
+-- it), the data and the options — the caller passes them again, and a run that differs in method, data
+-- rows, batch, seed or steps in all is refused with what differs. Written atomically (sift.save_tensors),
+-- by rank 0 only with several processes. Evaluation results keep their numbers, not their predictions.
+local M = {}
+
+local FORMAT = "sift-trainer-1"
+
+local function joined(list)
+  local s = {}
+  for i, v in ipairs(list) do s[i] = ("%.17g"):format(v) end
+  return table.concat(s, ",")
+end
+
+local function numbers(s)
+  local out = {}
+  for v in (s or ""):gmatch("[^,]+") do out[#out + 1] = tonumber(v) end
+  return out
+end
+
+-- history.eval: a list of tables of numbers, as "k=v;k=v|k=v;…" (predictions and strings dropped)
+local function evals_of(list)
+  local out = {}
+  for i, e in ipairs(list) do
+    local kv = {}
+    for k, v in pairs(e) do
+      if type(v) == "number" and type(k) == "string" then kv[#kv + 1] = ("%s=%.17g"):format(k, v) end
+    end
+    table.sort(kv)
+    out[i] = table.concat(kv, ";")
+  end
+  return table.concat(out, "|")
+end
+
+local function evals_from(s)
+  local out = {}
+  for entry in (s or ""):gmatch("[^|]+") do
+    local e = {}
+    for k, v in entry:gmatch("([%w_]+)=([^;]+)") do e[k] = tonumber(v) end
+    out[#out + 1] = e
+  end
+  return out
+end
+
+-- st: {set =, opt =, step =, tokens =, seconds =, history =, fingerprint = {key = value}}
+function M.save(path, st)
+  local set, opt, h = st.set, st.opt, st.history
+  local t = {}
+  local meta = { format = FORMAT, step = tostring(st.step), tokens = tostring(st.tokens),
+    seconds = ("%.17g"):format(st.seconds), ["history.loss"] = joined(h.loss), ["history.lr"] = joined(h.lr),
+    ["history.grad_norm"] = joined(h.grad_norm), ["history.bytes_sent"] = joined(h.bytes_sent),
+    ["history.eval"] = evals_of(h.eval) }
+  for k, v in pairs(st.fingerprint) do meta["run." .. k] = tostring(v) end
+  local dense = opt:_state()
+  meta["opt.steps"], meta["opt.tensors"] = tostring(dense.steps), tostring(#dense)
+  for i, e in ipairs(dense) do
+    t["opt." .. i .. ".value"], t["opt." .. i .. ".m"], t["opt." .. i .. ".v"] = e.value, e.m, e.v
+    meta["opt." .. i .. ".name"], meta["opt." .. i .. ".grad"] = e.name, e.grad and "1" or "0"
+  end
+  if set:kind() == "sparse" and set:selected() then -- (saved before its first step: the resumed run calibrates)
+    meta["sparse.step"] = tostring(set:_sparse_step())
+    for i, name in ipairs(set:targets()) do
+      local ts = set:_target_state(name)
+      t["sparse." .. i .. ".idx"] = set:indices(name)
+      t["sparse." .. i .. ".w0"], t["sparse." .. i .. ".delta"] = ts.w0, ts.delta
+      t["sparse." .. i .. ".m"], t["sparse." .. i .. ".v"] = ts.m, ts.v
+      meta["sparse." .. i .. ".name"] = name
+    end
+  end
+  sift.save_tensors(path, t, meta)
+  return path
+end
+
+-- Restores set, optimizer and counters from path; returns {step =, tokens =, seconds =, history =}.
+function M.load(path, set, opt, fingerprint)
+  local ok, f = pcall(sift.load_tensors, path)
+  if not ok then error("resume: " .. tostring(f), 0) end
+  local meta = f[".metadata"] or {}
+  if meta.format ~= FORMAT then
+    error(("resume: %s is not a trainer checkpoint (format %s, want %s)"):format(path, tostring(meta.format), FORMAT), 0)
+  end
+  local keys = {}
+  for k in pairs(fingerprint) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    if meta["run." .. k] ~= tostring(fingerprint[k]) then
+      error(("resume: %s was saved with %s = %s, this run has %s"):format(path, k, tostring(meta["run." .. k]),
+        tostring(fingerprint[k])), 0)
+    end
+  end
+  if set:kind() == "sparse" and meta["sparse.step"] then
+    local targets = set:targets()
+    for i, name in ipairs(targets) do
+      if meta["sparse." .. i .. ".name"] ~= name then
+        error(("resume: target %d is %s in %s, %s in this set"):format(i, tostring(meta["sparse." .. i .. ".name"]),
+          path, name), 0)
+      end
+      if not f["sparse." .. i .. ".idx"] then error(("resume: %s has no mask for %s"):format(path, name), 0) end
+    end
+    if meta["sparse." .. (#targets + 1) .. ".name"] then
+      error(("resume: %s has more sparse targets than this set's %d"):format(path, #targets), 0)
+    end
+    -- the same base model: its weights at the masks must be the saved originals (checked before any change)
+    local model = set:model()
+    for i, name in ipairs(targets) do
+      local idx, w0 = f["sparse." .. i .. ".idx"], f["sparse." .. i .. ".w0"]
+      if not w0 or idx:numel() ~= w0:numel() then error(("resume: %s: the mask and originals differ in size"):format(name), 0) end
+      local w = model:param(name)
+      local flat, n = w:reshape(w:numel()), w:numel()
+      for j = 1, idx:numel() do
+        local e = idx:get(j)
+        if math.type(e) ~= "integer" or e < 0 or e >= n then
+          error(("resume: %s: index %s outside 0..%d"):format(name, tostring(e), n - 1), 0)
+        end
+        if flat:get(e + 1) ~= w0:get(j) then
+          error(("resume: %s differs from the checkpoint's base weights at entry %d (load the same base model)"):format(
+            name, e), 0)
+        end
+      end
+    end
+    set:_begin_selection()
+    for i, name in ipairs(targets) do set:_set_indices(name, f["sparse." .. i .. ".idx"]) end
+    set:_finish_selection()
+    for i, name in ipairs(targets) do
+      set:_restore_target(name, f["sparse." .. i .. ".w0"], f["sparse." .. i .. ".delta"], f["sparse." .. i .. ".m"],
+        f["sparse." .. i .. ".v"])
+    end
+    set:_sparse_step(math.tointeger(tonumber(meta["sparse.step"])))
+  end
+  local dense = {}
+  for i = 1, tonumber(meta["opt.tensors"]) or 0 do
+    dense[i] = { value = f["opt." .. i .. ".value"], m = f["opt." .. i .. ".m"], v = f["opt." .. i .. ".v"],
+      grad = meta["opt." .. i .. ".grad"] == "1" }
+    if not dense[i].value then error(("resume: %s lacks dense tensor %d"):format(path, i), 0) end
+  end
+  opt:_restore(dense, math.tointeger(tonumber(meta["opt.steps"])))
+  local h = { loss = numbers(meta["history.loss"]), lr = numbers(meta["history.lr"]),
+    grad_norm = numbers(meta["history.grad_norm"]), bytes_sent = numbers(meta["history.bytes_sent"]),
+    eval = evals_from(meta["history.eval"]) }
+  return { step = math.tointeger(tonumber(meta.step)), tokens = tonumber(meta.tokens), seconds = tonumber(meta.seconds),
+    history = h }
+end
+
+return M
