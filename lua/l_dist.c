@@ -58,22 +58,6 @@ static int l_sum(lua_State *L) {
     return 1;
 }
 
-/* sift.dist._interrupts(defer?) -> pending: with defer (true / false) sets whether Ctrl-C is deferred (see
- * status.h); returns whether a Ctrl-C is pending and clears it. sift.dist._interrupt() records one, as
- * Ctrl-C does (tests). Used by sift.train with several processes, which stops every rank at one step. */
-static int l_interrupts(lua_State *L) {
-    if (!lua_isnoneornil(L, 1)) sf_interrupt_defer(lua_toboolean(L, 1));
-    lua_pushboolean(L, sf_interrupt_pending());
-    sf_interrupt_clear();
-    return 1;
-}
-
-static int l_interrupt(lua_State *L) {
-    (void)L;
-    sf_interrupt_request();
-    return 0;
-}
-
 static int l_bytes_sent(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)sf_dist_bytes_sent());
     return 1;
@@ -87,8 +71,7 @@ static int l_barrier(lua_State *L) {
 
 void lsift_open_dist(lua_State *L) {
     static const luaL_Reg fns[] = {{"rank", l_rank},   {"size", l_size}, {"sum", l_sum}, {"bytes_sent", l_bytes_sent},
-                                   {"barrier", l_barrier}, {"_interrupts", l_interrupts}, {"_interrupt", l_interrupt},
-                                   {NULL, NULL}};
+                                   {"barrier", l_barrier}, {NULL, NULL}};
     if (sf_dist_init(NULL, NULL)) { /* a module loaded by another interpreter: MPI starts here */
         lua_pushfstring(L, "sift.dist: %s", sf_last_error());
         lua_error(L);

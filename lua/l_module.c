@@ -161,6 +161,27 @@ static int l_gemm_flops(lua_State *L) {
     return 1;
 }
 
+/* sift._defer_interrupts(on): whether Ctrl-C is deferred (status.h: sift-repl then only records it);
+ * sift._interrupt_pending() -> whether one is pending, clearing it; sift._interrupt() records one, as
+ * Ctrl-C does (tests). sift.train defers Ctrl-C while it commits a step, and with several processes
+ * while it steps, so that every rank stops after the same step. */
+static int l_defer_interrupts(lua_State *L) {
+    sf_interrupt_defer(lua_toboolean(L, 1));
+    return 0;
+}
+
+static int l_interrupt_pending(lua_State *L) {
+    lua_pushboolean(L, sf_interrupt_pending());
+    sf_interrupt_clear();
+    return 1;
+}
+
+static int l_interrupt(lua_State *L) {
+    (void)L;
+    sf_interrupt_request();
+    return 0;
+}
+
 static int l_isatty(lua_State *L) {
     lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
     return 1;
@@ -169,7 +190,8 @@ static int l_isatty(lua_State *L) {
 int luaopen_sift(lua_State *L) {
     static const luaL_Reg fns[] = {{"now", l_now}, {"threads", l_threads}, {"isatty", l_isatty},
                                    {"sgemm_rate", l_sgemm_rate}, {"gemm_kernel", l_gemm_kernel},
-                                   {"gemm_flops", l_gemm_flops},
+                                   {"gemm_flops", l_gemm_flops}, {"_interrupt", l_interrupt},
+                                   {"_defer_interrupts", l_defer_interrupts}, {"_interrupt_pending", l_interrupt_pending},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushliteral(L, SIFT_VERSION);

@@ -186,6 +186,12 @@ function M.trainer(opts)
   local t0, tokens = sift.now(), 0
   -- what a checkpoint must agree with to resume (sift/checkpoint.lua)
   local fingerprint = { method = set:kind(), task = task, rows = #data, batch = bs, seed = seed, steps = T }
+  -- checkpoint = path: saved every checkpoint_every steps (default: each epoch), at the end and on Ctrl-C
+  local ckpt, ckpt_every = opts.checkpoint, opts.checkpoint_every or per_epoch
+  if ckpt ~= nil and type(ckpt) ~= "string" then error("sift.train: checkpoint must be a file path", 2) end
+  if math.type(ckpt_every) ~= "integer" or ckpt_every < 1 then
+    error("sift.train: checkpoint_every must be a positive integer (steps)", 2)
+  end
   if opts.resume then
     local r = checkpoint.load(opts.resume, set, opt, fingerprint)
     tr.step_no, tokens, t0 = r.step, r.tokens, sift.now() - r.seconds
@@ -241,7 +247,7 @@ function M.trainer(opts)
       loss = set:_backward_parts(b, { micro_batch = micro, scale = share, pack = pack, sync = ranks > 1 })
     end
     -- several processes: whether any rank got a Ctrl-C travels with the step's loss and tokens
-    local v = summed({ loss * share, #rows > 0 and real_tokens(b) or 0, ranks > 1 and sift.dist._interrupts() and 1 or 0 })
+    local v = summed({ loss * share, #rows > 0 and real_tokens(b) or 0, ranks > 1 and sift._interrupt_pending() and 1 or 0 })
     interrupt_seen = v[3] > 0
     return v[1], v[2]
   end
@@ -258,6 +264,9 @@ function M.trainer(opts)
     local norm = opt:clip(opts.clip == nil and 1.0 or opts.clip or math.huge)
     local cur = schedule_lr(opts.schedule or "linear", lr, t, T, opts.warmup or 0.06)
     opt:set_lr(cur)
+    -- the update and the step count change together: a Ctrl-C meanwhile is taken once both are done, so the
+    -- weights are always those of step_no (what a checkpoint saves); several processes defer all along
+    if ranks == 1 then sift._defer_interrupts(true) end
     opt:step()
     opt:zero_grad()
     tokens = tokens + real
@@ -266,6 +275,10 @@ function M.trainer(opts)
     h.loss[#h.loss + 1], h.lr[#h.lr + 1], h.grad_norm[#h.grad_norm + 1] = loss, cur, norm
     h.bytes_sent[#h.bytes_sent + 1] = sift.dist.bytes_sent() - sent0
     h.steps = tr.step_no
+    if ranks == 1 then
+      sift._defer_interrupts(false)
+      if sift._interrupt_pending() then error("interrupted", 0) end
+    end
     local elapsed = sift.now() - t0
     local st = { step = tr.step_no, total = T, epoch = epoch, loss = loss, lr = cur, grad_norm = norm,
       elapsed = elapsed, tokens_per_s = tokens / math.max(elapsed, 1e-9), model = model, method = set }
@@ -291,36 +304,39 @@ function M.trainer(opts)
 
   -- Records where training stopped on Ctrl-C (the weights are those after the last whole step).
   local function stopped(self)
+    sift._defer_interrupts(false)
+    sift._interrupt_pending() -- taken: clear it
     pcall(opt.zero_grad, opt)
     prog.finish()
     local where = ("stopped at step %d of %d (epoch %d); the weights are those after step %d"):format(
       self.step_no + 1, T, epoch, self.step_no)
     self.history.interrupted = where
-    if sift.dist.rank() == 0 then print("interrupted: " .. where) end
+    if ckpt then self:save(ckpt) end
+    if sift.dist.rank() == 0 then print("interrupted: " .. where .. (ckpt and ("; saved to " .. ckpt) or "")) end
     return self.history
   end
 
   -- Runs n more steps (all remaining when n is nil); stops cleanly on Ctrl-C. Returns the history.
-  -- Several processes: Ctrl-C is deferred while the steps run (sift.dist._interrupts): each step's sums
+  -- Several processes: Ctrl-C is deferred while the steps run (sift._defer_interrupts): each step's sums
   -- carry whether any rank got one, and every rank stops after that same step.
   function tr:step(n)
     local stop = n and math.min(T, self.step_no + n) or T
-    if ranks > 1 then sift.dist._interrupts(true) end
+    if ranks > 1 then sift._defer_interrupts(true) end
     while self.step_no < stop do
       local ok, err = pcall(one_step)
       if not ok then
-        if ranks > 1 then sift.dist._interrupts(false) end
+        sift._defer_interrupts(false) -- (one_step may have stopped while deferring)
         if tostring(err):find("interrupted", 1, true) and ranks == 1 then return stopped(self) end
         prog.finish()
         error(err, 0)
       end
       if interrupt_seen then
         interrupt_seen = false
-        sift.dist._interrupts(false)
         return stopped(self)
       end
+      if ckpt and (self.step_no % ckpt_every == 0 or self.step_no == T) then self:save(ckpt) end
     end
-    if ranks > 1 then sift.dist._interrupts(false) end
+    if ranks > 1 then sift._defer_interrupts(false) end
     if self.step_no >= T then prog.finish() end
     self.history.trainable = set:trainable()
     self.history.seconds = sift.now() - t0

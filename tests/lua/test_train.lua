@@ -639,6 +639,38 @@ test("a saved trainer resumes with the uninterrupted run's bits (SIFT, LoRA, ful
   os.remove(delta)
 end)
 
+-- sift.train{checkpoint = path}: saved every checkpoint_every steps and on Ctrl-C. A Ctrl-C that arrives
+-- while a step commits its update is taken after it (sift._interrupt() stands for the signal: the step
+-- after the request completes, then training stops), so the file holds a whole step; resuming from it
+-- gives the uninterrupted run's bits.
+test("sift.train checkpoint: saved on Ctrl-C after a whole step, resumed bit for bit", function()
+  local dir = H.need_shared("models/gpt2-4m/config.json"):gsub("/config.json$", "")
+  local tok = sift.tokenizer(dir)
+  local data = sift.data.load("sst2", { split = "train" }):take(40)
+  local path = os.tmpname()
+  local function run(o)
+    local m = sift.load(dir, { task = "classify", num_labels = 2 })
+    local args = { model = m, method = sift.sparse(m, { rate = 0.01 }), data = data, tokenizer = tok, batch = 8,
+      epochs = 2, quiet = true }
+    for k, v in pairs(o) do args[k] = v end
+    return m, sift.train(args)
+  end
+  local m1, h1 = run {}
+  local _, h2 = run { checkpoint = path, checkpoint_every = 3,
+    on_step = function(st) if st.step == 3 then sift._interrupt() end end }
+  check(h2.interrupted and h2.interrupted:find("after step 4", 1, true) and h2.steps == 4, "interrupted: %s (%d steps)",
+    tostring(h2.interrupted), h2.steps)
+  local m3, h3 = run { resume = path }
+  check(h3.steps == 10 and h3.loss[10] == h1.loss[10], "resumed: %d steps, last loss %.9g vs %.9g", h3.steps,
+    h3.loss[10] or 0 / 0, h1.loss[10])
+  local worst = 0
+  for _, n in ipairs(m1:names()) do worst = math.max(worst, m1:param(n):max_abs_diff(m3:param(n))) end
+  check(worst == 0, "the resumed weights differ by %.3g", worst)
+  local ok, err = pcall(run, { checkpoint = path, checkpoint_every = 0 })
+  check(not ok and tostring(err):find("checkpoint_every must be a positive integer", 1, true), "every 0: %s", tostring(err))
+  os.remove(path)
+end)
+
 test("a saved delta reproduces the fine-tuned logits in a fresh model; unapply is bit-exact", function()
   local m, tok = gpt2_4m("classify")
   H.need_shared("data/sst2/train.txt")
