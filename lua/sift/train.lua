@@ -185,7 +185,16 @@ function M.trainer(opts)
   local prog = progress(T, quiet)
   local t0, tokens = sift.now(), 0
   -- what a checkpoint must agree with to resume (sift/checkpoint.lua)
-  local fingerprint = { method = set:kind(), task = task, rows = #data, batch = bs, seed = seed, steps = T }
+  local function data_sum() -- the rows' text lengths and labels, position-weighted: another data set shows
+    local h = 0
+    for i = 1, #data do
+      local r = data[i]
+      h = (h * 31 + #(r.text or "") + 7 * #(r.text_b or "") + math.floor((tonumber(r.label) or 0) * 1000 + 0.5) * 1009 + i) % 2147483647
+    end
+    return h
+  end
+  local fingerprint = { method = set:kind(), task = task, rows = #data, data = data_sum(), batch = bs, seed = seed,
+    steps = T }
   -- checkpoint = path: saved every checkpoint_every steps (default: each epoch), at the end and on Ctrl-C
   local ckpt, ckpt_every = opts.checkpoint, opts.checkpoint_every or per_epoch
   if ckpt ~= nil and type(ckpt) ~= "string" then error("sift.train: checkpoint must be a file path", 2) end

@@ -612,12 +612,13 @@ test("a saved trainer resumes with the uninterrupted run's bits (SIFT, LoRA, ful
     local name = "transformer.h.1.mlp.c_fc.weight"
     local before = model:param(name):clone()
     local args = { model = model, method = (o.method or function(mm) return sift.sparse(mm, { rate = 0.01 }) end)(model),
-      data = data, tokenizer = tok, batch = o.batch or 8, quiet = true, resume = o.resume or path }
+      data = o.data or data, tokenizer = tok, batch = o.batch or 8, quiet = true, resume = o.resume or path }
     local ok, err = pcall(sift.trainer, args)
     check(not ok and tostring(err):find(want, 1, true), "want '%s': %s", want, tostring(err))
     check(model:param(name):max_abs_diff(before) == 0, "a refused resume changed the model (%s)", want)
   end
   refused("batch = 8, this run has 4", { batch = 4 })
+  refused("was saved with data = ", { data = sift.data.load("sst2", { split = "train" }):shuffle(1):take(40) })
   refused("method = sparse, this run has full", { method = sift.full })
   local other = sift.load(dir, { task = "classify", num_labels = 2 }) -- not the base: fine-tuned one step
   sift.train { model = other, method = sift.full(other), data = data, tokenizer = tok, batch = 8, max_steps = 1, quiet = true }
