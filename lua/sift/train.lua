@@ -189,7 +189,8 @@ function M.trainer(opts)
     local h = 0
     for i = 1, #data do
       local r = data[i]
-      h = (h * 31 + #(r.text or "") + 7 * #(r.text_b or "") + math.floor((tonumber(r.label) or 0) * 1000 + 0.5) * 1009 + i) % 2147483647
+      local label = math.floor((tonumber(r.label) or 0) * 1000 + 0.5)
+      h = (h * 31 + #(r.text or "") + 7 * #(r.text_b or "") + label * 1009 + i) % 2147483647
     end
     return h
   end
@@ -343,7 +344,17 @@ function M.trainer(opts)
         interrupt_seen = false
         return stopped(self)
       end
-      if ckpt and (self.step_no % ckpt_every == 0 or self.step_no == T) then self:save(ckpt) end
+      if ckpt and (self.step_no % ckpt_every == 0 or self.step_no == T) then
+        -- a Ctrl-C while saving is taken after the save (the file is written atomically either way)
+        if ranks == 1 then sift._defer_interrupts(true) end
+        local saved, err = pcall(self.save, self, ckpt)
+        if ranks == 1 then sift._defer_interrupts(false) end
+        if not saved then
+          prog.finish()
+          error(err, 0)
+        end
+        if ranks == 1 and sift._interrupt_pending() then return stopped(self) end
+      end
     end
     if ranks > 1 then sift._defer_interrupts(false) end
     if self.step_no >= T then prog.finish() end

@@ -657,10 +657,17 @@ test("sift.train checkpoint: saved on Ctrl-C after a whole step, resumed bit for
     return m, sift.train(args)
   end
   local m1, h1 = run {}
-  local _, h2 = run { checkpoint = path, checkpoint_every = 3,
+  -- requested after step 3's update: taken at the end of step 4's (no periodic save in between)
+  local _, h2 = run { checkpoint = path, checkpoint_every = 100,
     on_step = function(st) if st.step == 3 then sift._interrupt() end end }
   check(h2.interrupted and h2.interrupted:find("after step 4", 1, true) and h2.steps == 4, "interrupted: %s (%d steps)",
     tostring(h2.interrupted), h2.steps)
+  -- with a periodic save after step 3, the request is taken right after that save
+  local _, h4 = run { checkpoint = path .. ".every3", checkpoint_every = 3,
+    on_step = function(st) if st.step == 3 then sift._interrupt() end end }
+  check(h4.interrupted and h4.interrupted:find("after step 3", 1, true) and h4.steps == 3, "interrupted: %s (%d steps)",
+    tostring(h4.interrupted), h4.steps)
+  os.remove(path .. ".every3")
   local m3, h3 = run { resume = path }
   check(h3.steps == 10 and h3.loss[10] == h1.loss[10], "resumed: %d steps, last loss %.9g vs %.9g", h3.steps,
     h3.loss[10] or 0 / 0, h1.loss[10])
