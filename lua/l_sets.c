@@ -881,13 +881,16 @@ static int opt_state(lua_State *L) {
     return 1;
 }
 
-/* opt:_restore(state, steps): what opt:_state returned, into an optimizer over the same set layout. Every
- * tensor is checked before any is written, so a mismatch leaves the model and optimizer as they were. */
+/* opt:_restore(state, steps, check_only?): what opt:_state returned, into an optimizer over the same set
+ * layout. Every tensor is checked before any is written, so a mismatch leaves the model and optimizer as
+ * they were; check_only stops there. */
 static int opt_restore(lua_State *L) {
     l_opt *o = check_opt(L, 1);
     l_set *s = opt_set(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_Integer steps = luaL_checkinteger(L, 3);
+    const int passes = lua_toboolean(L, 4) ? 1 : 2;
+    lua_settop(L, 3);
     sf_tensor **tmp;
     int n = collect_dense(s, &tmp);
     if (n < 0) return luaL_error(L, "out of memory");
@@ -896,7 +899,7 @@ static int opt_restore(lua_State *L) {
     free(tmp);
     if (luaL_len(L, 2) != n)
         return luaL_error(L, "resume: the checkpoint trains %d dense tensors, this set %d", (int)luaL_len(L, 2), n);
-    for (int pass = 0; pass < 2; pass++) /* 0: check every tensor, 1: write */
+    for (int pass = 0; pass < passes; pass++) /* 0: check every tensor, 1: write */
         for (int i = 0; i < n; i++) {
             lua_geti(L, 2, i + 1);
             int e = lua_gettop(L);
@@ -906,6 +909,10 @@ static int opt_restore(lua_State *L) {
             lua_getfield(L, e, "m");
             lua_getfield(L, e, "v");
             lua_getfield(L, e, "grad");
+            lua_getfield(L, e, "name");
+            const char *saved = lua_tostring(L, e + 5);
+            if (saved && *saved && t[i]->name && strcmp(saved, t[i]->name))
+                return luaL_error(L, "resume: dense tensor %d is %s in the checkpoint, %s in this set", i + 1, saved, t[i]->name);
             const float *value = f32_of(L, e + 1, numel, nm);
             const int moments = !lua_isnil(L, e + 2);
             const float *m = moments ? f32_of(L, e + 2, numel, nm) : NULL, *v = moments ? f32_of(L, e + 3, numel, nm) : NULL;
@@ -915,6 +922,7 @@ static int opt_restore(lua_State *L) {
             }
             lua_settop(L, e - 1);
         }
+    if (passes == 1) return 0;
     sf_adamw_set_steps(o->dense, steps);
     o->steps = steps;
     return 0;

@@ -93,6 +93,14 @@ function M.load(path, set, opt, fingerprint)
         tostring(fingerprint[k])), 0)
     end
   end
+  local dense = {}
+  for i = 1, tonumber(meta["opt.tensors"]) or 0 do
+    dense[i] = { value = f["opt." .. i .. ".value"], m = f["opt." .. i .. ".m"], v = f["opt." .. i .. ".v"],
+      grad = meta["opt." .. i .. ".grad"] == "1", name = meta["opt." .. i .. ".name"] }
+    if not dense[i].value then error(("resume: %s lacks dense tensor %d"):format(path, i), 0) end
+  end
+  local opt_steps = math.tointeger(tonumber(meta["opt.steps"]))
+  opt:_restore(dense, opt_steps, true) -- checks every dense tensor before anything changes
   if set:kind() == "sparse" and meta["sparse.step"] then
     local targets = set:targets()
     for i, name in ipairs(targets) do
@@ -109,7 +117,12 @@ function M.load(path, set, opt, fingerprint)
     local model = set:model()
     for i, name in ipairs(targets) do
       local idx, w0 = f["sparse." .. i .. ".idx"], f["sparse." .. i .. ".w0"]
-      if not w0 or idx:numel() ~= w0:numel() then error(("resume: %s: the mask and originals differ in size"):format(name), 0) end
+      for _, part in ipairs { "w0", "delta", "m", "v" } do
+        local x = f["sparse." .. i .. "." .. part]
+        if not x or x:numel() ~= idx:numel() or x:dtype() ~= "f32" then
+          error(("resume: %s: the checkpoint's %s does not match its mask of %d entries"):format(name, part, idx:numel()), 0)
+        end
+      end
       local w = model:param(name)
       local flat, n = w:reshape(w:numel()), w:numel()
       for j = 1, idx:numel() do
@@ -132,13 +145,7 @@ function M.load(path, set, opt, fingerprint)
     end
     set:_sparse_step(math.tointeger(tonumber(meta["sparse.step"])))
   end
-  local dense = {}
-  for i = 1, tonumber(meta["opt.tensors"]) or 0 do
-    dense[i] = { value = f["opt." .. i .. ".value"], m = f["opt." .. i .. ".m"], v = f["opt." .. i .. ".v"],
-      grad = meta["opt." .. i .. ".grad"] == "1" }
-    if not dense[i].value then error(("resume: %s lacks dense tensor %d"):format(path, i), 0) end
-  end
-  opt:_restore(dense, math.tointeger(tonumber(meta["opt.steps"])))
+  opt:_restore(dense, opt_steps)
   local h = { loss = numbers(meta["history.loss"]), lr = numbers(meta["history.lr"]),
     grad_norm = numbers(meta["history.grad_norm"]), bytes_sent = numbers(meta["history.bytes_sent"]),
     eval = evals_from(meta["history.eval"]) }
