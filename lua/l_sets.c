@@ -831,12 +831,24 @@ static int set_restore_target(lua_State *L) {
     l_set *s = check_set(L, 1);
     sf_sparse_set *sp = need_sparse(L, s, "restore");
     int i = target_index(L, sp, 2);
-    if (sp->reference_quirks) return luaL_error(L, "restore: a set with the reference quirks cannot resume");
     int64_t k = sp->t[i].k;
     const char *nm = sp->t[i].name;
     if (sf_sparse_restore_target(sp, i, f32_of(L, 3, k, nm), f32_of(L, 4, k, nm), f32_of(L, 5, k, nm), f32_of(L, 6, k, nm)))
         return lsift_error(L, "resume");
     return 0;
+}
+
+/* s:_resumable() -> true, or false and why: a set reproducing the published code's quirks (written back one
+ * step late) cannot continue from a checkpoint */
+static int set_resumable(lua_State *L) {
+    l_set *s = check_set(L, 1);
+    if (s->sparse && s->sparse->reference_quirks) {
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "a sparse set with the reference quirks (written back one step late) cannot resume");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* s:_sparse_step(n?) -> the sparse optimizer's step count (sets it first when n is given) */
@@ -853,9 +865,12 @@ static int set_sparse_step(lua_State *L) {
 static int opt_state(lua_State *L) {
     l_opt *o = check_opt(L, 1);
     l_set *s = opt_set(L, 1);
-    sf_tensor **t;
-    int n = collect_dense(s, &t);
+    sf_tensor **tmp;
+    int n = collect_dense(s, &tmp);
     if (n < 0) return luaL_error(L, "out of memory");
+    sf_tensor **t = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *t, 0); /* freed by the GC on error */
+    if (n) memcpy(t, tmp, (size_t)n * sizeof *t);
+    free(tmp);
     lua_createtable(L, n, 1);
     lua_pushinteger(L, sf_adamw_steps(o->dense));
     lua_setfield(L, -2, "steps");
@@ -877,7 +892,6 @@ static int opt_state(lua_State *L) {
         lua_setfield(L, -2, "name");
         lua_rawseti(L, -2, i + 1);
     }
-    free(t);
     return 1;
 }
 
@@ -933,6 +947,7 @@ void lsift_open_sets(lua_State *L) {
         {"kind", set_kind_name},        {"_begin_selection", set_begin}, {"_note_batch", set_note_batch},
         {"_sync_arm", set_sync_arm},    {"_sync_wait", set_sync_wait},
         {"_target_state", set_target_state}, {"_restore_target", set_restore_target}, {"_sparse_step", set_sparse_step},
+        {"_resumable", set_resumable},
         {"_finish_selection", set_finish}, {"_calib_grad", set_calib_grad}, {"_set_indices", set_set_indices},
         {"targets", set_targets},       {"dense", set_dense_names},     {"budget", set_budget},
         {"selected", set_selected},     {"indices", set_indices},       {"increment", set_delta},

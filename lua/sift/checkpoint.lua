@@ -93,6 +93,8 @@ function M.load(path, set, opt, fingerprint)
         tostring(fingerprint[k])), 0)
     end
   end
+  local resumable, why = set:_resumable()
+  if not resumable then error("resume: " .. why, 0) end
   local dense = {}
   for i = 1, tonumber(meta["opt.tensors"]) or 0 do
     dense[i] = { value = f["opt." .. i .. ".value"], m = f["opt." .. i .. ".m"], v = f["opt." .. i .. ".v"],

@@ -620,6 +620,7 @@ test("a saved trainer resumes with the uninterrupted run's bits (SIFT, LoRA, ful
   refused("batch = 8, this run has 4", { batch = 4 })
   refused("was saved with data = ", { data = sift.data.load("sst2", { split = "train" }):shuffle(1):take(40) })
   refused("method = sparse, this run has full", { method = sift.full })
+  refused("reference quirks", { method = function(mm) return sift.sparse(mm, { rate = 0.01, reference = true }) end })
   refused("dense tensor 1 is score.weight in the checkpoint, transformer.ln_f.bias in this set",
     { method = function(mm) return sift.sparse(mm, { rate = 0.01, dense = { "ln_f%.bias" } }) end })
   local other = sift.load(dir, { task = "classify", num_labels = 2 }) -- not the base: fine-tuned one step
