@@ -38,28 +38,23 @@ sf_status sf_dist_init(int *argc, char ***argv) {
     return SF_OK;
 }
 
-void sf_dist_finalize(void) {
-    int ready = 0, done = 0;
-    MPI_Initialized(&ready);
-    MPI_Finalized(&done);
-    if (ready && !done && g_we_initialised) MPI_Finalize();
-}
-
-void sf_dist_abort(int code) {
-    int ready = 0, done = 0;
-    MPI_Initialized(&ready);
-    MPI_Finalized(&done);
-    if (ready && !done) MPI_Abort(MPI_COMM_WORLD, code);
-}
-
-int sf_dist_built_with_mpi(void) { return 1; }
-
+/* MPI is running: initialised and not yet finalised */
 static int mpi_ready(void) {
     int ready = 0, done = 0;
     MPI_Initialized(&ready);
     MPI_Finalized(&done);
     return ready && !done;
 }
+
+void sf_dist_finalize(void) {
+    if (mpi_ready() && g_we_initialised) MPI_Finalize();
+}
+
+void sf_dist_abort(int code) {
+    if (mpi_ready()) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+int sf_dist_built_with_mpi(void) { return 1; }
 
 int sf_dist_rank(void) {
     int r = 0;

@@ -47,7 +47,21 @@ local function evals_from(s)
   return out
 end
 
--- st: {set =, opt =, step =, tokens =, seconds =, history =, fingerprint = {key = value}}
+-- What a run must agree with to resume: {method =, task =, data = dataset, batch =, seed =, steps =} ->
+-- the fingerprint saved and compared (the data as its row count and a position-weighted sum of the rows'
+-- text lengths and labels, so that another data set of the same size shows).
+function M.fingerprint(run)
+  local h, data = 0, run.data
+  for i = 1, #data do
+    local r = data[i]
+    local label = math.floor((tonumber(r.label) or 0) * 1000 + 0.5)
+    h = (h * 31 + #(r.text or "") + 7 * #(r.text_b or "") + label * 1009 + i) % 2147483647
+  end
+  return { method = run.method, task = run.task, rows = #data, data = h, batch = run.batch, seed = run.seed,
+    steps = run.steps }
+end
+
+-- st: {set =, opt =, step =, tokens =, seconds =, history =, fingerprint = M.fingerprint(...)}
 function M.save(path, st)
   local set, opt, h = st.set, st.opt, st.history
   local t = {}

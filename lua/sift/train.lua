@@ -185,16 +185,7 @@ function M.trainer(opts)
   local prog = progress(T, quiet)
   local t0, tokens = sift.now(), 0
   -- what a checkpoint must agree with to resume (sift/checkpoint.lua)
-  local function data_sum() -- the rows' text lengths and labels, position-weighted: another data set shows
-    local h = 0
-    for i = 1, #data do
-      local r = data[i]
-      local label = math.floor((tonumber(r.label) or 0) * 1000 + 0.5)
-      h = (h * 31 + #(r.text or "") + 7 * #(r.text_b or "") + label * 1009 + i) % 2147483647
-    end
-    return h
-  end
-  local fingerprint = { method = set:kind(), task = task, rows = #data, data = data_sum(), batch = bs, seed = seed,
+  local fingerprint = checkpoint.fingerprint { method = set:kind(), task = task, data = data, batch = bs, seed = seed,
     steps = T }
   -- checkpoint = path: saved every checkpoint_every steps (default: each epoch), at the end and on Ctrl-C
   local ckpt, ckpt_every = opts.checkpoint, opts.checkpoint_every or per_epoch
@@ -223,12 +214,6 @@ function M.trainer(opts)
     return rows
   end
 
-  -- Several processes: the sum over ranks of a list of numbers (one process: the list).
-  local function summed(v)
-    if ranks == 1 then return v end
-    return sift.dist.sum(v)
-  end
-
   local function real_tokens(b)
     local n = 0
     for _, r in ipairs(b.attention_mask) do for _, v in ipairs(r) do n = n + v end end
@@ -246,7 +231,7 @@ function M.trainer(opts)
   local function forward_backward(rows)
     local b = #rows > 0 and batch_of(rows, enc_opts, task) or { input_ids = {} }
     local terms = #rows > 0 and sift.data.loss_terms(b, task) or 0
-    local total = summed({ terms })[1]
+    local total = sift.dist.sum(terms) -- over ranks (one process: terms)
     local share = total > 0 and terms / total or 1 -- a batch without targets still runs: a loss of 0
     local loss
     if set:kind() == "sparse" and not set:selected() then
@@ -257,9 +242,24 @@ function M.trainer(opts)
       loss = set:_backward_parts(b, { micro_batch = micro, scale = share, pack = pack, sync = ranks > 1 })
     end
     -- several processes: whether any rank got a Ctrl-C travels with the step's loss and tokens
-    local v = summed({ loss * share, #rows > 0 and real_tokens(b) or 0, ranks > 1 and sift._interrupt_pending() and 1 or 0 })
+    local v = sift.dist.sum({ loss * share, #rows > 0 and real_tokens(b) or 0,
+      ranks > 1 and sift._interrupt_pending() and 1 or 0 })
     interrupt_seen = v[3] > 0
     return v[1], v[2]
+  end
+
+  -- Runs fn(...) with Ctrl-C deferred (one process; several processes defer while they step) and returns
+  -- whether one arrived meanwhile: the update and its step count, or a checkpoint, are never cut in two.
+  local function deferred(fn, ...)
+    if ranks > 1 then
+      fn(...)
+      return false
+    end
+    sift._defer_interrupts(true)
+    local ok, err = pcall(fn, ...)
+    sift._defer_interrupts(false)
+    if not ok then error(err, 0) end
+    return sift._interrupt_pending()
   end
 
   local function one_step()
@@ -274,21 +274,18 @@ function M.trainer(opts)
     local norm = opt:clip(opts.clip == nil and 1.0 or opts.clip or math.huge)
     local cur = schedule_lr(opts.schedule or "linear", lr, t, T, opts.warmup or 0.06)
     opt:set_lr(cur)
-    -- the update and the step count change together: a Ctrl-C meanwhile is taken once both are done, so the
-    -- weights are always those of step_no (what a checkpoint saves); several processes defer all along
-    if ranks == 1 then sift._defer_interrupts(true) end
-    opt:step()
-    opt:zero_grad()
-    tokens = tokens + real
-    tr.step_no = t + 1
     local h = tr.history
-    h.loss[#h.loss + 1], h.lr[#h.lr + 1], h.grad_norm[#h.grad_norm + 1] = loss, cur, norm
-    h.bytes_sent[#h.bytes_sent + 1] = sift.dist.bytes_sent() - sent0
-    h.steps = tr.step_no
-    if ranks == 1 then
-      sift._defer_interrupts(false)
-      if sift._interrupt_pending() then error("interrupted", 0) end
-    end
+    -- the update and the step count change together, so the weights are always those of step_no (what a
+    -- checkpoint saves): a Ctrl-C meanwhile is taken once both are done
+    if deferred(function()
+      opt:step()
+      opt:zero_grad()
+      tokens = tokens + real
+      tr.step_no = t + 1
+      h.loss[#h.loss + 1], h.lr[#h.lr + 1], h.grad_norm[#h.grad_norm + 1] = loss, cur, norm
+      h.bytes_sent[#h.bytes_sent + 1] = sift.dist.bytes_sent() - sent0
+      h.steps = tr.step_no
+    end) then error("interrupted", 0) end
     local elapsed = sift.now() - t0
     local st = { step = tr.step_no, total = T, epoch = epoch, loss = loss, lr = cur, grad_norm = norm,
       elapsed = elapsed, tokens_per_s = tokens / math.max(elapsed, 1e-9), model = model, method = set }
@@ -335,7 +332,7 @@ function M.trainer(opts)
     while self.step_no < stop do
       local ok, err = pcall(one_step)
       if not ok then
-        sift._defer_interrupts(false) -- (one_step may have stopped while deferring)
+        sift._defer_interrupts(false) -- (several processes defer while they step)
         if tostring(err):find("interrupted", 1, true) and ranks == 1 then return stopped(self) end
         prog.finish()
         error(err, 0)
@@ -345,15 +342,12 @@ function M.trainer(opts)
         return stopped(self)
       end
       if ckpt and (self.step_no % ckpt_every == 0 or self.step_no == T) then
-        -- a Ctrl-C while saving is taken after the save (the file is written atomically either way)
-        if ranks == 1 then sift._defer_interrupts(true) end
-        local saved, err = pcall(self.save, self, ckpt)
-        if ranks == 1 then sift._defer_interrupts(false) end
+        local saved, arrived = pcall(deferred, self.save, self, ckpt) -- a Ctrl-C while saving: taken after it
         if not saved then
           prog.finish()
-          error(err, 0)
+          error(arrived, 0)
         end
-        if ranks == 1 and sift._interrupt_pending() then return stopped(self) end
+        if arrived then return stopped(self) end
       end
     end
     if ranks > 1 then sift._defer_interrupts(false) end
