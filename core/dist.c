@@ -2,7 +2,9 @@
  * See dist.h. */
 #include "dist.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "threads.h"
 
@@ -50,8 +52,14 @@ void sf_dist_finalize(void) {
     if (mpi_ready() && g_we_initialised) MPI_Finalize();
 }
 
-void sf_dist_abort(int code) {
-    if (mpi_ready()) MPI_Abort(MPI_COMM_WORLD, code);
+void sf_dist_abort(int code, const char *why) {
+    if (!mpi_ready()) return;
+    if (why) fprintf(stderr, "sift: rank %d ends the job: %s\n", sf_dist_rank(), why);
+    fflush(stdout);
+    fflush(stderr);
+    struct timespec pause = {0, 300 * 1000 * 1000}; /* 0.3 s: mpiexec reads the ranks' pipes meanwhile */
+    nanosleep(&pause, NULL);
+    MPI_Abort(MPI_COMM_WORLD, code);
 }
 
 int sf_dist_built_with_mpi(void) { return 1; }
@@ -93,7 +101,11 @@ sf_status sf_dist_init(int *argc, char ***argv) {
     return SF_OK;
 }
 void sf_dist_finalize(void) {}
-void sf_dist_abort(int code) { exit(code); }
+void sf_dist_abort(int code, const char *why) {
+    if (why) fprintf(stderr, "sift: %s\n", why);
+    fflush(stdout);
+    exit(code);
+}
 int sf_dist_built_with_mpi(void) { return 0; }
 int sf_dist_rank(void) { return 0; }
 int sf_dist_size(void) { return 1; }
@@ -200,7 +212,7 @@ static void start(sf_dist_sync *y, int i) {
         st = sf_fail(SF_ERR_STATE, "MPI_Iallreduce failed");
     if (st) {
         if (!y->failed) y->failed = st;
-        sf_dist_abort(1); /* the other ranks would wait for this sum forever */
+        sf_dist_abort(1, sf_last_error()); /* the other ranks would wait for this sum forever */
     }
     g_bytes_sent += (uint64_t)n * sizeof(float);
 }

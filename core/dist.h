@@ -29,8 +29,11 @@
  * cores / (processes on this node) threads. argc/argv may be NULL. */
 sf_status sf_dist_init(int *argc, char ***argv);
 void sf_dist_finalize(void);
-/* Ends every process of the job (a rank that fails alone must not leave the others waiting in a sum). */
-void sf_dist_abort(int code);
+/* Ends every process of the job (a rank that fails alone must not leave the others waiting in a sum).
+ * Prints "sift: rank R ends the job: WHY" first when why is not NULL, flushes stdout and stderr and gives
+ * the launcher a moment to forward them (MPI_Abort kills the ranks at once; output still in a pipe to
+ * mpiexec was lost about one run in 40). */
+void sf_dist_abort(int code, const char *why);
 int sf_dist_built_with_mpi(void);
 int sf_dist_rank(void);
 int sf_dist_size(void);

@@ -329,8 +329,9 @@ sf_status sf_sparse_note_batch(sf_sparse_set *s) {
         if (!im->pending[i] && !summing) continue;
         if (!im->pending[i]) im->pending[i] = calloc((size_t)t->numel, sizeof(float));
         if (!im->pending[i]) {
-            sf_dist_abort(1); /* the other ranks would wait for this sum forever */
-            return sf_fail(SF_ERR_NOMEM, "select: out of memory for the calibration gradient of %s", t->name);
+            sf_status st = sf_fail(SF_ERR_NOMEM, "select: out of memory for the calibration gradient of %s", t->name);
+            sf_dist_abort(1, sf_last_error()); /* the other ranks would wait for this sum forever */
+            return st;
         }
         sf_status st = sf_dist_sum_f32(im->pending[i], t->numel);
         if (st) return st;

@@ -669,7 +669,7 @@ int main(int argc, char **argv) {
         ran = 1;
     }
     /* one rank failing alone would leave the others waiting in their next sum: end the whole job */
-    if (rc != 0 && sf_dist_size() > 1) sf_dist_abort(rc);
+    if (rc != 0 && sf_dist_size() > 1) sf_dist_abort(rc, "the script failed on this rank (above)");
     if ((!ran || interactive) && rc == 0) repl(L);
     lua_close(L);
     sf_dist_finalize();

@@ -45,11 +45,12 @@ if grep -q "rank 0: false .*nonexistent" "$tmp/wfail" && grep -q "rank 1: false 
     ok "a failed write on rank 0 fails on every rank"
 else bad "a failed write on rank 0 fails on every rank" "$tmp/wfail"; fi
 
-# one rank failing alone ends the job (exit non-zero, not the time limit)
+# one rank failing alone ends the job (exit non-zero, not the time limit) and its error reaches mpiexec's output
 timeout 60 mpiexec -n 2 "$MPI_REPL" -e 'if sift.dist.rank() == 1 then error("rank 1 fails alone") end
     sift.dist.barrier()' > "$tmp/abort" 2>&1
 rc=$?
-if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "rank 1 fails alone" "$tmp/abort"; then
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "rank 1 fails alone" "$tmp/abort" \
+    && grep -q "sift: rank 1 ends the job" "$tmp/abort"; then
     ok "one rank failing alone ends the job (exit $rc)"
 else bad "one rank failing alone ends the job (exit $rc)" "$tmp/abort"; fi
 
