@@ -1,4 +1,5 @@
-/* l_io.c — sift.load_tensors / sift.save_tensors: safetensors files to and from Lua tables of tensors.
+/* l_io.c — sift.load_tensors / sift.save_tensors: safetensors files to and from Lua tables of tensors;
+ * sift.write_file(path, text): any text, written atomically.
  *
  *   sift.load_tensors(path)                 -> { name = tensor, ..., [".metadata"] = { key = "value" } }
  *   sift.save_tensors(path, tbl, metadata?) -> number of tensors written
@@ -150,12 +151,36 @@ static int l_save_tensors(lua_State *L) {
     return 1;
 }
 
+typedef struct {
+    const char *data;
+    size_t len;
+} text_ctx;
+
+static sf_status emit_text(void *ctx, int (*emit)(void *fh, const void *buf, size_t n), void *fh) {
+    text_ctx *c = ctx;
+    return emit(fh, c->data, c->len) ? SF_ERR_IO : SF_OK; /* sf_atomic_write reports the errno */
+}
+
+/* sift.write_file(path, text) -> path: writes a string to a file atomically (temp file + fsync + rename), so
+ * a failure leaves any earlier file whole; with several processes rank 0 writes and every rank learns how
+ * it went. Plots, experiment results (JSON) and reports go through it. */
+static int l_write_file(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    text_ctx c;
+    c.data = luaL_checklstring(L, 2, &c.len);
+    sf_status st = sf_dist_rank() == 0 ? sf_atomic_write(path, emit_text, &c) : SF_OK;
+    if (lsift_rank0_wrote(st, path) != SF_OK) return lsift_error(L, "sift.write_file");
+    lua_settop(L, 1);
+    return 1;
+}
+
 void lsift_open_io(lua_State *L) {
     if (luaL_newmetatable(L, LSIFT_STFILE)) {
         lua_pushcfunction(L, stfile_gc);
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
-    static const luaL_Reg fns[] = {{"load_tensors", l_load_tensors}, {"save_tensors", l_save_tensors}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"load_tensors", l_load_tensors}, {"save_tensors", l_save_tensors},
+                                   {"write_file", l_write_file}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
 }

@@ -225,6 +225,17 @@ static int m_param_shape(lua_State *L) {
     return 1;
 }
 
+/* model:param_layout(name) -> "in_out" for GPT-2's Conv1D weights (C, OC: y = x W), "out_in" for every other
+ * parameter (nn.Linear's (OC, C), embeddings' rows, 1-D vectors): which axis holds a weight's output units */
+static int m_param_layout(lua_State *L) {
+    sf_model *m = lsift_check_model(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    sf_tensor *t = sf_model_param(m, name);
+    if (!t) return luaL_error(L, "no parameter named '%s' (see model:names())", name);
+    lua_pushstring(L, sf_model_weight_layout(m, t) == SF_W_IN_OUT ? "in_out" : "out_in");
+    return 1;
+}
+
 static sf_tensor *param_or_error(lua_State *L, sf_model *m, const char *name) {
     sf_tensor *t = sf_model_param(m, name);
     if (!t) luaL_error(L, "no parameter named '%s' (see model:names())", name);
@@ -416,7 +427,8 @@ void lsift_open_model(lua_State *L) {
     static const luaL_Reg methods[] = {{"names", m_names},       {"param", m_param},       {"grad", m_grad},
                                        {"zero_grad", m_zero_grad}, {"forward", m_forward}, {"backward", m_backward},
                                        {"generate", m_generate}, {"head_names", m_head_names},
-                                       {"param_shape", m_param_shape}, {"profile", m_profile}, {NULL, NULL}};
+                                       {"param_shape", m_param_shape}, {"param_layout", m_param_layout},
+                                       {"profile", m_profile}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_gc},
                                     {"__close", m_gc},
                                     {"__index", m_index},

@@ -37,6 +37,7 @@ void lsift_open_tokenizer(lua_State *L); /* l_tokenizer.c: sift.tokenizer */
 void lsift_open_model(lua_State *L);
 void lsift_open_sets(lua_State *L);      /* l_sets.c: sift._sparse/_lora/_full, sift.AdamW */
 void lsift_open_dist(lua_State *L);      /* l_dist.c: sift.dist */
+void lsift_open_probe(lua_State *L);     /* l_probe.c: t:top_indices, idx:count_common, sift.direction, t:combine_ */
 /* Several processes write a file once: rank 0 writes (st is its status, SF_OK on the others, which do
  * not write) and every rank learns whether it did; returns the status each rank reports. One process:
  * st. */

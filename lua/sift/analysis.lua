@@ -6,7 +6,15 @@
 --   sift.mask_density(set, {rows = 16, cols = 16})
 --     for each target of a selected sparse set, a rows x cols grid of the fraction of selected entries in
 --     each block of the weight (for sift.plot.heatmap).
--- Pure Lua over the C model / set methods. Targets default to sift.sparse's (sets.default_targets).
+--   sift.masks(model, batch, {rate = 0.01, targets = patterns?})
+--     the masks the topk policy would pick from one batch: each target's top-k |g| offsets (k = the sparse
+--     set's budget, sift.budget), without making a set.
+--   sift.mask_overlap(a, b) and sift.mask_stability(model, batches, {rate, targets})
+--     how much two masks agree (shared offsets over k, Jaccard, and what chance alone would give): the
+--     question behind fixing SIFT's masks after one batch (do other batches, or later steps, want the same
+--     components?).
+-- Pure Lua over the C model / set methods (t:top_share, t:top_indices, idx:count_common). Targets default to
+-- sift.sparse's (sets.default_targets). The loss landscape is sift/landscape.lua's.
 local sets = require "sift.sets"
 
 local M = {}
@@ -14,17 +22,11 @@ local M = {}
 M.default_fractions = { 0.001, 0.01, 0.1 }
 
 local matches = sets.matches
+local sift_budget -- sift.budget (C), set by install
 
 local function resolve_targets(model, patterns, who)
   if patterns == nil then return sets.default_targets(model) end
-  if type(patterns) == "string" then patterns = { patterns } end
-  if type(patterns) ~= "table" then error(who .. ": targets must be a table of name patterns", 3) end
-  local out = {}
-  for _, name in ipairs(model:names()) do
-    if matches(name, patterns) then out[#out + 1] = name end
-  end
-  if #out == 0 then error(("%s: no parameter matches %s"):format(who, table.concat(patterns, ", ")), 3) end
-  return out
+  return sets.resolve(model, patterns, who)
 end
 
 -- Live sets per model (weak both ways), filled by the wrappers installed around sift._sparse/_lora/_full:
@@ -77,15 +79,52 @@ function Coverage:__tostring()
   return table.concat(lines, "\n")
 end
 
+local function check_batch(batch, who)
+  if type(batch) ~= "table" or batch.input_ids == nil then
+    error(who .. ": expected a batch {input_ids =, attention_mask =, labels =} (see sift.data.encode)", 3)
+  end
+  if batch.labels == nil then error(who .. ": the batch needs labels (a loss to differentiate)", 3) end
+end
+
+-- refuses a model whose gradients a sparse / LoRA / full set owns (level: the caller's caller)
+local function check_plain_model(model, who)
+  local hooked = hooked_param(model)
+  if hooked then
+    error(("%s: the model's parameters are hooked by a sparse set (e.g. %s): a forward/backward here would "
+      .. "disturb its gradients. Close the set (s:close()) or measure on a fresh model (sift.load)."):format(who, hooked), 3)
+  end
+  local s, kind = attached_set(model)
+  if s then
+    error(("%s: a %s set is attached to this model (only its parameters are trainable, and a backward here "
+      .. "would add to its gradients). Close it (s:close()) or measure on a fresh model (sift.load)."):format(who, kind), 3)
+  end
+end
+
+-- One forward/backward of batch; calls each(name, grad) for every target in order, then zeroes the
+-- gradients (also when each raises). Returns the loss.
+local function with_gradients(model, batch, targets, who, each)
+  model:zero_grad()
+  local out = model:forward(batch)
+  if not out.loss then error(who .. ": the forward pass gave no loss (labels missing?)", 3) end
+  model:backward()
+  local ok, err = pcall(function()
+    for _, name in ipairs(targets) do
+      local okg, g = pcall(model.grad, model, name)
+      if not okg then error(("%s: no gradient for %s (%s)"):format(who, name, tostring(g)), 0) end
+      each(name, g)
+    end
+  end)
+  model:zero_grad()
+  if not ok then error(err, 3) end
+  return out.loss
+end
+
 -- sift.coverage(model, batch, opts) -> { fractions, names, tensors = {[name] = {norm = {...}, sq = {...}}},
 -- mean, mean_sq, loss }. The model's gradients are zeroed before and after.
 function M.coverage(model, batch, opts)
   opts = opts or {}
   local who = "sift.coverage"
-  if type(batch) ~= "table" or batch.input_ids == nil then
-    error(who .. ": expected a batch {input_ids =, attention_mask =, labels =} (see sift.data.encode)", 2)
-  end
-  if batch.labels == nil then error(who .. ": the batch needs labels (a loss to differentiate)", 2) end
+  check_batch(batch, who)
   local fractions = opts.fractions or M.default_fractions
   if type(fractions) == "number" then fractions = { fractions } end
   for _, f in ipairs(fractions) do
@@ -93,39 +132,19 @@ function M.coverage(model, batch, opts)
       error(who .. ": fractions must be numbers in (0, 1], got " .. tostring(f), 2)
     end
   end
-  local hooked = hooked_param(model)
-  if hooked then
-    error(("%s: the model's parameters are hooked by a sparse set (e.g. %s): a forward/backward here would "
-      .. "disturb its gradients. Close the set (s:close()) or measure on a fresh model (sift.load)."):format(who, hooked), 2)
-  end
-  local s, kind = attached_set(model)
-  if s then
-    error(("%s: a %s set is attached to this model (only its parameters are trainable, and a backward here "
-      .. "would add to its gradients). Close it (s:close()) or measure on a fresh model (sift.load)."):format(who, kind), 2)
-  end
+  check_plain_model(model, who)
   local targets = resolve_targets(model, opts.targets, who)
   if #targets == 0 then error(who .. ": no target parameters", 2) end
-  model:zero_grad()
-  local out = model:forward(batch)
-  if not out.loss then error(who .. ": the forward pass gave no loss (labels missing?)", 2) end
-  model:backward()
-  local res = setmetatable({ fractions = {}, names = targets, tensors = {}, mean = {}, mean_sq = {}, loss = out.loss },
-    Coverage)
+  local res = setmetatable({ fractions = {}, names = targets, tensors = {}, mean = {}, mean_sq = {} }, Coverage)
   for i, f in ipairs(fractions) do res.fractions[i], res.mean[i], res.mean_sq[i] = f, 0, 0 end
-  for _, name in ipairs(targets) do
-    local ok, g = pcall(model.grad, model, name)
-    if not ok then
-      model:zero_grad()
-      error(("%s: no gradient for %s (%s)"):format(who, name, tostring(g)), 2)
-    end
+  res.loss = with_gradients(model, batch, targets, who, function(name, g)
     local norm, sq = g:top_share(res.fractions)
     res.tensors[name] = { norm = norm, sq = sq, numel = g:numel(), grad_norm = g:norm() }
     for i = 1, #fractions do
       res.mean[i] = res.mean[i] + norm[i] / #targets
       res.mean_sq[i] = res.mean_sq[i] + sq[i] / #targets
     end
-  end
-  model:zero_grad()
+  end)
   return res
 end
 
@@ -209,9 +228,165 @@ function M.mask_density(set, opts)
   return res
 end
 
+-- ---- masks and how much they agree ----
+
+local Masks = {}
+Masks.__index = Masks
+
+function Masks:__tostring()
+  local k = 0
+  for _, n in ipairs(self.names) do k = k + self[n]:numel() end
+  return ("masks: top %.4g%% of the gradient of %d tensors (%d offsets)%s"):format(100 * self.rate, #self.names, k,
+    self.loss and ("  loss %.4f"):format(self.loss) or "")
+end
+
+local function check_rate(rate, who)
+  if type(rate) ~= "number" or not (rate >= 0 and rate <= 1) then
+    error(who .. ": rate must be a number in [0, 1], got " .. tostring(rate), 3)
+  end
+end
+
+-- sift.masks(model, batch, {rate = 0.01, targets = patterns?}) -> masks: names (targets in order),
+-- masks[name] = i64 tensor of ascending offsets, numel[name], rate, loss. What s:select(batch) picks with
+-- the topk policy, without hooking the model; gradients are zeroed before and after.
+function M.masks(model, batch, opts)
+  opts = opts or {}
+  local who = "sift.masks"
+  check_batch(batch, who)
+  local rate = opts.rate or 0.01
+  check_rate(rate, who)
+  check_plain_model(model, who)
+  local targets = resolve_targets(model, opts.targets, who)
+  local res = setmetatable({ names = targets, numel = {}, rate = rate }, Masks)
+  res.loss = with_gradients(model, batch, targets, who, function(name, g)
+    res[name] = g:top_indices(sift_budget(rate, g:numel()))
+    res.numel[name] = g:numel()
+  end)
+  return res
+end
+
+-- a selected sparse set or a masks table -> names, indices(name), numel(name)
+local function mask_source(x, who, argn)
+  if getmetatable(x) == Masks then
+    return x.names, function(n) return x[n] end, function(n) return x.numel[n] end
+  end
+  local ok, kind = pcall(function() return x:kind() end)
+  if not ok then error(("%s: argument %d must be masks (sift.masks) or a sparse set"):format(who, argn), 3) end
+  if kind ~= "sparse" then error(("%s: argument %d is a %s set; only sparse sets have masks"):format(who, argn, kind), 3) end
+  if not x:selected() then error(("%s: argument %d has not selected its masks yet (s:select(batch))"):format(who, argn), 3) end
+  local model = x:model()
+  return x:targets(), function(n) return x:indices(n) end, function(n)
+    local c = 1
+    for _, d in ipairs(model:param_shape(n)) do c = c * d end
+    return c
+  end
+end
+
+local Overlap = {}
+Overlap.__index = Overlap
+
+function Overlap:__tostring()
+  local lines = { ("mask overlap over %d tensors: %.4f of the offsets shared (chance %.4f), Jaccard %.4f"):format(
+    #self.names, self.overlap, self.chance, self.jaccard) }
+  for _, n in ipairs(self.names) do
+    local t = self.tensors[n]
+    lines[#lines + 1] = ("  %-44s %8d of %8d  %.4f  (chance %.4f)"):format(n, t.common, math.min(t.k_a, t.k_b),
+      t.overlap, t.chance)
+  end
+  return table.concat(lines, "\n")
+end
+
+-- sift.mask_overlap(a, b) -> { names (the tensors both have, in a's order), tensors[name] = {common, k_a, k_b,
+-- numel, overlap = common / min(k_a, k_b), jaccard = common / (k_a + k_b - common), chance = max(k_a, k_b) /
+-- numel (the overlap two independent uniform picks would have on average)}, and over all tensors: overlap
+-- (sum common / sum min k), jaccard, chance (expected common / sum min k), mean (unweighted mean of the
+-- per-tensor overlaps) }. a, b: masks from sift.masks or selected sparse sets.
+function M.mask_overlap(a, b)
+  local who = "sift.mask_overlap"
+  local names_a, idx_a, numel_a = mask_source(a, who, 1)
+  local names_b, idx_b, numel_b = mask_source(b, who, 2)
+  local in_b = {}
+  for _, n in ipairs(names_b) do in_b[n] = true end
+  local res = setmetatable({ names = {}, tensors = {} }, Overlap)
+  local common, mins, union, expected, mean = 0, 0, 0, 0, 0
+  for _, n in ipairs(names_a) do
+    if in_b[n] then
+      local N = numel_a(n)
+      if numel_b(n) ~= N then error(("%s: %s has %d entries in one and %d in the other"):format(who, n, N, numel_b(n)), 2) end
+      local ia, ib = idx_a(n), idx_b(n)
+      local ka, kb, c = ia:numel(), ib:numel(), ia:count_common(ib)
+      local m = math.min(ka, kb)
+      local t = { common = c, k_a = ka, k_b = kb, numel = N, overlap = m > 0 and c / m or 1,
+        jaccard = (ka + kb - c) > 0 and c / (ka + kb - c) or 1, chance = N > 0 and math.max(ka, kb) / N or 0 }
+      res.names[#res.names + 1] = n
+      res.tensors[n] = t
+      common, mins, union = common + c, mins + m, union + ka + kb - c
+      expected = expected + (N > 0 and ka * kb / N or 0)
+      mean = mean + t.overlap
+    end
+  end
+  if #res.names == 0 then error(who .. ": the two have no tensor in common", 2) end
+  res.overlap = mins > 0 and common / mins or 1
+  res.jaccard = union > 0 and common / union or 1
+  res.chance = mins > 0 and expected / mins or 0
+  res.mean = mean / #res.names
+  return res
+end
+
+local Stability = {}
+Stability.__index = Stability
+
+function Stability:__tostring()
+  local lines = { ("mask stability over %d batches (top %.4g%% of %d tensors; chance %.4f)"):format(#self.first,
+    100 * self.rate, #self.names, self.chance), "  batch    loss   overlap with batch 1   with the batch before" }
+  for i = 1, #self.first do
+    lines[#lines + 1] = ("  %5d  %7.4f   %20.4f   %21s"):format(i, self.loss[i], self.first[i],
+      i > 1 and ("%.4f"):format(self.previous[i]) or "-")
+  end
+  return table.concat(lines, "\n")
+end
+
+-- sift.mask_stability(model, batches, {rate = 0.01, targets = patterns?, keep = false}) -> { rate, names, chance,
+-- loss[i], first[i] (overlap of batch i's masks with batch 1's), previous[i] (with batch i-1's; nil for i = 1),
+-- tensors[name].first[i] (per tensor), masks[i] when keep }. Every mask is taken at the same weights.
+function M.mask_stability(model, batches, opts)
+  opts = opts or {}
+  local who = "sift.mask_stability"
+  if type(batches) ~= "table" or #batches < 2 then error(who .. ": expected a list of at least two batches", 2) end
+  local rate = opts.rate or 0.01
+  check_rate(rate, who)
+  local res = setmetatable({ rate = rate, loss = {}, first = {}, previous = {}, tensors = {}, masks = opts.keep and {} or nil },
+    Stability)
+  local first, prev
+  for i, b in ipairs(batches) do
+    local ok, m = pcall(M.masks, model, b, { rate = rate, targets = opts.targets })
+    if not ok then error(("%s: batch %d: %s"):format(who, i, tostring(m)), 2) end
+    if i == 1 then
+      first = m
+      res.names = m.names
+      for _, n in ipairs(m.names) do res.tensors[n] = { first = { 1 } } end
+      res.first[1] = 1
+    else
+      local o = M.mask_overlap(first, m)
+      res.first[i] = o.overlap
+      res.previous[i] = M.mask_overlap(prev, m).overlap
+      res.chance = o.chance
+      for _, n in ipairs(o.names) do res.tensors[n].first[i] = o.tensors[n].overlap end
+    end
+    res.loss[i] = m.loss
+    if res.masks then res.masks[i] = m end
+    prev = m
+  end
+  return res
+end
+
 function M.install(sift)
   sift.coverage = M.coverage
   sift.mask_density = M.mask_density
+  sift.masks = M.masks
+  sift.mask_overlap = M.mask_overlap
+  sift.mask_stability = M.mask_stability
+  sift_budget = sift.budget
   -- remember every set made, so that coverage can refuse a model a live set is attached to
   for _, ctor in ipairs { "_sparse", "_lora", "_full" } do
     local f = rawget(sift, ctor)

@@ -286,6 +286,71 @@ function json.decode(s)
   return v
 end
 
+-- json.encode(value) -> string: tables with keys 1..n (and no others) are arrays, other tables objects with
+-- their string keys sorted (stable files); numbers in the shortest form that reads back the same (integers
+-- as integers; NaN and infinities, which JSON lacks, as null); json.null as null. Raises on a cycle, a
+-- function or userdata value, or a non-string key in an object.
+local function encode_string(v)
+  return '"' .. v:gsub('[%c"\\]', function(c)
+    local named = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+    return named[c] or ("\\u%04x"):format(c:byte())
+  end) .. '"'
+end
+
+local function encode_number(v)
+  if v ~= v or v == math.huge or v == -math.huge then return "null" end
+  if math.type(v) == "integer" then return tostring(v) end
+  for digits = 15, 17 do
+    local s = ("%." .. digits .. "g"):format(v)
+    if tonumber(s) == v then return s end
+  end
+end
+
+local function encode_value(v, out, seen)
+  local t = type(v)
+  if v == json.null or v == nil then out[#out + 1] = "null"
+  elseif t == "boolean" then out[#out + 1] = tostring(v)
+  elseif t == "number" then out[#out + 1] = encode_number(v)
+  elseif t == "string" then out[#out + 1] = encode_string(v)
+  elseif t == "table" then
+    if seen[v] then error("json.encode: a table contains itself", 0) end
+    seen[v] = true
+    local n, count = #v, 0
+    for _ in pairs(v) do count = count + 1 end
+    if count == n and (n > 0 or next(v) == nil) then
+      out[#out + 1] = "["
+      for i = 1, n do
+        if i > 1 then out[#out + 1] = "," end
+        encode_value(v[i], out, seen)
+      end
+      out[#out + 1] = "]"
+    else
+      local keys = {}
+      for k in pairs(v) do
+        if type(k) ~= "string" then error("json.encode: an object key is a " .. type(k) .. " (" .. tostring(k) .. ")", 0) end
+        keys[#keys + 1] = k
+      end
+      table.sort(keys)
+      out[#out + 1] = "{"
+      for i, k in ipairs(keys) do
+        if i > 1 then out[#out + 1] = "," end
+        out[#out + 1] = encode_string(k) .. ":"
+        encode_value(v[k], out, seen)
+      end
+      out[#out + 1] = "}"
+    end
+    seen[v] = nil
+  else
+    error("json.encode: cannot encode a " .. t, 0)
+  end
+end
+
+function json.encode(v)
+  local out = {}
+  encode_value(v, out, {})
+  return table.concat(out)
+end
+
 ---------------------------------------------------------------------------------------------------
 -- file helpers
 ---------------------------------------------------------------------------------------------------

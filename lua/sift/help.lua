@@ -92,6 +92,18 @@ def("Tensor:reshape", "t:reshape(d1, d2, …) -> tensor", "A view with another s
 def("Tensor:top_share", "t:top_share(fractions) -> norm_shares, sq_shares",
   "For each fraction x, the share of ||t||_2 (and of ||t||_2^2) held by its k = max(1, floor(x * numel))\nlargest |entries|: gradient concentration (see sift.coverage).",
   "local norm, sq = g:top_share({0.001, 0.01, 0.1})")
+def("Tensor:top_indices", "t:top_indices(k) -> i64 tensor",
+  "Flat 0-based offsets of t's k entries of largest |value| (ties to the lower offset), ascending: the mask\nthe topk policy picks from a gradient t (see sift.masks).",
+  "local idx = model:grad(name):top_indices(sift.budget(0.01, model:grad(name):numel()))")
+def("Tensor:count_common", "idx:count_common(other) -> number",
+  "How many offsets two strictly ascending 1-D offset tensors (s:indices, t:top_indices) share.",
+  "s:indices(name):count_common(g:top_indices(k))")
+def("Tensor:combine_", "p:combine_(base, a, d1 [, b, d2]) -> p",
+  "Sets p = base + a * d1 (+ b * d2) in place (f32, same sizes; p may be base): a point of a landscape walk.",
+  "model:param(name):combine_(w0, 0.5, d)")
+def("sift.write_file", "sift.write_file(path, text) -> path",
+  "Writes a string to a file atomically (temporary file, fsync, rename): a failure leaves an earlier file\nwhole. With several processes rank 0 writes and every rank learns whether it worked.",
+  "sift.write_file(\"result.json\", sift.data.json.encode(result))")
 def("sift.load_tensors", "sift.load_tensors(path) -> {name = tensor, …, [\".metadata\"] = {key = value}}",
   "Reads a safetensors file (every tensor copied in its stored dtype); \".metadata\" is always present.",
   "local ref = sift.load_tensors(\"../shared/fixtures/gpt2/reference.safetensors\")")
@@ -111,6 +123,8 @@ def("Model:names", "model:names() -> {name, …}", "Parameter names in checkpoin
 def("Model:param", "model:param(name) -> tensor", "The parameter tensor (shares storage with the model: writes change it).",
   "model:param(\"transformer.h.0.attn.c_attn.weight\")")
 def("Model:param_shape", "model:param_shape(name) -> {d1, d2, …}", "A parameter's shape without making a tensor.")
+def("Model:param_layout", "model:param_layout(name) -> \"in_out\" | \"out_in\"",
+  "Which axis of a weight holds its output units: \"in_out\" for GPT-2's Conv1D weights (columns), \"out_in\"\nfor every other parameter (rows: nn.Linear, embeddings; 1-D vectors).")
 def("Model:profile", "model:profile(true | false) / model:profile() -> {op = {forward =, backward =, calls =}}",
   "Per-op timing: profile(true) clears and starts it, profile() returns seconds spent in each op's\nforward and backward since then, profile(false) stops it.")
 def("Model:head_names", "model:head_names() -> {name, …}", "The parameters of the task head (empty for a language model).")
@@ -222,6 +236,9 @@ def("sift.data.guess_format", "sift.data.guess_format(path) -> format | nil", "T
 def("sift.data.resolve", "sift.data.resolve(name_or_path, opts?) -> file, format, split, name, note", "Where sift.data.load would read from.")
 def("sift.data.shared_root", "sift.data.shared_root() -> path", "$SIFT_SHARED, or \"../shared\".")
 def("sift.data.json.decode", "sift.data.json.decode(text) -> value", "A small JSON decoder (JSON null is sift.data.json.null).")
+def("sift.data.json.encode", "sift.data.json.encode(value) -> text",
+  "JSON text of a Lua value: 1..n tables as arrays, others as objects with sorted keys; numbers that read\nback the same (NaN / inf as null). Raises on cycles, functions and non-string object keys.",
+  "sift.write_file(\"result.json\", sift.data.json.encode({loss = h.loss}))")
 def("Dataset:shuffle", "ds:shuffle(seed) -> dataset", "A shuffled copy (deterministic for a seed).")
 def("Dataset:slice", "ds:slice(i, j) -> dataset", "Rows i..j (inclusive; negative counts from the end) as a new dataset.")
 def("Dataset:take", "ds:take(n) -> dataset", "The first n rows.", "sift.data.load(\"sst2\"):take(64)")
@@ -247,13 +264,31 @@ def("sift.metrics.classification", "sift.metrics.classification(pred, gold, n?) 
 def("sift.metrics.regression", "sift.metrics.regression(pred, gold) -> {pearson=, spearman=, mse=, n=}", "Regression metrics.")
 
 ---------------------------------------------------------------------------------------------------
-section("Analysis", "Looking inside gradients and masks.")
+section("Analysis", "Looking inside gradients, masks and the loss around the weights.")
 def("sift.coverage", "sift.coverage(model, batch, {fractions = {0.001, 0.01, 0.1}, targets = patterns}?) -> result",
   "Gradient concentration: one forward/backward of batch with every parameter trainable, then for each\ntarget (default: the 2-D block weights) the share of ||g||_2 and ||g||_2^2 in its top x % entries.\nresult = {fractions, names, tensors = {[name] = {norm = {...}, sq = {...}}}, mean, mean_sq, loss}.\nRefuses a model a set is attached to (close it first); leaves the gradients zeroed.",
   "local c = sift.coverage(model, batch, {fractions = {0.001, 0.01, 0.1}}); print(sift.plot.curve(c))")
 def("sift.mask_density", "sift.mask_density(set, {rows = 16, cols = 16, targets =}?) -> result",
   "For each target of a selected sparse set, a rows x cols grid of the fraction of selected entries in\neach block of the weight: result.names, result[name] = grid (rows of numbers; .shape, .density).",
   "print(sift.plot.heatmap(sift.mask_density(s)[\"transformer.h.0.mlp.c_fc.weight\"]))")
+
+def("sift.masks", "sift.masks(model, batch, {rate = 0.01, targets = patterns}?) -> masks",
+  "The masks the topk policy would select from one forward/backward of batch, without making a set:\nmasks.names, masks[name] = i64 offsets (k = sift.budget(rate, numel)), masks.numel, masks.loss.\nRefuses a model a set is attached to; leaves the gradients zeroed.",
+  "local a, b = sift.masks(m, batch1), sift.masks(m, batch2); print(sift.mask_overlap(a, b))")
+def("sift.mask_overlap", "sift.mask_overlap(a, b) -> result",
+  "How much two masks agree; a, b: masks (sift.masks) or selected sparse sets. Per tensor (.tensors[name]):\ncommon, k_a, k_b, overlap = common / min(k), jaccard, chance = max(k) / numel (random picks); over all:\noverlap (sum common / sum min k), jaccard, chance, mean (of the per-tensor overlaps).",
+  "print(sift.mask_overlap(s1, s2).overlap)")
+def("sift.mask_stability", "sift.mask_stability(model, batches, {rate = 0.01, targets =, keep = false}?) -> result",
+  "sift.masks of every batch at the same weights, each compared with the first batch's and the one before:\nresult.first[i], result.previous[i], result.loss[i], result.chance, result.tensors[name].first[i];\nresult.masks[i] with keep = true.",
+  "print(sift.mask_stability(m, {b1, b2, b3, b4}))")
+def("sift.budget", "sift.budget(rate, numel) -> k",
+  "How many entries a sparse set of this rate trains in a tensor of numel entries: floor(rate * numel) + 1,\nat most numel (the reference's rule).", "sift.budget(0.01, 768 * 3072)")
+def("sift.direction", "sift.direction(w, {seed = 0, stream = 0, normalize = \"filter\", filters = \"rows\"}?) -> tensor",
+  "A random direction for w: N(0, 1) entries (seeded by seed and stream), scaled so each filter (row, or\ncolumn with filters = \"cols\") has the norm of w's filter (Li et al. 2018); \"layer\": the whole tensor\nhas w's norm; \"none\": as drawn. A zero filter of w gives a zero filter.",
+  "local d = sift.direction(w, {seed = 1, filters = model:param_layout(name) == \"in_out\" and \"cols\" or \"rows\"})")
+def("sift.landscape", "sift.landscape(model, batch | {batch, …}, {span = 1, points = 21, directions = 1 | 2 | {d1, d2},\n  seed = 0, normalize = \"filter\", targets =}?) -> result",
+  "The loss at w0 + a d1 (+ b d2) for a, b on points values in [-span, span]: random filter-normalised\ndirections (sift.direction) over the targets (default: the 2-D block weights), or given ones ({name =\ntensor} each, e.g. w_ft - w0). result: alphas, betas (2-D), loss[i] or loss[i][j], center, dims. The\nweights are put back bit for bit, also after an error or Ctrl-C. Many batches: the mean of their losses.",
+  "local r = sift.landscape(m, batch, {points = 21}); print(sift.plot.line({y = r.loss, x = r.alphas}))")
 
 ---------------------------------------------------------------------------------------------------
 section("Plots", "`sift.plot`: terminal plots (braille lines, block-shaded heatmaps) that print in the REPL and save as SVG.")

@@ -12,7 +12,7 @@ local function optional(name)
 end
 
 sift.data = optional "sift.data"
-for _, name in ipairs { "sift.sets", "sift.metrics", "sift.train", "sift.analysis", "sift.plot", "sift.show", "sift.complete", "sift.help" } do
+for _, name in ipairs { "sift.sets", "sift.metrics", "sift.train", "sift.analysis", "sift.landscape", "sift.plot", "sift.show", "sift.complete", "sift.help" } do
   local mod = optional(name)
   if type(mod) == "table" and mod.install then mod.install(sift) end
 end

@@ -719,20 +719,8 @@ function Figure:svg(opts)
 end
 
 local function write_atomic(path, data)
-  local tmp = ("%s.tmp%d%d"):format(path, os.time(), math.random(1, 1 << 30))
-  local f, err = io.open(tmp, "wb")
-  if not f then error("sift.plot.save: cannot write " .. tostring(err), 3) end
-  local ok, werr = f:write(data)
-  local cok, cerr = f:close()
-  if not ok or not cok then
-    os.remove(tmp)
-    error("sift.plot.save: writing " .. path .. " failed: " .. tostring(werr or cerr), 3)
-  end
-  local rok, rerr = os.rename(tmp, path)
-  if not rok then
-    os.remove(tmp)
-    error("sift.plot.save: " .. tostring(rerr), 3)
-  end
+  local ok, err = pcall(require("sift").write_file, path, data) -- temp file + fsync + rename
+  if not ok then error("sift.plot.save: " .. tostring(err):gsub("^sift%.write_file: ", ""), 3) end
 end
 
 -- fig:save(path): ".svg" (default) writes the SVG, ".txt" the text plot (without colour codes)

@@ -26,6 +26,9 @@ local function resolve(model, patterns, what)
   end
   return out
 end
+-- the parameter names matching patterns (a pattern or a list), in checkpoint order; an error names `what`
+-- (at the level of the caller's caller) when a non-empty list matches nothing
+M.resolve = resolve
 
 function M.default_targets(model)
   local heads = {}

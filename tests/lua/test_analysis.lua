@@ -1,6 +1,8 @@
 -- test_analysis.lua — sift.coverage (gradient concentration) against the peer figures of
 -- ../shared/README.md on gpt2-4m, pre-trained vs random init; its refusal to disturb an attached set;
--- top_share against a plain-Lua computation; sift.mask_density grids.
+-- top_share against a plain-Lua computation; sift.mask_density grids; t:top_indices, idx:count_common and
+-- sift.budget against plain Lua; sift.masks against the masks a sparse set selects; sift.mask_overlap and
+-- sift.mask_stability against counts made by hand.
 package.path = "./tests/lua/?.lua;" .. package.path
 local H = require "harness"
 local test, check, close = H.test, H.check, H.close
@@ -237,6 +239,151 @@ test("mask_density: grids, block fractions and overall density", function()
   check(not ok and err:find("select"), "unselected set: %s", tostring(err))
   ok, err = pcall(sift.mask_density, sift.lora(tiny(6)))
   check(not ok and err:find("sparse"), "LoRA set: %s", tostring(err))
+end)
+
+-- plain-Lua reference: the k offsets (0-based) of largest |v|, ties to the lower offset, ascending
+local function lua_top(values, k)
+  local order = {}
+  for i = 1, #values do order[i] = i end
+  table.sort(order, function(a, b)
+    local x, y = math.abs(values[a]), math.abs(values[b])
+    if x ~= y then return x > y end
+    return a < b
+  end)
+  local out = {}
+  for i = 1, k do out[i] = order[i] - 1 end
+  table.sort(out)
+  return out
+end
+
+test("top_indices, count_common and budget agree with plain Lua", function()
+  local v = { 3, -5, 1, 0.5, -4, 5, 0, -0.5, 2, -3 }
+  local t = sift.tensor(v)
+  for k = 0, #v do
+    local got, want = t:top_indices(k):totable(), lua_top(v, k)
+    check(#got == k, "k = %d: %d offsets", k, #got)
+    for i = 1, k do check(got[i] == want[i], "k = %d entry %d: %s vs %s", k, i, tostring(got[i]), tostring(want[i])) end
+  end
+  check(t:top_indices(2):dtype() == "i64", "i64 offsets")
+  local ok, err = pcall(t.top_indices, t, #v + 1)
+  check(not ok and err:find("outside"), "k above numel: %s", tostring(err))
+  -- a real gradient, 2-D: flat offsets
+  local g = sift.randn(37, 29, { seed = 5 })
+  local flat = g:reshape(g:numel()):totable()
+  local want = lua_top(flat, 50)
+  local got = g:top_indices(50):totable()
+  for i = 1, 50 do check(got[i] == want[i], "randn top 50 entry %d", i) end
+  -- common offsets against a Lua set
+  for trial = 1, 5 do
+    local a, b = sift.randn(400, { seed = trial }):top_indices(60), sift.randn(400, { seed = trial + 100 }):top_indices(90)
+    local in_a, c = {}, 0
+    for _, x in ipairs(a:totable()) do in_a[x] = true end
+    for _, x in ipairs(b:totable()) do if in_a[x] then c = c + 1 end end
+    check(a:count_common(b) == c and b:count_common(a) == c, "trial %d: %d common", trial, c)
+    check(a:count_common(a) == 60, "with itself")
+  end
+  ok, err = pcall(function() return sift.tensor({ 3, 1 }):count_common(sift.tensor({ 1 })) end)
+  check(not ok and err:find("i64"), "f32 offsets refused: %s", tostring(err))
+  local idx = sift.randn(5, { seed = 1 }):top_indices(5)
+  idx:set(1, 4)
+  ok, err = pcall(idx.count_common, idx, idx)
+  check(not ok and err:find("ascending"), "unsorted offsets refused: %s", tostring(err))
+  -- the sparse sets' k: floor(rate * numel) + 1, at most numel
+  check(sift.budget(0.01, 1000) == 11 and sift.budget(0.01, 50) == 1 and sift.budget(1, 7) == 7
+    and sift.budget(0, 9) == 1 and sift.budget(0.5, 0) == 0, "budget rule")
+  local m = tiny(2)
+  local s = sift.sparse(m, { rate = 0.03 })
+  for _, n in ipairs(s:targets()) do
+    check(s:budget(n) == sift.budget(0.03, m:param(n):numel()), "%s: the set's budget", n)
+  end
+  ok, err = pcall(sift.budget, 1.5, 10)
+  check(not ok and err:find("rate"), "rate above 1: %s", tostring(err))
+end)
+
+test("sift.masks gives the masks a sparse set selects (topk), on gpt2-4m and a built model", function()
+  local function compare(m, b, rate, what)
+    local mk = sift.masks(m, b, { rate = rate })
+    for _, n in ipairs(mk.names) do check(m:grad(n):norm() == 0, "%s: %s's gradient zeroed after", what, n) end
+    local s = sift.sparse(m, { rate = rate }):select(b)
+    check(#mk.names == #s:targets(), "%s: %d targets vs the set's %d", what, #mk.names, #s:targets())
+    for i, n in ipairs(s:targets()) do
+      local a, want = mk[n], s:indices(n)
+      check(mk.names[i] == n, "%s: target order", what)
+      check(a:numel() == want:numel() and a:count_common(want) == want:numel(), "%s: %s mask differs", what, n)
+      check(mk.numel[n] == m:param(n):numel(), "%s: numel of %s", what, n)
+    end
+    local o = sift.mask_overlap(mk, s)
+    check(o.overlap == 1 and o.jaccard == 1 and o.mean == 1, "%s: overlap with the set's masks is 1", what)
+    s:close()
+    return mk
+  end
+  compare(tiny(7), tiny_batch(), 0.05, "built")
+  local dir = gpt2_dir()
+  local m = sift.load(dir, { task = "classify", num_labels = 2 })
+  local mk = compare(m, sst2_batch(sift.tokenizer(dir)), 0.01, "gpt2-4m")
+  check(tostring(mk):find("31468 offsets", 1, true), "tostring: %s", tostring(mk))
+  check(mk.loss > 0.3 and mk.loss < 2, "loss %g", mk.loss)
+end)
+
+test("mask_overlap and mask_stability: counts by hand, chance level, refusals", function()
+  local m = tiny(8)
+  local b1, b2 = tiny_batch(), tiny_batch()
+  for i = 1, 4 do b2.labels[i] = 1 - b2.labels[i] end -- the other labels: another gradient
+  local b3 = tiny_batch()
+  b3.labels = { 1, 1, 0, 0 }
+  local m1, m2 = sift.masks(m, b1, { rate = 0.1 }), sift.masks(m, b2, { rate = 0.1 })
+  local o = sift.mask_overlap(m1, m2)
+  local common, mins, expected, union, mean = 0, 0, 0, 0, 0
+  for _, n in ipairs(m1.names) do
+    local in1, c = {}, 0
+    for _, x in ipairs(m1[n]:totable()) do in1[x] = true end
+    for _, x in ipairs(m2[n]:totable()) do if in1[x] then c = c + 1 end end
+    local k1, k2, N = m1[n]:numel(), m2[n]:numel(), m1.numel[n]
+    local t = o.tensors[n]
+    check(t.common == c and t.k_a == k1 and t.k_b == k2 and t.numel == N, "%s counts", n)
+    close(t.overlap, c / math.min(k1, k2), 1e-15, n .. " overlap")
+    close(t.jaccard, c / (k1 + k2 - c), 1e-15, n .. " jaccard")
+    close(t.chance, math.max(k1, k2) / N, 1e-15, n .. " chance")
+    common, mins, expected, union, mean = common + c, mins + math.min(k1, k2), expected + k1 * k2 / N,
+      union + k1 + k2 - c, mean + c / math.min(k1, k2)
+  end
+  close(o.overlap, common / mins, 1e-15, "overall overlap")
+  close(o.jaccard, common / union, 1e-15, "overall jaccard")
+  close(o.chance, expected / mins, 1e-15, "overall chance")
+  close(o.mean, mean / #m1.names, 1e-15, "mean overlap")
+  check(o.overlap < 1, "flipped labels pick other components somewhere (%.3f)", o.overlap)
+  check(tostring(o):find("mask overlap", 1, true), "tostring")
+  -- stability: batch 1 against itself is 1; the others against batch 1 and the batch before
+  local st = sift.mask_stability(m, { b1, b2, b3 }, { rate = 0.1, keep = true })
+  check(st.first[1] == 1 and st.previous[1] == nil, "batch 1")
+  close(st.first[2], o.overlap, 1e-15, "batch 2 vs 1")
+  close(st.first[3], sift.mask_overlap(m1, st.masks[3]).overlap, 1e-15, "batch 3 vs 1")
+  close(st.previous[3], sift.mask_overlap(m2, st.masks[3]).overlap, 1e-15, "batch 3 vs 2")
+  close(st.previous[2], st.first[2], 1e-15, "batch 2's previous is batch 1")
+  close(st.chance, o.chance, 1e-15, "chance")
+  for _, n in ipairs(st.names) do close(st.tensors[n].first[2], o.tensors[n].overlap, 1e-15, n) end
+  check(#st.loss == 3 and st.loss[1] == m1.loss, "losses")
+  check(tostring(st):find("mask stability over 3 batches", 1, true), "tostring")
+  -- refusals
+  local ok, err = pcall(sift.mask_stability, m, { b1 })
+  check(not ok and err:find("two batches"), "one batch: %s", tostring(err))
+  ok, err = pcall(sift.mask_overlap, m1, sift.lora(tiny(9)))
+  check(not ok and err:find("lora"), "a LoRA set: %s", tostring(err))
+  ok, err = pcall(sift.mask_overlap, m1, sift.sparse(tiny(9), { rate = 0.1 }))
+  check(not ok and err:find("select"), "an unselected set: %s", tostring(err))
+  ok, err = pcall(sift.mask_overlap, m1, {})
+  check(not ok and err:find("argument 2"), "not masks: %s", tostring(err))
+  ok, err = pcall(sift.masks, m, b1, { rate = 2 })
+  check(not ok and err:find("rate"), "rate 2: %s", tostring(err))
+  local s = sift.sparse(m, { rate = 0.1 })
+  ok, err = pcall(sift.masks, m, b1)
+  check(not ok and err:find("hooked"), "a hooked model: %s", tostring(err))
+  s:close()
+  -- another model's masks with other shapes
+  local big = sift.build({ arch = "gpt2", vocab_size = 64, n_layer = 2, n_head = 2, d_model = 32, max_pos = 32 },
+    { task = "classify", num_labels = 2 })
+  ok, err = pcall(sift.mask_overlap, m1, sift.masks(big, b1, { rate = 0.1 }))
+  check(not ok and err:find("entries"), "other shapes: %s", tostring(err))
 end)
 
 H.run()

@@ -232,6 +232,36 @@ test("JSON decoder", function()
   end
 end)
 
+test("JSON encoder: round trip through the decoder, sorted keys, refusals; sift.write_file", function()
+  local J = D.json
+  local v = { a = { 1, 2.5, 0.1, -1e300, 1 / 3 }, s = 'x\n"q"\\ \1 \195\169', o = {}, n = J.null, t = true,
+    nested = { z = { -3 }, b = false } }
+  local text = J.encode(v)
+  check(text:find('^{"a":%[1,2.5,0.1,%-1e%+300,0.3333333333333333%],"n":null,"nested":{"b":false,"z":%[%-3%]},"o":%[%],')
+    ~= nil, "layout and sorted keys: %s", text)
+  local back = J.decode(text)
+  check(back.a[5] == 1 / 3 and back.a[3] == 0.1 and back.s == v.s and back.n == J.null and back.nested.z[1] == -3,
+    "values read back the same")
+  check(J.encode(back) == text, "encode(decode(x)) == x")
+  check(J.encode({ 0 / 0, math.huge }) == "[null,null]", "NaN and inf as null")
+  check(J.encode(7) == "7" and J.encode("a") == '"a"', "scalars")
+  local cyc = {}
+  cyc.self = cyc
+  for _, bad in ipairs { cyc, { f = print }, { [2] = 1, x = 1 } } do check(not pcall(J.encode, bad), "refused") end
+  -- written atomically: a failed write leaves the earlier file as it was
+  local path = os.tmpname()
+  check(sift.write_file(path, text) == path, "returns the path")
+  local f = io.open(path, "rb")
+  check(f:read("a") == text, "content")
+  f:close()
+  local ok, err = pcall(sift.write_file, path .. ".d/none/x", "y")
+  check(not ok and err:find("cannot"), "a missing directory: %s", tostring(err))
+  f = io.open(path, "rb")
+  check(f:read("a") == text, "the earlier file is whole")
+  f:close()
+  os.remove(path)
+end)
+
 ---------------------------------------------------------------------------------------------------
 -- malformed files → path:line errors
 ---------------------------------------------------------------------------------------------------

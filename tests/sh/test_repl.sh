@@ -310,18 +310,31 @@ if [ "$HAVE_MODEL" = 1 ]; then
         fresh
         run 'm:forward{input_ids = {{464, 3797, 318}}}.logits:norm() < math.huge' 30
         check "the weights are finite" '[ "$(out)" = true ]'
+        # a loss-landscape walk stopped by Ctrl-C puts every perturbed weight back bit for bit
+        fresh
+        run 'b8 = sift.data.encode(sift.data.load("sst2"):take(8), tok, {max_len = 32, pad_id = 0}); w0 = m:param("transformer.h.3.mlp.c_fc.weight"):clone()' 30
+        fresh
+        type_text 'L = sift.landscape(m, b8, {points = 1001})'
+        key Enter
+        sleep 2
+        key C-c
+        check_wait "Ctrl-C stops sift.landscape" 60 'at_prompt && has_re "interrupted"'
+        fresh
+        run 'L == nil and m:param("transformer.h.3.mlp.c_fc.weight"):max_abs_diff(w0)' 30
+        check "the landscape's weights are back bit for bit after Ctrl-C" '[ "$(out)" = 0.0 ]'
     else
         bad "training shows its progress (step >= 2)"
         key C-c
         wait_for 60 at_prompt
-        for c in "Ctrl-C stops training" "h.interrupted" "history" "forward after interrupt" "finite weights"; do
+        for c in "Ctrl-C stops training" "h.interrupted" "history" "forward after interrupt" "finite weights" \
+            "Ctrl-C stops sift.landscape" "landscape weights back"; do
             bad "$c (training did not start)"
         done
     fi
 else
     for c in "model loaded" "param completion prefix" "param list" "param full name" "param usable" \
         "m.config completion" "training progress" "Ctrl-C stops training" "h.interrupted" "history" \
-        "forward after interrupt" "finite weights"; do
+        "forward after interrupt" "finite weights" "Ctrl-C stops sift.landscape" "landscape weights back"; do
         skip "$c"
     done
 fi

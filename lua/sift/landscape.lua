@@ -1,0 +1,201 @@
+-- sift/landscape.lua — the loss around the current weights along one or two directions: the plots of Li et
+-- al. (2018, filter-normalised random directions) that the SIFT paper uses to show a pre-trained start
+-- sitting in a different landscape from a random one.
+--   sift.landscape(model, batch | {batch, ...}, {span = 1, points = 21, directions = 1 | 2 | {d1 [, d2]},
+--     seed = 0, normalize = "filter" | "layer" | "none", targets = patterns?}) -> Landscape
+-- Each point sets every target to w0 + a * d1 (+ b * d2), computed from the saved originals w0 (no drift
+-- from point to point), and runs one forward per batch (the loss is the mean of the batches' losses). The
+-- originals are written back bit for bit at the end, also when a forward fails or Ctrl-C stops the walk
+-- (the write-back itself is never cut short; the error is raised again after it; a Ctrl-C recorded but not
+-- raised is taken after the point it arrived in).
+-- Random directions: per target, S.direction(w0, {seed, stream = the direction and target's place,
+-- normalize, filters = the weight's output axis}); explicit ones: a table {name = tensor} per direction (e.g.
+-- a fine-tuning's w_ft - w_0), whose names are then the targets. What it does not do: backward, or plot
+-- (sift.plot.line / sift.plot.heatmap take its loss tables).
+local sets = require "sift.sets"
+
+local S -- the sift module, set by install
+
+local M = {}
+
+local Landscape = {}
+Landscape.__index = Landscape
+
+function Landscape:__tostring()
+  local lines = { ("loss landscape: %d-D, %d points per axis in [%g, %g], %s directions over %d tensors; loss at the "
+    .. "weights %.4f"):format(self.dims, #self.alphas, self.alphas[1], self.alphas[#self.alphas], self.normalize,
+    #self.targets, self.center) }
+  if self.dims == 1 then
+    for i, a in ipairs(self.alphas) do lines[#lines + 1] = ("  %+8.3f  %.4f"):format(a, self.loss[i]) end
+  else
+    local head = { "  a \\ b   " }
+    for _, b in ipairs(self.betas) do head[#head + 1] = ("%8.3f"):format(b) end
+    lines[#lines + 1] = table.concat(head)
+    for i, a in ipairs(self.alphas) do
+      local row = { ("  %+8.3f"):format(a) }
+      for j = 1, #self.betas do row[#row + 1] = ("%8.4f"):format(self.loss[i][j]) end
+      lines[#lines + 1] = table.concat(row)
+    end
+  end
+  return table.concat(lines, "\n")
+end
+
+local function check_batches(batch, who)
+  if type(batch) ~= "table" then error(who .. ": expected a batch or a list of batches", 3) end
+  local list = batch.input_ids ~= nil and { batch } or batch
+  if #list == 0 then error(who .. ": expected a batch {input_ids =, labels =} or a list of them", 3) end
+  for i, b in ipairs(list) do
+    if type(b) ~= "table" or b.input_ids == nil then error(("%s: batch %d has no input_ids"):format(who, i), 3) end
+    if b.labels == nil then error(("%s: batch %d has no labels (a loss to measure)"):format(who, i), 3) end
+  end
+  return list
+end
+
+-- explicit directions: a list of 1 or 2 tables name -> tensor, with the same names and the params' shapes
+local function explicit_directions(model, dirs, who)
+  if #dirs < 1 or #dirs > 2 then error(who .. ": directions must be 1, 2, or a list of one or two {name = tensor} tables", 3) end
+  local targets = {}
+  for name, _ in pairs(dirs[1]) do targets[#targets + 1] = name end
+  table.sort(targets)
+  if #targets == 0 then error(who .. ": the first direction names no tensor", 3) end
+  for di, d in ipairs(dirs) do
+    if type(d) ~= "table" then error(("%s: direction %d must be a table {name = tensor}"):format(who, di), 3) end
+    local count = 0
+    for name, t in pairs(d) do
+      count = count + 1
+      local okp, p = pcall(model.param, model, name)
+      if not okp then error(("%s: direction %d names %s, which the model does not have"):format(who, di, name), 3) end
+      local okn, n = pcall(function() return t:numel() end)
+      if not okn or type(t) ~= "userdata" then error(("%s: direction %d's %s is not a tensor"):format(who, di, name), 3) end
+      if n ~= p:numel() then
+        error(("%s: direction %d's %s has %d entries, the parameter %d"):format(who, di, name, n, p:numel()), 3)
+      end
+    end
+    if count ~= #targets then error(("%s: the two directions name different tensors"):format(who), 3) end
+    for _, name in ipairs(targets) do
+      if d[name] == nil then error(("%s: direction %d has no %s"):format(who, di, name), 3) end
+    end
+  end
+  local out = {}
+  for di, d in ipairs(dirs) do
+    out[di] = {}
+    for _, name in ipairs(targets) do out[di][name] = d[name]:float() end
+  end
+  return targets, out
+end
+
+local function axis(span, points)
+  local v = {}
+  for i = 1, points do v[i] = points == 1 and 0 or -span + 2 * span * (i - 1) / (points - 1) end
+  return v
+end
+
+-- sift.landscape(model, batch, opts) -> { dims, alphas, betas (2-D), loss[i] or loss[i][j] (a = alphas[i], b =
+-- betas[j]), center (the loss at the weights themselves), targets, normalize, seed, direction_norms[d] (the
+-- whole direction's 2-norm) }
+function M.landscape(model, batch, opts)
+  opts = opts or {}
+  local who = "sift.landscape"
+  local batches = check_batches(batch, who)
+  local span, points = opts.span or 1, opts.points or 21
+  if type(span) ~= "number" or not (span > 0 and span < math.huge) then
+    error(who .. ": span must be a positive number, got " .. tostring(span), 2)
+  end
+  if math.type(points) ~= "integer" or points < 1 or points > 1001 then
+    error(who .. ": points must be an integer in 1..1001, got " .. tostring(points), 2)
+  end
+  local normalize = opts.normalize or "filter"
+  if normalize ~= "filter" and normalize ~= "layer" and normalize ~= "none" then
+    error(who .. ': normalize must be "filter", "layer" or "none", got ' .. tostring(normalize), 2)
+  end
+  local seed = opts.seed or 0
+  if math.type(seed) ~= "integer" then error(who .. ": seed must be an integer", 2) end
+  local dirs_opt = opts.directions or 1
+  local targets, dirs
+  if type(dirs_opt) == "table" then
+    if opts.targets then error(who .. ": explicit directions name their own tensors; leave targets out", 2) end
+    targets, dirs = explicit_directions(model, dirs_opt, who)
+    normalize = "given"
+  elseif dirs_opt == 1 or dirs_opt == 2 then
+    targets = opts.targets and sets.resolve(model, opts.targets, who) or sets.default_targets(model)
+    if #targets == 0 then error(who .. ": no target parameters", 2) end
+  else
+    error(who .. ": directions must be 1, 2, or a list of one or two {name = tensor} tables", 2)
+  end
+
+  local originals = {}
+  for _, name in ipairs(targets) do originals[name] = model:param(name):clone() end
+  if not dirs then
+    dirs = {}
+    for d = 1, dirs_opt do
+      dirs[d] = {}
+      for ti, name in ipairs(targets) do
+        local layout = model:param_layout(name)
+        dirs[d][name] = S.direction(originals[name], { seed = seed, stream = d * 1000003 + ti, normalize = normalize,
+          filters = layout == "in_out" and "cols" or "rows" })
+      end
+    end
+  end
+
+  local res = setmetatable({ dims = #dirs, alphas = axis(span, points), targets = targets, normalize = normalize,
+    seed = seed, direction_norms = {}, loss = {} }, Landscape)
+  for d = 1, #dirs do
+    local sq = 0
+    for _, name in ipairs(targets) do sq = sq + dirs[d][name]:norm() ^ 2 end
+    res.direction_norms[d] = math.sqrt(sq)
+  end
+  if #dirs == 2 then res.betas = axis(span, points) end
+
+  local function loss_at(a, b)
+    for _, name in ipairs(targets) do
+      local p = model:param(name)
+      if b then p:combine_(originals[name], a, dirs[1][name], b, dirs[2][name])
+      else p:combine_(originals[name], a, dirs[1][name]) end
+    end
+    local sum = 0
+    for _, bt in ipairs(batches) do
+      local out = model:forward(bt)
+      if not out.loss then error(who .. ": the forward pass gave no loss", 0) end
+      sum = sum + out.loss
+    end
+    -- a Ctrl-C that did not raise by itself (deferred, or recorded by sift._interrupt) stops at this point
+    if S._interrupt_pending() then error("interrupted", 0) end
+    return sum / #batches
+  end
+
+  local ok, err = pcall(function()
+    for _, name in ipairs(targets) do model:param(name):copy_(originals[name]) end
+    local sum = 0
+    for _, bt in ipairs(batches) do
+      local out = model:forward(bt)
+      if not out.loss then error(who .. ": the forward pass gave no loss", 0) end
+      sum = sum + out.loss
+    end
+    res.center = sum / #batches
+    for i, a in ipairs(res.alphas) do
+      if res.betas then
+        res.loss[i] = {}
+        for j, b in ipairs(res.betas) do res.loss[i][j] = loss_at(a, b) end
+      else
+        res.loss[i] = loss_at(a)
+      end
+    end
+  end)
+  S._defer_interrupts(true) -- the write-back is never cut short
+  local okr, errr = pcall(function()
+    for _, name in ipairs(targets) do model:param(name):copy_(originals[name]) end
+  end)
+  S._defer_interrupts(false)
+  local pending = S._interrupt_pending()
+  if not okr then error(who .. ": restoring the weights failed: " .. tostring(errr), 2) end
+  if not ok then error(err, 0) end
+  if pending then error("interrupted", 0) end
+  return res
+end
+
+function M.install(sift)
+  S = sift
+  sift.landscape = M.landscape
+end
+
+return M
