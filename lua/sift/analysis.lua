@@ -267,7 +267,12 @@ end
 
 -- a selected sparse set or a masks table -> names, indices(name), numel(name)
 local function mask_source(x, who, argn)
-  if getmetatable(x) == Masks then
+  if getmetatable(x) == Masks or (type(x) == "table" and type(x.names) == "table" and type(x.numel) == "table") then
+    for _, n in ipairs(x.names) do
+      if x[n] == nil or x.numel[n] == nil then
+        error(("%s: argument %d names %s but has no offsets or numel for it"):format(who, argn, n), 3)
+      end
+    end
     return x.names, function(n) return x[n] end, function(n) return x.numel[n] end
   end
   local ok, kind = pcall(function() return x:kind() end)

@@ -286,8 +286,8 @@ function json.decode(s)
   return v
 end
 
--- json.encode(value) -> string: tables with keys 1..n (and no others) are arrays, other tables objects with
--- their string keys sorted (stable files); numbers in the shortest form that reads back the same (integers
+-- json.encode(value) -> string: tables with positive integer keys only are arrays (up to the largest key,
+-- holes as null; at most half of it holes), other tables objects with their string keys sorted (stable files); numbers in the shortest form that reads back the same (integers
 -- as integers; NaN and infinities, which JSON lacks, as null); json.null as null. Raises on a cycle, a
 -- function or userdata value, or a non-string key in an object.
 local function encode_string(v)
@@ -315,9 +315,12 @@ local function encode_value(v, out, seen)
   elseif t == "table" then
     if seen[v] then error("json.encode: a table contains itself", 0) end
     seen[v] = true
-    local n, count = #v, 0
-    for _ in pairs(v) do count = count + 1 end
-    if count == n and (n > 0 or next(v) == nil) then
+    local n, count, ints = 0, 0, true -- an array: positive integer keys only (holes become null)
+    for k in pairs(v) do
+      count = count + 1
+      if math.type(k) == "integer" and k > 0 then n = math.max(n, k) else ints = false end
+    end
+    if ints and n <= 2 * count + 16 then
       out[#out + 1] = "["
       for i = 1, n do
         if i > 1 then out[#out + 1] = "," end

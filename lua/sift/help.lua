@@ -276,7 +276,7 @@ def("sift.masks", "sift.masks(model, batch, {rate = 0.01, targets = patterns}?) 
   "The masks the topk policy would select from one forward/backward of batch, without making a set:\nmasks.names, masks[name] = i64 offsets (k = sift.budget(rate, numel)), masks.numel, masks.loss.\nRefuses a model a set is attached to; leaves the gradients zeroed.",
   "local a, b = sift.masks(m, batch1), sift.masks(m, batch2); print(sift.mask_overlap(a, b))")
 def("sift.mask_overlap", "sift.mask_overlap(a, b) -> result",
-  "How much two masks agree; a, b: masks (sift.masks) or selected sparse sets. Per tensor (.tensors[name]):\ncommon, k_a, k_b, overlap = common / min(k), jaccard, chance = max(k) / numel (random picks); over all:\noverlap (sum common / sum min k), jaccard, chance, mean (of the per-tensor overlaps).",
+  "How much two masks agree; a, b: masks (sift.masks, or {names =, numel =, [name] = offsets}) or selected\nsparse sets. Per tensor (.tensors[name]): common, k_a, k_b, overlap = common / min(k), jaccard, chance =\nmax(k) / numel (random picks); over all: overlap (sum common / sum min k), jaccard, chance, mean (of the\nper-tensor overlaps).",
   "print(sift.mask_overlap(s1, s2).overlap)")
 def("sift.mask_stability", "sift.mask_stability(model, batches, {rate = 0.01, targets =, keep = false}?) -> result",
   "sift.masks of every batch at the same weights, each compared with the first batch's and the one before:\nresult.first[i], result.previous[i], result.loss[i], result.chance, result.tensors[name].first[i];\nresult.masks[i] with keep = true.",

@@ -245,9 +245,10 @@ test("JSON encoder: round trip through the decoder, sorted keys, refusals; sift.
   check(J.encode(back) == text, "encode(decode(x)) == x")
   check(J.encode({ 0 / 0, math.huge }) == "[null,null]", "NaN and inf as null")
   check(J.encode(7) == "7" and J.encode("a") == '"a"', "scalars")
+  check(J.encode({ [2] = 1, [3] = 2 }) == "[null,1,2]", "an array with a hole at 1: %s", J.encode({ [2] = 1, [3] = 2 }))
   local cyc = {}
   cyc.self = cyc
-  for _, bad in ipairs { cyc, { f = print }, { [2] = 1, x = 1 } } do check(not pcall(J.encode, bad), "refused") end
+  for _, bad in ipairs { cyc, { f = print }, { [2] = 1, x = 1 }, { [1000] = 1 } } do check(not pcall(J.encode, bad), "refused") end
   -- written atomically: a failed write leaves the earlier file as it was
   local path = os.tmpname()
   check(sift.write_file(path, text) == path, "returns the path")
