@@ -5,7 +5,8 @@
 # weights and evaluation as one process; the bytes each rank sent). Also: sift.dist in BUILD_DIR's
 # (non-MPI) build reports one process; only rank 0 writes files and prints progress; a failed write on
 # rank 0 is an error on every rank; one rank failing alone ends the whole job instead of leaving the
-# others waiting; Ctrl-C on one rank stops every rank after the same step. Skipped without mpiexec, the MPI
+# others waiting; Ctrl-C on one rank stops every rank after the same step; a checkpoint resumed on another
+# number of processes (tests/dist/resume_ranks.lua) ends where one process ends. Skipped without mpiexec, the MPI
 # build or ../shared. Ends with "N passed, N failed".
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-build}
@@ -90,4 +91,12 @@ for n in 2 3; do
     steps=$(grep -c "^step 3/3" "$tmp/run$n")
     if [ "$steps" -eq 1 ]; then ok "-n $n: progress printed once"; else bad "-n $n: progress printed $steps times" "$tmp/run$n"; fi
 done
+# a checkpoint resumed on another number of processes ends where the one-process run ended (up to the rounding
+# of sums over ranks): saved under -n 2, resumed as one process; saved as one process, resumed under -n 3
+if $LIMIT "$MPI_REPL" tests/dist/resume_ranks.lua "$tmp/one.st" "$tmp/n2.st.trainer" > "$tmp/res1" 2>&1; then
+    ok "saved under -n 2, resumed as one process: the one-process run's end"
+else bad "saved under -n 2, resumed as one process: the one-process run's end" "$tmp/res1"; fi
+if $LIMIT mpiexec -n 3 "$MPI_REPL" tests/dist/resume_ranks.lua "$tmp/one.st" "$tmp/one.st.trainer" > "$tmp/res3" 2>&1; then
+    ok "saved as one process, resumed under -n 3: the one-process run's end"
+else bad "saved as one process, resumed under -n 3: the one-process run's end" "$tmp/res3"; fi
 finish

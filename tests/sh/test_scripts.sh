@@ -52,6 +52,17 @@ for m in lora full head; do
         check_json "finetune.lua --method $m" "$tmp/$m.json" "r.steps == 2 and r.options.method == '$m' and #r.eval == 1"
     else bad "finetune.lua --method $m" "$tmp/$m.log"; fi
 done
+# --checkpoint writes the training state; --resume from it with the same options continues where it stopped
+# (here: at the end, so the resumed run reports the same steps and losses without training more)
+if "$REPL" scripts/finetune.lua --rows 64 --dev_rows 32 --epochs 1 --max_len 32 --checkpoint "$tmp/ft.ckpt" \
+    --out "$tmp/c1.json" > "$tmp/c1.log" 2>&1 && [ -s "$tmp/ft.ckpt" ] \
+    && "$REPL" scripts/finetune.lua --rows 64 --dev_rows 32 --epochs 1 --max_len 32 --resume "$tmp/ft.ckpt" \
+    --out "$tmp/c2.json" > "$tmp/c2.log" 2>&1; then
+    check_json "finetune.lua --checkpoint / --resume: the resumed run has the saved steps and losses" "$tmp/c2.json" \
+        "(function() local f = io.open('$tmp/c1.json'); local a = sift.data.json.decode(f:read('a')); f:close()
+           if a.steps ~= 2 or r.steps ~= 2 or #r.loss ~= 2 then return false end
+           for i = 1, 2 do if a.loss[i] ~= r.loss[i] then return false end end return true end)()"
+else bad "finetune.lua --checkpoint / --resume" "$tmp/c2.log"; cat "$tmp/c1.log"; fi
 "$REPL" scripts/finetune.lua --method bogus > "$tmp/u1" 2>&1; rc1=$?
 "$REPL" scripts/finetune.lua --epochs three > "$tmp/u2" 2>&1; rc2=$?
 "$REPL" scripts/finetune.lua --nope 1 > "$tmp/u3" 2>&1; rc3=$?
