@@ -1,43 +1,19 @@
-/* l_sets.c — trainable sets and their optimizer, the mechanics under sift.sparse / sift.lora / sift.full
+/* l_sets.c — trainable sets, the mechanics under sift.sparse / sift.lora / sift.full
  * (name patterns and defaults are resolved in lua/sift/sets.lua):
  *   sift._sparse(model, targets, dense, opts) / sift._lora(model, targets, dense, opts) / sift._full(model, names)
- *   -> a sift.Set userdata; sift.AdamW(set, opts) -> a sift.AdamW userdata.
+ *   -> a sift.Set userdata.
  * A set freezes every parameter of the model except its own (sparse targets, LoRA factors, dense
  * tensors). Selection is split into steps (_begin_selection, _note_batch, _calib_grad, _set_indices,
- * _finish_selection) so the Lua side can run the calibration forward/backward and custom policies. */
+ * _finish_selection) so the Lua side can run the calibration forward/backward and custom policies.
+ * The optimizer is l_optim.c's, the checkpoint methods l_resume.c's (shared layouts: l_sets.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/lora.h"
-#include "../core/model.h"
-#include "../core/optim.h"
-#include "../core/sift.h"
 #include "../core/delta.h"
-#include "../core/dist.h"
 #include "l_delta.h"
-#include "lsift.h"
-
-#define LSIFT_SET "sift.Set"
-#define LSIFT_OPT "sift.AdamW"
-
-typedef enum { SET_SPARSE = 0, SET_LORA, SET_FULL } set_kind;
-
-typedef struct {
-    set_kind kind;
-    sf_model *m;               /* borrowed: the model userdata is kept alive in uservalue 1 */
-    sf_sparse_set *sparse;
-    sf_lora_set *lora;
-    sf_tensor **dense;         /* (n_dense) trained densely, retained */
-    char **dense_names;
-    int n_dense;
-    size_t opt_bytes;          /* dense moments of the optimizer attached last */
-    sf_dist_sync *sync;        /* several processes: the gradient sync (kept across steps), or NULL */
-    int *sync_target;          /* (sync_n) the sparse target behind each of its leaves, or -1 */
-    int *sync_got;             /* (sync_n) whether each leaf holds a gradient this step (sf_dist_sync_finish) */
-    int sync_n, sync_selecting, sync_armed;
-} l_set;
+#include "l_sets.h"
 
 extern sf_model *lsift_check_model(lua_State *L, int idx);
 
@@ -47,7 +23,6 @@ static l_set *check_set(lua_State *L, int idx) {
     return s;
 }
 
-l_set *lsift_check_set(lua_State *L, int idx);
 l_set *lsift_check_set(lua_State *L, int idx) { return check_set(L, idx); }
 
 static void set_release(l_set *s) {
@@ -148,7 +123,7 @@ static sf_policy policy_from_name(lua_State *L, const char *p) {
     return SF_POLICY_TOPK;
 }
 
-static double opt_number(lua_State *L, int idx, const char *key, double def) {
+double lsift_opt_number(lua_State *L, int idx, const char *key, double def) {
     lua_getfield(L, idx, key);
     double v = luaL_optnumber(L, -1, def);
     lua_pop(L, 1);
@@ -160,7 +135,7 @@ static int l_sparse(lua_State *L) {
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 4, LUA_TTABLE);
     l_set *s = new_set(L, 1, SET_SPARSE);
-    double rate = opt_number(L, 4, "rate", 0.01);
+    double rate = lsift_opt_number(L, 4, "rate", 0.01);
     lua_getfield(L, 4, "policy");
     sf_policy pol = policy_from_name(L, luaL_optstring(L, -1, "topk"));
     lua_getfield(L, 4, "seed");
@@ -191,9 +166,9 @@ static int l_lora(lua_State *L) {
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 4, LUA_TTABLE);
     l_set *s = new_set(L, 1, SET_LORA);
-    int r = (int)opt_number(L, 4, "r", 8);
-    float alpha = (float)opt_number(L, 4, "alpha", 2.0 * r);
-    uint64_t seed = (uint64_t)opt_number(L, 4, "seed", 0);
+    int r = (int)lsift_opt_number(L, 4, "r", 8);
+    float alpha = (float)lsift_opt_number(L, 4, "alpha", 2.0 * r);
+    uint64_t seed = (uint64_t)lsift_opt_number(L, 4, "seed", 0);
     if (s->m->lora) return luaL_error(L, "sift.lora: the model already has LoRA adapters (close that set first)");
     sf_model_set_trainable(s->m, 0);
     sf_tensor **t;
@@ -227,7 +202,7 @@ static int set_kind_name(lua_State *L) {
     return 1;
 }
 
-static sf_sparse_set *need_sparse(lua_State *L, l_set *s, const char *what) {
+sf_sparse_set *lsift_need_sparse(lua_State *L, l_set *s, const char *what) {
     if (!s->sparse) luaL_error(L, "%s: only sparse sets have this", what);
     return s->sparse;
 }
@@ -235,7 +210,7 @@ static sf_sparse_set *need_sparse(lua_State *L, l_set *s, const char *what) {
 /* s:_begin_selection(deferred): deferred when each calibration batch runs as several backward passes */
 static int set_begin(lua_State *L) {
     l_set *s = check_set(L, 1);
-    sf_sparse_set *sp = need_sparse(L, s, "select");
+    sf_sparse_set *sp = lsift_need_sparse(L, s, "select");
     sp->defer_selection = lua_toboolean(L, 2);
     sf_sparse_begin_selection(sp);
     return 0;
@@ -243,13 +218,13 @@ static int set_begin(lua_State *L) {
 
 static int set_note_batch(lua_State *L) {
     l_set *s = check_set(L, 1);
-    if (sf_sparse_note_batch(need_sparse(L, s, "select"))) return lsift_error(L, "select");
+    if (sf_sparse_note_batch(lsift_need_sparse(L, s, "select"))) return lsift_error(L, "select");
     return 0;
 }
 
 static int set_finish(lua_State *L) {
     l_set *s = check_set(L, 1);
-    if (sf_sparse_finish_selection(need_sparse(L, s, "select"))) return lsift_error(L, "select");
+    if (sf_sparse_finish_selection(lsift_need_sparse(L, s, "select"))) return lsift_error(L, "select");
     return 0;
 }
 
@@ -311,7 +286,7 @@ static int set_sync_wait(lua_State *L) {
     return 0;
 }
 
-static int target_index(lua_State *L, sf_sparse_set *sp, int arg) {
+int lsift_target_index(lua_State *L, sf_sparse_set *sp, int arg) {
     if (lua_type(L, arg) == LUA_TNUMBER) {
         lua_Integer i = luaL_checkinteger(L, arg);
         if (i < 1 || i > sp->n) luaL_error(L, "target %d outside 1..%d", (int)i, sp->n);
@@ -326,8 +301,8 @@ static int target_index(lua_State *L, sf_sparse_set *sp, int arg) {
 
 static int set_calib_grad(lua_State *L) {
     l_set *s = check_set(L, 1);
-    sf_sparse_set *sp = need_sparse(L, s, "calib_grad");
-    int i = target_index(L, sp, 2);
+    sf_sparse_set *sp = lsift_need_sparse(L, s, "calib_grad");
+    int i = lsift_target_index(L, sp, 2);
     const float *g = sf_sparse_calib_grad(sp, i);
     if (!g) return luaL_error(L, "%s: no calibration gradient (not reached by backward, or not selecting)", sp->t[i].name);
     sf_tensor *t = sf_tensor_new_f32(sp->t[i].w->ndim, sp->t[i].w->shape);
@@ -340,8 +315,8 @@ static int set_calib_grad(lua_State *L) {
 /* indices: a Lua array of 0-based flat offsets or an integer tensor */
 static int set_set_indices(lua_State *L) {
     l_set *s = check_set(L, 1);
-    sf_sparse_set *sp = need_sparse(L, s, "set_indices");
-    int i = target_index(L, sp, 2);
+    sf_sparse_set *sp = lsift_need_sparse(L, s, "set_indices");
+    int i = lsift_target_index(L, sp, 2);
     sf_tensor *ids;
     if (lsift_test_tensor(L, 3)) {
         ids = lsift_to_ids(L, 3, "indices");
@@ -397,15 +372,15 @@ static int set_dense_names(lua_State *L) {
 
 static int set_budget(lua_State *L) {
     l_set *s = check_set(L, 1);
-    sf_sparse_set *sp = need_sparse(L, s, "budget");
-    int i = target_index(L, sp, 2);
+    sf_sparse_set *sp = lsift_need_sparse(L, s, "budget");
+    int i = lsift_target_index(L, sp, 2);
     lua_pushinteger(L, sp->t[i].selected ? sp->t[i].k : sf_sparse_budget(sp->rate, sp->t[i].numel));
     lua_pushinteger(L, sp->t[i].numel);
     return 2;
 }
 
 /* Every target of a sparse set has its mask. */
-static int all_selected(const sf_sparse_set *sp) {
+int lsift_all_selected(const sf_sparse_set *sp) {
     int sel = 1;
     for (int i = 0; i < sp->n; i++) sel &= sp->t[i].selected;
     return sel;
@@ -413,14 +388,14 @@ static int all_selected(const sf_sparse_set *sp) {
 
 static int set_selected(lua_State *L) {
     l_set *s = check_set(L, 1);
-    lua_pushboolean(L, !s->sparse || (!s->sparse->calibrating && s->sparse->n > 0 && all_selected(s->sparse)));
+    lua_pushboolean(L, !s->sparse || (!s->sparse->calibrating && s->sparse->n > 0 && lsift_all_selected(s->sparse)));
     return 1;
 }
 
 static int set_indices(lua_State *L) {
     l_set *s = check_set(L, 1);
-    sf_sparse_set *sp = need_sparse(L, s, "indices");
-    int i = target_index(L, sp, 2);
+    sf_sparse_set *sp = lsift_need_sparse(L, s, "indices");
+    int i = lsift_target_index(L, sp, 2);
     if (!sp->t[i].selected) return luaL_error(L, "%s: not selected yet (run s:select(batch))", sp->t[i].name);
     int64_t shape[1] = {sp->t[i].k};
     sf_tensor *t = sf_tensor_new(SF_I64, 1, shape);
@@ -432,8 +407,8 @@ static int set_indices(lua_State *L) {
 
 static int set_delta(lua_State *L) {
     l_set *s = check_set(L, 1);
-    sf_sparse_set *sp = need_sparse(L, s, "increment");
-    int i = target_index(L, sp, 2);
+    sf_sparse_set *sp = lsift_need_sparse(L, s, "increment");
+    int i = lsift_target_index(L, sp, 2);
     int64_t shape[1] = {sp->t[i].k};
     sf_tensor *t = sf_tensor_new_f32(1, shape);
     if (!t) return lsift_error(L, "increment");
@@ -452,7 +427,7 @@ static int set_trainable(lua_State *L) {
     l_set *s = check_set(L, 1);
     int64_t n = dense_count(s);
     if (s->sparse) {
-        if (all_selected(s->sparse)) n += sf_sparse_trainable(s->sparse);
+        if (lsift_all_selected(s->sparse)) n += sf_sparse_trainable(s->sparse);
         else
             for (int i = 0; i < s->sparse->n; i++) n += sf_sparse_budget(s->sparse->rate, s->sparse->t[i].numel);
     }
@@ -514,13 +489,13 @@ static int set_merge(lua_State *L) {
 
 static int set_restore(lua_State *L) {
     l_set *s = check_set(L, 1);
-    sf_sparse_restore(need_sparse(L, s, "restore"));
+    sf_sparse_restore(lsift_need_sparse(L, s, "restore"));
     return 0;
 }
 
 static int set_write_back(lua_State *L) {
     l_set *s = check_set(L, 1);
-    sf_sparse_write_back(need_sparse(L, s, "write_back"));
+    sf_sparse_write_back(lsift_need_sparse(L, s, "write_back"));
     return 0;
 }
 
@@ -528,7 +503,7 @@ static int set_write_back(lua_State *L) {
 static int set_save_delta(lua_State *L) {
     l_set *s = check_set(L, 1);
     const char *path = luaL_checkstring(L, 2);
-    sf_sparse_set *sp = need_sparse(L, s, "save_delta");
+    sf_sparse_set *sp = lsift_need_sparse(L, s, "save_delta");
     for (int i = 0; i < sp->n; i++)
         if (!sp->t[i].selected) return luaL_error(L, "save_delta: %s is not selected yet", sp->t[i].name);
     static const char *pol[] = {"topk", "global", "random", "magnitude", "fisher", "custom"};
@@ -613,341 +588,11 @@ static int set_tostring(lua_State *L) {
     return 1;
 }
 
-/* ================================ optimizer ================================ */
-typedef struct {
-    sf_adamw *dense;
-    sf_adamw_hparams h;
-    float sparse_wd;  /* weight decay of the increments */
-    int64_t steps;
-} l_opt;
-
-static l_opt *check_opt(lua_State *L, int idx) {
-    l_opt *o = luaL_checkudata(L, idx, LSIFT_OPT);
-    return o;
-}
-
-static int opt_gc(lua_State *L) {
-    l_opt *o = luaL_checkudata(L, 1, LSIFT_OPT);
-    sf_adamw_free(o->dense);
-    o->dense = NULL;
-    return 0;
-}
-
-/* The tensors the dense part trains: the set's dense list plus LoRA factors. */
-static int collect_dense(l_set *s, sf_tensor ***out) {
-    int n = s->n_dense + (s->lora ? 2 * s->lora->n : 0);
-    sf_tensor **t = calloc((size_t)n + 1, sizeof *t);
-    if (!t) return -1;
-    int k = 0;
-    for (int i = 0; i < s->n_dense; i++) t[k++] = s->dense[i];
-    if (s->lora)
-        for (int i = 0; i < s->lora->n; i++) {
-            t[k++] = s->lora->a[i].A;
-            t[k++] = s->lora->a[i].B;
-        }
-    *out = t;
-    return n;
-}
-
-/* sift.AdamW(set, {lr, betas, eps, weight_decay, decay = "all" | "matrices", sparse_weight_decay}) */
-static int l_adamw(lua_State *L) {
-    l_set *s = check_set(L, 1);
-    int o_idx = lua_istable(L, 2) ? 2 : 0;
-    sf_adamw_hparams h = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f};
-    const char *decay = "all";
-    float swd;
-    if (o_idx) {
-        h.lr = (float)opt_number(L, o_idx, "lr", h.lr);
-        h.eps = (float)opt_number(L, o_idx, "eps", h.eps);
-        h.weight_decay = (float)opt_number(L, o_idx, "weight_decay", h.weight_decay);
-        lua_getfield(L, o_idx, "betas");
-        if (lua_istable(L, -1)) {
-            lua_geti(L, -1, 1);
-            lua_geti(L, -2, 2);
-            h.beta1 = (float)luaL_checknumber(L, -2);
-            h.beta2 = (float)luaL_checknumber(L, -1);
-            lua_pop(L, 2);
-        }
-        lua_pop(L, 1);
-        lua_getfield(L, o_idx, "decay");
-        decay = luaL_optstring(L, -1, "all");
-        lua_pop(L, 1);
-    }
-    swd = o_idx ? (float)opt_number(L, o_idx, "sparse_weight_decay", h.weight_decay) : h.weight_decay;
-    if (strcmp(decay, "all") && strcmp(decay, "matrices"))
-        return luaL_error(L, "sift.AdamW: decay must be \"all\" or \"matrices\", got \"%s\"", decay);
-    sf_tensor **t;
-    int n = collect_dense(s, &t);
-    if (n < 0) return luaL_error(L, "out of memory");
-    float *wd = calloc((size_t)n + 1, sizeof *wd);
-    for (int i = 0; i < n; i++) wd[i] = (!strcmp(decay, "matrices") && t[i]->ndim < 2) ? 0.0f : 1.0f;
-    l_opt *o = lua_newuserdatauv(L, sizeof *o, 1);
-    memset(o, 0, sizeof *o);
-    luaL_setmetatable(L, LSIFT_OPT);
-    lua_pushvalue(L, 1);
-    lua_setiuservalue(L, -2, 1);
-    o->h = h;
-    o->sparse_wd = swd;
-    o->dense = sf_adamw_new(t, wd, n, &h);
-    free(t);
-    free(wd);
-    if (!o->dense) return lsift_error(L, "sift.AdamW");
-    return 1;
-}
-
-static l_set *opt_set(lua_State *L, int idx) {
-    lua_getiuservalue(L, idx, 1);
-    l_set *s = check_set(L, -1);
-    lua_pop(L, 1);
-    return s;
-}
-
-static int opt_step(lua_State *L) {
-    l_opt *o = check_opt(L, 1);
-    l_set *s = opt_set(L, 1);
-    if (s->sparse && s->sparse->calibrating)
-        return luaL_error(L, "step: the sparse set is still selecting (finish s:select first)");
-    if (s->sparse && !all_selected(s->sparse))
-        return luaL_error(L, "step: the sparse set has not selected its masks yet (run s:select(batch))");
-    /* refuse NaN/Inf before touching any weight */
-    sf_tensor **t;
-    int n = collect_dense(s, &t);
-    for (int i = 0; i < n; i++) { /* those whose last writer checked what it wrote need no sweep */
-        if (!t[i]->grad || sf_graph_grad_known_finite(t[i])) continue;
-        if (sf_count_nonfinite(sf_f32(t[i]->grad), sf_tensor_numel(t[i]->grad))) {
-            const char *nm = t[i]->name ? t[i]->name : "?";
-            free(t);
-            return luaL_error(L, "step: non-finite gradient in %s; weights left unchanged", nm);
-        }
-    }
-    free(t);
-    if (s->sparse) {
-        sf_adamw_hparams hs = o->h;
-        hs.weight_decay = o->sparse_wd;
-        if (sf_sparse_step(s->sparse, &hs)) return lsift_error(L, "step"); /* checks for NaN/Inf first */
-    }
-    if (sf_adamw_step(o->dense)) return lsift_error(L, "step");
-    sf_adamw_zero_grad(o->dense);
-    s->opt_bytes = sf_adamw_state_bytes(o->dense);
-    o->steps++;
-    return 0;
-}
-
-static int opt_zero_grad(lua_State *L) {
-    l_opt *o = check_opt(L, 1);
-    l_set *s = opt_set(L, 1);
-    sf_adamw_zero_grad(o->dense);
-    if (s->sparse && !s->sparse->calibrating) sf_sparse_zero_grad(s->sparse);
-    return 0;
-}
-
-static int opt_set_lr(lua_State *L) {
-    l_opt *o = check_opt(L, 1);
-    lua_Number lr = luaL_checknumber(L, 2);
-    if (!(lr >= 0)) return luaL_error(L, "set_lr: learning rate must be >= 0");
-    o->h.lr = (float)lr;
-    sf_adamw_set_lr(o->dense, (float)lr);
-    return 0;
-}
-
-static int opt_lr(lua_State *L) {
-    lua_pushnumber(L, check_opt(L, 1)->h.lr);
-    return 1;
-}
-
-static int opt_steps(lua_State *L) {
-    lua_pushinteger(L, check_opt(L, 1)->steps);
-    return 1;
-}
-
-/* Global L2 norm of every trainable gradient (sparse increments included); scales them to max_norm
- * when above it. Returns the norm before clipping. */
-static int opt_clip(lua_State *L) {
-    check_opt(L, 1);
-    l_set *s = opt_set(L, 1);
-    double max_norm = luaL_optnumber(L, 2, INFINITY);
-    sf_tensor **t;
-    int n = collect_dense(s, &t);
-    double sq = 0;
-    for (int i = 0; i < n; i++)
-        if (t[i]->grad) sq += sf_grad_norm_sq(sf_f32(t[i]->grad), sf_tensor_numel(t[i]->grad));
-    if (s->sparse) sq += sf_sparse_grad_norm_sq(s->sparse);
-    double norm = sqrt(sq);
-    if (norm > max_norm && norm > 0) {
-        float f = (float)(max_norm / (norm + 1e-6));
-        for (int i = 0; i < n; i++)
-            if (t[i]->grad) sf_scale_inplace(sf_f32(t[i]->grad), sf_tensor_numel(t[i]->grad), f);
-        if (s->sparse) sf_sparse_scale_grad(s->sparse, f);
-    }
-    free(t);
-    lua_pushnumber(L, norm);
-    return 1;
-}
-
-static int opt_tostring(lua_State *L) {
-    l_opt *o = check_opt(L, 1);
-    lua_pushfstring(L, "AdamW(lr %f, betas %f/%f, eps %f, weight_decay %f, sparse weight_decay %f), %d steps",
-                    (double)o->h.lr, (double)o->h.beta1, (double)o->h.beta2, (double)o->h.eps, (double)o->h.weight_decay,
-                    (double)o->sparse_wd, (int)o->steps);
-    return 1;
-}
-
-/* ==================== training state, for checkpoints (sift.trainer's save / resume) ==================== */
-static void push_f32_copy(lua_State *L, const float *src, int64_t n) {
-    int64_t shape[1] = {n};
-    sf_tensor *t = sf_tensor_new_f32(1, shape);
-    if (t && n) memcpy(sf_f32(t), src, (size_t)n * sizeof(float));
-    lsift_push_tensor(L, t); /* raises the core error when t is NULL */
-}
-
-/* A checked f32 tensor of exactly n values at stack index idx. */
-static const float *f32_of(lua_State *L, int idx, int64_t n, const char *what) {
-    sf_tensor *t = lsift_check_tensor(L, idx);
-    if (t->dtype != SF_F32 || sf_tensor_numel(t) != n)
-        luaL_error(L, "%s: expected %lld f32 values, the checkpoint has %lld (%s)", what, (long long)n,
-                   (long long)sf_tensor_numel(t), sf_dtype_name(t->dtype));
-    return sf_f32(t);
-}
-
-/* s:_target_state(name | i) -> {w0 =, delta =, m =, v =} (k values each; the indices are s:indices) */
-static int set_target_state(lua_State *L) {
-    l_set *s = check_set(L, 1);
-    sf_sparse_set *sp = need_sparse(L, s, "target_state");
-    int i = target_index(L, sp, 2);
-    sf_sparse_target *t = &sp->t[i];
-    if (!t->selected) return luaL_error(L, "%s: not selected yet", t->name);
-    lua_createtable(L, 0, 4);
-    const float *parts[4] = {t->w0, t->delta, t->m, t->v};
-    const char *names[4] = {"w0", "delta", "m", "v"};
-    for (int j = 0; j < 4; j++) {
-        push_f32_copy(L, parts[j], t->k);
-        lua_setfield(L, -2, names[j]);
-    }
-    return 1;
-}
-
-/* s:_restore_target(name | i, w0, delta, m, v): after s:_set_indices for every target and _finish_selection */
-static int set_restore_target(lua_State *L) {
-    l_set *s = check_set(L, 1);
-    sf_sparse_set *sp = need_sparse(L, s, "restore");
-    int i = target_index(L, sp, 2);
-    int64_t k = sp->t[i].k;
-    const char *nm = sp->t[i].name;
-    if (sf_sparse_restore_target(sp, i, f32_of(L, 3, k, nm), f32_of(L, 4, k, nm), f32_of(L, 5, k, nm), f32_of(L, 6, k, nm)))
-        return lsift_error(L, "resume");
-    return 0;
-}
-
-/* s:_resumable() -> true, or false and why: a set reproducing the published code's quirks (written back one
- * step late) cannot continue from a checkpoint */
-static int set_resumable(lua_State *L) {
-    l_set *s = check_set(L, 1);
-    if (s->sparse && s->sparse->reference_quirks) {
-        lua_pushboolean(L, 0);
-        lua_pushliteral(L, "a sparse set with the reference quirks (written back one step late) cannot resume");
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* s:_sparse_step(n?) -> the sparse optimizer's step count (sets it first when n is given) */
-static int set_sparse_step(lua_State *L) {
-    l_set *s = check_set(L, 1);
-    sf_sparse_set *sp = need_sparse(L, s, "sparse_step");
-    if (!lua_isnoneornil(L, 2)) sp->step = luaL_checkinteger(L, 2);
-    lua_pushinteger(L, sp->step);
-    return 1;
-}
-
-/* opt:_state() -> {steps = n, {value =, m =, v =, grad = bool, name =}, ...}: every densely trained tensor
- * (the set's dense list, then LoRA factors) with its moments (nil before its first update) */
-static int opt_state(lua_State *L) {
-    l_opt *o = check_opt(L, 1);
-    l_set *s = opt_set(L, 1);
-    sf_tensor **tmp;
-    int n = collect_dense(s, &tmp);
-    if (n < 0) return luaL_error(L, "out of memory");
-    sf_tensor **t = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *t, 0); /* freed by the GC on error */
-    if (n) memcpy(t, tmp, (size_t)n * sizeof *t);
-    free(tmp);
-    lua_createtable(L, n, 1);
-    lua_pushinteger(L, sf_adamw_steps(o->dense));
-    lua_setfield(L, -2, "steps");
-    for (int i = 0; i < n; i++) {
-        int64_t numel = sf_tensor_numel(t[i]);
-        lua_createtable(L, 0, 5);
-        push_f32_copy(L, sf_f32(t[i]), numel);
-        lua_setfield(L, -2, "value");
-        const float *m = sf_adamw_moment(o->dense, i, 0), *v = sf_adamw_moment(o->dense, i, 1);
-        if (m && v) {
-            push_f32_copy(L, m, numel);
-            lua_setfield(L, -2, "m");
-            push_f32_copy(L, v, numel);
-            lua_setfield(L, -2, "v");
-        }
-        lua_pushboolean(L, t[i]->grad != NULL);
-        lua_setfield(L, -2, "grad");
-        lua_pushstring(L, t[i]->name ? t[i]->name : "");
-        lua_setfield(L, -2, "name");
-        lua_rawseti(L, -2, i + 1);
-    }
-    return 1;
-}
-
-/* opt:_restore(state, steps, check_only?): what opt:_state returned, into an optimizer over the same set
- * layout. Every tensor is checked before any is written, so a mismatch leaves the model and optimizer as
- * they were; check_only stops there. */
-static int opt_restore(lua_State *L) {
-    l_opt *o = check_opt(L, 1);
-    l_set *s = opt_set(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_Integer steps = luaL_checkinteger(L, 3);
-    const int passes = lua_toboolean(L, 4) ? 1 : 2;
-    lua_settop(L, 3);
-    sf_tensor **tmp;
-    int n = collect_dense(s, &tmp);
-    if (n < 0) return luaL_error(L, "out of memory");
-    sf_tensor **t = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *t, 0); /* 4: freed by the GC on error */
-    if (n) memcpy(t, tmp, (size_t)n * sizeof *t);
-    free(tmp);
-    if (luaL_len(L, 2) != n)
-        return luaL_error(L, "resume: the checkpoint trains %d dense tensors, this set %d", (int)luaL_len(L, 2), n);
-    for (int pass = 0; pass < passes; pass++) /* 0: check every tensor, 1: write */
-        for (int i = 0; i < n; i++) {
-            lua_geti(L, 2, i + 1);
-            int e = lua_gettop(L);
-            int64_t numel = sf_tensor_numel(t[i]);
-            const char *nm = t[i]->name ? t[i]->name : "a LoRA factor";
-            lua_getfield(L, e, "value");
-            lua_getfield(L, e, "m");
-            lua_getfield(L, e, "v");
-            lua_getfield(L, e, "grad");
-            lua_getfield(L, e, "name");
-            const char *saved = lua_tostring(L, e + 5);
-            if (saved && *saved && t[i]->name && strcmp(saved, t[i]->name))
-                return luaL_error(L, "resume: dense tensor %d is %s in the checkpoint, %s in this set", i + 1, saved, t[i]->name);
-            const float *value = f32_of(L, e + 1, numel, nm);
-            const int moments = !lua_isnil(L, e + 2);
-            const float *m = moments ? f32_of(L, e + 2, numel, nm) : NULL, *v = moments ? f32_of(L, e + 3, numel, nm) : NULL;
-            if (pass == 1) {
-                memcpy(sf_f32(t[i]), value, (size_t)numel * sizeof(float));
-                if (moments && sf_adamw_restore(o->dense, i, m, v, lua_toboolean(L, e + 4))) return lsift_error(L, "resume");
-            }
-            lua_settop(L, e - 1);
-        }
-    if (passes == 1) return 0;
-    sf_adamw_set_steps(o->dense, steps);
-    o->steps = steps;
-    return 0;
-}
-
+/* sift.Set (with l_resume.c's checkpoint methods), sift._sparse / _lora / _full, and sift.AdamW (l_optim.c) */
 void lsift_open_sets(lua_State *L) {
     static const luaL_Reg set_methods[] = {
         {"kind", set_kind_name},        {"_begin_selection", set_begin}, {"_note_batch", set_note_batch},
         {"_sync_arm", set_sync_arm},    {"_sync_wait", set_sync_wait},
-        {"_target_state", set_target_state}, {"_restore_target", set_restore_target}, {"_sparse_step", set_sparse_step},
-        {"_resumable", set_resumable},
         {"_finish_selection", set_finish}, {"_calib_grad", set_calib_grad}, {"_set_indices", set_set_indices},
         {"targets", set_targets},       {"dense", set_dense_names},     {"budget", set_budget},
         {"selected", set_selected},     {"indices", set_indices},       {"increment", set_delta},
@@ -958,22 +603,13 @@ void lsift_open_sets(lua_State *L) {
     luaL_newmetatable(L, LSIFT_SET);
     luaL_setfuncs(L, set_meta, 0);
     luaL_newlib(L, set_methods);
+    luaL_setfuncs(L, lsift_resume_set_methods, 0);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__index");
     lua_setfield(L, -3, "Set"); /* sift.Set = method table, extended by lua/sift/sets.lua */
     lua_pop(L, 1);
 
-    static const luaL_Reg opt_methods[] = {{"step", opt_step}, {"zero_grad", opt_zero_grad}, {"set_lr", opt_set_lr},
-                                           {"_state", opt_state}, {"_restore", opt_restore},
-                                           {"lr", opt_lr},     {"steps", opt_steps},         {"clip", opt_clip},
-                                           {NULL, NULL}};
-    static const luaL_Reg opt_meta[] = {{"__gc", opt_gc}, {"__close", opt_gc}, {"__tostring", opt_tostring}, {NULL, NULL}};
-    luaL_newmetatable(L, LSIFT_OPT);
-    luaL_setfuncs(L, opt_meta, 0);
-    luaL_newlib(L, opt_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-
-    static const luaL_Reg fns[] = {{"_sparse", l_sparse}, {"_lora", l_lora}, {"_full", l_full}, {"AdamW", l_adamw}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"_sparse", l_sparse}, {"_lora", l_lora}, {"_full", l_full}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
+    lsift_open_optim(L);
 }
