@@ -146,12 +146,8 @@ function M.landscape(model, batch, opts)
   end
   if #dirs == 2 then res.betas = axis(span, points) end
 
-  local function loss_at(a, b)
-    for _, name in ipairs(targets) do
-      local p = model:param(name)
-      if b then p:combine_(originals[name], a, dirs[1][name], b, dirs[2][name])
-      else p:combine_(originals[name], a, dirs[1][name]) end
-    end
+  -- the mean loss of the batches at the weights as they are now
+  local function mean_loss()
     local sum = 0
     for _, bt in ipairs(batches) do
       local out = model:forward(bt)
@@ -163,15 +159,17 @@ function M.landscape(model, batch, opts)
     return sum / #batches
   end
 
-  local ok, err = pcall(function()
-    for _, name in ipairs(targets) do model:param(name):copy_(originals[name]) end
-    local sum = 0
-    for _, bt in ipairs(batches) do
-      local out = model:forward(bt)
-      if not out.loss then error(who .. ": the forward pass gave no loss", 0) end
-      sum = sum + out.loss
+  local function loss_at(a, b)
+    for _, name in ipairs(targets) do
+      local p = model:param(name)
+      if b then p:combine_(originals[name], a, dirs[1][name], b, dirs[2][name])
+      else p:combine_(originals[name], a, dirs[1][name]) end
     end
-    res.center = sum / #batches
+    return mean_loss()
+  end
+
+  local ok, err = pcall(function()
+    res.center = mean_loss() -- the weights themselves, bit for bit
     for i, a in ipairs(res.alphas) do
       if res.betas then
         res.loss[i] = {}

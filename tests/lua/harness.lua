@@ -37,6 +37,25 @@ function H.need_shared(rel)
   return p
 end
 
+-- A 2-layer GPT-2 with a 2-way head (vocab 64, d_model 16, random init by seed), and a padded batch of 4 rows
+-- (ids shifted by `shift`) for it: quick models for the analysis tests.
+function H.tiny_classifier(seed)
+  return sift.build({ arch = "gpt2", vocab_size = 64, n_layer = 2, n_head = 2, d_model = 16, max_pos = 32 },
+    { task = "classify", num_labels = 2, seed = seed or 0 })
+end
+
+function H.tiny_batch(shift)
+  local ids, mask = {}, {}
+  for i = 1, 4 do
+    ids[i], mask[i] = {}, {}
+    for j = 1, 12 do
+      ids[i][j] = (i * 7 + j * 3 + (shift or 0)) % 64
+      mask[i][j] = j <= 8 + i and 1 or 0
+    end
+  end
+  return { input_ids = ids, attention_mask = mask, labels = { 0, 1, 1, 0 } }
+end
+
 function H.run()
   local passed, failed, skipped = 0, 0, 0
   for _, t in ipairs(H.tests) do

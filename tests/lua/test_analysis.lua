@@ -24,22 +24,7 @@ local function sst2_batch(tok)
   return sift.data.encode(ds, tok, { max_len = 64, pad_id = 0 })
 end
 
-local function tiny(seed)
-  return sift.build({ arch = "gpt2", vocab_size = 64, n_layer = 2, n_head = 2, d_model = 16, max_pos = 32 },
-    { task = "classify", num_labels = 2, seed = seed or 0 })
-end
-
-local function tiny_batch()
-  local ids, mask = {}, {}
-  for i = 1, 4 do
-    ids[i], mask[i] = {}, {}
-    for j = 1, 12 do
-      ids[i][j] = (i * 7 + j * 3) % 64
-      mask[i][j] = j <= 8 + i and 1 or 0
-    end
-  end
-  return { input_ids = ids, attention_mask = mask, labels = { 0, 1, 1, 0 } }
-end
+local tiny, tiny_batch = H.tiny_classifier, H.tiny_batch
 
 local function fmt(t)
   local p = {}

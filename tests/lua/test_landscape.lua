@@ -7,22 +7,7 @@ package.path = "./tests/lua/?.lua;" .. package.path
 local H = require "harness"
 local test, check, close = H.test, H.check, H.close
 
-local function tiny(seed)
-  return sift.build({ arch = "gpt2", vocab_size = 64, n_layer = 2, n_head = 2, d_model = 16, max_pos = 32 },
-    { task = "classify", num_labels = 2, seed = seed or 0 })
-end
-
-local function tiny_batch(shift)
-  local ids, mask = {}, {}
-  for i = 1, 4 do
-    ids[i], mask[i] = {}, {}
-    for j = 1, 12 do
-      ids[i][j] = (i * 7 + j * 3 + (shift or 0)) % 64
-      mask[i][j] = j <= 8 + i and 1 or 0
-    end
-  end
-  return { input_ids = ids, attention_mask = mask, labels = { 0, 1, 1, 0 } }
-end
+local tiny, tiny_batch = H.tiny_classifier, H.tiny_batch
 
 -- every parameter's bits, to compare before / after
 local function snapshot(m)
