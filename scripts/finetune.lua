@@ -1,6 +1,7 @@
 -- finetune.lua — fine-tune a model on a task from the command line: SIFT (sparse increments), LoRA, full
 -- fine-tuning or the head alone, with the recipe of ../shared/README.md's peer table (batch 32, linear
--- decay after a 6 % warm-up, clipping at 1, evaluation on the dev set after each epoch).
+-- decay after a 6 % warm-up, clipping at 1, evaluation on the dev set after each epoch). Instruction data
+-- (--task instruct, jsonl) trains the language model on the responses (loss and perplexity on rows held out).
 --
 --   ./build/sift-repl scripts/finetune.lua --task sst2 --method sift --rate 0.01 --epochs 3 --out run.json
 --   ./build/sift-repl scripts/finetune.lua --help
@@ -31,6 +32,7 @@ local o = X.options({
   { "dev_rows", 0, "dev rows evaluated (0: all)" },
   { "max_steps", 0, "stop after this many steps (0: all epochs)" },
   { "seed", 0, "seed of the data order, the head's draw and random masks" },
+  { "mask_prompt", true, "instruction data: the loss counts the responses only (--no_mask_prompt: every token)" },
   { "out", "", "write the history here as JSON" },
   { "delta", "", "SIFT: save the increments here" },
   { "checkpoint", "", "save the training state here each epoch and on Ctrl-C" },
@@ -47,18 +49,20 @@ if o.method == "sift" then set = sift.sparse(model, { rate = o.rate, policy = o.
 elseif o.method == "lora" then set = sift.lora(model, { r = o.r, alpha = o.alpha })
 elseif o.method == "full" then set = sift.full(model)
 else set = sift.head(model) end
-print(("%s on %s: %s, %d training rows, %s dev rows, %d trainable values, lr %g"):format(o.method, o.task,
-  o.model, #task.train, task.dev and #task.dev or "no", set:trainable(), lr))
+print(("%s on %s: %s, %d training rows, %s dev rows%s, %d trainable values, lr %g"):format(o.method, o.task,
+  o.model, #task.train, task.dev and #task.dev or "no", task.held_out and " (held out of the training rows)" or "",
+  set:trainable(), lr))
 
 local h = sift.train({ model = model, method = set, data = task.train, tokenizer = task.tok, max_len = o.max_len,
   batch = o.batch, micro_batch = o.micro_batch > 0 and o.micro_batch or nil, epochs = o.epochs, lr = lr,
   seed = o.seed, max_steps = o.max_steps > 0 and o.max_steps or nil, eval = task.dev,
+  mask_prompt = task.lm and o.mask_prompt or nil,
   checkpoint = o.checkpoint ~= "" and o.checkpoint or nil, resume = o.resume ~= "" and o.resume or nil })
 
 local last = h.eval and h.eval[#h.eval]
 if last then
   local parts = {}
-  for _, k in ipairs { "accuracy", "mcc", "f1", "pearson", "spearman", "mse", "loss" } do
+  for _, k in ipairs { "accuracy", "mcc", "f1", "pearson", "spearman", "mse", "loss", "perplexity" } do
     if last[k] then parts[#parts + 1] = ("%s %.4f"):format(k, last[k]) end
   end
   print("dev: " .. table.concat(parts, "  "))

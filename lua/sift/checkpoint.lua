@@ -47,7 +47,8 @@ local function evals_from(s)
   return out
 end
 
--- What a run must agree with to resume: {method =, task =, data = dataset, batch =, seed =, steps =} ->
+-- What a run must agree with to resume: {method =, task =, data = dataset, batch =, seed =, steps =,
+-- mask_prompt =} ->
 -- the fingerprint saved and compared (the data as its row count and a position-weighted sum of the rows'
 -- text lengths and labels, so that another data set of the same size shows).
 function M.fingerprint(run)
@@ -57,8 +58,9 @@ function M.fingerprint(run)
     local label = math.floor((tonumber(r.label) or 0) * 1000 + 0.5)
     h = (h * 31 + #(r.text or "") + 7 * #(r.text_b or "") + label * 1009 + i) % 2147483647
   end
+  -- mask_prompt only when on: checkpoints from before it existed (all without) still compare equal
   return { method = run.method, task = run.task, rows = #data, data = h, batch = run.batch, seed = run.seed,
-    steps = run.steps }
+    steps = run.steps, mask_prompt = run.mask_prompt and "true" or nil }
 end
 
 -- st: {set =, opt =, step =, tokens =, seconds =, history =, fingerprint = M.fingerprint(...)}
@@ -98,13 +100,18 @@ function M.load(path, set, opt, fingerprint)
   if meta.format ~= FORMAT then
     error(("resume: %s is not a trainer checkpoint (format %s, want %s)"):format(path, tostring(meta.format), FORMAT), 0)
   end
-  local keys = {}
-  for k in pairs(fingerprint) do keys[#keys + 1] = k end
+  local keys, seen = {}, {}
+  for k in pairs(fingerprint) do keys[#keys + 1], seen[k] = k, true end
+  for mk in pairs(meta) do -- a key only the checkpoint has (e.g. mask_prompt) differs too
+    local k = mk:match("^run%.(.+)$")
+    if k and not seen[k] then keys[#keys + 1], seen[k] = k, true end
+  end
   table.sort(keys)
   for _, k in ipairs(keys) do
-    if meta["run." .. k] ~= tostring(fingerprint[k]) then
+    local have = fingerprint[k] ~= nil and tostring(fingerprint[k]) or nil
+    if meta["run." .. k] ~= have then
       error(("resume: %s was saved with %s = %s, this run has %s"):format(path, k, tostring(meta["run." .. k]),
-        tostring(fingerprint[k])), 0)
+        tostring(have)), 0)
     end
   end
   local resumable, why = set:_resumable()

@@ -60,19 +60,11 @@ local function progress(total, quiet)
   return p
 end
 
+-- rows -> a batch; for a language model, next-token labels on real tokens only (with mask_prompt, on the
+-- response of {text, text_b} rows only: instruction tuning's loss)
 local function batch_of(rows, opts, task)
-  local enc = sift.data.encode(rows, opts.tokenizer, {
-    max_len = opts.max_len, pad_id = opts.pad_id, bos = opts.bos,
-  })
-  if task == "lm" then -- next-token labels on real tokens only
-    enc.labels = {}
-    for i, row in ipairs(enc.input_ids) do
-      local lab = {}
-      for j, id in ipairs(row) do lab[j] = enc.attention_mask[i][j] == 1 and id or -100 end
-      enc.labels[i] = lab
-    end
-  end
-  return enc
+  return sift.data.encode(rows, opts.tokenizer, { max_len = opts.max_len, pad_id = opts.pad_id, bos = opts.bos,
+    task = task == "lm" and "lm" or nil, mask_prompt = task == "lm" and opts.mask_prompt or nil })
 end
 
 local function default_bos(model)
@@ -99,13 +91,40 @@ end
 -- row's predicted value, in the dataset's order. Batches run packed (model:forward), so padding costs
 -- nothing and the rows go in dataset order (sorting them by length, as before packing, cost an extra
 -- encoding pass: 0.66-0.70 s against 0.78-0.80 for SST-2 dev on gpt2-4m).
+-- A language model (task "lm"): the mean next-token loss over the rows' target tokens (each token weighs the
+-- same), its perplexity exp(loss), the token count and n (rows); mask_prompt = true counts the responses of
+-- {text, text_b} rows only.
+local function evaluate_lm(model, ds, o, bs)
+  local loss_sum, terms = 0, 0
+  local lo, hi = my_part(#ds) -- several processes: each evaluates its part, the sums are summed
+  for i = lo, hi, bs do
+    local rows = {}
+    for j = i, math.min(i + bs - 1, hi) do rows[#rows + 1] = ds[j] end
+    local b = batch_of(rows, o, "lm")
+    local n = sift.data.loss_terms(b, "lm")
+    if n > 0 then
+      local out = model:forward(b, { grad = false })
+      loss_sum, terms = loss_sum + out.loss * n, terms + n
+    end
+  end
+  if sift.dist.size() > 1 then
+    local v = sift.dist.sum({ loss_sum, terms })
+    loss_sum, terms = v[1], math.tointeger(v[2])
+  end
+  if terms == 0 then error("sift.evaluate: no target tokens in the dataset (empty rows, or prompts only)", 3) end
+  local loss = loss_sum / terms
+  return { loss = loss, perplexity = math.exp(loss), tokens = terms, n = #ds }
+end
+
 function M.evaluate(model, ds, opts)
   opts = opts or {}
   assert(opts.tokenizer, "sift.evaluate: opts.tokenizer is required")
   local bs = opts.batch or 64
   local o = { tokenizer = opts.tokenizer, max_len = opts.max_len or 64, pad_id = opts.pad_id or default_pad(model),
-    bos = opts.bos == nil and default_bos(model) or opts.bos }
+    bos = opts.bos == nil and default_bos(model) or opts.bos, mask_prompt = opts.mask_prompt }
   if #ds == 0 then error("sift.evaluate: the dataset is empty", 2) end
+  if model.config.task == "lm" then return evaluate_lm(model, ds, o, bs) end
+  if opts.mask_prompt then error("sift.evaluate: mask_prompt is for language models (this one classifies)", 2) end
   check_head(model, ds, "sift.evaluate")
   for i = 1, #ds do
     if ds[i].label == nil then error(("sift.evaluate: row %d has no label (a labelled dataset is needed)"):format(i), 2) end
@@ -165,8 +184,10 @@ function M.trainer(opts)
   local T = per_epoch * epochs
   if opts.max_steps then T = math.min(T, opts.max_steps) end
   if T < 1 then error("sift.train: no steps to run (empty data?)", 2) end
+  if opts.mask_prompt and task ~= "lm" then error("sift.train: mask_prompt is for language models (this one classifies)", 2) end
   local enc_opts = { tokenizer = assert(opts.tokenizer, "sift.train: tokenizer is required"), max_len = opts.max_len or 64,
-    pad_id = opts.pad_id or default_pad(model), bos = opts.bos == nil and default_bos(model) or opts.bos }
+    pad_id = opts.pad_id or default_pad(model), bos = opts.bos == nil and default_bos(model) or opts.bos,
+    mask_prompt = opts.mask_prompt and true or nil }
   local lr = opts.lr or 1e-3
   local opt = sift.AdamW(set, { lr = lr, betas = opts.betas, eps = opts.eps, weight_decay = opts.weight_decay or 0.01,
     decay = opts.decay or "matrices", sparse_weight_decay = opts.sparse_weight_decay or 0 })
@@ -186,7 +207,7 @@ function M.trainer(opts)
   local t0, tokens = sift.now(), 0
   -- what a checkpoint must agree with to resume (sift/checkpoint.lua)
   local fingerprint = checkpoint.fingerprint { method = set:kind(), task = task, data = data, batch = bs, seed = seed,
-    steps = T }
+    steps = T, mask_prompt = enc_opts.mask_prompt }
   -- checkpoint = path: saved every checkpoint_every steps (default: each epoch), at the end and on Ctrl-C
   local ckpt, ckpt_every = opts.checkpoint, opts.checkpoint_every or per_epoch
   if ckpt ~= nil and type(ckpt) ~= "string" then error("sift.train: checkpoint must be a file path", 2) end
@@ -293,7 +314,7 @@ function M.trainer(opts)
     if opts.on_step then opts.on_step(st) end
     if opts.eval and (tr.step_no % per_epoch == 0 or tr.step_no == T) then
       local metrics = M.evaluate(model, opts.eval, { tokenizer = enc_opts.tokenizer, max_len = enc_opts.max_len,
-        batch = opts.eval_batch or 64, pad_id = enc_opts.pad_id, bos = enc_opts.bos })
+        batch = opts.eval_batch or 64, pad_id = enc_opts.pad_id, bos = enc_opts.bos, mask_prompt = enc_opts.mask_prompt })
       metrics.epoch, metrics.step = epoch, tr.step_no
       h.eval[#h.eval + 1] = metrics
       if not quiet then
@@ -301,6 +322,9 @@ function M.trainer(opts)
         if metrics.accuracy then
           print(("epoch %d: eval accuracy %.4f%s"):format(epoch, metrics.accuracy,
             metrics.mcc and ("  mcc %.4f"):format(metrics.mcc) or ""))
+        elseif metrics.perplexity then
+          print(("epoch %d: eval loss %.4f  perplexity %.2f (%d tokens)"):format(epoch, metrics.loss, metrics.perplexity,
+            metrics.tokens))
         else
           print(("epoch %d: eval pearson %.4f  spearman %.4f  mse %.4f"):format(epoch, metrics.pearson,
             metrics.spearman, metrics.mse))

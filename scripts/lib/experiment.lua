@@ -94,8 +94,10 @@ function M.default_model()
 end
 
 -- The task: train and dev sets of a data set sift.data.load knows ("sst2", "cola", ... or a path), the number
--- of labels its head needs (1 = regression), and the tokenizer of the model. rows / dev_rows: 0 = all;
--- the training rows are shuffled with seed first (the dev rows keep their order).
+-- of labels its head needs (1 = regression; nil for instruction data: lm = true), and the tokenizer of the
+-- model. rows / dev_rows: 0 = all; the training rows are shuffled with seed first (the dev rows keep their
+-- order). A data set without a dev split (instruction data) gives up its last shuffled rows as one
+-- (dev_rows of them, or 10 % up to 200; held_out = true), before rows takes the training rows.
 function M.task(opts)
   if not opts.model or opts.model == "" then
     M.fail("no model: pass --model PATH (a Hugging Face folder or llama2.c .bin); gpt2-4m is looked for in %s/models",
@@ -108,10 +110,16 @@ function M.task(opts)
   local okd, dev = pcall(sift.data.load, opts.task, { split = "dev" })
   if not okd then dev = nil end
   train = train:shuffle(opts.seed or 0)
+  local held = false
+  if not dev and #train >= 20 then -- no dev split (instruction data): hold out the shuffled rows' last ones
+    local n = (opts.dev_rows or 0) > 0 and math.min(opts.dev_rows, #train // 2) or math.min(200, #train // 10)
+    dev, train, held = train:slice(#train - n + 1, #train), train:take(#train - n), true
+  end
   if (opts.rows or 0) > 0 then train = train:take(math.min(opts.rows, #train)) end
   if dev and (opts.dev_rows or 0) > 0 then dev = dev:take(math.min(opts.dev_rows, #dev)) end
   -- instruction data (jsonl) has no classes: a language-model task
-  return { tok = tok, train = train, dev = dev, num_labels = train.num_labels, lm = train.num_labels == nil }
+  return { tok = tok, train = train, dev = dev, held_out = held, num_labels = train.num_labels,
+    lm = train.num_labels == nil }
 end
 
 -- The pre-trained model with a fresh task head (seed = the head's draw; a language model for instruction

@@ -483,6 +483,74 @@ test("sift.evaluate: each row's result is the row's alone, in the dataset's orde
   check(not ok and err:find("row 2 has no label", 1, true), "unlabelled row: %s", tostring(err))
 end)
 
+-- Language models: sift.evaluate gives the mean next-token loss over the target tokens (each token weighs
+-- the same, whatever its row's length), perplexity exp(loss) and the token count; mask_prompt counts only the
+-- responses of instruction rows {text, text_b}, in evaluation as in sift.train's loss; a checkpoint saved
+-- with one setting is refused by a run with the other.
+test("language models: evaluate's loss and perplexity per token; mask_prompt in training and evaluation", function()
+  local m, tok = gpt2_4m()
+  H.need_shared("data/instruct/alpaca_libre_tasks_v1.jsonl")
+  local rows = sift.data.load("instruct"):take(9)
+  -- by hand, row by row: the summed loss over each row's target tokens
+  local function by_hand(mask_prompt)
+    local sum, terms = 0, 0
+    for i = 1, #rows do
+      local b = sift.data.encode({ rows[i] }, tok, { max_len = 48, pad_id = 0, task = "lm" })
+      if mask_prompt then -- the prompt is "text " (text and the separator): its tokens are not targets
+        local plen = #tok:encode(rows[i].text .. " ")
+        for k = 1, plen do b.labels[1][k] = -100 end
+      end
+      local n = sift.data.loss_terms(b, "lm")
+      if n > 0 then
+        sum, terms = sum + m:forward(b, { grad = false }).loss * n, terms + n
+      end
+    end
+    return sum / terms, terms
+  end
+  for _, mp in ipairs { false, true } do
+    local want, terms = by_hand(mp)
+    local res = sift.evaluate(m, rows, { tokenizer = tok, max_len = 48, batch = 4, mask_prompt = mp })
+    close(res.loss, want, 1e-6 * want, ("mask_prompt %s: loss per token"):format(mp))
+    check(res.tokens == terms and res.n == #rows, "mask_prompt %s: %d tokens (by hand %d)", mp, res.tokens, terms)
+    close(res.perplexity, math.exp(res.loss), 1e-9 * res.perplexity, "perplexity")
+  end
+  check(by_hand(true) ~= by_hand(false), "masking the prompt changes the loss")
+  -- training: the first step's loss is the batch's loss before any update, prompts masked or not
+  for _, mp in ipairs { false, true } do
+    local mm = gpt2_4m()
+    local want = sift.evaluate(mm, rows:take(4), { tokenizer = tok, max_len = 48, batch = 4, mask_prompt = mp }).loss
+    local h = sift.train { model = mm, method = sift.full(mm), data = rows:take(4), tokenizer = tok, batch = 4,
+      max_len = 48, max_steps = 1, quiet = true, mask_prompt = mp, eval = rows:slice(5, 9) }
+    close(h.loss[1], want, 1e-6 * want, ("mask_prompt %s: the first step's loss"):format(mp))
+    check(h.eval[1].perplexity and h.eval[1].tokens > 0, "an LM run's evaluation has a perplexity")
+  end
+  -- a checkpoint remembers the setting
+  local path = os.tmpname()
+  local function trainer(mp, resume)
+    local mm = gpt2_4m()
+    return sift.trainer { model = mm, method = sift.sparse(mm, { rate = 0.01 }), data = rows, tokenizer = tok,
+      batch = 3, max_len = 48, quiet = true, mask_prompt = mp, resume = resume }
+  end
+  local tr = trainer(true)
+  tr:step(1)
+  tr:save(path)
+  local ok, err = pcall(trainer, false, path)
+  check(not ok and tostring(err):find("mask_prompt = true, this run has nil", 1, true), "resume without mask_prompt: %s",
+    tostring(err))
+  check(pcall(trainer, true, path), "resume with it")
+  tr = trainer(false)
+  tr:step(1)
+  tr:save(path)
+  ok, err = pcall(trainer, true, path)
+  check(not ok and tostring(err):find("mask_prompt = nil, this run has true", 1, true), "resume with mask_prompt: %s",
+    tostring(err))
+  os.remove(path)
+  local mc = gpt2_4m("classify")
+  ok, err = pcall(sift.train, { model = mc, method = sift.full(mc), data = sift.data.load("sst2"):take(4), tokenizer = tok,
+    mask_prompt = true, quiet = true })
+  check(not ok and tostring(err):find("language models", 1, true), "mask_prompt on a classifier: %s", tostring(err))
+end)
+
 -- STS-B (GLUE's regression task, scores 0-5) on a one-output head: SIFT training lowers the MSE, and
 -- sift.evaluate reports pearson / spearman / mse with each row's predicted score. A head that does not
 -- match the data is refused with a message that says how to load the model.

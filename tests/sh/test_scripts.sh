@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_scripts.sh BUILD_DIR — the experiment scripts in scripts/ on gpt2-4m and SST-2 with small settings,
 # checked through the JSON they write: finetune.lua (SIFT's delta applied to a fresh model gives the run's
-# dev accuracy; LoRA, full and head-only runs; usage errors exit 2 naming the option), analyze_gradients.lua
+# dev accuracy; LoRA, full and head-only runs; checkpoint / resume; instruction data with held-out loss and
+# perplexity; usage errors exit 2 naming the option), analyze_gradients.lua
 # (the pre-trained model more concentrated than a random one at every fraction), analyze_masks.lua (masks
 # of other batches overlap far above chance; the overlaps and shares are fractions), analyze_landscape.lua
 # (the pre-trained landscape swings more than the random one's; the line through w0 and w_ft).
@@ -63,6 +64,18 @@ if "$REPL" scripts/finetune.lua --rows 64 --dev_rows 32 --epochs 1 --max_len 32 
            if a.steps ~= 2 or r.steps ~= 2 or #r.loss ~= 2 then return false end
            for i = 1, 2 do if a.loss[i] ~= r.loss[i] then return false end end return true end)()"
 else bad "finetune.lua --checkpoint / --resume" "$tmp/c2.log"; cat "$tmp/c1.log"; fi
+# instruction data (no dev split): a language model on the responses, evaluated on held-out rows
+if [ -f "$SIFT_SHARED/data/instruct/alpaca_libre_tasks_v1.jsonl" ] \
+    && "$REPL" scripts/finetune.lua --task instruct --rows 32 --dev_rows 16 --max_steps 2 --max_len 48 \
+        --out "$tmp/in.json" > "$tmp/in.log" 2>&1 \
+    && "$REPL" scripts/finetune.lua --task instruct --rows 32 --dev_rows 16 --max_steps 2 --max_len 48 \
+        --no_mask_prompt --out "$tmp/in2.json" > "$tmp/in2.log" 2>&1 && grep -q "held out" "$tmp/in.log"; then
+    check_json "finetune.lua --task instruct: held-out loss and perplexity; the prompts masked unless --no_mask_prompt" \
+        "$tmp/in.json" "(function() local f = io.open('$tmp/in2.json'); local all = sift.data.json.decode(f:read('a')); f:close()
+           local e, e2 = r.eval[1], all.eval[1]
+           return r.steps == 2 and e.n == 16 and e.tokens > 0 and math.abs(e.perplexity - math.exp(e.loss)) < 1e-9 * e.perplexity
+             and r.options.mask_prompt == true and all.options.mask_prompt == false and e2.tokens > e.tokens end)()"
+else bad "finetune.lua --task instruct" "$tmp/in.log"; cat "$tmp/in2.log" 2>/dev/null | tail -5; fi
 "$REPL" scripts/finetune.lua --method bogus > "$tmp/u1" 2>&1; rc1=$?
 "$REPL" scripts/finetune.lua --epochs three > "$tmp/u2" 2>&1; rc2=$?
 "$REPL" scripts/finetune.lua --nope 1 > "$tmp/u3" 2>&1; rc3=$?
