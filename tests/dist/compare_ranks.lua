@@ -72,6 +72,13 @@ for _, case in ipairs { "sparse", "full", "lora", "fisher", "lm_sparse" } do
   end)
 end
 
+test("a language model's evaluation over ranks: one process's loss per token and token count", function()
+  local l1, ln = tonumber(m1["lm_eval.loss"]), tonumber(mn["lm_eval.loss"])
+  check(l1 and ln and math.abs(l1 - ln) <= 1e-6 * l1, "loss %s vs %s", tostring(m1["lm_eval.loss"]), tostring(mn["lm_eval.loss"]))
+  check(m1["lm_eval.tokens"] == mn["lm_eval.tokens"] and tonumber(m1["lm_eval.tokens"]) > 0, "tokens %s vs %s",
+    tostring(m1["lm_eval.tokens"]), tostring(mn["lm_eval.tokens"]))
+end)
+
 test("a trainer saved by rank 0 and resumed on every rank: the uninterrupted run's bits", function()
   check(tonumber(m1["resume.max_diff"]) == 0 and tonumber(mn["resume.max_diff"]) == 0, "resumed weights differ by %s / %s",
     tostring(m1["resume.max_diff"]), tostring(mn["resume.max_diff"]))

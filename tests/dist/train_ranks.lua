@@ -73,6 +73,10 @@ for _, c in ipairs(cases) do
     for _, n in ipairs(m:names()) do worst = math.max(worst, m:param(n):max_abs_diff(resumed_model:param(n))) end
     meta["resume.max_diff"] = ("%.17g"):format(worst)
   end
+  if name == "lm_sparse" then -- a language model's evaluation: each rank its rows, the sums summed
+    local ev = sift.evaluate(m, rows:take(7), { tokenizer = tok, batch = 2, max_len = 32 })
+    meta["lm_eval.loss"], meta["lm_eval.tokens"] = ("%.17g"):format(ev.loss), tostring(ev.tokens)
+  end
   if name == "sparse" then
     set:save_delta(out .. ".delta." .. sift.dist.rank()) -- rank 0 alone writes
     local ev = sift.evaluate(m, sift.data.load("sst2", { split = "dev" }):take(30), { tokenizer = tok, batch = 8 })
