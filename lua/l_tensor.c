@@ -309,6 +309,12 @@ static int cmp_desc(const void *a, const void *b) {
 static int t_top_share(lua_State *L) {
     sf_tensor *t = lsift_check_tensor(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer nf = luaL_len(L, 2);
+    for (lua_Integer f = 1; f <= nf; f++) { /* every fraction checked before the buffer exists (no leak on a raise) */
+        lua_geti(L, 2, f);
+        luaL_checknumber(L, -1);
+        lua_pop(L, 1);
+    }
     int64_t n = sf_tensor_numel(t);
     float *a = malloc((size_t)(n ? n : 1) * sizeof *a);
     if (!a) return luaL_error(L, "top_share: out of memory");
@@ -318,12 +324,11 @@ static int t_top_share(lua_State *L) {
         total += (double)a[i] * a[i];
     }
     qsort(a, (size_t)n, sizeof *a, cmp_desc);
-    lua_Integer nf = luaL_len(L, 2);
     lua_createtable(L, (int)nf, 0);
     lua_createtable(L, (int)nf, 0);
     for (lua_Integer f = 1; f <= nf; f++) {
         lua_geti(L, 2, f);
-        double x = luaL_checknumber(L, -1);
+        double x = lua_tonumber(L, -1); /* checked above */
         lua_pop(L, 1);
         int64_t k = (int64_t)floor(x * (double)n);
         if (k < 1) k = 1;
