@@ -312,7 +312,7 @@ static int t_top_share(lua_State *L) {
     lua_Integer nf = luaL_len(L, 2);
     for (lua_Integer f = 1; f <= nf; f++) { /* every fraction checked before the buffer exists (no leak on a raise) */
         lua_geti(L, 2, f);
-        luaL_checknumber(L, -1);
+        if (!lua_isnumber(L, -1)) return luaL_error(L, "top_share: fraction %d is a %s, not a number", (int)f, luaL_typename(L, -1));
         lua_pop(L, 1);
     }
     int64_t n = sf_tensor_numel(t);
