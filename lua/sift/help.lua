@@ -286,8 +286,8 @@ def("sift.budget", "sift.budget(rate, numel) -> k",
 def("sift.direction", "sift.direction(w, {seed = 0, stream = 0, normalize = \"filter\", filters = \"rows\"}?) -> tensor",
   "A random direction for w: N(0, 1) entries (seeded by seed and stream), scaled so each filter (row, or\ncolumn with filters = \"cols\") has the norm of w's filter (Li et al. 2018); \"layer\": the whole tensor\nhas w's norm; \"none\": as drawn. A zero filter of w gives a zero filter.",
   "local d = sift.direction(w, {seed = 1, filters = model:param_layout(name) == \"in_out\" and \"cols\" or \"rows\"})")
-def("sift.landscape", "sift.landscape(model, batch | {batch, …}, {span = 1, points = 21, directions = 1 | 2 | {d1, d2},\n  seed = 0, normalize = \"filter\", targets =}?) -> result",
-  "The loss at w0 + a d1 (+ b d2) for a, b on points values in [-span, span]: random filter-normalised\ndirections (sift.direction) over the targets (default: the 2-D block weights), or given ones ({name =\ntensor} each, e.g. w_ft - w0). result: alphas, betas (2-D), loss[i] or loss[i][j], center, dims. The\nweights are put back bit for bit, also after an error or Ctrl-C. Many batches: the mean of their losses.",
+def("sift.landscape", "sift.landscape(model, batch | {batch, …}, {span = 1, points = 21, directions = 1 | 2 | {d1, d2},\n  seed = 0, normalize = \"filter\", targets =, quiet =}?) -> result",
+  "The loss at w0 + a d1 (+ b d2) for a, b on points values in [-span, span]: random filter-normalised\ndirections (sift.direction) over the targets (default: the 2-D block weights), or given ones ({name =\ntensor} each, e.g. w_ft - w0). result: alphas, betas (2-D), loss[i] or loss[i][j], center, dims. The\nweights are put back bit for bit, also after an error or Ctrl-C. Many batches: the mean of their losses.\nOn a terminal a bar counts the points (quiet = true: none).",
   "local r = sift.landscape(m, batch, {points = 21}); print(sift.plot.line({y = r.loss, x = r.alphas}))")
 
 ---------------------------------------------------------------------------------------------------

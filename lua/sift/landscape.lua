@@ -2,7 +2,8 @@
 -- al. (2018, filter-normalised random directions) that the SIFT paper uses to show a pre-trained start
 -- sitting in a different landscape from a random one.
 --   sift.landscape(model, batch | {batch, ...}, {span = 1, points = 21, directions = 1 | 2 | {d1 [, d2]},
---     seed = 0, normalize = "filter" | "layer" | "none", targets = patterns?}) -> Landscape
+--     seed = 0, normalize = "filter" | "layer" | "none", targets = patterns?, quiet = false}) -> Landscape
+-- (on a terminal a progress bar counts the points unless quiet)
 -- Each point sets every target to w0 + a * d1 (+ b * d2), computed from the saved originals w0 (no drift
 -- from point to point), and runs one forward per batch (the loss is the mean of the batches' losses). The
 -- originals are written back bit for bit at the end, also when a forward fails or Ctrl-C stops the walk
@@ -168,17 +169,28 @@ function M.landscape(model, batch, opts)
     return mean_loss()
   end
 
+  -- on a terminal, a bar with the points done and the time left (quiet = true: none)
+  local total, done, t0 = 1 + (res.betas and points * points or points), 0, S.now()
+  local prog = require("sift.train").progress(total, opts.quiet or not S.isatty(1), function(st, n, eta)
+    return ("landscape: point %d/%d  loss %.4f  ETA %s"):format(st.step, n, st.loss, eta)
+  end)
+  local function point(v)
+    done = done + 1
+    prog.update({ step = done, elapsed = S.now() - t0, loss = v })
+    return v
+  end
   local ok, err = pcall(function()
-    res.center = mean_loss() -- the weights themselves, bit for bit
+    res.center = point(mean_loss()) -- the weights themselves, bit for bit
     for i, a in ipairs(res.alphas) do
       if res.betas then
         res.loss[i] = {}
-        for j, b in ipairs(res.betas) do res.loss[i][j] = loss_at(a, b) end
+        for j, b in ipairs(res.betas) do res.loss[i][j] = point(loss_at(a, b)) end
       else
-        res.loss[i] = loss_at(a)
+        res.loss[i] = point(loss_at(a))
       end
     end
   end)
+  if done > 0 then prog.finish() end
   S._defer_interrupts(true) -- the write-back is never cut short
   local okr, errr = pcall(function()
     for _, name in ipairs(targets) do model:param(name):copy_(originals[name]) end

@@ -33,17 +33,20 @@ local function fmt_time(s)
   return ("%d:%02d"):format(s // 60, s % 60)
 end
 
--- A progress display: a bar redrawn in place on a terminal, plain periodic lines otherwise.
-local function progress(total, quiet)
+-- A progress display: a bar redrawn in place on a terminal, plain periodic lines otherwise. st: {step =,
+-- elapsed = seconds, ...}; describe(st, total, eta) -> the text after the bar (default: a training step's).
+-- sift.landscape shows its walk with it too (M.progress).
+local function progress(total, quiet, describe)
   local tty = sift.isatty(1)
   local last_line = -math.huge
   local p = {}
   function p.update(st)
     if quiet then return end
     local frac = st.step / total
-    local eta = st.elapsed / math.max(st.step, 1) * (total - st.step)
-    local msg = ("step %d/%d  epoch %d  loss %.4f  %.0f tok/s  ETA %s"):format(st.step, total, st.epoch, st.loss,
-      st.tokens_per_s, fmt_time(eta))
+    local eta = fmt_time(st.elapsed / math.max(st.step, 1) * (total - st.step))
+    local msg = describe and describe(st, total, eta)
+      or ("step %d/%d  epoch %d  loss %.4f  %.0f tok/s  ETA %s"):format(st.step, total, st.epoch, st.loss,
+        st.tokens_per_s, eta)
     if tty then
       local width = 24
       local fill = math.floor(frac * width + 0.5)
@@ -398,5 +401,7 @@ function M.install(sift)
   sift.evaluate = M.evaluate
   sift.lr_schedule = schedule_lr
 end
+
+M.progress = progress
 
 return M
