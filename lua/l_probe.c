@@ -80,6 +80,28 @@ static sf_dir_norm check_norm(lua_State *L, const char *s) {
     return SF_DIR_NONE;
 }
 
+/* options of sift.direction (table at index 2): an integer (0 when absent) / a string (def when absent) */
+static lua_Integer int_field(lua_State *L, const char *key) {
+    lua_getfield(L, 2, key);
+    int ok = 1;
+    lua_Integer v = lua_isnil(L, -1) ? 0 : lua_tointegerx(L, -1, &ok);
+    if (!ok) luaL_error(L, "sift.direction: %s must be an integer, got %s", key, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return v;
+}
+
+static const char *string_field(lua_State *L, const char *key, const char *def) {
+    lua_getfield(L, 2, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return def;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "sift.direction: %s must be a string, got %s", key, luaL_typename(L, -1));
+    const char *v = lua_tostring(L, -1); /* stays alive: the options table holds it */
+    lua_pop(L, 1);
+    return v;
+}
+
 /* sift.direction(w, {seed = 0, stream = 0, normalize = "filter", filters = "rows" | "cols"}) -> f32 tensor of
  * w's shape: N(0, 1) entries scaled so each filter (row, or column with filters = "cols") has the norm of w's
  * same filter ("layer": the whole tensor has w's norm; "none": as drawn). */
@@ -89,14 +111,10 @@ static int l_direction(lua_State *L) {
     const char *norm = "filter", *filters = "rows";
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
-        lua_getfield(L, 2, "seed");
-        seed = luaL_optinteger(L, -1, 0);
-        lua_getfield(L, 2, "stream");
-        stream = luaL_optinteger(L, -1, 0);
-        lua_getfield(L, 2, "normalize");
-        norm = luaL_optstring(L, -1, "filter");
-        lua_getfield(L, 2, "filters");
-        filters = luaL_optstring(L, -1, "rows");
+        seed = int_field(L, "seed");
+        stream = int_field(L, "stream");
+        norm = string_field(L, "normalize", norm);
+        filters = string_field(L, "filters", filters);
     }
     sf_dir_norm nm = check_norm(L, norm);
     if (strcmp(filters, "rows") && strcmp(filters, "cols"))

@@ -59,6 +59,10 @@ test("sift.direction: filter norms by rows and columns, layer norm, seeds and st
   check(not ok and err:find("normalize"), "unknown normalisation: %s", tostring(err))
   ok, err = pcall(sift.direction, w, { filters = "diagonal" })
   check(not ok and err:find("filters"), "unknown filters: %s", tostring(err))
+  ok, err = pcall(sift.direction, w, { seed = 1.5 })
+  check(not ok and err:find("seed must be an integer", 1, true), "a fractional seed: %s", tostring(err))
+  ok, err = pcall(sift.direction, w, { normalize = 3 })
+  check(not ok and err:find("normalize must be a string", 1, true), "a number for normalize: %s", tostring(err))
 end)
 
 test("combine_: base + a d1 + b d2 in place, checked shapes", function()
