@@ -8,7 +8,9 @@
 -- from point to point), and runs one forward per batch (the loss is the mean of the batches' losses). The
 -- originals are written back bit for bit at the end, also when a forward fails or Ctrl-C stops the walk
 -- (the write-back itself is never cut short; the error is raised again after it; a Ctrl-C recorded but not
--- raised is taken after the point it arrived in).
+-- raised is taken after the point it arrived in). Under mpiexec each rank runs its part of every batch's
+-- rows and the losses are summed: every rank gets the one-process result (up to rounding) and stops at the
+-- same point on a Ctrl-C.
 -- Random directions: per target, S.direction(w0, {seed, stream = the direction and target's place,
 -- normalize, filters = the weight's output axis}); explicit ones: a table {name = tensor} per direction (e.g.
 -- a fine-tuning's w_ft - w_0), whose names are then the targets. What it does not do: backward, or plot
@@ -147,17 +149,51 @@ function M.landscape(model, batch, opts)
   end
   if #dirs == 2 then res.betas = axis(span, points) end
 
+  -- Several processes: each runs its contiguous part of every batch's rows (a batch given as tensors runs
+  -- whole on every rank) and the loss sums, weighted by loss terms, are summed over the ranks at each point,
+  -- with a flag for a Ctrl-C on any rank (deferred meanwhile, so every rank stops at the same point).
+  local ranks, task = S.dist.size(), model.config.task
+  local parts = {}
+  for i, bt in ipairs(batches) do
+    if ranks > 1 and type(bt.input_ids) == "table" then
+      local n, r = #bt.input_ids, S.dist.rank()
+      local lo, hi = r * n // ranks + 1, (r + 1) * n // ranks
+      parts[i] = hi >= lo and S.data.rows_of(bt, lo, hi) or false
+    else
+      parts[i] = bt
+    end
+  end
+
   -- the mean loss of the batches at the weights as they are now
   local function mean_loss()
-    local sum = 0
-    for _, bt in ipairs(batches) do
-      local out = model:forward(bt)
-      if not out.loss then error(who .. ": the forward pass gave no loss", 0) end
-      sum = sum + out.loss
+    if ranks == 1 then
+      local sum = 0
+      for _, bt in ipairs(batches) do
+        local out = model:forward(bt)
+        if not out.loss then error(who .. ": the forward pass gave no loss", 0) end
+        sum = sum + out.loss
+      end
+      -- a Ctrl-C that did not raise by itself (deferred, or recorded by sift._interrupt) stops at this point
+      if S._interrupt_pending() then error("interrupted", 0) end
+      return sum / #batches
     end
-    -- a Ctrl-C that did not raise by itself (deferred, or recorded by sift._interrupt) stops at this point
-    if S._interrupt_pending() then error("interrupted", 0) end
-    return sum / #batches
+    local v = {}
+    for i, part in ipairs(parts) do
+      local loss, terms = 0, 0
+      if part then
+        local out = model:forward(part)
+        if not out.loss then error(who .. ": the forward pass gave no loss", 0) end
+        terms = type(part.input_ids) == "table" and S.data.loss_terms(part, task) or 1
+        loss = out.loss * terms
+      end
+      v[2 * i - 1], v[2 * i] = loss, terms
+    end
+    v[#v + 1] = S._interrupt_pending() and 1 or 0
+    v = S.dist.sum(v)
+    if v[#v] > 0 then error("interrupted", 0) end
+    local sum = 0
+    for i = 1, #parts do sum = sum + v[2 * i - 1] / v[2 * i] end
+    return sum / #parts
   end
 
   local function loss_at(a, b)
@@ -171,7 +207,7 @@ function M.landscape(model, batch, opts)
 
   -- on a terminal, a bar with the points done and the time left (quiet = true: none)
   local total, done, t0 = 1 + (res.betas and points * points or points), 0, S.now()
-  local prog = require("sift.train").progress(total, opts.quiet or not S.isatty(1), function(st, n, eta)
+  local prog = require("sift.train").progress(total, opts.quiet or S.dist.rank() ~= 0 or not S.isatty(1), function(st, n, eta)
     return ("landscape: point %d/%d  loss %.4f  ETA %s"):format(st.step, n, st.loss, eta)
   end)
   local function point(v)
@@ -179,6 +215,7 @@ function M.landscape(model, batch, opts)
     prog.update({ step = done, elapsed = S.now() - t0, loss = v })
     return v
   end
+  if ranks > 1 then S._defer_interrupts(true) end -- until the write-back below is done
   local ok, err = pcall(function()
     res.center = point(mean_loss()) -- the weights themselves, bit for bit
     for i, a in ipairs(res.alphas) do

@@ -79,6 +79,17 @@ test("a language model's evaluation over ranks: one process's loss per token and
     tostring(m1["lm_eval.tokens"]), tostring(mn["lm_eval.tokens"]))
 end)
 
+test("sift.landscape over ranks: one process's losses; a Ctrl-C on one rank stops all, weights restored", function()
+  local l1, ln = list(m1["landscape.loss"]), list(mn["landscape.loss"])
+  check(#l1 == 5 and #ln == 5, "%d and %d points", #l1, #ln)
+  for i = 1, #l1 do check(math.abs(l1[i] - ln[i]) <= 1e-6 * l1[i], "point %d: %.9g vs %.9g", i, ln[i], l1[i]) end
+  check(math.abs(tonumber(m1["landscape.center"]) - tonumber(mn["landscape.center"])) <= 1e-6, "centre")
+  for _, m in ipairs { m1, mn } do
+    check(m["landscape.interrupted"] == "true" and m["landscape.restored"] == "true", "interrupted %s, restored %s",
+      tostring(m["landscape.interrupted"]), tostring(m["landscape.restored"]))
+  end
+end)
+
 test("a trainer saved by rank 0 and resumed on every rank: the uninterrupted run's bits", function()
   check(tonumber(m1["resume.max_diff"]) == 0 and tonumber(mn["resume.max_diff"]) == 0, "resumed weights differ by %s / %s",
     tostring(m1["resume.max_diff"]), tostring(mn["resume.max_diff"]))

@@ -115,5 +115,28 @@ for _, c in ipairs { { "fisher", { policy = "fisher" }, 2 }, { "global", { polic
   s:select(my_parts(c[3]), { scale = 1 / sift.dist.size() }) -- equal parts: each rank's share of the mean loss
   tensors["select_" .. c[1] .. ".idx." .. block] = s:indices(block)
 end
+-- sift.landscape over ranks: each rank its part of every batch's rows (7 and 5 rows: uneven parts), the losses
+-- summed; then a Ctrl-C recorded on the last rank at its 3rd forward stops every rank at the same point
+do
+  local m = sift.load(dir, { task = "classify", num_labels = 2 })
+  local b1 = sift.data.encode(rows:take(7), tok, { max_len = 32, pad_id = 0 })
+  local b2 = sift.data.encode(rows:slice(8, 12), tok, { max_len = 32, pad_id = 0 })
+  local L = sift.landscape(m, { b1, b2 }, { points = 5, seed = 3, quiet = true })
+  meta["landscape.loss"], meta["landscape.center"] = joined(L.loss), ("%.17g"):format(L.center)
+  local w0 = m:param(block):clone()
+  local forwards, fwd = 0, m.forward
+  if sift.dist.rank() == sift.dist.size() - 1 then
+    debug.sethook(function()
+      if debug.getinfo(2, "f").func == fwd then
+        forwards = forwards + 1
+        if forwards == 3 then sift._interrupt() end
+      end
+    end, "c")
+  end
+  local ok, err = pcall(sift.landscape, m, b1, { points = 9, seed = 3, quiet = true })
+  debug.sethook()
+  meta["landscape.interrupted"] = tostring(not ok and tostring(err):find("interrupted", 1, true) ~= nil)
+  meta["landscape.restored"] = tostring(m:param(block):max_abs_diff(w0) == 0)
+end
 sift.save_tensors(out, tensors, meta)
 print(("rank %d of %d: done"):format(sift.dist.rank(), sift.dist.size()))
