@@ -3,7 +3,8 @@
  * or one process, reports rank 0 of 1 and its sums return their input.
  *   sift.dist.enabled        true in an MPI build
  *   sift.dist.rank(), size() 0-based rank, number of processes
- *   sift.dist.sum(x)         x a number or an array of numbers: the sum over every rank (each rank must call it)
+ *   sift.dist.sum(x)         x a number, an array of numbers or an f32 tensor (summed in place): the sum over
+ *                            every rank (each rank must call it)
  *   sift.dist.bytes_sent()   bytes this process has put into sums since start-up
  *   sift.dist.barrier()      returns when every rank has reached it
  * The data-parallel training loop itself is lua/sift/train.lua; gradient sums core/dist.h. */
@@ -33,13 +34,20 @@ static int l_size(lua_State *L) {
 }
 
 static int l_sum(lua_State *L) {
+    sf_tensor *t = lsift_test_tensor(L, 1);
+    if (t) { /* an f32 tensor: summed in place (a gradient, say), and returned */
+        if (t->dtype != SF_F32) return luaL_error(L, "sift.dist.sum: a tensor must be f32, this one is %s", sf_dtype_name(t->dtype));
+        if (sf_dist_sum_f32(sf_f32(t), sf_tensor_numel(t))) return lsift_error(L, "sift.dist.sum");
+        lua_settop(L, 1);
+        return 1;
+    }
     if (lua_type(L, 1) == LUA_TNUMBER) {
         double v = lua_tonumber(L, 1);
         if (sf_dist_sum_f64(&v, 1)) return lsift_error(L, "sift.dist.sum");
         lua_pushnumber(L, v);
         return 1;
     }
-    luaL_argexpected(L, lua_istable(L, 1), 1, "a number or an array of numbers");
+    luaL_argexpected(L, lua_istable(L, 1), 1, "a number, an array of numbers or an f32 tensor");
     lua_Integer n = luaL_len(L, 1);
     double *v = lua_newuserdatauv(L, (size_t)(n > 0 ? n : 1) * sizeof *v, 0); /* freed by the GC on error */
     for (lua_Integer i = 0; i < n; i++) {

@@ -14,7 +14,8 @@
 --     question behind fixing SIFT's masks after one batch (do other batches, or later steps, want the same
 --     components?).
 -- Pure Lua over the C model / set methods (t:top_share, t:top_indices, idx:count_common). Targets default to
--- sift.sparse's (sets.default_targets). The loss landscape is sift/landscape.lua's.
+-- sift.sparse's (sets.default_targets). Under mpiexec the gradient passes split the rows over the ranks
+-- and sum the gradients (with_gradients). The loss landscape is sift/landscape.lua's.
 local sets = require "sift.sets"
 
 local M = {}
@@ -101,22 +102,45 @@ local function check_plain_model(model, who)
 end
 
 -- One forward/backward of batch; calls each(name, grad) for every target in order, then zeroes the
--- gradients (also when each raises). Returns the loss.
+-- gradients (also when each raises). Returns the loss. Several processes (sift.dist): each rank
+-- back-propagates its contiguous part of the rows, scaled by its share of the batch's loss terms, and
+-- every target's gradient (and the loss) is summed over the ranks before each sees it, so every rank
+-- measures the whole batch's gradient (a batch given as tensors runs whole on every rank).
 local function with_gradients(model, batch, targets, who, each)
+  local S = require "sift"
+  local ranks = S.dist.size()
+  local split = ranks > 1 and type(batch.input_ids) == "table"
+  local part, share = batch, 1
+  if split then
+    local n, r, task = #batch.input_ids, S.dist.rank(), model.config.task
+    local lo, hi = r * n // ranks + 1, (r + 1) * n // ranks
+    local total = S.data.loss_terms(batch, task)
+    part = hi >= lo and S.data.rows_of(batch, lo, hi) or nil
+    share = part and total > 0 and S.data.loss_terms(part, task) / total or 0
+  end
   model:zero_grad()
-  local out = model:forward(batch)
-  if not out.loss then error(who .. ": the forward pass gave no loss (labels missing?)", 3) end
-  model:backward()
+  local loss = 0
+  if part then
+    local out = model:forward(part)
+    if not out.loss then error(who .. ": the forward pass gave no loss (labels missing?)", 3) end
+    if split then model:backward(share) else model:backward() end
+    loss = out.loss * share
+  end
+  if split then loss = S.dist.sum(loss) end
   local ok, err = pcall(function()
     for _, name in ipairs(targets) do
       local okg, g = pcall(model.grad, model, name)
-      if not okg then error(("%s: no gradient for %s (%s)"):format(who, name, tostring(g)), 0) end
+      if not okg and not (split and not part) then error(("%s: no gradient for %s (%s)"):format(who, name, tostring(g)), 0) end
+      if split then
+        if not okg then g = S.zeros(table.unpack(model:param_shape(name))) end -- a rank without rows
+        S.dist.sum(g)
+      end
       each(name, g)
     end
   end)
   model:zero_grad()
   if not ok then error(err, 3) end
-  return out.loss
+  return loss
 end
 
 -- sift.coverage(model, batch, opts) -> { fractions, names, tensors = {[name] = {norm = {...}, sq = {...}}},

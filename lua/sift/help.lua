@@ -266,7 +266,7 @@ def("sift.metrics.regression", "sift.metrics.regression(pred, gold) -> {pearson=
 ---------------------------------------------------------------------------------------------------
 section("Analysis", "Looking inside gradients, masks and the loss around the weights.")
 def("sift.coverage", "sift.coverage(model, batch, {fractions = {0.001, 0.01, 0.1}, targets = patterns}?) -> result",
-  "Gradient concentration: one forward/backward of batch with every parameter trainable, then for each\ntarget (default: the 2-D block weights) the share of ||g||_2 and ||g||_2^2 in its top x % entries.\nresult = {fractions, names, tensors = {[name] = {norm = {...}, sq = {...}}}, mean, mean_sq, loss}.\nRefuses a model a set is attached to (close it first); leaves the gradients zeroed.",
+  "Gradient concentration: one forward/backward of batch with every parameter trainable, then for each\ntarget (default: the 2-D block weights) the share of ||g||_2 and ||g||_2^2 in its top x % entries.\nresult = {fractions, names, tensors = {[name] = {norm = {...}, sq = {...}}}, mean, mean_sq, loss}.\nRefuses a model a set is attached to (close it first); leaves the gradients zeroed. Under mpiexec each\nrank back-propagates its part of the rows and the gradients are summed (so are sift.masks').",
   "local c = sift.coverage(model, batch, {fractions = {0.001, 0.01, 0.1}}); print(sift.plot.curve(c))")
 def("sift.mask_density", "sift.mask_density(set, {rows = 16, cols = 16, targets =}?) -> result",
   "For each target of a selected sparse set, a rows x cols grid of the fraction of selected entries in\neach block of the weight: result.names, result[name] = grid (rows of numbers; .shape, .density).",
@@ -287,7 +287,7 @@ def("sift.direction", "sift.direction(w, {seed = 0, stream = 0, normalize = \"fi
   "A random direction for w: N(0, 1) entries (seeded by seed and stream), scaled so each filter (row, or\ncolumn with filters = \"cols\") has the norm of w's filter (Li et al. 2018); \"layer\": the whole tensor\nhas w's norm; \"none\": as drawn. A zero filter of w gives a zero filter.",
   "local d = sift.direction(w, {seed = 1, filters = model:param_layout(name) == \"in_out\" and \"cols\" or \"rows\"})")
 def("sift.landscape", "sift.landscape(model, batch | {batch, …}, {span = 1, points = 21, directions = 1 | 2 | {d1, d2},\n  seed = 0, normalize = \"filter\", targets =, quiet =}?) -> result",
-  "The loss at w0 + a d1 (+ b d2) for a, b on points values in [-span, span]: random filter-normalised\ndirections (sift.direction) over the targets (default: the 2-D block weights), or given ones ({name =\ntensor} each, e.g. w_ft - w0). result: alphas, betas (2-D), loss[i] or loss[i][j], center, dims. The\nweights are put back bit for bit, also after an error or Ctrl-C. Many batches: the mean of their losses.\nOn a terminal a bar counts the points (quiet = true: none).",
+  "The loss at w0 + a d1 (+ b d2) for a, b on points values in [-span, span]: random filter-normalised\ndirections (sift.direction) over the targets (default: the 2-D block weights), or given ones ({name =\ntensor} each, e.g. w_ft - w0). result: alphas, betas (2-D), loss[i] or loss[i][j], center, dims. The\nweights are put back bit for bit, also after an error or Ctrl-C. Many batches: the mean of their losses.\nOn a terminal a bar counts the points (quiet = true: none). Under mpiexec each rank runs its part of\nthe rows and the losses are summed.",
   "local r = sift.landscape(m, batch, {points = 21}); print(sift.plot.line({y = r.loss, x = r.alphas}))")
 
 ---------------------------------------------------------------------------------------------------
@@ -322,8 +322,8 @@ section("Several processes", "`sift.dist`: an MPI build (make MPI=1, build-mpi/s
 def("sift.dist.enabled", "sift.dist.enabled  (boolean)", "Whether this build has MPI (make MPI=1).")
 def("sift.dist.rank", "sift.dist.rank() -> r", "This process's 0-based rank (0 without MPI).")
 def("sift.dist.size", "sift.dist.size() -> n", "The number of processes (1 without MPI).")
-def("sift.dist.sum", "sift.dist.sum(x | {x, …}) -> sum | {sum, …}",
-  "The sum over every rank of a number or of each element of an array (every rank must call it).",
+def("sift.dist.sum", "sift.dist.sum(x | {x, …} | tensor) -> sum | {sum, …} | tensor",
+  "The sum over every rank of a number, of each element of an array, or of an f32 tensor (in place, returned)\n(every rank must call it).",
   "local n = sift.dist.sum(#my_rows)")
 def("sift.dist.bytes_sent", "sift.dist.bytes_sent() -> n",
   "Bytes this process has put into sums since start-up (4 per gradient value; 0 with one process).")

@@ -90,6 +90,24 @@ test("sift.landscape over ranks: one process's losses; a Ctrl-C on one rank stop
   end
 end)
 
+test("sift.coverage and sift.masks over ranks: the whole batch's gradient, summed", function()
+  local c1, cn = list(m1["coverage.mean"]), list(mn["coverage.mean"])
+  check(#c1 == 2 and #cn == 2, "fractions")
+  for i = 1, #c1 do check(math.abs(c1[i] - cn[i]) <= 1e-5, "coverage %d: %.9g vs %.9g", i, cn[i], c1[i]) end
+  local l1, ln = tonumber(m1["coverage.loss"]), tonumber(mn["coverage.loss"])
+  check(math.abs(l1 - ln) <= 1e-6 * l1, "loss %.9g vs %.9g", ln, l1)
+  local n = 0
+  for key, t in pairs(one) do
+    if key:find("^masks%.idx%.") then -- the sums round differently: an entry at the k-th place may swap
+      n = n + 1
+      local u = many[key]
+      check(u and u:numel() == t:numel() and u:count_common(t) >= 0.995 * t:numel(), "%s: %s of %d offsets shared", key,
+        u and tostring(u:count_common(t)) or "none", t:numel())
+    end
+  end
+  check(n == 16, "%d masks", n)
+end)
+
 test("a trainer saved by rank 0 and resumed on every rank: the uninterrupted run's bits", function()
   check(tonumber(m1["resume.max_diff"]) == 0 and tonumber(mn["resume.max_diff"]) == 0, "resumed weights differ by %s / %s",
     tostring(m1["resume.max_diff"]), tostring(mn["resume.max_diff"]))

@@ -138,5 +138,15 @@ do
   meta["landscape.interrupted"] = tostring(not ok and tostring(err):find("interrupted", 1, true) ~= nil)
   meta["landscape.restored"] = tostring(m:param(block):max_abs_diff(w0) == 0)
 end
+-- sift.coverage and sift.masks over ranks: each rank back-propagates its part of the 7 rows, the gradients
+-- are summed before they are measured
+do
+  local m = sift.load(dir, { task = "classify", num_labels = 2 })
+  local b = sift.data.encode(rows:take(7), tok, { max_len = 32, pad_id = 0 })
+  local c = sift.coverage(m, b, { fractions = { 0.01, 0.1 } })
+  meta["coverage.mean"], meta["coverage.loss"] = joined(c.mean), ("%.17g"):format(c.loss)
+  local mk = sift.masks(m, b, { rate = 0.01 })
+  for _, n in ipairs(mk.names) do tensors["masks.idx." .. n] = mk[n] end
+end
 sift.save_tensors(out, tensors, meta)
 print(("rank %d of %d: done"):format(sift.dist.rank(), sift.dist.size()))
