@@ -1,12 +1,16 @@
 -- experiment.lua — what the experiment scripts in scripts/ share: command-line options (--name value or
 -- --name=value, typed by their defaults; --flag / --no-flag for booleans; --help), the model and task they
 -- run on (a Hugging Face folder or llama2.c .bin, a data set sift.data.load knows), batches of consecutive
--- rows, and results written as JSON (atomically) with their figures (SVG).
+-- rows, and results written as JSON (atomically) with their figures (SVG). Under mpiexec rank 0 alone prints.
 -- A script starts with
 --   package.path = (arg[0]:match("^(.*)/") or ".") .. "/lib/?.lua;" .. package.path
 --   local X = require "experiment"
 -- What it does not do: train or measure (the scripts call sift's functions for that).
 local M = {}
+
+-- under mpiexec every rank runs the script (the analyses and training split their rows over the ranks);
+-- rank 0 alone prints, as sift.train does, and writes (sift.write_file)
+if sift.dist.rank() ~= 0 then print = function() end end
 
 -- A usage error: the message on stderr and exit status 2 (no traceback: nothing is broken).
 function M.fail(fmt, ...)
