@@ -314,7 +314,7 @@ if [ "$HAVE_MODEL" = 1 ]; then
         fresh
         run 'b8 = sift.data.encode(sift.data.load("sst2"):take(8), tok, {max_len = 32, pad_id = 0}); w0 = m:param("transformer.h.3.mlp.c_fc.weight"):clone()' 30
         fresh
-        type_text 'L = sift.landscape(m, b8, {points = 1001})'
+        type_text 'L = sift.landscape(m, b8, {points = 101, directions = 2})'
         key Enter
         sleep 2
         key C-c
