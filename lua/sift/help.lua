@@ -9,7 +9,7 @@
 --   sift.help_signature(fn)      → the signature line of a documented function value, or nil
 --
 -- Names: module functions as "sift.load", "sift.data.encode"; methods as "Class:method" with the classes
--- Tensor, Model, Tokenizer, Set, AdamW, Trainer, Delta, Dataset, Rng, Figure. The completeness test
+-- Tensor, Model, Tokenizer, Set, AdamW, Trainer, Delta, Dataset, Rng, Figure, Landscape. The completeness test
 -- (tests/lua/test_plot_help.lua) fails when a reachable public function has no entry here.
 local M = {}
 
@@ -281,6 +281,9 @@ def("sift.mask_overlap", "sift.mask_overlap(a, b) -> result",
 def("sift.mask_stability", "sift.mask_stability(model, batches, {rate = 0.01, targets =, keep = false}?) -> result",
   "sift.masks of every batch at the same weights, each compared with the first batch's and the one before:\nresult.first[i], result.previous[i], result.loss[i], result.chance, result.tensors[name].first[i];\nresult.masks[i] with keep = true.",
   "print(sift.mask_stability(m, {b1, b2, b3, b4}))")
+def("Landscape:plot", "L:plot(opts?) -> figure",
+  "A sift.landscape result drawn: 1-D, the loss against a (sift.plot.line); 2-D, the grid as a heatmap (rows a,\ncolumns b) shaded from its lowest to its highest loss (opts.min / max override); opts go to the plot.",
+  "print(sift.landscape(m, batch, {directions = 2, points = 15}):plot())")
 def("sift.budget", "sift.budget(rate, numel) -> k",
   "How many entries a sparse set of this rate trains in a tensor of numel entries: floor(rate * numel) + 1,\nat most numel (the reference's rule).", "sift.budget(0.01, 768 * 3072)")
 def("sift.direction", "sift.direction(w, {seed = 0, stream = 0, normalize = \"filter\", filters = \"rows\"}?) -> tensor",

@@ -13,8 +13,8 @@
 -- same point on a Ctrl-C.
 -- Random directions: per target, S.direction(w0, {seed, stream = the direction and target's place,
 -- normalize, filters = the weight's output axis}); explicit ones: a table {name = tensor} per direction (e.g.
--- a fine-tuning's w_ft - w_0), whose names are then the targets. What it does not do: backward, or plot
--- (sift.plot.line / sift.plot.heatmap take its loss tables).
+-- a fine-tuning's w_ft - w_0), whose names are then the targets. L:plot() draws the result (a line or a
+-- heatmap, through sift.plot). What it does not do: backward.
 local sets = require "sift.sets"
 
 local S -- the sift module, set by install
@@ -41,6 +41,27 @@ function Landscape:__tostring()
     end
   end
   return table.concat(lines, "\n")
+end
+
+-- L:plot(opts?) -> figure: 1-D, the loss against a (sift.plot.line); 2-D, the grid as a heatmap (rows: a,
+-- columns: b) shaded from its own lowest to its highest loss (opts.min / opts.max override). opts go on to
+-- the plot function (title, width, height, color, ...).
+function Landscape:plot(opts)
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  if self.dims == 1 then
+    o.title = o.title or "loss along the direction"
+    o.xlabel = o.xlabel or "a"
+    return S.plot.line({ { x = self.alphas, y = self.loss, label = o.label or "loss" } }, o)
+  end
+  local lo, hi = math.huge, -math.huge
+  for _, row in ipairs(self.loss) do
+    for _, v in ipairs(row) do lo, hi = math.min(lo, v), math.max(hi, v) end
+  end
+  o.min, o.max = o.min or lo, o.max or hi
+  o.title = o.title or ("loss at a (rows, %g .. %g) x b (columns), %.4f .. %.4f"):format(self.alphas[1],
+    self.alphas[#self.alphas], lo, hi)
+  return S.plot.heatmap(self.loss, o)
 end
 
 local function check_batches(batch, who)

@@ -118,6 +118,12 @@ test("landscape: centre, points by hand, weights back bit for bit, 1-D and 2-D",
   for i = 1, 3 do close(L2.loss[i][2], sift.landscape(m, b, { points = 3, span = 0.5, seed = 7 }).loss[i], 0,
     "b = 0 column is the 1-D walk along d1") end
   check(tostring(L2):find("2-D", 1, true), "tostring 2-D")
+  -- plots: a line over a; the grid as a heatmap shaded over its own range (the lowest point blank)
+  local fig1, fig2 = L:plot({ width = 30, height = 6 }), L2:plot()
+  check(tostring(fig1):find("loss along the direction", 1, true) and fig1.kind == "line", "1-D plot")
+  local lo, hi = math.huge, -math.huge
+  for _, row in ipairs(L2.loss) do for _, v in ipairs(row) do lo, hi = math.min(lo, v), math.max(hi, v) end end
+  check(fig2.kind == "heatmap" and tostring(fig2):find(("%.4f .. %.4f"):format(lo, hi), 1, true), "2-D heatmap over its range")
   -- a list of batches: the mean of their losses
   local b2 = tiny_batch(5)
   local Lb = sift.landscape(m, { b, b2 }, { points = 3, seed = 1 })

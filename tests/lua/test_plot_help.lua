@@ -254,6 +254,7 @@ test("help covers every public function and method", function()
     { "Dataset", getmetatable(ds) }, { "Figure", getmetatable(fig) },
     { "Rng", getmetatable(sift.data.rng(1)).__index },
     { "Trainer", trainer },
+    { "Landscape", getmetatable(sift.landscape(model, { input_ids = { { 1, 2, 3 } }, labels = { 0 } }, { points = 1 })) },
   }
   if rawget(sift, "Delta") then classes[#classes + 1] = { "Delta", sift.Delta } end
   local class_table = {}
