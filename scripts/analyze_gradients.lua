@@ -9,7 +9,7 @@
 -- Prints one table (mean and range over the draws); --out writes every draw's figures (per tensor too) as
 -- JSON and the curves as grads.curves.svg. ../shared/README.md has a peer figure for gpt2-4m on SST-2 (first
 -- 64 training rows, max 64 tokens): 0.379 / 0.647 / 0.833 / 0.900 at 0.1 / 1 / 5 / 10 %, random init
--- 0.241 / 0.502 / 0.746 / 0.847 (--rows 64 --no_shuffle reproduces its batch).
+-- 0.241 / 0.502 / 0.746 / 0.847 (the default batch is that one).
 package.path = (arg[0]:match("^(.*)/") or ".") .. "/lib/?.lua;" .. package.path
 local X = require "experiment"
 

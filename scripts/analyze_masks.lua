@@ -5,7 +5,7 @@
 --   2. along full fine-tuning (every component free to move): every --every steps, the mask the first
 --      batch's gradient would now pick, its overlap with the step-0 mask, and the share of the update so
 --      far, ||w_t - w_0||_2 over the block matrices, that lies inside the step-0 mask (a random mask of the
---      same size holds sqrt(x) of it on average).
+--      same size holds about sqrt(x) of it when the update is spread evenly).
 --
 --   ./build/sift-repl scripts/analyze_masks.lua --task sst2 --rate 0.01 --batches 8 --steps 40 --out masks.json
 package.path = (arg[0]:match("^(.*)/") or ".") .. "/lib/?.lua;" .. package.path

@@ -11,7 +11,7 @@
 -- raised is taken after the point it arrived in). Under mpiexec each rank runs its part of every batch's
 -- rows and the losses are summed: every rank gets the one-process result (up to rounding) and stops at the
 -- same point on a Ctrl-C.
--- Random directions: per target, S.direction(w0, {seed, stream = the direction and target's place,
+-- Random directions: per target, sift.direction(w0, {seed, stream = the direction and target's place,
 -- normalize, filters = the weight's output axis}); explicit ones: a table {name = tensor} per direction (e.g.
 -- a fine-tuning's w_ft - w_0), whose names are then the targets. L:plot() draws the result (a line or a
 -- heatmap, through sift.plot). What it does not do: backward.
