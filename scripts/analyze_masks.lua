@@ -15,6 +15,7 @@ local o = X.options({
   { "model", X.default_model() or "", "a Hugging Face folder or llama2.c .bin" },
   { "task", "sst2", "a data set sift.data.load knows or a path" },
   { "rate", 0.01, "the fraction of each block matrix in a mask" },
+  { "policy", "topk", "part 1's selection policy: topk | global | fisher | magnitude | random" },
   { "batch", 32, "rows per batch" },
   { "max_len", 64, "tokens per row at most" },
   { "batches", 8, "batches compared at the pre-trained weights" },
@@ -35,7 +36,8 @@ local batches = X.batches(task.train, task.tok, need, o.batch, o.max_len)
 local model = X.model(o, task, false, o.seed)
 
 -- 1. across batches
-local st = sift.mask_stability(model, { table.unpack(batches, 1, o.batches) }, { rate = o.rate })
+local st = sift.mask_stability(model, { table.unpack(batches, 1, o.batches) }, { rate = o.rate, policy = o.policy,
+  seed = o.seed })
 print(st)
 local result = { options = o, across_batches = { first = st.first, previous = st.previous, loss = st.loss,
   chance = st.chance } }

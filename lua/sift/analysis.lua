@@ -6,9 +6,9 @@
 --   sift.mask_density(set, {rows = 16, cols = 16})
 --     for each target of a selected sparse set, a rows x cols grid of the fraction of selected entries in
 --     each block of the weight (for sift.plot.heatmap).
---   sift.masks(model, batch, {rate = 0.01, targets = patterns?})
---     the masks the topk policy would pick from one batch: each target's top-k |g| offsets (k = the sparse
---     set's budget, sift.budget), without making a set.
+--   sift.masks(model, batch, {rate = 0.01, targets = patterns?, policy = "topk"})
+--     the masks a policy would pick from one batch: for topk each target's top-k |g| offsets (k = the sparse
+--     set's budget, sift.budget), without making a set; other policies through a temporary sparse set.
 --   sift.mask_overlap(a, b) and sift.mask_stability(model, batches, {rate, targets})
 --     how much two masks agree (shared offsets over k, Jaccard, and what chance alone would give): the
 --     question behind fixing SIFT's masks after one batch (do other batches, or later steps, want the same
@@ -270,9 +270,35 @@ local function check_rate(rate, who)
   end
 end
 
--- sift.masks(model, batch, {rate = 0.01, targets = patterns?}) -> masks: names (targets in order),
--- masks[name] = i64 tensor of ascending offsets, numel[name], rate, loss. What s:select(batch) picks with
--- the topk policy, without hooking the model; gradients are zeroed before and after.
+-- sift.masks(model, batch, {rate = 0.01, targets = patterns?, policy = "topk", seed =}) -> masks: names (targets
+-- in order), masks[name] = i64 tensor of ascending offsets, numel[name], rate, policy, loss. What s:select(batch)
+-- picks: topk from the dense gradients directly (no set; split over MPI ranks), any other policy ("global",
+-- "magnitude", "fisher", "random", a Lua function) through a sparse set made, selected and closed here;
+-- gradients are zeroed before and after.
+-- Another policy: the masks a sparse set with it selects from batch (made, selected and closed here).
+local function masks_of_set(model, batch, targets, rate, opts, who)
+  local S = require "sift"
+  local exact = {}
+  for i, n in ipairs(targets) do exact[i] = "^" .. n:gsub("%p", "%%%0") .. "$" end
+  local ok_s, s = pcall(S.sparse, model, { rate = rate, policy = opts.policy, seed = opts.seed, targets = exact, dense = {} })
+  if not ok_s then -- sift.sparse's message without its position
+    error(("%s: %s"):format(who, (tostring(s):gsub("^[^:]*:%d+: ", ""):gsub("^sift%.sparse: ", ""))), 3)
+  end
+  local res = setmetatable({ names = targets, numel = {}, rate = rate, policy = opts.policy }, Masks)
+  local ok, err = pcall(function()
+    s:select(batch)
+    for _, n in ipairs(targets) do
+      local c = 1
+      for _, d in ipairs(model:param_shape(n)) do c = c * d end
+      res[n], res.numel[n] = s:indices(n), c
+    end
+    res.loss = s:calibration_loss()
+  end)
+  s:close()
+  if not ok then error(err, 3) end
+  return res
+end
+
 function M.masks(model, batch, opts)
   opts = opts or {}
   local who = "sift.masks"
@@ -281,7 +307,8 @@ function M.masks(model, batch, opts)
   check_rate(rate, who)
   check_plain_model(model, who)
   local targets = resolve_targets(model, opts.targets, who)
-  local res = setmetatable({ names = targets, numel = {}, rate = rate }, Masks)
+  if opts.policy ~= nil and opts.policy ~= "topk" then return masks_of_set(model, batch, targets, rate, opts, who) end
+  local res = setmetatable({ names = targets, numel = {}, rate = rate, policy = "topk" }, Masks)
   res.loss = with_gradients(model, batch, targets, who, function(name, g)
     res[name] = g:top_indices(sift_budget(rate, g:numel()))
     res.numel[name] = g:numel()
@@ -375,9 +402,10 @@ function Stability:__tostring()
   return table.concat(lines, "\n")
 end
 
--- sift.mask_stability(model, batches, {rate = 0.01, targets = patterns?, keep = false}) -> { rate, names, chance,
--- loss[i], first[i] (overlap of batch i's masks with batch 1's), previous[i] (with batch i-1's; nil for i = 1),
--- tensors[name].first[i] (per tensor), masks[i] when keep }. Every mask is taken at the same weights.
+-- sift.mask_stability(model, batches, {rate = 0.01, targets = patterns?, policy =, seed =, keep = false}) ->
+-- { rate, names, chance, loss[i], first[i] (overlap of batch i's masks with batch 1's), previous[i] (with batch
+-- i-1's; nil for i = 1), tensors[name].first[i] (per tensor), masks[i] when keep }. Every mask is taken at the
+-- same weights; policy and seed as sift.masks.
 function M.mask_stability(model, batches, opts)
   opts = opts or {}
   local who = "sift.mask_stability"
@@ -388,7 +416,7 @@ function M.mask_stability(model, batches, opts)
     Stability)
   local first, prev
   for i, b in ipairs(batches) do
-    local ok, m = pcall(M.masks, model, b, { rate = rate, targets = opts.targets })
+    local ok, m = pcall(M.masks, model, b, { rate = rate, targets = opts.targets, policy = opts.policy, seed = opts.seed })
     if not ok then error(("%s: batch %d: %s"):format(who, i, tostring(m)), 2) end
     if i == 1 then
       first = m

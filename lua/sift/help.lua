@@ -272,13 +272,13 @@ def("sift.mask_density", "sift.mask_density(set, {rows = 16, cols = 16, targets 
   "For each target of a selected sparse set, a rows x cols grid of the fraction of selected entries in\neach block of the weight: result.names, result[name] = grid (rows of numbers; .shape, .density).",
   "print(sift.plot.heatmap(sift.mask_density(s)[\"transformer.h.0.mlp.c_fc.weight\"]))")
 
-def("sift.masks", "sift.masks(model, batch, {rate = 0.01, targets = patterns}?) -> masks",
-  "The masks the topk policy would select from one forward/backward of batch, without making a set:\nmasks.names, masks[name] = i64 offsets (k = sift.budget(rate, numel)), masks.numel, masks.loss.\nRefuses a model a set is attached to; leaves the gradients zeroed.",
+def("sift.masks", "sift.masks(model, batch, {rate = 0.01, targets = patterns, policy = \"topk\", seed =}?) -> masks",
+  "The masks a policy selects from one forward/backward of batch: masks.names, masks[name] = i64 offsets,\nmasks.numel, masks.loss. topk (k = sift.budget(rate, numel)) without making a set; other policies\n(global, magnitude, fisher, random, a function) through a sparse set made and closed here.\nRefuses a model a set is attached to; leaves the gradients zeroed.",
   "local a, b = sift.masks(m, batch1), sift.masks(m, batch2); print(sift.mask_overlap(a, b))")
 def("sift.mask_overlap", "sift.mask_overlap(a, b) -> result",
   "How much two masks agree; a, b: masks (sift.masks, or {names =, numel =, [name] = offsets}) or selected\nsparse sets. Per tensor (.tensors[name]): common, k_a, k_b, overlap = common / min(k), jaccard, chance =\nmax(k) / numel (random picks); over all: overlap (sum common / sum min k), jaccard, chance, mean (of the\nper-tensor overlaps).",
   "print(sift.mask_overlap(s1, s2).overlap)")
-def("sift.mask_stability", "sift.mask_stability(model, batches, {rate = 0.01, targets =, keep = false}?) -> result",
+def("sift.mask_stability", "sift.mask_stability(model, batches, {rate = 0.01, targets =, policy =, seed =, keep = false}?) -> result",
   "sift.masks of every batch at the same weights, each compared with the first batch's and the one before:\nresult.first[i], result.previous[i], result.loss[i], result.chance, result.tensors[name].first[i];\nresult.masks[i] with keep = true.",
   "print(sift.mask_stability(m, {b1, b2, b3, b4}))")
 def("Landscape:plot", "L:plot(opts?) -> figure",

@@ -310,6 +310,59 @@ test("sift.masks gives the masks a sparse set selects (topk), on gpt2-4m and a b
   check(mk.loss > 0.3 and mk.loss < 2, "loss %g", mk.loss)
 end)
 
+-- Other policies go through a temporary sparse set: the set's masks, and the model as it was after
+test("sift.masks with the other policies: global, magnitude, fisher, random, a Lua function", function()
+  local m = tiny(11)
+  local b1, b2 = tiny_batch(), tiny_batch(9)
+  local before = m:param("transformer.h.1.mlp.c_fc.weight"):clone()
+  local budgets, K = {}, 0
+  for _, n in ipairs(sift.masks(m, b1, { rate = 0.05 }).names) do
+    budgets[n] = sift.budget(0.05, m:param(n):numel())
+    K = K + budgets[n]
+  end
+  -- global: one top-K over every target, K the sum of the per-target budgets; its own per-tensor counts
+  local g = sift.masks(m, b1, { rate = 0.05, policy = "global" })
+  local total, uneven = 0, false
+  for _, n in ipairs(g.names) do
+    total = total + g[n]:numel()
+    if g[n]:numel() ~= budgets[n] then uneven = true end
+  end
+  check(total == K and uneven and g.policy == "global", "global: %d offsets (K %d), per-tensor counts differ %s", total, K,
+    tostring(uneven))
+  local s = sift.sparse(m, { rate = 0.05, policy = "global", dense = {} }):select(b1)
+  check(sift.mask_overlap(g, s).overlap == 1, "global: the set's masks")
+  s:close()
+  -- magnitude: the top |w| entries, whatever the batch
+  local mg1, mg2 = sift.masks(m, b1, { rate = 0.05, policy = "magnitude" }), sift.masks(m, b2, { rate = 0.05, policy = "magnitude" })
+  for _, n in ipairs(mg1.names) do
+    local w = m:param(n)
+    check(mg1[n]:count_common(w:top_indices(budgets[n])) == budgets[n], "magnitude: %s is the top |w|", n)
+  end
+  check(sift.mask_overlap(mg1, mg2).overlap == 1, "magnitude: the same for every batch")
+  -- random: by seed, not by batch
+  local r1, r2 = sift.masks(m, b1, { rate = 0.05, policy = "random", seed = 4 }), sift.masks(m, b2, { rate = 0.05, policy = "random", seed = 4 })
+  check(sift.mask_overlap(r1, r2).overlap == 1, "random: the seed's mask for every batch")
+  check(sift.mask_overlap(r1, sift.masks(m, b1, { rate = 0.05, policy = "random", seed = 5 })).overlap < 1, "another seed")
+  -- fisher and a Lua function (the first k offsets)
+  local f = sift.masks(m, b1, { rate = 0.05, policy = "fisher" })
+  check(f.policy == "fisher" and f.loss > 0, "fisher")
+  local first_k = sift.masks(m, b1, { rate = 0.05, policy = function(_, _, k)
+    local idx = {}
+    for i = 1, k do idx[i] = i - 1 end
+    return idx
+  end })
+  for _, n in ipairs(first_k.names) do
+    check(first_k[n]:get(budgets[n]) == budgets[n] - 1, "a Lua policy: %s", n)
+  end
+  -- mask_stability passes the policy on
+  check(sift.mask_stability(m, { b1, b2 }, { rate = 0.05, policy = "magnitude" }).first[2] == 1, "stability of magnitude masks")
+  -- refusals; the model is left as it was and whole (no set attached)
+  local ok, err = pcall(sift.masks, m, b1, { policy = "bogus" })
+  check(not ok and err:find("sift.masks: unknown policy", 1, true), "unknown policy: %s", tostring(err))
+  check(m:param("transformer.h.1.mlp.c_fc.weight"):max_abs_diff(before) == 0, "weights unchanged")
+  check(pcall(sift.coverage, m, b1), "no set left attached")
+end)
+
 test("mask_overlap and mask_stability: counts by hand, chance level, refusals", function()
   local m = tiny(8)
   local b1, b2 = tiny_batch(), tiny_batch()
