@@ -108,12 +108,11 @@ end
 -- measures the whole batch's gradient (a batch given as tensors runs whole on every rank).
 local function with_gradients(model, batch, targets, who, each)
   local S = require "sift"
-  local ranks = S.dist.size()
-  local split = ranks > 1 and type(batch.input_ids) == "table"
+  local split = S.dist.size() > 1 and type(batch.input_ids) == "table"
   local part, share = batch, 1
   if split then
-    local n, r, task = #batch.input_ids, S.dist.rank(), model.config.task
-    local lo, hi = r * n // ranks + 1, (r + 1) * n // ranks
+    local task = model.config.task
+    local lo, hi = S.dist.part(#batch.input_ids)
     local total = S.data.loss_terms(batch, task)
     part = hi >= lo and S.data.rows_of(batch, lo, hi) or nil
     share = part and total > 0 and S.data.loss_terms(part, task) / total or 0
@@ -287,11 +286,7 @@ local function masks_of_set(model, batch, targets, rate, opts, who)
   local res = setmetatable({ names = targets, numel = {}, rate = rate, policy = opts.policy }, Masks)
   local ok, err = pcall(function()
     s:select(batch)
-    for _, n in ipairs(targets) do
-      local c = 1
-      for _, d in ipairs(model:param_shape(n)) do c = c * d end
-      res[n], res.numel[n] = s:indices(n), c
-    end
+    for _, n in ipairs(targets) do res[n], res.numel[n] = s:indices(n), model:param(n):numel() end
     res.loss = s:calibration_loss()
   end)
   s:close()
@@ -331,11 +326,7 @@ local function mask_source(x, who, argn)
   if kind ~= "sparse" then error(("%s: argument %d is a %s set; only sparse sets have masks"):format(who, argn, kind), 3) end
   if not x:selected() then error(("%s: argument %d has not selected its masks yet (s:select(batch))"):format(who, argn), 3) end
   local model = x:model()
-  return x:targets(), function(n) return x:indices(n) end, function(n)
-    local c = 1
-    for _, d in ipairs(model:param_shape(n)) do c = c * d end
-    return c
-  end
+  return x:targets(), function(n) return x:indices(n) end, function(n) return model:param(n):numel() end
 end
 
 local Overlap = {}

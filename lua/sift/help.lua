@@ -331,6 +331,9 @@ def("sift.dist.sum", "sift.dist.sum(x | {x, …} | tensor) -> sum | {sum, …} |
 def("sift.dist.bytes_sent", "sift.dist.bytes_sent() -> n",
   "Bytes this process has put into sums since start-up (4 per gradient value; 0 with one process).")
 def("sift.dist.barrier", "sift.dist.barrier()", "Returns when every rank has reached it.")
+def("sift.dist.part", "sift.dist.part(n) -> lo, hi",
+  "The rows lo..hi (1-based, contiguous; empty when lo > hi) of n that this rank takes: how sift.train,\nsift.evaluate and the analyses split a batch over the ranks (one process: 1, n).",
+  "local lo, hi = sift.dist.part(#rows)")
 
 ---------------------------------------------------------------------------------------------------
 -- lookup

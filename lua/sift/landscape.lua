@@ -177,8 +177,7 @@ function M.landscape(model, batch, opts)
   local parts = {}
   for i, bt in ipairs(batches) do
     if ranks > 1 and type(bt.input_ids) == "table" then
-      local n, r = #bt.input_ids, S.dist.rank()
-      local lo, hi = r * n // ranks + 1, (r + 1) * n // ranks
+      local lo, hi = S.dist.part(#bt.input_ids)
       parts[i] = hi >= lo and S.data.rows_of(bt, lo, hi) or false
     else
       parts[i] = bt

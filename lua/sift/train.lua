@@ -12,7 +12,8 @@
 local M = {}
 local checkpoint = require "sift.checkpoint"
 
--- The rows [lo, hi] of n that this rank takes (contiguous; empty when n < ranks).
+-- The rows [lo, hi] of n that this rank takes (contiguous; empty when n < ranks): sift.dist.part, which the
+-- analyses (sift/analysis.lua, sift/landscape.lua) split their batches by too.
 local function my_part(n)
   local P, R = sift.dist.size(), sift.dist.rank()
   return R * n // P + 1, (R + 1) * n // P
@@ -400,6 +401,7 @@ function M.install(sift)
   sift.trainer = M.trainer
   sift.evaluate = M.evaluate
   sift.lr_schedule = schedule_lr
+  sift.dist.part = my_part
 end
 
 M.progress = progress

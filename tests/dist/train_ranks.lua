@@ -91,21 +91,14 @@ end
 local function my_parts(n_batches)
   local parts = {}
   for b = 0, n_batches - 1 do
-    local lo, hi = sift.dist.rank() * 6 // sift.dist.size() + 1, (sift.dist.rank() + 1) * 6 // sift.dist.size()
+    local lo, hi = sift.dist.part(6)
     local mine = {}
     for i = lo, hi do mine[#mine + 1] = rows[b * 6 + i] end
     parts[#parts + 1] = sift.data.encode(mine, tok, { max_len = 32, pad_id = 0 })
   end
   return parts
 end
-local function top_abs(_, g, k) -- the k largest |g|
-  local flat, order = g:reshape(g:numel()), {}
-  for i = 1, flat:numel() do order[i] = i end
-  table.sort(order, function(x, y) return math.abs(flat:get(x)) > math.abs(flat:get(y)) end)
-  local idx = {}
-  for i = 1, k do idx[i] = order[i] - 1 end
-  return idx
-end
+local function top_abs(_, g, k) return g:top_indices(k) end -- the k largest |g|, as a Lua policy
 for _, c in ipairs { { "fisher", { policy = "fisher" }, 2 }, { "global", { policy = "global" }, 1 },
   { "custom", { policy = top_abs, targets = { block } }, 1 } } do
   local m = sift.load(dir, { task = "classify", num_labels = 2 })

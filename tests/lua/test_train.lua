@@ -146,14 +146,7 @@ test("select in micro-batches: the whole batch's masks, gradient and loss for ev
     local got = {}
     for _, micro in ipairs { false, 4 } do
       local m = sift.load(dir, task ~= "lm" and { task = "classify", num_labels = 2 } or nil)
-      local policy = pol ~= "custom" and pol or function(_, g, k) -- the k largest |g|, from the dense gradient
-        local flat, order = g:reshape(g:numel()), {}
-        for i = 1, flat:numel() do order[i] = i end
-        table.sort(order, function(x, y) return math.abs(flat:get(x)) > math.abs(flat:get(y)) end)
-        local idx = {}
-        for i = 1, k do idx[i] = order[i] - 1 end
-        return idx
-      end
+      local policy = pol ~= "custom" and pol or function(_, g, k) return g:top_indices(k) end -- a Lua policy: the k largest |g|
       local s = sift.sparse(m, { rate = 0.01, policy = policy, targets = { name } })
       s:select(batches, { micro_batch = micro or nil })
       local opt = sift.AdamW(s, { lr = 1e-3 })
