@@ -3,7 +3,9 @@
  *   s:_target_state(t) / s:_restore_target(t, w0, delta, m, v)   a SIFT target's originals, increments, moments
  *   s:_sparse_step(n?)  the sparse optimizer's step;  s:_resumable()  false for the reference quirks
  *   opt:_state() / opt:_restore(state, steps, check_only?)       the dense tensors with their AdamW moments
+ *   opt:_check_moments(m, v)   whether a pair of moments could come from this AdamW at all
  * Restores check every value before writing any. What it does not do: files (checkpoint.lua writes them). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,8 +22,8 @@ static void push_f32_copy(lua_State *L, const float *src, int64_t n) {
 static const float *f32_of(lua_State *L, int idx, int64_t n, const char *what) {
     sf_tensor *t = lsift_check_tensor(L, idx);
     if (t->dtype != SF_F32 || sf_tensor_numel(t) != n)
-        luaL_error(L, "%s: expected %lld f32 values, the checkpoint has %lld (%s)", what, (long long)n,
-                   (long long)sf_tensor_numel(t), sf_dtype_name(t->dtype));
+        luaL_error(L, "%s: expected %I f32 values, the checkpoint has %I (%s)", what, (lua_Integer)n,
+                   (lua_Integer)sf_tensor_numel(t), sf_dtype_name(t->dtype));
     return sf_f32(t);
 }
 
@@ -158,7 +160,35 @@ static int opt_restore(lua_State *L) {
     return 0;
 }
 
+/* opt:_check_moments(m, v) -> nil, or the first 1-based entry where the pair cannot come from this
+ * optimizer's AdamW. With m_t = b1 m + (1 - b1) g and v_t = b2 v + (1 - b2) g^2 from zero, Cauchy-Schwarz
+ * bounds |m| <= B sqrt(v), B = (1 - b1) / sqrt((1 - b2)(1 - b1^2 / b2)) (7.3 at 0.9 / 0.999) whenever
+ * b1^2 < b2; checked with 1 % and 1e-12 of slack (float rounding, a v that underflowed to 0). A pair past
+ * it (a corrupted file) would make an update of any size: lr m / (sqrt(v) + eps). Negative or non-finite v
+ * fails too. With b1^2 >= b2 only those are checked. */
+static int opt_check_moments(lua_State *L) {
+    l_opt *o = lsift_check_opt(L, 1);
+    sf_tensor *mt = lsift_check_tensor(L, 2), *vt = lsift_check_tensor(L, 3);
+    const int64_t n = sf_tensor_numel(mt);
+    if (mt->dtype != SF_F32 || vt->dtype != SF_F32 || sf_tensor_numel(vt) != n)
+        return luaL_error(L, "_check_moments: expected two f32 tensors of the same size");
+    const double b1 = o->h.beta1, b2 = o->h.beta2;
+    const int bounded = b1 * b1 < b2 && b2 < 1;
+    const double B = bounded ? (1 - b1) / sqrt((1 - b2) * (1 - b1 * b1 / b2)) : 0;
+    const float *m = sf_f32(mt), *v = sf_f32(vt);
+    for (int64_t i = 0; i < n; i++) {
+        const double mi = m[i], vi = v[i];
+        if (!(vi >= 0 && vi < INFINITY) || !(fabs(mi) < INFINITY) ||
+            (bounded && fabs(mi) > 1.01 * B * sqrt(vi) + 1e-12)) {
+            lua_pushinteger(L, (lua_Integer)(i + 1));
+            return 1;
+        }
+    }
+    return 0;
+}
+
 const luaL_Reg lsift_resume_set_methods[] = {{"_target_state", set_target_state}, {"_restore_target", set_restore_target},
                                              {"_sparse_step", set_sparse_step},   {"_resumable", set_resumable},
                                              {NULL, NULL}};
-const luaL_Reg lsift_resume_opt_methods[] = {{"_state", opt_state}, {"_restore", opt_restore}, {NULL, NULL}};
+const luaL_Reg lsift_resume_opt_methods[] = {
+    {"_state", opt_state}, {"_restore", opt_restore}, {"_check_moments", opt_check_moments}, {NULL, NULL}};

@@ -145,7 +145,7 @@ static int l_sparse(lua_State *L) {
     lua_getfield(L, 4, "reference");
     int reference = lua_toboolean(L, -1);
     lua_pop(L, 4);
-    if (!(rate > 0 && rate <= 1)) return luaL_error(L, "sift.sparse: rate must be in (0, 1], got %g", rate);
+    if (!(rate > 0 && rate <= 1)) return luaL_error(L, "sift.sparse: rate must be in (0, 1], got %f", (lua_Number)rate);
     sf_model_set_trainable(s->m, 0);
     sf_tensor **t;
     char **nm;

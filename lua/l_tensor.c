@@ -1,5 +1,5 @@
 /* l_tensor.c — the sift.Tensor userdata: constructors (sift.tensor, sift.zeros, sift.randn), inspection
- * (shape, numel, dtype, get, totable), conversion (float), comparisons (max_abs_diff, norm) and simple
+ * (shape, numel, dtype, get, totable), conversion (float), comparisons (max_abs_diff, norm, range) and simple
  * arithmetic (+ - * and matmul, computed eagerly without a tape). Printing lives in l_print.c.
  * Indices in Lua are 1-based. */
 #include <math.h>
@@ -272,10 +272,34 @@ static int t_max_abs_diff(lua_State *L) {
     double m = 0;
     for (int64_t i = 0; i < n; i++) {
         double d = fabs(sf_tensor_get_flat(a, i) - sf_tensor_get_flat(b, i));
-        if (!(d <= m)) m = d; /* NaN propagates */
+        if (isnan(d)) { /* a NaN on either side: the answer is NaN, whatever follows */
+            m = d;
+            break;
+        }
+        if (d > m) m = d;
     }
     lua_pushnumber(L, m);
     return 1;
+}
+
+/* t:range() -> min, max over every value; NaN, NaN when some value is NaN; nothing (nil) when empty */
+static int t_range(lua_State *L) {
+    sf_tensor *a = lsift_check_tensor(L, 1);
+    const int64_t n = sf_tensor_numel(a);
+    if (n == 0) return 0;
+    double lo = INFINITY, hi = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        const double v = sf_tensor_get_flat(a, i);
+        if (isnan(v)) {
+            lo = hi = v;
+            break;
+        }
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+    }
+    lua_pushnumber(L, lo);
+    lua_pushnumber(L, hi);
+    return 2;
 }
 
 static int t_norm(lua_State *L) {
@@ -464,7 +488,7 @@ void lsift_open_tensor(lua_State *L) {
         {"shape", t_shape},     {"numel", t_numel},   {"dtype", t_dtype},
         {"get", t_get},         {"set", t_set},       {"totable", t_totable},
         {"float", t_float},     {"clone", t_clone},   {"max_abs_diff", t_max_abs_diff},
-        {"norm", t_norm},       {"sum", t_sum},       {"matmul", t_matmul},
+        {"norm", t_norm}, {"range", t_range},       {"sum", t_sum},       {"matmul", t_matmul},
         {"reshape", t_reshape}, {"top_share", t_top_share}, {"copy_", t_copy_}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", t_gc},   {"__close", t_gc},   {"__tostring", t_tostring},
                                     {"__add", t_add}, {"__sub", t_sub},    {"__mul", t_mul},

@@ -92,8 +92,66 @@ function M.save(path, st)
   return path
 end
 
+-- meta[key] as a count 0..max (plain decimal digits), or an error naming it
+local function count_of(path, meta, key, max)
+  local v = meta[key]
+  local n = type(v) == "string" and v:match("^%d+$") and math.tointeger(tonumber(v))
+  if not n or n > max then
+    error(("resume: %s: %s = %s is not a count in 0..%d"):format(path, key, v and ("%q"):format(v) or "(missing)", max), 0)
+  end
+  return n
+end
+
+-- meta[key] as a finite number >= 0, or an error naming it
+local function amount_of(path, meta, key)
+  local x = tonumber(meta[key])
+  if not x or x ~= x or x < 0 or x == math.huge then
+    error(("resume: %s: %s = %s is not a finite number >= 0"):format(path, key,
+      meta[key] and ("%q"):format(meta[key]) or "(missing)"), 0)
+  end
+  return x
+end
+
+-- x's values are all finite (and, for a second moment, none negative), or an error naming what holds them
+local function check_values(path, what, x, second_moment)
+  local lo, hi = x:range()
+  if lo and not (lo > -math.huge and hi < math.huge) then
+    error(("resume: %s: %s holds a non-finite value"):format(path, what), 0)
+  end
+  if second_moment and lo and lo < 0 then
+    error(("resume: %s: %s holds a negative value (%.9g; AdamW's second moments are never negative)"):format(path,
+      what, lo), 0)
+  end
+end
+
+-- m and v (when given, same size) could be the AdamW moments of opt, or an error naming the entry
+local function check_moments(path, what, opt, m, v)
+  if not m or not v or m:numel() ~= v:numel() then return end -- (sizes are checked where they are used)
+  local bad = opt:_check_moments(m, v)
+  if bad then
+    error(("resume: %s: %s's AdamW moments at entry %d (m %.9g, v %.9g) cannot come from this optimizer"):format(path,
+      what, bad, m:reshape(m:numel()):get(bad), v:reshape(v:numel()):get(bad)), 0)
+  end
+end
+
+local MAX_STEPS = (1 << 31) - 1 -- an optimizer's step count (its bias correction's exponent)
+local MAX_TENSORS = 1 << 20
+
+local load_checked -- below
+
 -- Restores set, optimizer and counters from path; returns {step =, tokens =, seconds =, history =}.
+-- Every count and tensor is checked before anything changes: a refused checkpoint leaves the set, its
+-- optimizer and the model as they were. Errors begin with "resume:" (the engine's own checks' messages
+-- lose their Lua source position).
 function M.load(path, set, opt, fingerprint)
+  local ok, r = pcall(load_checked, path, set, opt, fingerprint)
+  if ok then return r end
+  local msg = tostring(r):gsub("^[^\n]-%.lua:%d+: ", "")
+  if not msg:find("^resume") then msg = "resume: " .. msg end
+  error(msg, 0)
+end
+
+function load_checked(path, set, opt, fingerprint)
   local ok, f = pcall(sift.load_tensors, path)
   if not ok then error("resume: " .. tostring(f), 0) end
   local meta = f[".metadata"] or {}
@@ -116,15 +174,28 @@ function M.load(path, set, opt, fingerprint)
   end
   local resumable, why = set:_resumable()
   if not resumable then error("resume: " .. why, 0) end
+  -- the counters: the training step within the run's steps, the optimizers' step counts, the clocks
+  local step = count_of(path, meta, "step", tonumber(fingerprint.steps) or MAX_STEPS)
+  local opt_steps = count_of(path, meta, "opt.steps", MAX_STEPS)
+  local sparse_step = meta["sparse.step"] and count_of(path, meta, "sparse.step", MAX_STEPS)
+  local tokens, seconds = amount_of(path, meta, "tokens"), amount_of(path, meta, "seconds")
   local dense = {}
-  for i = 1, tonumber(meta["opt.tensors"]) or 0 do
+  for i = 1, count_of(path, meta, "opt.tensors", MAX_TENSORS) do
     dense[i] = { value = f["opt." .. i .. ".value"], m = f["opt." .. i .. ".m"], v = f["opt." .. i .. ".v"],
       grad = meta["opt." .. i .. ".grad"] == "1", name = meta["opt." .. i .. ".name"] }
     if not dense[i].value then error(("resume: %s lacks dense tensor %d"):format(path, i), 0) end
+    if (dense[i].m == nil) ~= (dense[i].v == nil) then
+      error(("resume: %s holds only one of dense tensor %d's two AdamW moments"):format(path, i), 0)
+    end
+    local what = ("dense tensor %d (%s)"):format(i, tostring(dense[i].name))
+    for _, part in ipairs { "value", "m", "v" } do
+      local x = dense[i][part]
+      if x then check_values(path, what .. " " .. part, x, part == "v") end
+    end
+    check_moments(path, what, opt, dense[i].m, dense[i].v)
   end
-  local opt_steps = math.tointeger(tonumber(meta["opt.steps"]))
   opt:_restore(dense, opt_steps, true) -- checks every dense tensor before anything changes
-  if set:kind() == "sparse" and meta["sparse.step"] then
+  if set:kind() == "sparse" and sparse_step then
     local targets = set:targets()
     for i, name in ipairs(targets) do
       if meta["sparse." .. i .. ".name"] ~= name then
@@ -145,7 +216,9 @@ function M.load(path, set, opt, fingerprint)
         if not x or x:numel() ~= idx:numel() or x:dtype() ~= "f32" then
           error(("resume: %s: the checkpoint's %s does not match its mask of %d entries"):format(name, part, idx:numel()), 0)
         end
+        check_values(path, name .. "'s " .. part, x, part == "v")
       end
+      check_moments(path, name, opt, f["sparse." .. i .. ".m"], f["sparse." .. i .. ".v"])
       local w = model:param(name)
       local flat, n = w:reshape(w:numel()), w:numel()
       for j = 1, idx:numel() do
@@ -166,14 +239,13 @@ function M.load(path, set, opt, fingerprint)
       set:_restore_target(name, f["sparse." .. i .. ".w0"], f["sparse." .. i .. ".delta"], f["sparse." .. i .. ".m"],
         f["sparse." .. i .. ".v"])
     end
-    set:_sparse_step(math.tointeger(tonumber(meta["sparse.step"])))
+    set:_sparse_step(sparse_step)
   end
   opt:_restore(dense, opt_steps)
   local h = { loss = numbers(meta["history.loss"]), lr = numbers(meta["history.lr"]),
     grad_norm = numbers(meta["history.grad_norm"]), bytes_sent = numbers(meta["history.bytes_sent"]),
     eval = evals_from(meta["history.eval"]) }
-  return { step = math.tointeger(tonumber(meta.step)), tokens = tonumber(meta.tokens), seconds = tonumber(meta.seconds),
-    history = h }
+  return { step = step, tokens = tokens, seconds = seconds, history = h }
 end
 
 return M

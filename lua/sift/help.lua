@@ -83,7 +83,10 @@ def("Tensor:totable", "t:totable() -> nested tables", "The values as nested Lua 
 def("Tensor:float", "t:float() -> tensor", "A float32 copy.")
 def("Tensor:clone", "t:clone() -> tensor", "A copy with its own storage (same dtype).",
   "local before = model:param(name):clone()")
-def("Tensor:max_abs_diff", "t:max_abs_diff(u) -> number", "max |t - u| over all elements (same shape).")
+def("Tensor:max_abs_diff", "t:max_abs_diff(u) -> number", "max |t - u| over all elements (same shape); NaN when either holds a NaN.")
+def("Tensor:range", "t:range() -> min, max",
+  "The smallest and largest value (NaN, NaN when some value is NaN; nothing for an empty tensor).",
+  "local lo, hi = t:range()  -- all finite: lo > -math.huge and hi < math.huge")
 def("Tensor:norm", "t:norm() -> number", "The L2 (Frobenius) norm.", "model:grad(name):norm()")
 def("Tensor:sum", "t:sum() -> number", "The sum of all elements.")
 def("Tensor:matmul", "t:matmul(u) -> tensor", "Matrix product of f32 (M, K) and (K, N) tensors.")

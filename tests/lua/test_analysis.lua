@@ -283,6 +283,33 @@ test("top_indices, count_common and budget agree with plain Lua", function()
   end
   ok, err = pcall(sift.budget, 1.5, 10)
   check(not ok and err:find("rate"), "rate above 1: %s", tostring(err))
+  ok, err = pcall(sift.sparse, m, { rate = 2 }) -- (its message was lost to an unsupported %g)
+  check(not ok and err:find("rate must be in (0, 1], got 2", 1, true), "sift.sparse rate 2: %s", tostring(err))
+end)
+
+test("t:range and max_abs_diff: extremes by hand, NaN anywhere wins", function()
+  local v = { 3, -5, 1, 0.5, -4, 5, 0, -0.5, 2, -3 }
+  local lo, hi = sift.tensor(v):range()
+  check(lo == -5 and hi == 5, "range %s %s", tostring(lo), tostring(hi))
+  lo, hi = sift.tensor({ 7, 9 }, { dtype = "i64" }):range()
+  check(lo == 7 and hi == 9, "i64 range %s %s", tostring(lo), tostring(hi))
+  check(select("#", sift.zeros(0):range()) == 0, "an empty tensor: nothing")
+  lo, hi = sift.tensor({ 1, math.huge }):range()
+  check(lo == 1 and hi == math.huge, "Inf kept")
+  for _, at in ipairs { 1, 5, 10 } do -- a NaN first, in the middle, last
+    local w = {}
+    for i, x in ipairs(v) do w[i] = x end
+    w[at] = 0 / 0
+    local t = sift.tensor(w)
+    lo, hi = t:range()
+    check(lo ~= lo and hi ~= hi, "NaN at %d: range %s %s", at, tostring(lo), tostring(hi))
+    local d = t:max_abs_diff(sift.tensor(v))
+    check(d ~= d, "NaN at %d: max_abs_diff %s (it used to be lost to a later entry)", at, tostring(d))
+    d = sift.tensor(v):max_abs_diff(t)
+    check(d ~= d, "NaN at %d on the other side: %s", at, tostring(d))
+  end
+  check(sift.tensor(v):max_abs_diff(sift.tensor(v)) == 0 and sift.tensor({ 1, 2 }):max_abs_diff(sift.tensor({ 1, -2 })) == 4,
+    "max_abs_diff by hand")
 end)
 
 test("sift.masks gives the masks a sparse set selects (topk), on gpt2-4m and a built model", function()
