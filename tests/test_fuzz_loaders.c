@@ -20,7 +20,7 @@
  * report's stack names the loader and the test.
  *
  * What it does not do: coverage-guided fuzzing (no libFuzzer here), or fuzz the Lua data-set readers
- * (tests/lua/test_data.lua does their malformed inputs). Skipped without ../shared (SIFT_SHARED), but for
+ * (tests/lua/test_fuzz_data.lua) or trainer checkpoints' contents (tests/lua/test_fuzz_checkpoints.lua). Skipped without ../shared (SIFT_SHARED), but for
  * the delta files, which it writes itself.
  */
 #include <signal.h>

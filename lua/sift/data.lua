@@ -494,7 +494,9 @@ local function jsonl_parser(keep_all)
     elseif obj.text ~= nil then
       local label = obj.label
       if label == json.null then label = nil end
-      if label ~= nil and type(label) ~= "number" then fail(path, n, "jsonl: label must be a number") end
+      if label ~= nil and (type(label) ~= "number" or label ~= label or math.abs(label) == math.huge) then
+        fail(path, n, "jsonl: label must be a finite number, got %s", short(tostring(label)))
+      end
       row = { text = str("text"), text_b = str("text_b"), label = label }
     else
       fail(path, n, "jsonl: expected the fields instruction/input/output or text[/text_b/label]")
