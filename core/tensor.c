@@ -366,6 +366,16 @@ uint16_t sf_f32_to_f16(float f) {
     return (uint16_t)(sign | (r >> 13));
 }
 
+int64_t sf_tensor_get_flat_int(const sf_tensor *t, int64_t i) {
+    const void *d = sf_tensor_data(t);
+    switch (t->dtype) {
+    case SF_I64: return ((const int64_t *)d)[i];
+    case SF_I32: return ((const int32_t *)d)[i];
+    case SF_U8: return ((const uint8_t *)d)[i];
+    default: return 0;
+    }
+}
+
 double sf_tensor_get_flat(const sf_tensor *t, int64_t i) {
     const void *d = sf_tensor_data(t);
     switch (t->dtype) {

@@ -146,6 +146,8 @@ float sf_f16_to_f32(uint16_t h);
 uint16_t sf_f32_to_f16(float f);
 /* Read element i of any numeric tensor as double. */
 double sf_tensor_get_flat(const sf_tensor *t, int64_t i);
+/* Element i of an integer tensor (i64, i32, u8) exactly, as a double cannot hold every i64; 0 for others. */
+int64_t sf_tensor_get_flat_int(const sf_tensor *t, int64_t i);
 void sf_tensor_set_flat(sf_tensor *t, int64_t i, double v);
 
 #endif

@@ -19,10 +19,14 @@ typedef struct {
     luaL_Buffer *b;
 } fmt_ctx;
 
-static void fmt_value(const fmt_ctx *c, double v, char *out, size_t n) {
-    if (c->is_int)
-        snprintf(out, n, "%lld", (long long)v);
-    else if (isnan(v))
+/* Element i of the tensor as text: integers exactly, floats by the print options. */
+static void fmt_value(const fmt_ctx *c, int64_t i, char *out, size_t n) {
+    if (c->is_int) {
+        snprintf(out, n, "%lld", (long long)sf_tensor_get_flat_int(c->t, i));
+        return;
+    }
+    const double v = sf_tensor_get_flat(c->t, i);
+    if (isnan(v))
         snprintf(out, n, "nan");
     else if (isinf(v))
         snprintf(out, n, v > 0 ? "inf" : "-inf");
@@ -42,10 +46,10 @@ static void scan(fmt_ctx *c, int d, int64_t base, int64_t stride_prod, double *a
         if (d + 1 < t->ndim) {
             scan(c, d + 1, base + i * stride, stride, amax, amin_nz, w);
         } else {
-            double v = sf_tensor_get_flat(t, base + i);
+            double v = c->is_int ? 0 : sf_tensor_get_flat(t, base + i);
             if (w) {
                 char s[64];
-                fmt_value(c, v, s, sizeof s);
+                fmt_value(c, base + i, s, sizeof s);
                 int len = (int)strlen(s);
                 if (len > *w) *w = len;
             } else if (isfinite(v)) {
@@ -84,7 +88,7 @@ static void emit(fmt_ctx *c, int d, int64_t base, int64_t stride_prod, int inden
             }
         } else {
             char s[64], padded[96];
-            fmt_value(c, sf_tensor_get_flat(t, base + i), s, sizeof s);
+            fmt_value(c, base + i, s, sizeof s);
             snprintf(padded, sizeof padded, "%*s", c->width, s);
             if (col + c->width + 2 > opts.linewidth && i > 0) {
                 luaL_addchar(c->b, '\n');
@@ -113,7 +117,7 @@ void lsift_push_tensor_string(lua_State *L, const sf_tensor *t) {
     if (t->ndim == 0) {
         char s[64];
         c.sci = opts.sci_mode == 1;
-        fmt_value(&c, sf_tensor_get_flat(t, 0), s, sizeof s);
+        fmt_value(&c, 0, s, sizeof s);
         luaL_addstring(&b, s);
     } else if (numel == 0) {
         luaL_addstring(&b, "[]");

@@ -64,6 +64,33 @@ static void table_shape(lua_State *L, int idx, int depth, int *ndim, int64_t *sh
     lua_pop(L, 1);
 }
 
+/* Writes the number at stack index idx into t's flat position i. An integer dtype takes only an integer
+ * within its range (i64: any Lua integer, exactly; i32; u8: 0..255), else an error names the value and
+ * its position: no conversion out of range (undefined behaviour in C), no NaN cast to an integer. */
+static void store_number(lua_State *L, sf_tensor *t, int64_t i, int idx, const char *who) {
+    if (t->dtype != SF_I64 && t->dtype != SF_I32 && t->dtype != SF_U8) {
+        sf_tensor_set_flat(t, i, lua_tonumber(L, idx));
+        return;
+    }
+    lua_Integer iv = 0;
+    int ok = 1;
+    if (lua_isinteger(L, idx))
+        iv = lua_tointeger(L, idx);
+    else {
+        const lua_Number v = lua_tonumber(L, idx);
+        ok = lua_numbertointeger(v, &iv) && (lua_Number)iv == v; /* false for NaN, +-Inf, fractions, 2^63 */
+    }
+    if (ok && t->dtype == SF_I32) ok = iv >= INT32_MIN && iv <= INT32_MAX;
+    if (ok && t->dtype == SF_U8) ok = iv >= 0 && iv <= 255;
+    if (!ok)
+        luaL_error(L, "%s: position %I of a %s tensor takes an integer in its range, got %s", who, (lua_Integer)i + 1,
+                   sf_dtype_name(t->dtype), luaL_tolstring(L, idx, NULL));
+    void *d = sf_tensor_data(t);
+    if (t->dtype == SF_I64) ((int64_t *)d)[i] = (int64_t)iv;
+    else if (t->dtype == SF_I32) ((int32_t *)d)[i] = (int32_t)iv;
+    else ((uint8_t *)d)[i] = (uint8_t)iv;
+}
+
 static void table_fill(lua_State *L, int idx, int depth, int ndim, const int64_t *shape, sf_tensor *t,
                        int64_t *pos) {
     if (luaL_len(L, idx) != shape[depth])
@@ -75,17 +102,8 @@ static void table_fill(lua_State *L, int idx, int depth, int ndim, const int64_t
             if (!lua_istable(L, -1)) luaL_error(L, "sift.tensor: expected a table at level %d", depth + 2);
             table_fill(L, lua_gettop(L), depth + 1, ndim, shape, t, pos);
         } else {
-            int isnum;
-            lua_Number v = lua_tonumberx(L, -1, &isnum);
-            if (!isnum) luaL_error(L, "sift.tensor: expected a number, got %s", luaL_typename(L, -1));
-            if (t->dtype == SF_I64 || t->dtype == SF_I32 || t->dtype == SF_U8) {
-                lua_Integer iv;
-                if (!lua_isinteger(L, -1) && !lua_numbertointeger(v, &iv))
-                    luaL_error(L, "expected an integer at position %d, got %s", (int)*pos + 1, lua_tostring(L, -1));
-                if (!lua_isinteger(L, -1) && (lua_Number)(lua_Integer)v != v)
-                    luaL_error(L, "expected an integer at position %d, got %s", (int)*pos + 1, lua_tostring(L, -1));
-            }
-            sf_tensor_set_flat(t, (*pos)++, v);
+            if (!lua_isnumber(L, -1)) luaL_error(L, "sift.tensor: expected a number, got %s", luaL_typename(L, -1));
+            store_number(L, t, (*pos)++, -1, "sift.tensor");
         }
         lua_pop(L, 1);
     }
@@ -201,19 +219,19 @@ static int t_dtype(lua_State *L) {
 
 static void push_element(lua_State *L, const sf_tensor *t, int64_t i) {
     if (t->dtype == SF_I64 || t->dtype == SF_I32 || t->dtype == SF_U8)
-        lua_pushinteger(L, (lua_Integer)sf_tensor_get_flat(t, i));
+        lua_pushinteger(L, (lua_Integer)sf_tensor_get_flat_int(t, i)); /* exact: no trip through a double */
     else
         lua_pushnumber(L, sf_tensor_get_flat(t, i));
 }
 
-static int64_t flat_index(lua_State *L, const sf_tensor *t, int first) {
-    int nargs = lua_gettop(L) - first + 1;
-    if (nargs != t->ndim) luaL_error(L, "get: tensor has %d dimensions, got %d indices", t->ndim, nargs);
+/* The flat offset of the nargs 1-based indices at stack positions first.. (one per dimension). */
+static int64_t flat_index(lua_State *L, const sf_tensor *t, int first, int nargs, const char *who) {
+    if (nargs != t->ndim) luaL_error(L, "%s: tensor has %d dimensions, got %d indices", who, t->ndim, nargs);
     int64_t flat = 0;
     for (int d = 0; d < t->ndim; d++) {
         lua_Integer i = luaL_checkinteger(L, first + d);
         if (i < 1 || i > t->shape[d])
-            luaL_error(L, "index %d out of range 1..%d at dimension %d", (int)i, (int)t->shape[d], d + 1);
+            luaL_error(L, "%s: index %I out of range 1..%I at dimension %d", who, i, (lua_Integer)t->shape[d], d + 1);
         flat = flat * t->shape[d] + (i - 1);
     }
     return flat;
@@ -221,15 +239,16 @@ static int64_t flat_index(lua_State *L, const sf_tensor *t, int first) {
 
 static int t_get(lua_State *L) {
     sf_tensor *t = lsift_check_tensor(L, 1);
-    push_element(L, t, flat_index(L, t, 2));
+    push_element(L, t, flat_index(L, t, 2, lua_gettop(L) - 1, "get"));
     return 1;
 }
 
+/* t:set(i, j, ..., value) */
 static int t_set(lua_State *L) {
     sf_tensor *t = lsift_check_tensor(L, 1);
-    lua_Number v = luaL_checknumber(L, lua_gettop(L));
-    lua_pop(L, 1);
-    sf_tensor_set_flat(t, flat_index(L, t, 2), v);
+    const int top = lua_gettop(L);
+    luaL_checknumber(L, top);
+    store_number(L, t, flat_index(L, t, 2, top - 2, "set"), top, "set");
     return 0;
 }
 

@@ -723,7 +723,13 @@ end
 -- M.rows_of(batch, i, j) → the batch of rows i..j of an encoded batch (every per-row field sliced, the
 -- rest shared).
 function M.rows_of(b, i, j)
+  if type(b) ~= "table" or type(b.input_ids) ~= "table" then
+    error("sift.data.rows_of: expected an encoded batch (input_ids as a table of rows)", 2)
+  end
   local B, out = #b.input_ids, {}
+  if math.type(i) ~= "integer" or math.type(j) ~= "integer" or i < 1 or j > B or j < i - 1 then
+    error(("sift.data.rows_of: rows %s..%s are not within the batch's 1..%d"):format(tostring(i), tostring(j), B), 2)
+  end
   for k, v in pairs(b) do
     if type(v) == "table" and #v == B then out[k] = table.move(v, i, j, 1, {}) else out[k] = v end
   end

@@ -20,14 +20,32 @@ function M.accuracy(pred, gold)
   return hit / n
 end
 
+M.max_classes = 1 << 16 -- a confusion matrix or per-class metrics over more classes is refused
+
+-- The number of classes: n when given (an integer 1..max_classes), else 1 + the largest label; every
+-- label must be an integer 0..n-1. Checked before anything is built, so a stray 1e12 is an error, not a
+-- table of 1e24 cells.
+local function class_count(pred, gold, len, n, who)
+  if n ~= nil and (math.type(n) == nil or n ~= math.floor(n) or n < 1 or n > M.max_classes) then
+    error(("%s: the number of classes must be an integer 1..%d, got %s"):format(who, M.max_classes, tostring(n)), 3)
+  end
+  local top = 0
+  for i = 1, len do
+    local g, p = math.tointeger(gold[i]), math.tointeger(pred[i])
+    if not g or not p or g < 0 or p < 0 or g >= (n or M.max_classes) or p >= (n or M.max_classes) then
+      error(string.format("%s: labels must be integers 0..%d (row %d: pred %s, gold %s)", who,
+        (n or M.max_classes) - 1, i, tostring(pred[i]), tostring(gold[i])), 3)
+    end
+    top = math.max(top, g + 1, p + 1)
+  end
+  return math.tointeger(n) or top
+end
+
 -- Confusion matrix m[g + 1][p + 1] = number of rows with gold g and prediction p (rows = gold, as
 -- scikit-learn). n defaults to 1 + the largest label seen.
 function M.confusion(pred, gold, n)
   local len = check_pair(pred, gold, "confusion")
-  if not n then
-    n = 0
-    for i = 1, len do n = math.max(n, pred[i] + 1, gold[i] + 1) end
-  end
+  n = class_count(pred, gold, len, n, "confusion")
   local m = {}
   for i = 1, n do
     m[i] = {}
@@ -35,10 +53,6 @@ function M.confusion(pred, gold, n)
   end
   for i = 1, len do
     local g, p = math.tointeger(gold[i]), math.tointeger(pred[i])
-    if not g or not p or g < 0 or p < 0 or g >= n or p >= n then
-      error(string.format("confusion: labels must be integers 0..%d (row %d: pred %s, gold %s)", n - 1, i,
-        tostring(pred[i]), tostring(gold[i])), 2)
-    end
     m[g + 1][p + 1] = m[g + 1][p + 1] + 1
   end
   return m
@@ -124,18 +138,25 @@ function M.spearman(x, y)
 end
 
 -- All classification metrics at once: {accuracy, mcc, f1 (binary only), macro_f1 (more classes), n}.
+-- (macro F1: each class's F1 as M.f1 gives it, from one pass's per-class counts, averaged over the classes)
 function M.classification(pred, gold, num_classes)
   local n = check_pair(pred, gold, "classification")
+  num_classes = class_count(pred, gold, n, num_classes, "classification")
   local out = { accuracy = M.accuracy(pred, gold), mcc = M.mcc(pred, gold), n = n }
-  if not num_classes then
-    num_classes = 0
-    for i = 1, n do num_classes = math.max(num_classes, pred[i] + 1, gold[i] + 1) end
-  end
   if num_classes <= 2 then
     out.f1 = M.f1(pred, gold, 1)
   else
+    local tp, fp, fn = {}, {}, {}
+    for i = 1, n do
+      local p, g = math.tointeger(pred[i]), math.tointeger(gold[i])
+      if p == g then tp[p] = (tp[p] or 0) + 1
+      else fp[p], fn[g] = (fp[p] or 0) + 1, (fn[g] or 0) + 1 end
+    end
     local s = 0.0
-    for c = 0, num_classes - 1 do s = s + M.f1(pred, gold, c) end
+    for c = 0, num_classes - 1 do
+      local t, f_p, f_n = tp[c] or 0, fp[c] or 0, fn[c] or 0
+      if t + f_p + f_n > 0 then s = s + 2 * t / (2 * t + f_p + f_n) end
+    end
     out.macro_f1 = s / num_classes
   end
   return out

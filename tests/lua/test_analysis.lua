@@ -287,6 +287,33 @@ test("top_indices, count_common and budget agree with plain Lua", function()
   check(not ok and err:find("rate must be in (0, 1], got 2", 1, true), "sift.sparse rate 2: %s", tostring(err))
 end)
 
+test("integer tensors hold every value of their type exactly and refuse the rest", function()
+  local t = sift.tensor({ math.maxinteger, math.mininteger, 7 }, { dtype = "i64" })
+  check(t:get(1) == math.maxinteger and t:get(2) == math.mininteger and t:totable()[1] == math.maxinteger,
+    "i64 extremes read back exactly (they went through a double)")
+  check(tostring(t):find("9223372036854775807", 1, true), "and print exactly: %s", tostring(t))
+  t:set(3, math.maxinteger - 1)
+  check(t:get(3) == math.maxinteger - 1, "set exactly")
+  for _, case in ipairs { { "i64", 0 / 0 }, { "i64", math.huge }, { "i64", 1.5 }, { "i64", 2 ^ 63 }, { "i32", 2 ^ 31 },
+    { "i32", -2 ^ 31 - 1 }, { "u8", 256 }, { "u8", -1 } } do
+    local u = sift.tensor({ 1, 2 }, { dtype = case[1] })
+    local ok, err = pcall(u.set, u, 2, case[2])
+    check(not ok and tostring(err):find("takes an integer in its range", 1, true) and u:get(2) == 2,
+      "%s := %s: %s", case[1], tostring(case[2]), tostring(err))
+    ok, err = pcall(sift.tensor, { 1, case[2] }, { dtype = case[1] })
+    check(not ok and tostring(err):find("position 2 of a " .. case[1], 1, true), "sift.tensor %s %s: %s", case[1],
+      tostring(case[2]), tostring(err))
+  end
+  local u = sift.tensor({ 0 }, { dtype = "u8" })
+  u:set(1, 255)
+  check(u:get(1) == 255, "u8 255")
+  local f = sift.randn(2, 2, { seed = 1 })
+  f:set(1, 2, 0 / 0)
+  check(f:get(1, 2) ~= f:get(1, 2), "a float tensor takes NaN")
+  local ok, err = pcall(f.set, f, 3, 1, 1)
+  check(not ok and err:find("set: index 3 out of range 1..2 at dimension 1", 1, true), "index: %s", tostring(err))
+end)
+
 test("t:range and max_abs_diff: extremes by hand, NaN anywhere wins", function()
   local v = { 3, -5, 1, 0.5, -4, 5, 0, -0.5, 2, -3 }
   local lo, hi = sift.tensor(v):range()

@@ -475,7 +475,22 @@ test("metrics: accuracy, confusion, mcc, f1", function()
   local cl = Mt.classification(p3, g3, 3)
   close(cl.accuracy, 0.6, 1e-12, "classification accuracy")
   check(cl.macro_f1 and cl.f1 == nil, "macro f1 for 3 classes")
+  local by_class = (Mt.f1(p3, g3, 0) + Mt.f1(p3, g3, 1) + Mt.f1(p3, g3, 2)) / 3
+  close(cl.macro_f1, by_class, 1e-15, "macro f1 = the mean of each class's f1")
+  close(Mt.classification(p3, g3, 5).macro_f1, by_class * 3 / 5, 1e-15, "absent classes count as 0")
   check(not pcall(Mt.accuracy, { 1 }, { 1, 2 }), "length mismatch is an error")
+  -- labels and class counts checked before anything is built (a stray 1e12 once meant a 1e24-cell table)
+  for _, case in ipairs {
+    { Mt.confusion, { 0, 1e12 }, { 0, 1 }, nil, "labels must be integers 0..65535" },
+    { Mt.confusion, { 0, 1 }, { 0, 1 }, 1e12, "number of classes must be an integer 1..65536" },
+    { Mt.classification, { 0, 1 }, { 0, 1 }, math.maxinteger, "number of classes" },
+    { Mt.classification, { 0, -1 }, { 0, 1 }, nil, "row 2: pred -1" },
+    { Mt.classification, { 0, 0.5 }, { 0, 1 }, nil, "row 2: pred 0.5" },
+    { Mt.confusion, { 0, 2 }, { 0, 1 }, 2, "labels must be integers 0..1" },
+  } do
+    local ok, err = pcall(case[1], case[2], case[3], case[4])
+    check(not ok and tostring(err):find(case[5], 1, true), "want '%s': %s", case[5], tostring(err))
+  end
 end)
 
 test("metrics: pearson, spearman with ties", function()
