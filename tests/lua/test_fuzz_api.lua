@@ -2,7 +2,8 @@
 -- sparse / LoRA / full sets, the optimizer, deltas, tokenizers, data sets) called with random arguments:
 -- seeded draws of 0-4 values from a pool of wrong and edge-case ones (nil, booleans, 0, -1, 3.5, 1e12,
 -- NaN, +-Inf, the extreme integers, strings, empty and ragged tables, a batch, tensors of other dtypes and
--- empty ones, other objects, a function). Each call must return or raise a Lua error (a string, or the
+-- empty ones, other objects, a function; and options tables holding 1-4 of the option names the API
+-- reads, with values from the same pool). Each call must return or raise a Lua error (a string, or the
 -- harness's table); the process must never crash — under AddressSanitizer and UBSan in CI, any bad read,
 -- overflow or leak in a binding fails the run. The objects are made again every round, since calls close
 -- and change them. 20 rounds of 12 calls per callable (SIFT_FUZZ_CASES sets the rounds); FZ_TRACE=1
@@ -61,9 +62,26 @@ local function pool(o)
     o.model, o.sparse, o.delta, function() return 1 end, sift.randn(2, 2, 2, { seed = 3 }) }
 end
 
+-- the option names the API reads; an options table gets 1-4 of them with values from the pool
+local OPTIONS = { "all", "alpha", "arch", "batch", "betas", "bos", "cell_width", "clip", "cols", "decay", "dense",
+  "directions", "dtype", "eos", "eps", "format", "fractions", "grad", "height", "keep", "labels", "legend", "logits",
+  "logx", "lr", "mask_prompt", "max", "max_depth", "max_items", "max_len", "max_new", "max_width", "min", "mode",
+  "name", "normalize", "num_labels", "pack", "pad_id", "pad_to", "points", "policy", "r", "rate", "reference", "rows",
+  "scale", "seed", "sep", "span", "sparse_weight_decay", "split", "std", "stop_at_eos", "sync", "targets", "task",
+  "temperature", "title", "width", "xlabel", "ylabel", "ymax", "ymin", "n_layer", "n_head", "d_model", "vocab_size",
+  "max_pos", "n_kv_head", "d_ff", "input_ids", "attention_mask", "micro_batch", "x", "y" }
+
 local function draw(rng, p)
   local args, n = {}, rng:int(5) - 1
-  for i = 1, n do args[i] = p[rng:int(#p)] end
+  for i = 1, n do
+    if rng:int(3) == 1 then -- an options table
+      local t = {}
+      for _ = 1, rng:int(4) do t[OPTIONS[rng:int(#OPTIONS)]] = p[rng:int(#p)] end
+      args[i] = t
+    else
+      args[i] = p[rng:int(#p)]
+    end
+  end
   return args, n
 end
 
