@@ -129,8 +129,9 @@ local function check_moments(path, what, opt, m, v)
   if not m or not v or m:numel() ~= v:numel() then return end -- (sizes are checked where they are used)
   local bad = opt:_check_moments(m, v)
   if bad then
-    error(("resume: %s: %s's AdamW moments at entry %d (m %.9g, v %.9g) cannot come from this optimizer"):format(path,
-      what, bad, m:reshape(m:numel()):get(bad), v:reshape(v:numel()):get(bad)), 0)
+    error(("resume: %s: %s's AdamW moments at entry %d (m %.9g, v %.9g) cannot come from this optimizer (a "
+      .. "corrupted file, or betas other than the run that saved it)"):format(path, what, bad,
+      m:reshape(m:numel()):get(bad), v:reshape(v:numel()):get(bad)), 0)
   end
 end
 

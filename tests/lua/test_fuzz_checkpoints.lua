@@ -237,6 +237,49 @@ for _, kind in ipairs { "sparse", "full", "lora" } do
   end)
 end
 
+-- The AdamW moment bound (opt:_check_moments): the states of a real run pass it after every step, with
+-- clipping and over epochs; a moment pushed past it, or a resume with other betas early on, is refused.
+test("AdamW moments: real states pass the bound at every step; past it, refused naming the entry", function()
+  local e = setup()
+  local path = os.tmpname()
+  for _, kind in ipairs { "sparse", "full" } do
+    local m = base_model()
+    local args = { model = m, method = makers[kind](m), data = e.data, tokenizer = e.tok, batch = 4, max_len = 24,
+      quiet = true, epochs = 3, lr = 3e-3, clip = 0.5 }
+    local tr = sift.trainer(args)
+    for step = 1, 12 do
+      tr:step(1)
+      tr:save(path)
+      local m2 = base_model()
+      local a2 = {}
+      for k, v in pairs(args) do a2[k] = v end
+      a2.model, a2.method, a2.resume = m2, makers[kind](m2), path
+      local ok, err = pcall(sift.trainer, a2)
+      check(ok, "%s step %d: a real state refused: %s", kind, step, tostring(err))
+    end
+  end
+  -- after one step, m / sqrt(v) is (1 - b1) / sqrt(1 - b2) = 3.16 at every trained entry: over the bound of
+  -- betas (0.9, 0.9), 1.0
+  local m = base_model()
+  local tr = trainer(m, makers.full(m))
+  tr:step(1)
+  tr:save(path)
+  local m2 = base_model()
+  local ok, err = pcall(sift.trainer, { model = m2, method = makers.full(m2), data = e.data, tokenizer = e.tok, batch = 4,
+    max_len = 24, quiet = true, resume = path, betas = { 0.9, 0.9 } })
+  check(not ok and tostring(err):find("cannot come from this optimizer (a corrupted file, or betas other", 1, true),
+    "other betas: %s", tostring(err))
+  local f = sift.load_tensors(path)
+  local mm, vv = f["opt.1.m"], f["opt.1.v"]
+  local flat_m, flat_v = mm:reshape(mm:numel()), vv:reshape(vv:numel())
+  flat_m:set(5, 8 * math.sqrt(flat_v:get(5)) + 1e-6) -- past 7.3 sqrt(v)
+  write(path, f)
+  m2 = base_model()
+  ok, err = pcall(trainer, m2, makers.full(m2), path)
+  check(not ok and tostring(err):find("AdamW moments at entry 5", 1, true), "m past the bound: %s", tostring(err))
+  os.remove(path)
+end)
+
 -- random bit flips in the tensor data (after the header), 1 to 4 per case, seeded
 test("sparse checkpoints: random bit flips in the tensor data", function()
   setup()
