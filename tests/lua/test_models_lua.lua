@@ -218,6 +218,37 @@ test("GPT-2 encoder.json + vocab.bpe encodes like OpenAI's tokenizer", function(
   check(#tok == 50257, "vocab %d", #tok)
 end)
 
+-- Byte-level BPE (GPT-2) and the llama2.c tokenizer's byte fallback encode any bytes: random strings —
+-- invalid UTF-8, lone continuation bytes, truncated 4-byte sequences, NUL, control bytes, runs of spaces
+-- and newlines — decode back to themselves exactly.
+test("tokenizers: random bytes round trip exactly (three tokenizers, 1500 strings each)", function()
+  local toks = {
+    ["gpt2-4m tokenizer.json"] = sift.tokenizer(dir_of("models/gpt2-4m/tokenizer.json")),
+    ["gpt2-bpe encoder.json"] = sift.tokenizer(dir_of("models/gpt2-bpe/encoder.json")),
+    ["stories260K tok512.bin"] = sift.tokenizer(H.need_shared("models/stories260K/tok512.bin")),
+  }
+  local names = {}
+  for name in pairs(toks) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local tok, rng, bad = toks[name], sift.data.rng(5), 0
+    for case = 1, 1500 do
+      local b = {}
+      for i = 1, rng:int(48) - 1 do
+        local r = rng:int(10)
+        b[i] = r <= 3 and rng:int(256) - 1 or r <= 6 and 31 + rng:int(95)
+          or ({ 0x20, 0x0a, 0x0d, 0x09, 0x00, 0xe2, 0x80, 0x99, 0xf0, 0x9f, 0xc3, 0xa9 })[rng:int(12)]
+      end
+      local s = string.char(table.unpack(b))
+      local ok, back = pcall(function() return tok:decode(tok:encode(s)) end)
+      if not (ok and back == s) and bad < 3 then
+        bad = bad + 1
+        check(false, "%s case %d: %q came back as %s", name, case, s, ok and ("%q"):format(back) or tostring(back))
+      end
+    end
+  end
+end)
+
 test("tokenizer round trips on every corpus file (three tokenizers)", function()
   local toks = {
     ["gpt2-4m tokenizer.json"] = sift.tokenizer(dir_of("models/gpt2-4m/tokenizer.json")),
