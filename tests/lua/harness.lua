@@ -1,5 +1,6 @@
 -- harness.lua — a tiny test harness for Lua tests, run by sift-repl (tests/run_all.sh).
 -- test(name, fn) registers; check(cond, fmt, ...) records failures; close(a, b, tol, what);
+-- same_params(a, b) and all_finite(m) compare and inspect models;
 -- skip(reason) marks the current test skipped; run() runs all (or those matching arg[1]) and prints
 -- "N skipped" then "N passed, N failed" and exits non-zero on failure.
 local H = { tests = {} }
@@ -42,6 +43,23 @@ end
 function H.tiny_classifier(seed)
   return sift.build({ arch = "gpt2", vocab_size = 64, n_layer = 2, n_head = 2, d_model = 16, max_pos = 32 },
     { task = "classify", num_labels = 2, seed = seed or 0 })
+end
+
+-- Whether two models hold the same parameters bit for bit; else false and the first that differs.
+function H.same_params(a, b)
+  for _, n in ipairs(a:names()) do
+    if a:param(n):max_abs_diff(b:param(n)) ~= 0 then return false, n end
+  end
+  return true
+end
+
+-- Whether every parameter of a model is finite; else false and the first that is not.
+function H.all_finite(m)
+  for _, n in ipairs(m:names()) do
+    local lo, hi = m:param(n):range()
+    if not (lo > -math.huge and hi < math.huge) then return false, n end
+  end
+  return true
 end
 
 function H.tiny_batch(shift)

@@ -17,7 +17,7 @@
 -- What it does not do: the safetensors parser (test_fuzz_loaders.c), or runs that differ in their
 -- options (test_train.lua's refusals).
 local H = dofile((arg[0]:match("^(.*)/") or ".") .. "/harness.lua")
-local test, check = H.test, H.check
+local test, check, same_params, all_finite = H.test, H.check, H.same_params, H.all_finite
 
 local CONFIG = { arch = "gpt2", vocab_size = 4096, n_layer = 2, n_head = 2, d_model = 16, max_pos = 64 }
 local makers = {
@@ -41,22 +41,6 @@ local function trainer(m, set, resume)
   local e = setup()
   return sift.trainer { model = m, method = set, data = e.data, tokenizer = e.tok, batch = 4, max_len = 24, quiet = true,
     resume = resume }
-end
-
-local function same_params(a, b)
-  for _, n in ipairs(a:names()) do
-    local d = a:param(n):max_abs_diff(b:param(n))
-    if d ~= 0 then return false, n end
-  end
-  return true
-end
-
-local function all_finite(m)
-  for _, n in ipairs(m:names()) do
-    local lo, hi = m:param(n):range()
-    if not (lo > -math.huge and hi < math.huge) then return false, n end
-  end
-  return true
 end
 
 -- the untouched run of one step from the base model: its loss and its model

@@ -7,26 +7,11 @@
 -- the model bit for bit as it was, or applies: then every weight is finite and d:unapply(model) gives the
 -- base model back bit for bit. Never a crash, never a model left half-written.
 local H = dofile((arg[0]:match("^(.*)/") or ".") .. "/harness.lua")
-local test, check = H.test, H.check
+local test, check, same_params, all_finite = H.test, H.check, H.same_params, H.all_finite
 
 local function base_model()
   return sift.build({ arch = "gpt2", vocab_size = 64, n_layer = 2, n_head = 2, d_model = 16, max_pos = 32 },
     { task = "classify", num_labels = 2, seed = 1 })
-end
-
-local function same_params(a, b)
-  for _, n in ipairs(a:names()) do
-    if a:param(n):max_abs_diff(b:param(n)) ~= 0 then return false, n end
-  end
-  return true
-end
-
-local function all_finite(m)
-  for _, n in ipairs(m:names()) do
-    local lo, hi = m:param(n):range()
-    if not (lo > -math.huge and hi < math.huge) then return false, n end
-  end
-  return true
 end
 
 local function saved_delta(path)
