@@ -1,7 +1,8 @@
 -- sift/metrics.lua — evaluation metrics on plain Lua arrays (becomes `sift.metrics`).
 --   accuracy(pred, gold), mcc(pred, gold), f1(pred, gold, positive = 1), pearson(x, y), spearman(x, y),
 --   confusion(pred, gold, n), classification(pred, gold, n), regression(pred, gold).
--- Labels are the datasets' 0-based class ids. Degenerate inputs follow scikit-learn / SciPy:
+-- Labels are the datasets' 0-based class ids (integers; confusion and classification take at most
+-- M.max_classes = 65536 classes and check every label first). Degenerate inputs follow scikit-learn / SciPy:
 -- mcc and f1 are 0 when undefined; pearson and spearman are NaN when one side is constant.
 local M = {}
 
