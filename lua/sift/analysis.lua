@@ -269,11 +269,6 @@ local function check_rate(rate, who)
   end
 end
 
--- sift.masks(model, batch, {rate = 0.01, targets = patterns?, policy = "topk", seed =}) -> masks: names (targets
--- in order), masks[name] = i64 tensor of ascending offsets, numel[name], rate, policy, loss. What s:select(batch)
--- picks: topk from the dense gradients directly (no set; split over MPI ranks), any other policy ("global",
--- "magnitude", "fisher", "random", a Lua function) through a sparse set made, selected and closed here;
--- gradients are zeroed before and after.
 -- Another policy: the masks a sparse set with it selects from batch (made, selected and closed here).
 local function masks_of_set(model, batch, targets, rate, opts, who)
   local S = require "sift"
@@ -294,6 +289,11 @@ local function masks_of_set(model, batch, targets, rate, opts, who)
   return res
 end
 
+-- sift.masks(model, batch, {rate = 0.01, targets = patterns?, policy = "topk", seed =}) -> masks: names (targets
+-- in order), masks[name] = i64 tensor of ascending offsets, numel[name], rate, policy, loss. What s:select(batch)
+-- picks: topk from the dense gradients directly (no set; split over MPI ranks), any other policy ("global",
+-- "magnitude", "fisher", "random", a Lua function) through a sparse set made, selected and closed here;
+-- gradients are zeroed before and after.
 function M.masks(model, batch, opts)
   opts = opts or {}
   local who = "sift.masks"

@@ -82,6 +82,12 @@ function M.mcc(pred, gold)
   return (correct * s - pt) / math.sqrt(den)
 end
 
+-- 2·tp / (2·tp + fp + fn); 0 when there is no positive at all
+local function f1_of(tp, fp, fn)
+  if tp + fp + fn == 0 then return 0.0 end
+  return 2 * tp / (2 * tp + fp + fn)
+end
+
 -- F1 of the class `positive` (default 1): 2·tp / (2·tp + fp + fn); 0 when there is no positive at all.
 function M.f1(pred, gold, positive)
   local n = check_pair(pred, gold, "f1")
@@ -91,8 +97,7 @@ function M.f1(pred, gold, positive)
     local p, g = pred[i] == positive, gold[i] == positive
     if p and g then tp = tp + 1 elseif p then fp = fp + 1 elseif g then fn = fn + 1 end
   end
-  if tp + fp + fn == 0 then return 0.0 end
-  return 2 * tp / (2 * tp + fp + fn)
+  return f1_of(tp, fp, fn)
 end
 
 -- Pearson correlation (two-pass, centred sums).
@@ -139,7 +144,7 @@ function M.spearman(x, y)
 end
 
 -- All classification metrics at once: {accuracy, mcc, f1 (binary only), macro_f1 (more classes), n}.
--- (macro F1: each class's F1 as M.f1 gives it, from one pass's per-class counts, averaged over the classes)
+-- (macro F1: each class's F1 (f1_of, as M.f1) from one pass's per-class counts, averaged over the classes)
 function M.classification(pred, gold, num_classes)
   local n = check_pair(pred, gold, "classification")
   num_classes = class_count(pred, gold, n, num_classes, "classification")
@@ -154,10 +159,7 @@ function M.classification(pred, gold, num_classes)
       else fp[p], fn[g] = (fp[p] or 0) + 1, (fn[g] or 0) + 1 end
     end
     local s = 0.0
-    for c = 0, num_classes - 1 do
-      local t, f_p, f_n = tp[c] or 0, fp[c] or 0, fn[c] or 0
-      if t + f_p + f_n > 0 then s = s + 2 * t / (2 * t + f_p + f_n) end
-    end
+    for c = 0, num_classes - 1 do s = s + f1_of(tp[c] or 0, fp[c] or 0, fn[c] or 0) end
     out.macro_f1 = s / num_classes
   end
   return out
