@@ -28,6 +28,8 @@ enum { MR = 6, NR = 16, KC = 256, MC = 144, NC = 3072 };
 /* A share whose whole K block of op(A) fits in A_WHOLE floats (256 KB, half of a Zen 3 core's L2) takes
  * the whole-A path: the GPT-2 124M step's 128-row shares at KC = 256 (32K floats). */
 enum { A_WHOLE = 64 * 1024 };
+/* Shares of rows are whole slivers (the micro-kernel always runs MR rows). */
+enum { ROW_SPLIT = MR };
 
 /* The non-finite check's accumulator: one vector, summed across lanes at the end. */
 typedef __m256 check_acc;

@@ -35,6 +35,8 @@ enum { MR = 12, NR = 32, KC = 768, MC = 96, NC = 3072 };
  * all of a Zen 5's 1 MB one, where half the threshold measured 3 % slower) takes the whole-A path
  * (gemm_whole_a): the training step's products over B * T = 256 token rows. */
 enum { A_WHOLE = 256 * 1024 };
+/* Shares of rows are multiples of 4: micro_kernel runs an edge sliver of 4 or 8 rows as such. */
+enum { ROW_SPLIT = 4 };
 /* This kernel also reads a transposed A in place (micro_kernel_a_in_place). */
 #define SF_GEMM_A_IN_PLACE 1
 
@@ -105,23 +107,24 @@ static void pack_a(float *restrict ap, const float *restrict A, int64_t lda, int
 
 /* The 12 x 32 micro-kernel's body with op(A)(i, k) at a[i * a_rs + k * a_ks] (packed: a_rs 1, a_ks MR) and
  * the packed B sliver: 24 zmm accumulators; per k two loads of B and 12 broadcasts of A; masked stores at
- * the right edge. Always inlined, so each caller gets its own loop with its strides folded in. */
-static inline __attribute__((always_inline)) void kernel_body(int64_t kc, const float *restrict a, int64_t a_rs,
-                                                             int64_t a_ks, const float *restrict bp,
+ * the right edge. `rows` (a constant: 4, 8 or MR, at least mr) is how many rows the loop computes.
+ * Always inlined, so each caller gets its own loop with its strides and row count folded in. */
+static inline __attribute__((always_inline)) void kernel_body(const int rows, int64_t kc, const float *restrict a,
+                                                             int64_t a_rs, int64_t a_ks, const float *restrict bp,
                                                              float *restrict c, int64_t ldc, int mr, int nr,
                                                              float alpha, float beta, const float *restrict bias,
                                                              const prefetch_plan *pf, check_acc *check) {
     __m512 acc[MR][2];
     prefetch_c_tile(c, ldc, mr, nr);
 #pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int i = 0; i < rows; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     prefetch_cursor cur = prefetch_start(pf, kc);
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kc; k++) {
         prefetch_tick(&cur);
         const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
 #pragma GCC unroll 12
-        for (int i = 0; i < MR; i++) {
+        for (int i = 0; i < rows; i++) {
             const __m512 av = _mm512_set1_ps(a[i * a_rs]);
             acc[i][0] = _mm512_fmadd_ps(av, b0, acc[i][0]);
             acc[i][1] = _mm512_fmadd_ps(av, b1, acc[i][1]);
@@ -134,7 +137,7 @@ static inline __attribute__((always_inline)) void kernel_body(int64_t kc, const 
     const __m512 bias0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
     const __m512 bias1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
 #pragma GCC unroll 12
-    for (int i = 0; i < MR; i++) {
+    for (int i = 0; i < rows; i++) {
         if (i >= mr) break;
         float *row = c + i * ldc;
         __m512 r0 = _mm512_fmadd_ps(va, acc[i][0], bias0), r1 = _mm512_fmadd_ps(va, acc[i][1], bias1);
@@ -156,7 +159,11 @@ static inline __attribute__((always_inline)) void kernel_body(int64_t kc, const 
 static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp, float *restrict c, int64_t ldc,
                          int mr, int nr, float alpha, float beta, const float *restrict bias, const prefetch_plan *pf,
                          check_acc *check) {
-    kernel_body(kc, ap, 1, MR, bp, c, ldc, mr, nr, alpha, beta, bias, pf, check);
+    /* a sliver of a few rows (the last of a share: a 256-row product splits into 132 + 124 rows) runs the
+     * loop for 4 or 8 rows only: the same sums for its rows, a third or two of the work */
+    if (mr <= 4) kernel_body(4, kc, ap, 1, MR, bp, c, ldc, mr, nr, alpha, beta, bias, pf, check);
+    else if (mr <= 8) kernel_body(8, kc, ap, 1, MR, bp, c, ldc, mr, nr, alpha, beta, bias, pf, check);
+    else kernel_body(MR, kc, ap, 1, MR, bp, c, ldc, mr, nr, alpha, beta, bias, pf, check);
 }
 
 /* The micro-kernel with op(A) transposed in place (gemm_own_scheme.h states its contract): at each k
@@ -164,7 +171,7 @@ static void micro_kernel(int64_t kc, const float *restrict ap, const float *rest
 static void micro_kernel_a_in_place(int64_t kc, const float *restrict a, int64_t lda, const float *restrict bp,
                                     float *restrict c, int64_t ldc, int mr, int nr, float alpha, float beta,
                                     const float *restrict bias, const prefetch_plan *pf, check_acc *check) {
-    kernel_body(kc, a, 1, lda, bp, c, ldc, mr, nr, alpha, beta, bias, pf, check);
+    kernel_body(MR, kc, a, 1, lda, bp, c, ldc, mr, nr, alpha, beta, bias, pf, check);
 }
 
 #endif

@@ -4,7 +4,8 @@
  * entry points (sf_sgemm_own, _checked, _serial, _ext in gemm.h). Each ISA file (gemm_avx512.c,
  * gemm_avx2.c) includes it once, after defining
  *   - the blocking: enum MR, NR (micro-tile rows and columns), KC, MC, NC (K, row and column blocks),
- *     A_WHOLE (floats of op(A)'s K block up to which a share takes the whole-A path);
+ *     A_WHOLE (floats of op(A)'s K block up to which a share takes the whole-A path), ROW_SPLIT (a
+ *     share of rows is a multiple of it: MR, or the fewest rows micro_kernel's loop runs for an edge);
  *   - check_acc, a vector accumulator, with check_zero() and check_clean(acc) (1 when the sum of every
  *     stored value times 0 stayed 0, i.e. every stored value was finite);
  * and defines after it the three kernels it declares: pack_a, pack_b_sliver and micro_kernel (and, when it
@@ -321,9 +322,11 @@ static int own_gemm(int nt, int ta, int tb, int64_t M, int64_t N, int64_t K, flo
                     const gemm_ext *ext, int *all_finite) {
     if (M <= 0 || N <= 0 || K <= 0) return 0;
     if (ext && (ext->k2 <= 0 || ext->k2 > EXT_MAX)) return 0;
-    /* split the longer side into contiguous shares, in whole micro-tiles */
+    /* split the longer side into contiguous shares: of columns in whole micro-tiles, of rows in multiples of
+     * ROW_SPLIT (a share's last few rows run a shorter micro-kernel loop, so 1024 rows split 512 + 512, each
+     * 42 tiles and 8 rows, rather than 516 + 508) */
     const int by_rows = M >= N;
-    const int64_t tile = by_rows ? MR : NR, len = by_rows ? M : N;
+    const int64_t tile = by_rows ? ROW_SPLIT : NR, len = by_rows ? M : N;
     const int64_t tiles = (len + tile - 1) / tile;
     if (nt > tiles) nt = (int)tiles;
     if (nt <= 1) {

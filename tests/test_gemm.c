@@ -188,6 +188,58 @@ TEST(own_kernel_one_and_two_threads_agree_with_reference) {
     sf_set_threads(saved);
 }
 
+/* A share's last rows: the own kernel splits rows over threads in multiples of 4 and runs an edge sliver of
+ * few rows with a shorter loop (AVX-512: 4 or 8 rows). Every row must come out with the same bits however
+ * the rows fall: 1024 rows on one thread (85 slivers and 4 rows) and on two (512 + 512: 42 slivers and 8
+ * rows each), and each block of 4, 8 or 12 rows computed on its own; a wide product (split over columns)
+ * with 256 rows (21 slivers and 4) likewise; bias, beta and transposed operands included. */
+TEST(own_kernel_edge_rows_give_the_same_bits) {
+    if (!have_own()) SKIP("this build has no own kernel");
+    const int saved = sf_get_threads();
+    static const struct {
+        int64_t M, N, K;
+        int ta, tb;
+    } cases[] = {{1024, 256, 300, 0, 0}, {1024, 200, 769, 0, 1}, {256, 768, 256, 1, 0}, {260, 700, 100, 1, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const int64_t M = cases[i].M, N = cases[i].N, K = cases[i].K, lda = cases[i].ta ? M : K, ldb = cases[i].tb ? K : N;
+        const int ta = cases[i].ta, tb = cases[i].tb;
+        sf_rng r;
+        sf_rng_seed(&r, 1200 + i);
+        float *A = filled(M * K, &r), *B = filled(K * N, &r), *bias = filled(N, &r), *C0 = filled(M * N, &r);
+        float *whole[2], *part = malloc((size_t)(M * N) * sizeof *part);
+        for (int nt = 1; nt <= 2; nt++) {
+            sf_set_threads(nt);
+            whole[nt - 1] = malloc((size_t)(M * N) * sizeof(float));
+            memcpy(whole[nt - 1], C0, (size_t)(M * N) * sizeof(float));
+            CHECK(sf_sgemm_own_checked(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.5f, whole[nt - 1], N, bias, NULL),
+                  "case %zu: the own kernel refused", i);
+        }
+        CHECK(!memcmp(whole[0], whole[1], (size_t)(M * N) * sizeof(float)), "case %zu: one and two threads differ", i);
+        sf_set_threads(1);
+        for (int64_t rows = 4; rows <= 12; rows += 4) {
+            memcpy(part, C0, (size_t)(M * N) * sizeof *part);
+            for (int64_t r0 = 0; r0 < M; r0 += rows) {
+                const int64_t m = M - r0 < rows ? M - r0 : rows;
+                sf_sgemm_own_checked(ta, tb, m, N, K, 1.0f, ta ? A + r0 : A + r0 * lda, lda, B, ldb, 0.5f,
+                                     part + r0 * N, N, bias, NULL);
+            }
+            CHECK(!memcmp(whole[0], part, (size_t)(M * N) * sizeof *part), "case %zu: rows %lld at a time differ", i,
+                  (long long)rows);
+        }
+        double worst = 0;
+        float *R = malloc((size_t)(M * N) * sizeof *R);
+        for (int64_t x = 0; x < M * N; x++) R[x] = 0.5f * C0[x] + bias[x % N];
+        ref_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 1.0f, R, N);
+        for (int64_t x = 0; x < M * N; x++) {
+            const double d = fabs((double)whole[0][x] - R[x]) / (1e-5 * ((double)K + 1.5)); /* as run_case */
+            if (d > worst) worst = d;
+        }
+        CHECK(worst <= 1.0, "case %zu: error %.3g x tolerance", i, worst);
+        free(A), free(B), free(bias), free(C0), free(whole[0]), free(whole[1]), free(part), free(R);
+    }
+    sf_set_threads(saved);
+}
+
 /* Both schemes of the own kernel on one thread: a share whose op(A) K block (rows x min(K, KC)) fits in
  * A_WHOLE floats takes the whole-A path (A packed once, each B sliver used by every row at once, the next
  * sliver prefetched, except for a row-major B whose row stride is a multiple of 1024 floats); a larger
