@@ -5,11 +5,13 @@
  * (e.g. ../shared missing) and returns. TEST_MAIN() runs every registered test (or those whose name
  * contains argv[1]), prints one line per test and closes with "N passed, N failed" (skips are counted
  * separately as "N skipped" on the line before); the exit status is non-zero on any failure.
- * sf_test_read_file / sf_test_write_file read and write whole files for tests that build their inputs.
+ * sf_test_read_file / sf_test_write_file read and write whole files for tests that build their inputs;
+ * shared_dir() is the folder of real models and fixtures (SIFT_SHARED, default ../shared), absolute.
  */
 #ifndef SF_TEST_H
 #define SF_TEST_H
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,19 @@ extern sf_test_case sf_tests[];
 extern int sf_n_tests;
 extern int sf_cur_failures;
 extern int sf_cur_skipped;
+
+/* The shared folder of real models and fixtures: SIFT_SHARED, or ../shared, as an absolute path when it
+ * exists (a test that links or copies its files into a scratch folder needs one that resolves from there). */
+static inline const char *shared_dir(void) {
+    static char dir[256]; /* short, so callers' fixed path buffers hold it and a file name */
+    if (!dir[0]) {
+        const char *s = getenv("SIFT_SHARED");
+        char full[PATH_MAX];
+        if (!s || !*s) s = "../shared";
+        snprintf(dir, sizeof dir, "%s", realpath(s, full) && strlen(full) < sizeof dir ? full : s);
+    }
+    return dir;
+}
 
 /* The whole file at path in a malloc'd buffer, NUL after its *len bytes (NULL when it cannot be read). */
 static inline char *sf_test_read_file(const char *path, size_t *len) {

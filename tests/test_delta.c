@@ -29,11 +29,6 @@
 #include "../core/sift.h"
 #include "test.h"
 
-static const char *shared_dir(void) {
-    const char *s = getenv("SIFT_SHARED");
-    return s && *s ? s : "../shared";
-}
-
 static int exists(const char *p) {
     struct stat st;
     return stat(p, &st) == 0;

@@ -38,11 +38,6 @@
 /* snprintf into a char array, failing the test when the path does not fit */
 #define PATHF(buf, ...) REQUIRE(snprintf(buf, sizeof buf, __VA_ARGS__) < (int)sizeof buf, "path too long: %s", buf)
 
-static const char *shared_dir(void) {
-    const char *s = getenv("SIFT_SHARED");
-    return (s && *s) ? s : "../shared";
-}
-
 /* ------------------------------------------------ files ------------------------------------------------ */
 
 static char g_dir[256]; /* this run's scratch folder */

@@ -19,11 +19,6 @@
 #include "../core/threads.h"
 #include "test.h"
 
-static const char *shared_dir(void) {
-    const char *s = getenv("SIFT_SHARED");
-    return s && *s ? s : "../shared";
-}
-
 static int shared_path(char *buf, size_t n, const char *rel) {
     snprintf(buf, n, "%s/%s", shared_dir(), rel);
     struct stat st;

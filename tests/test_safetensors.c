@@ -48,11 +48,6 @@ static const char *temp_of(char *buf, size_t n, const char *path) {
     return buf;
 }
 
-static const char *shared_dir(void) {
-    const char *s = getenv("SIFT_SHARED");
-    return (s && *s) ? s : "../shared";
-}
-
 /* ---------------------------------------------- round trip ---------------------------------------------- */
 TEST(round_trip_all_dtypes) {
     char path[256], tmpb[300];

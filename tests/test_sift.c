@@ -19,11 +19,6 @@
 #include "../core/threads.h"
 #include "test.h"
 
-static const char *shared_dir(void) {
-    const char *s = getenv("SIFT_SHARED");
-    return s && *s ? s : "../shared";
-}
-
 static int fixture_path(char *buf, size_t n, const char *fx, const char *file) {
     snprintf(buf, n, "%s/fixtures/%s%s%s", shared_dir(), fx, file ? "/" : "", file ? file : "");
     struct stat st;

@@ -31,11 +31,6 @@
 #endif
 
 /* ---------------------------------------------- helpers ---------------------------------------------- */
-static const char *shared_dir(void) {
-    const char *s = getenv("SIFT_SHARED");
-    return s && *s ? s : "../shared";
-}
-
 /* Path under the shared folder in a static buffer (one at a time), NULL when it does not exist. */
 static const char *shared(const char *rel) {
     static char buf[4][1024];
