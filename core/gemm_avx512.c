@@ -6,7 +6,8 @@
  * (Bp: [NC/NR][KC][NR]), op(A) MC x KC at a time into row slivers of MR = 12 (Ap: [MC/MR][KC][MR]),
  * zero-padded at the edges, and a 12 x 32 register-blocked micro-kernel (24 zmm accumulators, two
  * vector loads of B and 12 broadcasts of A per k) adds each sliver pair into C with masked stores at
- * the right and bottom edges; an optional bias row is added in the same stores (the first K block's).
+ * the right and bottom edges (a bottom sliver of at most 4 or 8 rows runs a loop of 4 or 8 rows); an
+ * optional bias row is added in the same stores (the first K block's).
  * Packs read whole cache lines: row-major sources row by row, transposed ones 16 x 16 at a time through
  * a register transpose. The operands of a training step come from memory, not cache, so B's slivers
  * are packed just before their first use, and each C tile is prefetched before its k loop. A share of
