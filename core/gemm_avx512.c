@@ -160,8 +160,8 @@ static inline __attribute__((always_inline)) void kernel_body(const int rows, in
 static void micro_kernel(int64_t kc, const float *restrict ap, const float *restrict bp, float *restrict c, int64_t ldc,
                          int mr, int nr, float alpha, float beta, const float *restrict bias, const prefetch_plan *pf,
                          check_acc *check) {
-    /* a sliver of a few rows (the last of a share: a 256-row product splits into 132 + 124 rows) runs the
-     * loop for 4 or 8 rows only: the same sums for its rows, a third or two of the work */
+    /* a sliver of a few rows (the last of a share: a GPT-2 124M step's 256 token rows are 21 slivers and 4
+     * rows) runs the loop for 4 or 8 rows only: the same sums for its rows, a third or two thirds of the work */
     if (mr <= 4) kernel_body(4, kc, ap, 1, MR, bp, c, ldc, mr, nr, alpha, beta, bias, pf, check);
     else if (mr <= 8) kernel_body(8, kc, ap, 1, MR, bp, c, ldc, mr, nr, alpha, beta, bias, pf, check);
     else kernel_body(MR, kc, ap, 1, MR, bp, c, ldc, mr, nr, alpha, beta, bias, pf, check);

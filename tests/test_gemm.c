@@ -201,8 +201,8 @@ TEST(own_kernel_edge_rows_give_the_same_bits) {
         int ta, tb;
     } cases[] = {{1024, 256, 300, 0, 0}, {1024, 200, 769, 0, 1}, {256, 768, 256, 1, 0}, {260, 700, 100, 1, 1}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        const int64_t M = cases[i].M, N = cases[i].N, K = cases[i].K, lda = cases[i].ta ? M : K, ldb = cases[i].tb ? K : N;
         const int ta = cases[i].ta, tb = cases[i].tb;
+        const int64_t M = cases[i].M, N = cases[i].N, K = cases[i].K, lda = ta ? M : K, ldb = tb ? K : N;
         sf_rng r;
         sf_rng_seed(&r, 1200 + i);
         float *A = filled(M * K, &r), *B = filled(K * N, &r), *bias = filled(N, &r), *C0 = filled(M * N, &r);
