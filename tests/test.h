@@ -33,7 +33,10 @@ static inline const char *shared_dir(void) {
         const char *s = getenv("SIFT_SHARED");
         char full[PATH_MAX];
         if (!s || !*s) s = "../shared";
-        snprintf(dir, sizeof dir, "%s", realpath(s, full) && strlen(full) < sizeof dir ? full : s);
+        const char *src = realpath(s, full) && strlen(full) < sizeof dir ? full : s;
+        const size_t n = strlen(src) < sizeof dir ? strlen(src) : sizeof dir - 1;
+        memcpy(dir, src, n);
+        dir[n] = '\0';
     }
     return dir;
 }
