@@ -6,6 +6,7 @@
  * tensors). Selection is split into steps (_begin_selection, _note_batch, _calib_grad, _set_indices,
  * _finish_selection) so the Lua side can run the calibration forward/backward and custom policies.
  * The optimizer is l_optim.c's, the checkpoint methods l_resume.c's (shared layouts: l_sets.h). */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,22 @@ double lsift_opt_number(lua_State *L, int idx, const char *key, double def) {
     return v;
 }
 
+/* An integer field of an options table, def when absent: a whole number in [lo, hi] (an integer, or a float
+ * or numeric string with an integer's value), else an error "who: key must be ..." naming the value. */
+static lua_Integer opt_integer(lua_State *L, int idx, const char *key, lua_Integer def, lua_Integer lo, lua_Integer hi,
+                               const char *who) {
+    lua_getfield(L, idx, key);
+    int is_int = 0;
+    lua_Integer v = lua_isnil(L, -1) ? def : lua_tointegerx(L, -1, &is_int);
+    if (!lua_isnil(L, -1) && (!is_int || v < lo || v > hi)) {
+        const char *got = luaL_tolstring(L, -1, NULL);
+        if (lo == LUA_MININTEGER && hi == LUA_MAXINTEGER) return luaL_error(L, "%s: %s must be an integer, got %s", who, key, got);
+        return luaL_error(L, "%s: %s must be a whole number from %I to %I, got %s", who, key, lo, hi, got);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
 /* sift._sparse(model, targets, dense, {rate, policy, seed, mode, reference}) */
 static int l_sparse(lua_State *L) {
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -138,13 +155,12 @@ static int l_sparse(lua_State *L) {
     double rate = lsift_opt_number(L, 4, "rate", 0.01);
     lua_getfield(L, 4, "policy");
     sf_policy pol = policy_from_name(L, luaL_optstring(L, -1, "topk"));
-    lua_getfield(L, 4, "seed");
-    uint64_t seed = (uint64_t)luaL_optinteger(L, -1, 0);
+    const uint64_t seed = (uint64_t)opt_integer(L, 4, "seed", 0, LUA_MININTEGER, LUA_MAXINTEGER, "sift.sparse");
     lua_getfield(L, 4, "mode");
     const char *mode = luaL_optstring(L, -1, "sampled");
     lua_getfield(L, 4, "reference");
     int reference = lua_toboolean(L, -1);
-    lua_pop(L, 4);
+    lua_pop(L, 3);
     if (!(rate > 0 && rate <= 1)) return luaL_error(L, "sift.sparse: rate must be in (0, 1], got %f", (lua_Number)rate);
     sf_model_set_trainable(s->m, 0);
     sf_tensor **t;
@@ -166,9 +182,9 @@ static int l_lora(lua_State *L) {
     luaL_checktype(L, 2, LUA_TTABLE);
     luaL_checktype(L, 4, LUA_TTABLE);
     l_set *s = new_set(L, 1, SET_LORA);
-    int r = (int)lsift_opt_number(L, 4, "r", 8);
+    const int r = (int)opt_integer(L, 4, "r", 8, 1, INT_MAX, "sift.lora");
     float alpha = (float)lsift_opt_number(L, 4, "alpha", 2.0 * r);
-    uint64_t seed = (uint64_t)lsift_opt_number(L, 4, "seed", 0);
+    const uint64_t seed = (uint64_t)opt_integer(L, 4, "seed", 0, LUA_MININTEGER, LUA_MAXINTEGER, "sift.lora");
     if (s->m->lora) return luaL_error(L, "sift.lora: the model already has LoRA adapters (close that set first)");
     sf_model_set_trainable(s->m, 0);
     sf_tensor **t;

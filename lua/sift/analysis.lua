@@ -440,7 +440,9 @@ function M.install(sift)
     local f = rawget(sift, ctor)
     if type(f) == "function" then
       sift[ctor] = function(...)
-        local s = f(...)
+        local ok, s = pcall(f, ...)
+        -- an error names the caller of sift.sparse / lora / full (two levels up), not this wrapper
+        if not ok then error(type(s) == "string" and s:gsub("^[^:]+:%d+: ", "", 1) or s, 3) end
         live_sets[s] = true
         return s
       end

@@ -71,21 +71,25 @@ function M.install(sift)
     opts = opts or {}
     local targets = opts.targets and resolve(model, opts.targets, "sift.lora targets") or M.default_targets(model)
     if #targets == 0 then error("sift.lora: no target parameters", 2) end
-    local r = opts.r or 8
-    return sift._lora(model, targets, dense_of(model, opts, "sift.lora"), { r = r, alpha = opts.alpha or 2 * r, seed = opts.seed or 0 })
+    -- (alpha defaults to 2 r in sift._lora, which checks r first; not a tail call, so that its errors name
+    -- the caller of sift.lora, two levels up, as sift.sparse's and sift.full's do)
+    local s = sift._lora(model, targets, dense_of(model, opts, "sift.lora"), { r = opts.r, alpha = opts.alpha, seed = opts.seed })
+    return s
   end
 
   function sift.full(model, opts)
     opts = opts or {}
     local names = opts.params and resolve(model, opts.params, "sift.full params") or model:names()
-    return sift._full(model, names)
+    local s = sift._full(model, names) -- (not a tail call: see sift.lora)
+    return s
   end
 
   -- the head-only baseline: only the task head trains (dense)
   function sift.head(model)
     local names = model:head_names()
     if #names == 0 then error("sift.head: the model has no task head (load it with {task = \"classify\"})", 2) end
-    return sift._full(model, names)
+    local s = sift._full(model, names) -- (not a tail call: see sift.lora)
+    return s
   end
 
   local function is_batch(b) return type(b) == "table" and b.input_ids ~= nil end

@@ -285,6 +285,27 @@ test("top_indices, count_common and budget agree with plain Lua", function()
   check(not ok and err:find("rate"), "rate above 1: %s", tostring(err))
   ok, err = pcall(sift.sparse, m, { rate = 2 }) -- (its message was lost to an unsupported %g)
   check(not ok and err:find("rate must be in (0, 1], got 2", 1, true), "sift.sparse rate 2: %s", tostring(err))
+  -- whole-number options: a rank or seed that is no integer is refused by name, at the caller's line (a rank of
+  -- 1e12 was cast to int: undefined, caught by UBSan in the API fuzz)
+  for _, case in ipairs {
+    { sift.lora, { r = 1e12 }, "sift.lora: r must be a whole number from 1 to 2147483647, got 1000000000000.0" },
+    { sift.lora, { r = 2.5 }, "r must be a whole number from 1 to 2147483647, got 2.5" },
+    { sift.lora, { r = 0 }, "r must be a whole number from 1 to 2147483647, got 0" },
+    { sift.lora, { r = "x" }, "r must be a whole number from 1 to 2147483647, got x" },
+    { sift.lora, { r = 2, seed = 1.5 }, "sift.lora: seed must be an integer, got 1.5" },
+    { sift.sparse, { seed = 1e300 }, "sift.sparse: seed must be an integer, got 1e+300" },
+    { sift.sparse, { seed = -2 ^ 63 - 1e4 }, "seed must be an integer" },
+  } do
+    local line = debug.getinfo(1, "l").currentline + 1
+    ok, err = pcall(function() local s = case[1](m, case[2]) return s end)
+    check(not ok and err:find(case[3], 1, true) and err:find("test_analysis.lua:" .. line .. ":", 1, true),
+      "%s refused at the caller's line %d: %s", case[3], line, tostring(err))
+  end
+  for _, opts in ipairs { { r = 2.0, seed = 3.0 }, { r = "2", seed = "-7" } } do
+    ok, err = pcall(sift.lora, m, opts)
+    check(ok, "whole numbers as floats or strings: %s", tostring(err))
+    if ok then err:close() end
+  end
 end)
 
 test("integer tensors hold every value of their type exactly and refuse the rest", function()
