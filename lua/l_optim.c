@@ -2,6 +2,7 @@
  * increments' AdamW runs in the sparse set, core/sift.c, from the same hyper-parameters), with step,
  * zero_grad, learning rate, and global-norm clipping over every trainable gradient. Refuses NaN/Inf
  * gradients before touching any weight. Its checkpoint methods (_state, _restore) are l_resume.c's. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,17 @@ int lsift_collect_dense(l_set *s, sf_tensor ***out) {
     return n;
 }
 
+/* A hyper-parameter as a float: v when it is finite, at least lo (above lo when lo_open) and below 1 when
+ * below_one (betas), and within a float's range; else an error naming who, the key and the value (a float
+ * cast of 1e300 is Inf, which the first step would write into every weight). */
+static float hparam(lua_State *L, const char *who, const char *key, double v, double lo, int lo_open, int below_one) {
+    if (!(isfinite(v) && (lo_open ? v > lo : v >= lo) && (!below_one || v < 1) && v <= FLT_MAX)) {
+        const char *rule = below_one ? "in [0, 1)" : lo_open ? "a finite number > 0" : "a finite number >= 0";
+        luaL_error(L, "%s: %s must be %s, got %f", who, key, rule, (lua_Number)v);
+    }
+    return (float)v;
+}
+
 /* sift.AdamW(set, {lr, betas, eps, weight_decay, decay = "all" | "matrices", sparse_weight_decay}) */
 static int l_adamw(lua_State *L) {
     l_set *s = lsift_check_set(L, 1);
@@ -40,15 +52,16 @@ static int l_adamw(lua_State *L) {
     const char *decay = "all";
     float swd;
     if (o_idx) {
-        h.lr = (float)lsift_opt_number(L, o_idx, "lr", h.lr);
-        h.eps = (float)lsift_opt_number(L, o_idx, "eps", h.eps);
-        h.weight_decay = (float)lsift_opt_number(L, o_idx, "weight_decay", h.weight_decay);
+        const char *who = "sift.AdamW";
+        h.lr = hparam(L, who, "lr", lsift_opt_number(L, o_idx, "lr", h.lr), 0, 0, 0);
+        h.eps = hparam(L, who, "eps", lsift_opt_number(L, o_idx, "eps", h.eps), 0, 1, 0);
+        h.weight_decay = hparam(L, who, "weight_decay", lsift_opt_number(L, o_idx, "weight_decay", h.weight_decay), 0, 0, 0);
         lua_getfield(L, o_idx, "betas");
         if (lua_istable(L, -1)) {
             lua_geti(L, -1, 1);
             lua_geti(L, -2, 2);
-            h.beta1 = (float)luaL_checknumber(L, -2);
-            h.beta2 = (float)luaL_checknumber(L, -1);
+            h.beta1 = hparam(L, who, "betas[1]", luaL_checknumber(L, -2), 0, 0, 1);
+            h.beta2 = hparam(L, who, "betas[2]", luaL_checknumber(L, -1), 0, 0, 1);
             lua_pop(L, 2);
         }
         lua_pop(L, 1);
@@ -56,7 +69,9 @@ static int l_adamw(lua_State *L) {
         decay = luaL_optstring(L, -1, "all");
         lua_pop(L, 1);
     }
-    swd = o_idx ? (float)lsift_opt_number(L, o_idx, "sparse_weight_decay", h.weight_decay) : h.weight_decay;
+    swd = o_idx ? hparam(L, "sift.AdamW", "sparse_weight_decay",
+                         lsift_opt_number(L, o_idx, "sparse_weight_decay", h.weight_decay), 0, 0, 0)
+                : h.weight_decay;
     if (strcmp(decay, "all") && strcmp(decay, "matrices"))
         return luaL_error(L, "sift.AdamW: decay must be \"all\" or \"matrices\", got \"%s\"", decay);
     sf_tensor **t;
@@ -126,10 +141,9 @@ static int opt_zero_grad(lua_State *L) {
 
 static int opt_set_lr(lua_State *L) {
     l_opt *o = lsift_check_opt(L, 1);
-    lua_Number lr = luaL_checknumber(L, 2);
-    if (!(lr >= 0)) return luaL_error(L, "set_lr: learning rate must be >= 0");
-    o->h.lr = (float)lr;
-    sf_adamw_set_lr(o->dense, (float)lr);
+    const float lr = hparam(L, "set_lr", "the learning rate", luaL_checknumber(L, 2), 0, 0, 0);
+    o->h.lr = lr;
+    sf_adamw_set_lr(o->dense, lr);
     return 0;
 }
 

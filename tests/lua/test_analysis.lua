@@ -285,6 +285,11 @@ test("top_indices, count_common and budget agree with plain Lua", function()
   check(not ok and err:find("rate"), "rate above 1: %s", tostring(err))
   ok, err = pcall(sift.sparse, m, { rate = 2 }) -- (its message was lost to an unsupported %g)
   check(not ok and err:find("rate must be in (0, 1], got 2", 1, true), "sift.sparse rate 2: %s", tostring(err))
+end)
+
+test("sets' and optimizers' options that must be whole or finite numbers are refused by name", function()
+  local m = tiny(2)
+  local ok, err
   -- whole-number options: a rank or seed that is no integer is refused by name, at the caller's line (a rank of
   -- 1e12 was cast to int: undefined, caught by UBSan in the API fuzz)
   for _, case in ipairs {
@@ -306,6 +311,27 @@ test("top_indices, count_common and budget agree with plain Lua", function()
     check(ok, "whole numbers as floats or strings: %s", tostring(err))
     if ok then err:close() end
   end
+  -- AdamW's hyper-parameters, finite and in range, each refused by name (an lr of 1e300 became Inf as a float
+  -- and the first step wrote it into every weight; a negative sparse weight decay was taken)
+  local s = sift.full(m)
+  for _, case in ipairs {
+    { { lr = 1e300 }, "sift.AdamW: lr must be a finite number >= 0, got 1e+300" },
+    { { lr = -1 }, "lr must be a finite number >= 0, got -1.0" },
+    { { eps = 0 }, "eps must be a finite number > 0, got 0.0" },
+    { { betas = { 1.5, 0.9 } }, "betas[1] must be in [0, 1), got 1.5" },
+    { { betas = { 0.9, 0 / 0 } }, "betas[2] must be in [0, 1)" },
+    { { weight_decay = 1e300 }, "weight_decay must be a finite number >= 0, got 1e+300" },
+    { { sparse_weight_decay = -5 }, "sparse_weight_decay must be a finite number >= 0, got -5.0" },
+  } do
+    ok, err = pcall(sift.AdamW, s, case[1])
+    check(not ok and err:find(case[2], 1, true), "%s: %s", case[2], tostring(err))
+  end
+  local opt = sift.AdamW(s, { lr = 3e-4, betas = { 0.9, 0.95 }, eps = 1e-6, weight_decay = 0, sparse_weight_decay = 0 })
+  ok, err = pcall(opt.set_lr, opt, math.huge)
+  check(not ok and err:find("set_lr: the learning rate must be a finite number >= 0, got inf", 1, true), "set_lr inf: %s",
+    tostring(err))
+  check(math.abs(opt:lr() - 3e-4) < 1e-9, "the refused rate left the optimizer's: %g", opt:lr())
+  s:close()
 end)
 
 test("integer tensors hold every value of their type exactly and refuse the rest", function()
