@@ -186,11 +186,11 @@ def("Set:close", "s:close()", "Detaches the set: the model's parameters are all 
 def("Set:save_delta", "s:save_delta(path) -> delta",
   "Writes the trained sparse increments (indices, values, base hashes) to a delta file, atomically.",
   "s:save_delta(\"sst2.delta.safetensors\")")
-def("sift.AdamW", "sift.AdamW(set, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0.01,\n  decay = \"matrices\" | \"all\", sparse_weight_decay = 0}?) -> optimizer",
-  "AdamW over what the set trains; for a sparse set the increments are updated and written back into\nthe weights in :step().", "local opt = sift.AdamW(s, {lr = 3e-3})")
+def("sift.AdamW", "sift.AdamW(set, {lr = 1e-3, betas = {0.9, 0.999}, eps = 1e-8, weight_decay = 0.01,\n  decay = \"all\" | \"matrices\", sparse_weight_decay = weight_decay}?) -> optimizer",
+  "AdamW over what the set trains; for a sparse set the increments are updated and written back into\nthe weights in :step(). decay = \"matrices\" leaves vectors (biases, norms) undecayed; sparse_weight_decay\nis the increments' (sift.train passes \"matrices\" and 0). Every value must be finite: lr, weight decays\n>= 0, eps > 0, betas in [0, 1).", "local opt = sift.AdamW(s, {lr = 3e-3})")
 def("AdamW:step", "opt:step()", "One AdamW update from the accumulated gradients (refuses non-finite gradients).")
 def("AdamW:zero_grad", "opt:zero_grad()", "Clears the gradients of what the set trains.")
-def("AdamW:set_lr", "opt:set_lr(lr)", "Changes the learning rate (schedules call this every step).")
+def("AdamW:set_lr", "opt:set_lr(lr)", "Changes the learning rate, a finite number >= 0 (schedules call this every step).")
 def("AdamW:lr", "opt:lr() -> lr", "The current learning rate.")
 def("AdamW:steps", "opt:steps() -> n", "The number of steps taken.")
 def("AdamW:clip", "opt:clip(max_norm) -> norm",
