@@ -49,13 +49,13 @@ static int l_adamw(lua_State *L) {
     l_set *s = lsift_check_set(L, 1);
     int o_idx = lua_istable(L, 2) ? 2 : 0;
     sf_adamw_hparams h = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f};
-    const char *decay = "all";
+    const char *decay = "all", *who = "sift.AdamW";
     float swd;
     if (o_idx) {
-        const char *who = "sift.AdamW";
         h.lr = hparam(L, who, "lr", lsift_opt_number(L, o_idx, "lr", h.lr), 0, 0, 0);
         h.eps = hparam(L, who, "eps", lsift_opt_number(L, o_idx, "eps", h.eps), 0, 1, 0);
-        h.weight_decay = hparam(L, who, "weight_decay", lsift_opt_number(L, o_idx, "weight_decay", h.weight_decay), 0, 0, 0);
+        h.weight_decay =
+            hparam(L, who, "weight_decay", lsift_opt_number(L, o_idx, "weight_decay", h.weight_decay), 0, 0, 0);
         lua_getfield(L, o_idx, "betas");
         if (lua_istable(L, -1)) {
             lua_geti(L, -1, 1);
@@ -69,8 +69,8 @@ static int l_adamw(lua_State *L) {
         decay = luaL_optstring(L, -1, "all");
         lua_pop(L, 1);
     }
-    swd = o_idx ? hparam(L, "sift.AdamW", "sparse_weight_decay",
-                         lsift_opt_number(L, o_idx, "sparse_weight_decay", h.weight_decay), 0, 0, 0)
+    swd = o_idx ? hparam(L, who, "sparse_weight_decay", lsift_opt_number(L, o_idx, "sparse_weight_decay", h.weight_decay),
+                         0, 0, 0)
                 : h.weight_decay;
     if (strcmp(decay, "all") && strcmp(decay, "matrices"))
         return luaL_error(L, "sift.AdamW: decay must be \"all\" or \"matrices\", got \"%s\"", decay);

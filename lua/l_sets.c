@@ -140,7 +140,8 @@ static lua_Integer opt_integer(lua_State *L, int idx, const char *key, lua_Integ
     lua_Integer v = lua_isnil(L, -1) ? def : lua_tointegerx(L, -1, &is_int);
     if (!lua_isnil(L, -1) && (!is_int || v < lo || v > hi)) {
         const char *got = luaL_tolstring(L, -1, NULL);
-        if (lo == LUA_MININTEGER && hi == LUA_MAXINTEGER) return luaL_error(L, "%s: %s must be an integer, got %s", who, key, got);
+        if (lo == LUA_MININTEGER && hi == LUA_MAXINTEGER)
+            return luaL_error(L, "%s: %s must be an integer, got %s", who, key, got);
         return luaL_error(L, "%s: %s must be a whole number from %I to %I, got %s", who, key, lo, hi, got);
     }
     lua_pop(L, 1);

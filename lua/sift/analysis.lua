@@ -269,6 +269,9 @@ local function check_rate(rate, who)
   end
 end
 
+-- An error message without the "file:line: " position Lua put in front of it.
+local function without_position(msg) return (tostring(msg):gsub("^[^:]*:%d+: ", "", 1)) end
+
 -- Another policy: the masks a sparse set with it selects from batch (made, selected and closed here).
 local function masks_of_set(model, batch, targets, rate, opts, who)
   local S = require "sift"
@@ -276,7 +279,7 @@ local function masks_of_set(model, batch, targets, rate, opts, who)
   for i, n in ipairs(targets) do exact[i] = "^" .. n:gsub("%p", "%%%0") .. "$" end
   local ok_s, s = pcall(S.sparse, model, { rate = rate, policy = opts.policy, seed = opts.seed, targets = exact, dense = {} })
   if not ok_s then -- sift.sparse's message without its position
-    error(("%s: %s"):format(who, (tostring(s):gsub("^[^:]*:%d+: ", ""):gsub("^sift%.sparse: ", ""))), 3)
+    error(("%s: %s"):format(who, (without_position(s):gsub("^sift%.sparse: ", ""))), 3)
   end
   local res = setmetatable({ names = targets, numel = {}, rate = rate, policy = opts.policy }, Masks)
   local ok, err = pcall(function()
@@ -442,7 +445,7 @@ function M.install(sift)
       sift[ctor] = function(...)
         local ok, s = pcall(f, ...)
         -- an error names the caller of sift.sparse / lora / full (two levels up), not this wrapper
-        if not ok then error(type(s) == "string" and s:gsub("^[^:]+:%d+: ", "", 1) or s, 3) end
+        if not ok then error(type(s) == "string" and without_position(s) or s, 3) end
         live_sets[s] = true
         return s
       end

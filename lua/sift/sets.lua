@@ -73,7 +73,8 @@ function M.install(sift)
     if #targets == 0 then error("sift.lora: no target parameters", 2) end
     -- (alpha defaults to 2 r in sift._lora, which checks r first; not a tail call, so that its errors name
     -- the caller of sift.lora, two levels up, as sift.sparse's and sift.full's do)
-    local s = sift._lora(model, targets, dense_of(model, opts, "sift.lora"), { r = opts.r, alpha = opts.alpha, seed = opts.seed })
+    local s = sift._lora(model, targets, dense_of(model, opts, "sift.lora"),
+      { r = opts.r, alpha = opts.alpha, seed = opts.seed })
     return s
   end
 

@@ -8,9 +8,10 @@
 -- overflow or leak in a binding fails the run. The objects are made again every round, since calls close
 -- and change them. 400 rounds of 12 calls per callable, ~1.1 M calls (SIFT_FUZZ_CASES sets the rounds: the
 -- LoRA case below was found by a 3000-round soak, past the 20 rounds run before); FZ_TRACE=1 writes each
--- call's name to stderr first, to find the one that hangs or dies. (Found: sift.metrics' confusion / classification built a table over a stray label of
--- 1e12 classes, and sift.data.rows_of copied rows up to any j: both now check their bounds first; a LoRA
--- rank of 1e12 was cast from a double to int, undefined: ranks and seeds are now checked whole numbers.)
+-- call's name to stderr first, to find the one that hangs or dies. (Found: sift.metrics' confusion /
+-- classification built a table over a stray label of 1e12 classes, and sift.data.rows_of copied rows up to
+-- any j: both now check their bounds first; a LoRA rank of 1e12 was cast from a double to int, undefined:
+-- ranks and seeds are now checked whole numbers.)
 --
 -- What it does not do: judge the results (the other tests do), or call what writes files, loops for a
 -- long time by design or changes the process (save*, write_file, train / trainer / landscape / generate /
