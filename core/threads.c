@@ -28,6 +28,7 @@ void sf_runtime_env_reexec(int argc, char **argv) {
     int changed = 0;
     if (!getenv("OPENBLAS_CORETYPE")) changed |= setenv("OPENBLAS_CORETYPE", "Haswell", 1) == 0;
     if (!getenv("OMP_WAIT_POLICY")) changed |= setenv("OMP_WAIT_POLICY", "passive", 1) == 0;
+    if (!getenv("GOMP_SPINCOUNT")) changed |= setenv("GOMP_SPINCOUNT", SF_GOMP_SPINCOUNT, 1) == 0;
     if (!changed) return;
     setenv("SIFT_NO_REEXEC", "1", 1); /* never loop */
     execv("/proc/self/exe", argv);

@@ -17,8 +17,9 @@
 # and checks the bars of issues #4 and #6 (PASS/FAIL lines; the exit status stays 0 unless a run fails).
 BUILD=${1:-build}
 : "${SIFT_SHARED:=$(cd "$(dirname "$0")/.." && pwd)/../shared}"
-: "${OPENBLAS_CORETYPE:=Haswell}" "${OMP_WAIT_POLICY:=passive}"
-export SIFT_SHARED OPENBLAS_CORETYPE OMP_WAIT_POLICY
+: "${OPENBLAS_CORETYPE:=Haswell}" "${OMP_WAIT_POLICY:=passive}" "${GOMP_SPINCOUNT:=10000}"
+# GOMP_SPINCOUNT: sift's default bounded spin (core/threads.h), exported so PyTorch waits the same way
+export SIFT_SHARED OPENBLAS_CORETYPE OMP_WAIT_POLICY GOMP_SPINCOUNT
 REPL="$BUILD/sift-repl"
 MODEL="$SIFT_SHARED/models/gpt2-4m"
 PY=/usr/bin/python3

@@ -49,7 +49,8 @@ Hugging Face's GPT-2 concatenates past keys and values): a 4-token prompt and 20
 
 Use Debian's /usr/bin/python3 (it has PyTorch 1.13). The thread count and OMP_WAIT_POLICY=PASSIVE are set
 in the environment before torch is imported (without PASSIVE, 2 threads on 2 cores contend and PyTorch
-runs ~2x slower).
+runs ~2x slower), and GOMP_SPINCOUNT=10000 unless the caller set it: the short spin before a worker
+sleeps that sift's programs use too (core/threads.h), so both wait the same way.
 """
 import argparse
 import json
@@ -120,6 +121,9 @@ args, ARCH, SHAPE, CFG = parse_args()
 # must happen before torch is imported
 os.environ["OMP_NUM_THREADS"] = str(args.threads)
 os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+# the bounded spin before a worker sleeps that sift's programs set (SF_GOMP_SPINCOUNT, core/threads.h):
+# the two measured under the same OpenMP waiting (PyTorch 1.13 runs on the same libgomp)
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
 

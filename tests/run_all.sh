@@ -7,8 +7,8 @@ ONLY=${2:-all}
 : "${SIFT_SHARED:=$(cd "$(dirname "$0")/.." && pwd)/../shared}"
 export SIFT_SHARED
 # the same runtime settings the programs give themselves (see core/threads.h)
-: "${OPENBLAS_CORETYPE:=Haswell}" "${OMP_WAIT_POLICY:=passive}"
-export OPENBLAS_CORETYPE OMP_WAIT_POLICY
+: "${OPENBLAS_CORETYPE:=Haswell}" "${OMP_WAIT_POLICY:=passive}" "${GOMP_SPINCOUNT:=10000}"
+export OPENBLAS_CORETYPE OMP_WAIT_POLICY GOMP_SPINCOUNT
 passed=0; failed=0; skipped=0; broken=""
 tally() { # $1 = name, $2 = output file, $3 = exit status
     line=$(tail -n 1 "$2")
