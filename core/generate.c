@@ -10,6 +10,7 @@
  * blocks) use the second core (core/gemm.c) — measured faster than one thread for gpt2-4m's 4 MB head.
  * Memory: one arena per call (caches and scratch), from sf_alloc so that it is counted, and on huge pages
  * when large (a page fault per 4 KB of fresh scratch had cost more than the prompt's products). */
+#include <float.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -343,7 +344,8 @@ sf_status sf_model_generate(sf_model *m, const int64_t *prompt, int64_t n_prompt
     if (m->task != SF_TASK_LM) return sf_fail(SF_ERR_ARG, "generate: the model was loaded for classification, not \"lm\"");
     if (n_prompt < 1) return sf_fail(SF_ERR_ARG, "generate: the prompt needs at least one token");
     if (max_new < 0) return sf_fail(SF_ERR_ARG, "generate: max_new must be >= 0");
-    if (!(temperature >= 0)) return sf_fail(SF_ERR_ARG, "generate: temperature must be >= 0");
+    if (!(temperature >= 0 && temperature <= FLT_MAX)) /* NaN and Inf fail too */
+        return sf_fail(SF_ERR_ARG, "generate: temperature must be a finite number >= 0, got %g", (double)temperature);
     int64_t total = n_prompt + max_new;
     if (total > c->max_pos)
         return sf_fail(SF_ERR_ARG, "generate: %lld prompt + %lld new tokens exceed the model's %lld positions",

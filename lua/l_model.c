@@ -77,9 +77,13 @@ static void push_config(lua_State *L, const sf_model *m) {
 #undef SETS
 }
 
+/* The options sift.load and sift.build take (their second argument). */
+static const char *const MODEL_OPTIONS[] = {"task", "num_labels", "seed", NULL};
+
 static int l_load(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     sf_load_options o = {.task = SF_TASK_LM, .num_labels = 0, .seed = 0};
+    lsift_check_options(L, 2, "sift.load", MODEL_OPTIONS);
     if (lua_istable(L, 2)) {
         lua_getfield(L, 2, "task");
         const char *task = luaL_optstring(L, -1, "lm");
@@ -117,9 +121,18 @@ static lua_Integer cfg_int(lua_State *L, int idx, const char *key, lua_Integer d
     return v;
 }
 
+/* The keys of sift.build's config: the shape it reads, and the rest of what model.config holds (so a loaded
+ * model's config builds a fresh model of its shape; those describe the loaded model and are not read). */
+static const char *const BUILD_CONFIG[] = {"arch", "vocab_size", "n_layer", "n_head", "n_kv_head", "d_model", "d_ff",
+                                           "head_dim", "max_pos", "type_vocab", "model_type", "task", "norm_eps",
+                                           "rope_theta", "rope", "tied_head", "pad_token_id", "bos_token_id",
+                                           "eos_token_id", "num_labels", "n_params", "source", "unused", NULL};
+
 /* sift.build(config, opts) -> a model with the given shape and Hugging Face's random initialisation. */
 static int l_build(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
+    lsift_check_fields(L, 1, "sift.build: config", BUILD_CONFIG);
+    lsift_check_options(L, 2, "sift.build", MODEL_OPTIONS);
     sf_model_config c = {0};
     lua_getfield(L, 1, "arch");
     const char *arch = luaL_optstring(L, -1, "gpt2");
@@ -155,7 +168,10 @@ static int l_build(lua_State *L) {
     lua_Integer labels = 2, seed = 0;
     if (lua_istable(L, 2)) {
         lua_getfield(L, 2, "task");
-        if (lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "classify")) task = SF_TASK_CLASSIFY;
+        const char *task_name = luaL_optstring(L, -1, "lm");
+        if (!strcmp(task_name, "classify")) task = SF_TASK_CLASSIFY;
+        else if (strcmp(task_name, "lm"))
+            return luaL_error(L, "sift.build: task must be \"lm\" or \"classify\", got \"%s\"", task_name);
         lua_getfield(L, 2, "num_labels");
         labels = luaL_optinteger(L, -1, 2);
         lua_getfield(L, 2, "seed");
@@ -294,8 +310,12 @@ static sf_tensor *as_single_row(sf_tensor *t) {
 }
 
 static int m_forward(lua_State *L) {
+    static const char *const batch_fields[] = {"input_ids", "attention_mask", "labels", NULL};
+    static const char *const options[] = {"grad", "logits", "pack", NULL};
     sf_model *m = lsift_check_model(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
+    lsift_check_fields(L, 2, "forward: batch", batch_fields);
+    lsift_check_options(L, 3, "forward", options);
     int train = 1, want_logits = 1, pack = 1;
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "grad");
@@ -353,6 +373,8 @@ static int m_generate(lua_State *L) {
     lua_Integer max_new = 32, seed = 0;
     lua_Number temperature = 0;
     int stop = 0;
+    static const char *const options[] = {"max_new", "temperature", "seed", "stop_at_eos", NULL};
+    lsift_check_options(L, 3, "generate", options);
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "max_new");
         max_new = luaL_optinteger(L, -1, 32);

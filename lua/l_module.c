@@ -205,6 +205,7 @@ int luaopen_sift(lua_State *L) {
     lsift_open_sets(L);
     lsift_open_dist(L);
     lsift_open_probe(L); /* after lsift_open_tensor: adds tensor methods */
+    lsift_open_options(L);
     load_lua_library(L);
     return 1;
 }

@@ -46,7 +46,9 @@ static float hparam(lua_State *L, const char *who, const char *key, double v, do
 
 /* sift.AdamW(set, {lr, betas, eps, weight_decay, decay = "all" | "matrices", sparse_weight_decay}) */
 static int l_adamw(lua_State *L) {
+    static const char *const options[] = {"lr", "betas", "eps", "weight_decay", "decay", "sparse_weight_decay", NULL};
     l_set *s = lsift_check_set(L, 1);
+    lsift_check_options(L, 2, "sift.AdamW", options);
     int o_idx = lua_istable(L, 2) ? 2 : 0;
     sf_adamw_hparams h = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f};
     const char *decay = "all", *who = "sift.AdamW";

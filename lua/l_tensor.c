@@ -125,6 +125,8 @@ static int l_tensor_new(lua_State *L) {
         return 1;
     }
     luaL_checktype(L, 1, LUA_TTABLE);
+    static const char *const options[] = {"dtype", NULL};
+    lsift_check_options(L, 2, "sift.tensor", options);
     sf_dtype dt = opt_dtype(L, 2, SF_F32);
     int ndim = 0;
     int64_t shape[SF_MAX_DIMS] = {0};
@@ -161,15 +163,20 @@ static int read_dims(lua_State *L, int first, int64_t *shape) {
     return n;
 }
 
-static int opts_index(lua_State *L) {
+/* The options table of sift.zeros / sift.randn: the last argument when it is a table other than a shape
+ * given as a table ({2, 3}); 0 when there is none. Its keys are checked against `known`. */
+static int opts_index(lua_State *L, const char *who, const char *const known[]) {
     int top = lua_gettop(L);
-    return (top > 0 && lua_istable(L, top)) ? top : 0;
+    if (top == 0 || !lua_istable(L, top) || (top == 1 && lua_rawlen(L, 1) > 0)) return 0;
+    lsift_check_options(L, top, who, known);
+    return top;
 }
 
 static int l_zeros(lua_State *L) {
     int64_t shape[SF_MAX_DIMS];
     int n = read_dims(L, 1, shape);
-    int o = opts_index(L);
+    static const char *const options[] = {"dtype", NULL};
+    int o = opts_index(L, "sift.zeros", options);
     lsift_push_tensor(L, sf_tensor_zeros(o ? opt_dtype(L, o, SF_F32) : SF_F32, n, shape));
     return 1;
 }
@@ -177,7 +184,8 @@ static int l_zeros(lua_State *L) {
 static int l_randn(lua_State *L) {
     int64_t shape[SF_MAX_DIMS];
     int n = read_dims(L, 1, shape);
-    int o = opts_index(L);
+    static const char *const options[] = {"seed", "std", NULL};
+    int o = opts_index(L, "sift.randn", options);
     lua_Integer seed = 0;
     double std = 1.0;
     if (o) {
@@ -481,6 +489,15 @@ sf_tensor *lsift_to_dtype(lua_State *L, int idx, sf_dtype dt, const char *what) 
             sf_tensor_retain(t);
             return t;
         }
+        const int to_int = dt == SF_I64 || dt == SF_I32 || dt == SF_U8;
+        const int from_float = t->dtype == SF_F32 || t->dtype == SF_F16 || t->dtype == SF_BF16 || t->dtype == SF_F64;
+        if (to_int && from_float) /* ids or labels in a float tensor: whole values only, never truncated */
+            for (int64_t i = 0, n = sf_tensor_numel(t); i < n; i++) {
+                const double v = sf_tensor_get_flat(t, i);
+                if (!(v == floor(v) && fabs(v) < 9.2e18))
+                    luaL_error(L, "%s: a %s tensor holds %f at flat position %I, not a whole number (ids and labels "
+                                  "are integers)", what, sf_dtype_name(t->dtype), v, (lua_Integer)i);
+            }
         sf_tensor *c = sf_tensor_new(dt, t->ndim, t->shape);
         if (!c || sf_tensor_copy_(c, t)) {
             sf_tensor_release(c);

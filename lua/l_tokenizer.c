@@ -85,6 +85,8 @@ static int tok_encode(lua_State *L) {
     sf_tokenizer *t = check_tok(L, 1);
     size_t len;
     const char *text = luaL_checklstring(L, 2, &len);
+    static const char *const options[] = {"bos", "eos", NULL};
+    lsift_check_options(L, 3, "encode", options);
     int bos = opt_flag(L, 3, "bos"), eos = opt_flag(L, 3, "eos");
     l_box *b = push_box(L);
     int32_t *ids = NULL;

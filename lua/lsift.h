@@ -38,6 +38,12 @@ void lsift_open_model(lua_State *L);
 void lsift_open_sets(lua_State *L);      /* l_sets.c: sift._sparse/_lora/_full, sift.AdamW */
 void lsift_open_dist(lua_State *L);      /* l_dist.c: sift.dist */
 void lsift_open_probe(lua_State *L);     /* l_probe.c: t:top_indices, idx:count_common, sift.direction, t:combine_ */
+void lsift_open_options(lua_State *L);   /* l_options.c: sift._check_options */
+/* Raises "who: unknown option 'key' (did you mean ...?); known: ..." (at the caller's line) when the table
+ * at idx has a key not in known (NULL-terminated); nothing when idx is not a table. */
+void lsift_check_options(lua_State *L, int idx, const char *who, const char *const known[]);
+/* The same for a data table's fields (a batch, a config): "who: unknown field 'key' ...". */
+void lsift_check_fields(lua_State *L, int idx, const char *who, const char *const known[]);
 /* Several processes write a file once: rank 0 writes (st is its status, SF_OK on the others, which do
  * not write) and every rank learns whether it did; returns the status each rank reports. One process:
  * st. */

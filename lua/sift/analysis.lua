@@ -144,8 +144,12 @@ end
 
 -- sift.coverage(model, batch, opts) -> { fractions, names, tensors = {[name] = {norm = {...}, sq = {...}}},
 -- mean, mean_sq, loss }. The model's gradients are zeroed before and after.
+-- Refuses unknown keys in a public function's options (sift._check_options, lua/l_options.c); level 3 names
+-- the line that called the public function.
+local function checked(opts, who, known) return package.loaded.sift._check_options(opts, who, known, 3) end
+
 function M.coverage(model, batch, opts)
-  opts = opts or {}
+  opts = checked(opts, "sift.coverage", { "fractions", "targets" }) or {}
   local who = "sift.coverage"
   check_batch(batch, who)
   local fractions = opts.fractions or M.default_fractions
@@ -189,7 +193,7 @@ end
 -- shape (of the weight), selected (count) and density (overall fraction). A weight with fewer rows or
 -- columns than asked gets one block per row / column. 1-D targets are viewed as one row.
 function M.mask_density(set, opts)
-  opts = opts or {}
+  opts = checked(opts, "sift.mask_density", { "rows", "cols", "targets" }) or {}
   local who = "sift.mask_density"
   local ok, kind = pcall(function() return set:kind() end)
   if not ok then error(who .. ": expected a sparse set (from sift.sparse)", 2) end
@@ -298,7 +302,7 @@ end
 -- "magnitude", "fisher", "random", a Lua function) through a sparse set made, selected and closed here;
 -- gradients are zeroed before and after.
 function M.masks(model, batch, opts)
-  opts = opts or {}
+  opts = checked(opts, "sift.masks", { "rate", "policy", "seed", "targets" }) or {}
   local who = "sift.masks"
   check_batch(batch, who)
   local rate = opts.rate or 0.01
@@ -401,7 +405,7 @@ end
 -- i-1's; nil for i = 1), tensors[name].first[i] (per tensor), masks[i] when keep }. Every mask is taken at the
 -- same weights; policy and seed as sift.masks.
 function M.mask_stability(model, batches, opts)
-  opts = opts or {}
+  opts = checked(opts, "sift.mask_stability", { "rate", "policy", "seed", "targets", "keep" }) or {}
   local who = "sift.mask_stability"
   if type(batches) ~= "table" or #batches < 2 then error(who .. ": expected a list of at least two batches", 2) end
   local rate = opts.rate or 0.01

@@ -618,9 +618,13 @@ end
 
 -- M.load(name_or_path, {split =, format =, all = bool}) → dataset (see the top of this file).
 -- jsonl: only rows with "status": "ok" (or without a status) unless opts.all.
+-- Refuses unknown keys in a public function's options (sift._check_options, lua/l_options.c); level 3 names
+-- the line that called the public function.
+local function checked(opts, who, known) return package.loaded.sift._check_options(opts, who, known, 3) end
+
 function M.load(name_or_path, opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then error("sift.data.load: opts must be a table", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("sift.data.load: opts must be a table", 2) end
+  opts = checked(opts, "sift.data.load", { "split", "format", "all" }) or {}
   local file, format, split, name, note = M.resolve(name_or_path, opts)
   local parse = format == "jsonl" and jsonl_parser(opts.all) or PARSERS[format]
   local rows = {}
@@ -643,7 +647,8 @@ local function append(dst, src) for i = 1, #src do dst[#dst + 1] = src[i] end re
 -- (labels = B×T copies of the ids, -100 on padding, and on the text part when mask_prompt), eos (an id
 -- appended after the text, kept under truncation). Labels are omitted unless every row has one.
 function M.encode(rows, tok, opts)
-  opts = opts or {}
+  opts = checked(opts, "sift.data.encode",
+    { "max_len", "pad_id", "pad_to", "bos", "eos", "sep", "mask_prompt", "task", "tokenizer" }) or {}
   if type(rows) ~= "table" then error("sift.data.encode: expected a dataset or an array of rows", 2) end
   if tok == nil then error("sift.data.encode: a tokenizer is needed", 2) end
   local max_len = opts.max_len or 64

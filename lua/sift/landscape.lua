@@ -117,8 +117,13 @@ end
 -- sift.landscape(model, batch, opts) -> { dims, alphas, betas (2-D), loss[i] or loss[i][j] (a = alphas[i], b =
 -- betas[j]), center (the loss at the weights themselves), targets, normalize, seed, direction_norms[d] (the
 -- whole direction's 2-norm) }
+-- Refuses unknown keys in a public function's options (sift._check_options, lua/l_options.c); level 3 names
+-- the line that called the public function.
+local function checked(opts, who, known) return package.loaded.sift._check_options(opts, who, known, 3) end
+
 function M.landscape(model, batch, opts)
-  opts = opts or {}
+  opts = checked(opts, "sift.landscape", { "directions", "normalize", "points", "quiet", "seed", "span", "targets" })
+    or {}
   local who = "sift.landscape"
   local batches = check_batches(batch, who)
   local span, points = opts.span or 1, opts.points or 21

@@ -54,7 +54,8 @@ function M.install(sift)
   local Set = sift.Set
 
   function sift.sparse(model, opts)
-    opts = opts or {}
+    opts = sift._check_options(opts, "sift.sparse",
+      { "rate", "targets", "dense", "policy", "seed", "mode", "reference" }) or {}
     local targets = opts.targets and resolve(model, opts.targets, "sift.sparse targets") or M.default_targets(model)
     if #targets == 0 then error("sift.sparse: no target parameters", 2) end
     local policy, fn = opts.policy or "topk", nil
@@ -68,7 +69,7 @@ function M.install(sift)
   end
 
   function sift.lora(model, opts)
-    opts = opts or {}
+    opts = sift._check_options(opts, "sift.lora", { "r", "alpha", "targets", "dense", "seed" }) or {}
     local targets = opts.targets and resolve(model, opts.targets, "sift.lora targets") or M.default_targets(model)
     if #targets == 0 then error("sift.lora: no target parameters", 2) end
     -- (alpha defaults to 2 r in sift._lora, which checks r first; not a tail call, so that its errors name
@@ -79,7 +80,7 @@ function M.install(sift)
   end
 
   function sift.full(model, opts)
-    opts = opts or {}
+    opts = sift._check_options(opts, "sift.full", { "params" }) or {}
     local names = opts.params and resolve(model, opts.params, "sift.full params") or model:names()
     local s = sift._full(model, names) -- (not a tail call: see sift.lora)
     return s
@@ -149,7 +150,7 @@ function M.install(sift)
     if type(batches) ~= "table" or #batches == 0 then
       error("select: expected a batch {input_ids=..., labels=...} or a list of batches", 2)
     end
-    opts = opts or {}
+    opts = sift._check_options(opts, "select", { "pack", "scale", "micro_batch" }) or {}
     local pack, scale, micro = opts.pack ~= false, opts.scale or 1, opts.micro_batch
     if micro ~= nil and (math.type(micro) ~= "integer" or micro < 1) then
       error("select: micro_batch must be a positive integer (rows per forward + backward)", 2)

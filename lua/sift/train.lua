@@ -11,6 +11,7 @@
 -- every rank after the same step.
 local M = {}
 local checkpoint = require "sift.checkpoint"
+local sift_ref -- the module table, set by install
 
 -- The rows [lo, hi] of n that this rank takes (contiguous; empty when n < ranks): sift.dist.part, which the
 -- analyses (sift/analysis.lua, sift/landscape.lua) split their batches by too.
@@ -121,7 +122,8 @@ local function evaluate_lm(model, ds, o, bs)
 end
 
 function M.evaluate(model, ds, opts)
-  opts = opts or {}
+  opts = sift_ref._check_options(opts, "sift.evaluate", { "tokenizer", "batch", "max_len", "pad_id", "bos", "mask_prompt" })
+    or {}
   assert(opts.tokenizer, "sift.evaluate: opts.tokenizer is required")
   local bs = opts.batch or 64
   local o = { tokenizer = opts.tokenizer, max_len = opts.max_len or 64, pad_id = opts.pad_id or default_pad(model),
@@ -176,7 +178,14 @@ function M.evaluate(model, ds, opts)
 end
 
 -- The trainer: sift.train(opts) runs it to the end; sift.trainer(opts) returns it for trainer:step(n).
-function M.trainer(opts)
+-- the options of sift.train / sift.trainer (help.lua's "sift.train" lists them)
+local TRAIN_OPTIONS = { "model", "method", "data", "tokenizer", "max_len", "epochs", "batch", "lr", "warmup", "schedule",
+  "clip", "seed", "max_steps", "eval", "eval_batch", "on_step", "quiet", "pack", "micro_batch", "mask_prompt", "pad_id",
+  "bos", "betas", "eps", "weight_decay", "decay", "sparse_weight_decay", "checkpoint", "checkpoint_every", "resume" }
+
+-- (level: where an unknown option's error points, 2 = the caller of sift.trainer; sift.train passes 3)
+function M.trainer(opts, level)
+  sift_ref._check_options(opts, "sift.train", TRAIN_OPTIONS, level or 2)
   local model, set = assert(opts.model, "sift.train: model is required"), opts.method
   assert(set, "sift.train: method (a set from sift.sparse / sift.lora / sift.full) is required")
   local data = assert(opts.data, "sift.train: data is required")
@@ -397,7 +406,8 @@ function M.trainer(opts)
 end
 
 function M.install(sift)
-  sift.train = function(opts) return M.trainer(opts):step() end
+  sift_ref = sift
+  sift.train = function(opts) return M.trainer(opts, 3):step() end
   sift.trainer = M.trainer
   sift.evaluate = M.evaluate
   sift.lr_schedule = schedule_lr

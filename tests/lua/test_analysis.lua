@@ -334,6 +334,96 @@ test("sets' and optimizers' options that must be whole or finite numbers are ref
   s:close()
 end)
 
+test("an option or field a function does not know is refused by name, with the nearest known one", function()
+  -- before, every such key was ignored: {n_layers = 1} built sift.build's default 2 layers, {rat = 0.5}
+  -- selected 1 %, a batch's "lables" gave no loss; each now fails at the caller's line
+  local m, b = tiny(2), tiny_batch()
+  local tok_path = H.shared("models/gpt2-4m/tokenizer.json")
+  local cases = {
+    { function() local r = sift.build({ arch = "gpt2", n_layers = 1 }) return r end,
+      "sift.build: config: unknown field 'n_layers' (did you mean 'n_layer'?); known: arch, vocab_size, n_layer" },
+    { function() local r = sift.build({ arch = "gpt2" }, { sed = 1 }) return r end,
+      "sift.build: unknown option 'sed' (did you mean 'seed'?); known: task, num_labels, seed" },
+    { function() local r = sift.build({ arch = "gpt2" }, { task = "clasify" }) return r end,
+      "sift.build: task must be \"lm\" or \"classify\", got \"clasify\"" },
+    { function() local r = sift.load("nowhere", { tsk = "classify" }) return r end, "sift.load: unknown option 'tsk'" },
+    { function() local r = sift.tensor({ 1 }, { dtyp = "i64" }) return r end, "sift.tensor: unknown option 'dtyp'" },
+    { function() local r = sift.zeros(2, { dtpye = "i64" }) return r end, "sift.zeros: unknown option 'dtpye'" },
+    { function() local r = sift.randn(2, { sed = 1 }) return r end, "sift.randn: unknown option 'sed'" },
+    { function() local r = m:forward({ input_ids = b.input_ids, lables = b.labels }) return r end,
+      "forward: batch: unknown field 'lables' (did you mean 'labels'?)" },
+    { function() local r = m:forward(b, { grads = false }) return r end, "forward: unknown option 'grads'" },
+    { function() local r = m:generate({ 1 }, { topk = 5 }) return r end,
+      "generate: unknown option 'topk'; known: max_new, temperature, seed, stop_at_eos" },
+    { function() local r = sift.sparse(m, { rat = 0.5 }) return r end,
+      "sift.sparse: unknown option 'rat' (did you mean 'rate'?)" },
+    { function() local r = sift.lora(m, { rank = 4 }) return r end, "sift.lora: unknown option 'rank'; known: r, alpha" },
+    { function() local r = sift.full(m, { param = {} }) return r end, "sift.full: unknown option 'param'" },
+    { function() local r = sift.AdamW(sift.head(m), { learning_rate = 1 }) return r end,
+      "sift.AdamW: unknown option 'learning_rate'" },
+    { function() local r = sift.train { model = m, method = sift.head(m), data = {}, epoch = 1 } return r end,
+      "sift.train: unknown option 'epoch' (did you mean 'epochs'?)" },
+    { function() local r = sift.trainer { model = m, method = sift.head(m), data = {}, bach = 1 } return r end,
+      "sift.train: unknown option 'bach' (did you mean 'batch'?)" },
+    { function() local r = sift.evaluate(m, {}, { toknizer = 1 }) return r end,
+      "sift.evaluate: unknown option 'toknizer' (did you mean 'tokenizer'?)" },
+    { function() local r = sift.coverage(m, b, { fraction = { 0.1 } }) return r end,
+      "sift.coverage: unknown option 'fraction' (did you mean 'fractions'?)" },
+    { function() local r = sift.masks(m, b, { rat = 0.1 }) return r end, "sift.masks: unknown option 'rat'" },
+    { function() local r = sift.mask_stability(m, { b, b }, { kep = 1 }) return r end,
+      "sift.mask_stability: unknown option 'kep'" },
+    { function() local r = sift.landscape(m, b, { pionts = 3 }) return r end,
+      "sift.landscape: unknown option 'pionts' (did you mean 'points'?)" },
+    { function() local r = sift.data.load("sst2", { splt = "dev" }) return r end,
+      "sift.data.load: unknown option 'splt' (did you mean 'split'?)" },
+    { function() local r = sift.data.encode({ { text = "a", label = 1 } }, {}, { maxlen = 8 }) return r end,
+      "sift.data.encode: unknown option 'maxlen' (did you mean 'max_len'?)" },
+    { function() local r = sift.build({ arch = "gpt2" }, { [1] = true }) return r end,
+      "sift.build: unknown option 'a number key'" },
+  }
+  if tok_path then
+    local tok = sift.tokenizer(tok_path)
+    cases[#cases + 1] = { function() local r = tok:encode("hi", { bso = true }) return r end,
+      "encode: unknown option 'bso' (did you mean 'bos'?); known: bos, eos" }
+  end
+  for _, case in ipairs(cases) do
+    local line = debug.getinfo(case[1], "S").linedefined
+    local ok, err = pcall(case[1])
+    check(not ok and tostring(err):find(case[2], 1, true) and tostring(err):find("test_analysis.lua:" .. line .. ":", 1,
+      true), "%s, at line %d: %s", case[2], line, tostring(err))
+  end
+  -- what the functions do know still passes, and a loaded model's config builds its shape (its descriptive fields
+  -- are known, not read)
+  local m2 = sift.build(m.config, { task = "classify", num_labels = 2, seed = 1 })
+  check(m2.config.n_params == m.config.n_params, "a model's config builds its shape: %d vs %d", m2.config.n_params,
+    m.config.n_params)
+  local out = m2:forward(b, { grad = false, logits = true, pack = true })
+  check(out.loss and out.loss == out.loss, "known options and fields run: %s", tostring(out.loss))
+end)
+
+test("ids and labels in a float tensor must be whole numbers; generate refuses a non-finite temperature", function()
+  local m, b = tiny(2), tiny_batch()
+  local rows = tiny_batch().input_ids -- (a copy: modified below)
+  local f = sift.tensor(rows) -- f32
+  local whole = m:forward({ input_ids = f, labels = b.labels }, { grad = false })
+  local exact = m:forward({ input_ids = sift.tensor(rows, { dtype = "i64" }), labels = b.labels }, { grad = false })
+  check(whole.loss == exact.loss, "whole-valued f32 ids run as the i64 ones: %s vs %s", whole.loss, exact.loss)
+  rows[1][2] = rows[1][2] + 0.5 -- was truncated to the id below it, silently
+  local ok, err = pcall(m.forward, m, { input_ids = sift.tensor(rows), labels = b.labels })
+  check(not ok and tostring(err):find("forward: batch.input_ids: a f32 tensor holds " .. rows[1][2]
+    .. " at flat position 1, not a whole number", 1, true), "a fractional id is refused: %s", tostring(err))
+  ok, err = pcall(m.forward, m, { input_ids = tiny_batch().input_ids, labels = sift.tensor({ 0.5, 1, 1, 0 }) })
+  check(not ok and tostring(err):find("forward: batch.labels: a f32 tensor holds 0.5", 1, true), "a fractional label: %s",
+    tostring(err))
+  local lm = sift.build({ arch = "gpt2", vocab_size = 32, n_layer = 1, n_head = 2, d_model = 16, max_pos = 16 }, { seed = 1 })
+  for _, t in ipairs { math.huge, -math.huge, 0 / 0, -1 } do
+    ok, err = pcall(lm.generate, lm, { 1, 2 }, { max_new = 2, temperature = t })
+    check(not ok and tostring(err):find("generate: temperature must be a finite number >= 0", 1, true),
+      "temperature %s refused: %s", tostring(t), tostring(err))
+  end
+  check(#lm:generate({ 1, 2 }, { max_new = 2, temperature = 0.7, seed = 3 }) == 4, "a finite temperature samples")
+end)
+
 test("integer tensors hold every value of their type exactly and refuse the rest", function()
   local t = sift.tensor({ math.maxinteger, math.mininteger, 7 }, { dtype = "i64" })
   check(t:get(1) == math.maxinteger and t:get(2) == math.mininteger and t:totable()[1] == math.maxinteger,
