@@ -31,7 +31,7 @@ end
 section("Module", "The `sift` table: `local sift = require \"sift\"` (preloaded as the global `sift` in sift-repl).\n" ..
   "Option tables, model:forward's batch and sift.build's config are checked: a key the function does not\n" ..
   "know is an error naming it and the nearest known one (\"sift.sparse: unknown option 'rat' (did you mean\n" ..
-  "'rate'?)\"), not ignored. The figure functions (sift.plot.*, sift.show, landscape:plot) do not check theirs.")
+  "'rate'?)\"), not ignored.")
 def("sift.version", "sift.version  (string)", "The library version, e.g. \"0.1.0\".")
 def("sift.now", "sift.now() -> seconds", "Monotonic wall-clock time in seconds (float), for timing.",
   "local t0 = sift.now(); model:forward(b); print(sift.now() - t0)")

@@ -18,6 +18,9 @@
 local sets = require "sift.sets"
 
 local S -- the sift module, set by install
+-- Refuses unknown keys in a public function's options (sift._check_options, lua/l_options.c); level 3 names
+-- the line that called the public function.
+local function checked(opts, who, known) return package.loaded.sift._check_options(opts, who, known, 3) end
 
 local M = {}
 
@@ -48,11 +51,15 @@ end
 -- the plot function (title, width, height, color, ...).
 function Landscape:plot(opts)
   local o = {}
+  checked(opts, "landscape:plot", self.dims == 1 and { "label", table.unpack(S.plot.LINE_OPTIONS) }
+    or S.plot.HEATMAP_OPTIONS)
   for k, v in pairs(opts or {}) do o[k] = v end
   if self.dims == 1 then
     o.title = o.title or "loss along the direction"
     o.xlabel = o.xlabel or "a"
-    return S.plot.line({ { x = self.alphas, y = self.loss, label = o.label or "loss" } }, o)
+    local label = o.label or "loss"
+    o.label = nil -- (line's options are the rest)
+    return S.plot.line({ { x = self.alphas, y = self.loss, label = label } }, o)
   end
   local lo, hi = math.huge, -math.huge
   for _, row in ipairs(self.loss) do
@@ -117,10 +124,6 @@ end
 -- sift.landscape(model, batch, opts) -> { dims, alphas, betas (2-D), loss[i] or loss[i][j] (a = alphas[i], b =
 -- betas[j]), center (the loss at the weights themselves), targets, normalize, seed, direction_norms[d] (the
 -- whole direction's 2-norm) }
--- Refuses unknown keys in a public function's options (sift._check_options, lua/l_options.c); level 3 names
--- the line that called the public function.
-local function checked(opts, who, known) return package.loaded.sift._check_options(opts, who, known, 3) end
-
 function M.landscape(model, batch, opts)
   opts = checked(opts, "sift.landscape", { "directions", "normalize", "points", "quiet", "seed", "span", "targets" })
     or {}

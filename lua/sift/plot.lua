@@ -704,9 +704,20 @@ local function svg_heatmap(fig, W)
   return out, y
 end
 
+-- Refuses unknown keys in a figure function's options (sift._check_options, lua/l_options.c); level 3 names
+-- the line that called the public function.
+local function checked(opts, who, known) return package.loaded.sift._check_options(opts, who, known, 3) end
+local SIZE_OPTIONS = { "width", "height" }
+local LINE_OPTIONS = { "width", "height", "title", "labels", "xlabel", "ylabel", "xmin", "xmax", "ymin", "ymax", "x", "y",
+  "logx", "logy", "color", "legend", "xfmt", "yfmt", "svg_width", "svg_height" }
+local CURVE_OPTIONS = { "sq", "tensors", "label", table.unpack(LINE_OPTIONS) }
+local HEATMAP_OPTIONS = { "title", "min", "max", "color", "cell_width", "max_width", "name", "xlabel", "ylabel",
+  "svg_width", "svg_height" }
+M.LINE_OPTIONS, M.HEATMAP_OPTIONS = LINE_OPTIONS, HEATMAP_OPTIONS
+
 -- fig:svg({width = 640, height = 400}) -> the figure as a standalone SVG document (string)
 function Figure:svg(opts)
-  opts = opts or {}
+  opts = checked(opts, "svg", SIZE_OPTIONS) or {}
   local W = opts.width or self.opts.svg_width
     or (self.kind == "heatmap" and #self.panels > 1 and math.min(4, #self.panels) * 224 + 16) or 640
   local H = opts.height or self.opts.svg_height or 400
@@ -726,6 +737,7 @@ end
 -- fig:save(path): ".svg" (default) writes the SVG, ".txt" the text plot (without colour codes)
 function Figure:save(path, opts)
   if type(path) ~= "string" then error("save: expected a file name", 2) end
+  checked(opts, "save", SIZE_OPTIONS)
   local data
   if path:lower():match("%.txt$") then
     data = self:render():gsub("\27%[[%d;]*m", "") .. "\n"
@@ -751,7 +763,7 @@ end
 -- (series names), xlabel, ylabel, xmin/xmax/ymin/ymax (or x = {min, max}, y = {min, max}), logx, logy,
 -- color (ANSI 256 colours), legend (default: when labelled or several series).
 function M.line(series, opts)
-  opts = opts or {}
+  opts = checked(opts, "sift.plot.line", LINE_OPTIONS) or {}
   local who = "sift.plot.line"
   local s = normalise(series, who)
   if opts.labels then
@@ -771,7 +783,7 @@ local function is_coverage(t) return type(t) == "table" and type(t.fractions) ==
 -- cov: a sift.coverage result, several of them (array or name -> result), or {x = fractions, y = shares}.
 -- opts as line, plus sq = true (share of ||g||^2), tensors = true (one curve per tensor of one result).
 function M.curve(cov, opts)
-  opts = opts or {}
+  opts = checked(opts, "sift.plot.curve", CURVE_OPTIONS) or {}
   local who = "sift.plot.curve"
   local key, tkey = opts.sq and "mean_sq" or "mean", opts.sq and "sq" or "norm"
   local series = {}
@@ -802,7 +814,7 @@ function M.curve(cov, opts)
   o.title = o.title or ("gradient concentration (share of ||g||%s)"):format(opts.sq and "^2" or "")
   o.xlabel = o.xlabel or "top fraction of components"
   o.xfmt = o.xfmt or fmt_pct
-  o.labels = nil
+  o.labels, o.sq, o.tensors, o.label = nil, nil, nil, nil -- curve's own: the rest are line's
   local fig = M.line(series, o)
   fig.kind = "curve"
   return fig
@@ -812,7 +824,7 @@ end
 -- sift.mask_density (or its whole result: one panel per target, opts.name picks one). opts: title,
 -- min (default min(0, smallest)), max (default largest), color (256-colour background), cell_width (2).
 function M.heatmap(grid, opts)
-  opts = opts or {}
+  opts = checked(opts, "sift.plot.heatmap", HEATMAP_OPTIONS) or {}
   local panels = heatmap_panels(grid, opts, "sift.plot.heatmap")
   local fig = setmetatable({ kind = "heatmap", panels = panels, opts = opts }, Figure)
   fig.lo, fig.hi = grid_range(panels, opts)

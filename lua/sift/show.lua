@@ -222,6 +222,9 @@ end
 -- sift.show(value, opts) -> the text the REPL prints for value
 function M.show(v, opts)
   local o = { max_items = M.max_items, max_depth = M.max_depth, width = M.width }
+  if type(opts) == "table" then
+    package.loaded.sift._check_options(opts, "sift.show", { "max_items", "max_depth", "width", "stdout" })
+  end
   if type(opts) == "table" then for k, x in pairs(opts) do o[k] = x end end
   local out = {}
   render(v, o, 0, "", {}, out)

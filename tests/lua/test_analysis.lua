@@ -380,6 +380,16 @@ test("an option or field a function does not know is refused by name, with the n
       "sift.data.encode: unknown option 'maxlen' (did you mean 'max_len'?)" },
     { function() local r = sift.build({ arch = "gpt2" }, { [1] = true }) return r end,
       "sift.build: unknown option 'a number key'" },
+    { function() local r = sift.plot.line({ 1, 2 }, { tilte = "t" }) return r end,
+      "sift.plot.line: unknown option 'tilte' (did you mean 'title'?)" },
+    { function() local r = sift.plot.curve({ x = { 0.1 }, y = { 0.5 } }, { squared = true }) return r end,
+      "sift.plot.curve: unknown option 'squared'; known: sq, tensors, label, width" },
+    { function() local r = sift.plot.heatmap({ { 1, 2 } }, { mni = 0 }) return r end,
+      "sift.plot.heatmap: unknown option 'mni' (did you mean 'min'?)" },
+    { function() local r = sift.plot.line({ 1, 2 }):svg({ widht = 3 }) return r end,
+      "svg: unknown option 'widht' (did you mean 'width'?); known: width, height" },
+    { function() local r = sift.show({ 1 }, { max_item = 1 }) return r end,
+      "sift.show: unknown option 'max_item' (did you mean 'max_items'?)" },
   }
   if tok_path then
     local tok = sift.tokenizer(tok_path)
@@ -397,6 +407,8 @@ test("an option or field a function does not know is refused by name, with the n
   local m2 = sift.build(m.config, { task = "classify", num_labels = 2, seed = 1 })
   check(m2.config.n_params == m.config.n_params, "a model's config builds its shape: %d vs %d", m2.config.n_params,
     m.config.n_params)
+  check(tostring(sift.plot.curve({ x = { 0.1, 0.5 }, y = { 0.3, 0.9 } }, { sq = true, label = "a", title = "t", ymax = 1 }))
+    :find("t", 1, true), "a curve with curve's own and line's options draws")
   local out = m2:forward(b, { grad = false, logits = true, pack = true })
   check(out.loss and out.loss == out.loss, "known options and fields run: %s", tostring(out.loss))
 end)

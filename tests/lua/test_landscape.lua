@@ -124,6 +124,14 @@ test("landscape: centre, points by hand, weights back bit for bit, 1-D and 2-D",
   local lo, hi = math.huge, -math.huge
   for _, row in ipairs(L2.loss) do for _, v in ipairs(row) do lo, hi = math.min(lo, v), math.max(hi, v) end end
   check(fig2.kind == "heatmap" and tostring(fig2):find(("%.4f .. %.4f"):format(lo, hi), 1, true), "2-D heatmap over its range")
+  -- their options are checked (a line's for a 1-D walk, with its curve's label; a heatmap's for a grid)
+  check(tostring(L:plot({ label = "walk", title = "T1" })):find("T1", 1, true), "1-D plot with a label and a title")
+  local ok, err = pcall(L.plot, L, { widht = 30 })
+  check(not ok and tostring(err):find("landscape:plot: unknown option 'widht' (did you mean 'width'?)", 1, true),
+    "1-D plot refuses an unknown option: %s", tostring(err))
+  ok, err = pcall(L2.plot, L2, { width = 30 })
+  check(not ok and tostring(err):find("landscape:plot: unknown option 'width'", 1, true),
+    "a heatmap has no width option: %s", tostring(err))
   -- a list of batches: the mean of their losses
   local b2 = tiny_batch(5)
   local Lb = sift.landscape(m, { b, b2 }, { points = 3, seed = 1 })
