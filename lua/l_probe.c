@@ -111,6 +111,8 @@ static int l_direction(lua_State *L) {
     const char *norm = "filter", *filters = "rows";
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
+        static const char *const options[] = {"seed", "stream", "normalize", "filters", NULL};
+        lsift_check_options(L, 2, "sift.direction", options);
         seed = int_field(L, "seed");
         stream = int_field(L, "stream");
         norm = string_field(L, "normalize", norm);

@@ -388,6 +388,8 @@ test("an option or field a function does not know is refused by name, with the n
       "sift.plot.heatmap: unknown option 'mni' (did you mean 'min'?)" },
     { function() local r = sift.plot.line({ 1, 2 }):svg({ widht = 3 }) return r end,
       "svg: unknown option 'widht' (did you mean 'width'?); known: width, height" },
+    { function() local r = sift.direction(sift.randn(2, 2), { normalise = "layer" }) return r end,
+      "sift.direction: unknown option 'normalise' (did you mean 'normalize'?)" },
     { function() local r = sift.show({ 1 }, { max_item = 1 }) return r end,
       "sift.show: unknown option 'max_item' (did you mean 'max_items'?)" },
   }
