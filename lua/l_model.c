@@ -121,8 +121,9 @@ static lua_Integer cfg_int(lua_State *L, int idx, const char *key, lua_Integer d
     return v;
 }
 
-/* The keys of sift.build's config: the shape it reads, and the rest of what model.config holds (so a loaded
- * model's config builds a fresh model of its shape; those describe the loaded model and are not read). */
+/* The keys of sift.build's config: the shape it reads, task and num_labels (when the options do not give
+ * them), and the rest of what model.config holds (so a loaded model's config builds a fresh model of its
+ * shape and kind; those describe the loaded model and are not read). */
 static const char *const BUILD_CONFIG[] = {"arch", "vocab_size", "n_layer", "n_head", "n_kv_head", "d_model", "d_ff",
                                            "head_dim", "max_pos", "type_vocab", "model_type", "task", "norm_eps",
                                            "rope_theta", "rope", "tied_head", "pad_token_id", "bos_token_id",
@@ -164,19 +165,29 @@ static int l_build(lua_State *L) {
     if (!c.n_head || !c.n_kv_head || c.n_head % c.n_kv_head || c.head_dim * c.n_head != c.d_model || c.head_dim % 2)
         return luaL_error(L, "sift.build: inconsistent heads (d_model %d, n_head %d, n_kv_head %d)", (int)c.d_model,
                           (int)c.n_head, (int)c.n_kv_head);
+    /* task and num_labels: the options', else the config's (a classifier's model.config builds a classifier
+     * with its labels), else a language model / 2 labels */
     sf_task task = SF_TASK_LM;
     lua_Integer labels = 2, seed = 0;
-    if (lua_istable(L, 2)) {
-        lua_getfield(L, 2, "task");
-        const char *task_name = luaL_optstring(L, -1, "lm");
-        if (!strcmp(task_name, "classify")) task = SF_TASK_CLASSIFY;
-        else if (strcmp(task_name, "lm"))
-            return luaL_error(L, "sift.build: task must be \"lm\" or \"classify\", got \"%s\"", task_name);
-        lua_getfield(L, 2, "num_labels");
-        labels = luaL_optinteger(L, -1, 2);
-        lua_getfield(L, 2, "seed");
+    const int opts = lua_istable(L, 2) ? 2 : 0;
+    if (!opts || lua_getfield(L, opts, "task") == LUA_TNIL) {
+        if (opts) lua_pop(L, 1);
+        lua_getfield(L, 1, "task");
+    }
+    const char *task_name = luaL_optstring(L, -1, "lm");
+    if (!strcmp(task_name, "classify")) task = SF_TASK_CLASSIFY;
+    else if (strcmp(task_name, "lm"))
+        return luaL_error(L, "sift.build: task must be \"lm\" or \"classify\", got \"%s\"", task_name);
+    if (!opts || lua_getfield(L, opts, "num_labels") == LUA_TNIL) {
+        if (opts) lua_pop(L, 1);
+        lua_getfield(L, 1, "num_labels");
+    }
+    labels = luaL_optinteger(L, -1, 2);
+    lua_pop(L, 2);
+    if (opts) {
+        lua_getfield(L, opts, "seed");
         seed = luaL_optinteger(L, -1, 0);
-        lua_pop(L, 3);
+        lua_pop(L, 1);
     }
     c.num_labels = labels;
     l_model *u = lua_newuserdatauv(L, sizeof *u, 1);

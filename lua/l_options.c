@@ -93,7 +93,12 @@ static int l_check_options(lua_State *L) {
     luaL_checktype(L, 3, LUA_TTABLE);
     const int level = (int)luaL_optinteger(L, 4, 2);
     if (lua_isnoneornil(L, 1)) return 0;
-    if (!lua_istable(L, 1)) return luaL_error(L, "%s: options must be a table, got %s", who, luaL_typename(L, 1));
+    if (!lua_istable(L, 1)) {
+        luaL_where(L, level);
+        lua_pushfstring(L, "%s: options must be a table, got %s", who, luaL_typename(L, 1));
+        lua_concat(L, 2);
+        return lua_error(L);
+    }
     const lua_Integer n = luaL_len(L, 3);
     if (n > 256) return luaL_error(L, "sift._check_options: at most 256 known keys");
     const char *known[257];

@@ -123,7 +123,7 @@ def("sift.load", "sift.load(path, {task = \"lm\" | \"classify\", num_labels = 2,
   "Loads a model from path: a Hugging Face folder (config.json + model.safetensors or a sharded index;\nGPT-2, Llama, BERT/RoBERTa) or a llama2.c .bin. task = \"classify\" adds a sequence-classification head\n(score.weight ~ N(0, 0.02) for GPT-2/Llama, classifier.* for RoBERTa; seed drives its init) unless the\ncheckpoint has one. num_labels = 1 is a regression head (real-valued labels, mean squared error: STS-B).",
   "local model = sift.load(\"../shared/models/gpt2-4m\", {task = \"classify\", num_labels = 2})")
 def("sift.build", "sift.build(config, {task =, num_labels =, seed =}?) -> model",
-  "A randomly initialised model (Hugging Face's init) of the given shape. config: arch (\"gpt2\" | \"llama\" |\n\"bert\" | \"roberta\"), vocab_size, n_layer, n_head, n_kv_head, d_model, d_ff, head_dim, max_pos.",
+  "A randomly initialised model (Hugging Face's init) of the given shape. config: arch (\"gpt2\" | \"llama\" |\n\"bert\" | \"roberta\"), vocab_size, n_layer, n_head, n_kv_head, d_model, d_ff, head_dim, max_pos, and task /\nnum_labels when the options do not give them: sift.build(model.config) builds a fresh model of the same\nshape and kind (model.config's other fields are accepted and not read).",
   "local m = sift.build({arch = \"gpt2\", vocab_size = 4096, n_layer = 4, n_head = 4, d_model = 256})")
 def("Model:names", "model:names() -> {name, …}", "Parameter names in checkpoint order (Hugging Face names for HF checkpoints).")
 def("Model:param", "model:param(name) -> tensor", "The parameter tensor (shares storage with the model: writes change it).",

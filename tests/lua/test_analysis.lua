@@ -390,6 +390,7 @@ test("an option or field a function does not know is refused by name, with the n
       "svg: unknown option 'widht' (did you mean 'width'?); known: width, height" },
     { function() local r = sift.direction(sift.randn(2, 2), { normalise = "layer" }) return r end,
       "sift.direction: unknown option 'normalise' (did you mean 'normalize'?)" },
+    { function() local r = sift.sparse(m, 0.5) return r end, "sift.sparse: options must be a table, got number" },
     { function() local r = sift.show({ 1 }, { max_item = 1 }) return r end,
       "sift.show: unknown option 'max_item' (did you mean 'max_items'?)" },
   }
@@ -409,6 +410,16 @@ test("an option or field a function does not know is refused by name, with the n
   local m2 = sift.build(m.config, { task = "classify", num_labels = 2, seed = 1 })
   check(m2.config.n_params == m.config.n_params, "a model's config builds its shape: %d vs %d", m2.config.n_params,
     m.config.n_params)
+  -- and its kind: a classifier's config gives task and num_labels when the options do not (they were ignored:
+  -- sift.build(classifier.config) built a language model); the options still win
+  local m3 = sift.build(m.config, { seed = 1 })
+  check(m3.config.task == "classify" and m3.config.num_labels == 2 and m3.config.n_params == m.config.n_params,
+    "the config's task and labels: %s %s", m3.config.task, tostring(m3.config.num_labels))
+  local m4 = sift.build(m.config, { task = "lm" })
+  check(m4.config.task == "lm" and m4.config.num_labels == nil, "the options' task wins: %s", m4.config.task)
+  local m5 = sift.build({ arch = "gpt2", vocab_size = 32, n_layer = 1, n_head = 2, d_model = 16, task = "classify",
+    num_labels = 3 })
+  check(m5.config.task == "classify" and m5.config.num_labels == 3, "task and num_labels in a config written by hand")
   check(tostring(sift.plot.curve({ x = { 0.1, 0.5 }, y = { 0.3, 0.9 } }, { sq = true, label = "a", title = "t", ymax = 1 }))
     :find("t", 1, true), "a curve with curve's own and line's options draws")
   local out = m2:forward(b, { grad = false, logits = true, pack = true })
