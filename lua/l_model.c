@@ -320,6 +320,16 @@ static sf_tensor *as_single_row(sf_tensor *t) {
     return v;
 }
 
+/* A true / false option (def when absent); anything else is refused by name ({grad = "no"} was ignored). */
+static int opt_boolean(lua_State *L, int idx, const char *key, int def, const char *who) {
+    const int type = lua_getfield(L, idx, key);
+    const int v = type == LUA_TNIL ? def : lua_toboolean(L, -1);
+    if (type != LUA_TNIL && type != LUA_TBOOLEAN)
+        luaL_error(L, "%s: %s must be true or false, got %s", who, key, luaL_tolstring(L, -1, NULL));
+    lua_pop(L, 1);
+    return v;
+}
+
 static int m_forward(lua_State *L) {
     static const char *const batch_fields[] = {"input_ids", "attention_mask", "labels", NULL};
     static const char *const options[] = {"grad", "logits", "pack", NULL};
@@ -329,13 +339,9 @@ static int m_forward(lua_State *L) {
     lsift_check_options(L, 3, "forward", options);
     int train = 1, want_logits = 1, pack = 1;
     if (lua_istable(L, 3)) {
-        lua_getfield(L, 3, "grad");
-        if (lua_isboolean(L, -1)) train = lua_toboolean(L, -1);
-        lua_getfield(L, 3, "logits");
-        if (lua_isboolean(L, -1)) want_logits = lua_toboolean(L, -1);
-        lua_getfield(L, 3, "pack");
-        if (lua_isboolean(L, -1)) pack = lua_toboolean(L, -1);
-        lua_pop(L, 3);
+        train = opt_boolean(L, 3, "grad", 1, "forward");
+        want_logits = opt_boolean(L, 3, "logits", 1, "forward");
+        pack = opt_boolean(L, 3, "pack", 1, "forward");
     }
     /* a single sequence (1-D ids) is read as a batch of one through (1, T) views: the caller's tensors
      * keep their shapes */
@@ -393,9 +399,8 @@ static int m_generate(lua_State *L) {
         temperature = luaL_optnumber(L, -1, 0);
         lua_getfield(L, 3, "seed");
         seed = luaL_optinteger(L, -1, 0);
-        lua_getfield(L, 3, "stop_at_eos");
-        stop = lua_toboolean(L, -1);
-        lua_pop(L, 4);
+        lua_pop(L, 3);
+        stop = opt_boolean(L, 3, "stop_at_eos", 0, "generate");
     }
     if (max_new < 0 || max_new > (1 << 24)) return luaL_error(L, "generate: max_new must be in 0..16777216");
     int64_t n_prompt = sf_tensor_numel(ids);

@@ -121,9 +121,17 @@ local function evaluate_lm(model, ds, o, bs)
   return { loss = loss, perplexity = math.exp(loss), tokens = terms, n = #ds }
 end
 
+-- a whole number (an integer, or a float with an integer's value)
+local function whole(v) return type(v) == "number" and v == math.floor(v) and math.abs(v) < 2 ^ 53 end
+
 function M.evaluate(model, ds, opts)
   opts = sift_ref._check_options(opts, "sift.evaluate", { "tokenizer", "batch", "max_len", "pad_id", "bos", "mask_prompt" })
     or {}
+  for _, k in ipairs { "batch", "max_len" } do
+    if opts[k] ~= nil and not (whole(opts[k]) and opts[k] >= 1) then
+      error(("sift.evaluate: %s must be a whole number >= 1, got %s"):format(k, tostring(opts[k])), 2)
+    end
+  end
   assert(opts.tokenizer, "sift.evaluate: opts.tokenizer is required")
   local bs = opts.batch or 64
   local o = { tokenizer = opts.tokenizer, max_len = opts.max_len or 64, pad_id = opts.pad_id or default_pad(model),
@@ -183,12 +191,50 @@ local TRAIN_OPTIONS = { "model", "method", "data", "tokenizer", "max_len", "epoc
   "clip", "seed", "max_steps", "eval", "eval_batch", "on_step", "quiet", "pack", "micro_batch", "mask_prompt", "pad_id",
   "bos", "betas", "eps", "weight_decay", "decay", "sparse_weight_decay", "checkpoint", "checkpoint_every", "resume" }
 
+-- The values of sift.train's options that are not checked where they are used (or only after a step had run):
+-- each refused by name at `level` (as M.trainer's: 2 = the caller of M.trainer). Before, batch = 2.5, max_len
+-- = 0, warmup = 5, clip = 0 (every gradient scaled to 0), schedule = "cosin" ran silently, on_step = 5 failed
+-- after the first step, and batch = 0 was reported as a bad checkpoint_every.
+local function check_train_values(o, level)
+  local function want(ok, what, v)
+    if not ok then error(("sift.train: %s, got %s"):format(what, tostring(v)), level + 2) end -- (+ want, + this)
+  end
+  for _, k in ipairs { "batch", "epochs", "eval_batch", "max_steps", "max_len" } do -- (checkpoint_every: below)
+    if o[k] ~= nil then want(whole(o[k]) and o[k] >= 1, k .. " must be a whole number >= 1", o[k]) end
+  end
+  if o.seed ~= nil then want(whole(o.seed), "seed must be a whole number", o.seed) end
+  if o.lr ~= nil then
+    want(type(o.lr) == "number" and o.lr >= 0 and o.lr < math.huge, "lr must be a finite number >= 0", o.lr)
+  end
+  if o.warmup ~= nil then
+    want(type(o.warmup) == "number" and o.warmup >= 0 and o.warmup <= 1,
+      "warmup must be a fraction of the steps in [0, 1]", o.warmup)
+  end
+  if o.schedule ~= nil then
+    want(o.schedule == "linear" or o.schedule == "cosine" or o.schedule == "constant",
+      "schedule must be \"linear\", \"cosine\" or \"constant\"", o.schedule)
+  end
+  if o.clip ~= nil and o.clip ~= false then
+    want(type(o.clip) == "number" and o.clip > 0, "clip must be a number > 0 (the largest gradient norm; false: none)",
+      o.clip)
+  end
+  for _, k in ipairs { "quiet", "pack", "mask_prompt" } do
+    if o[k] ~= nil then want(type(o[k]) == "boolean", k .. " must be true or false", o[k]) end
+  end
+  if o.on_step ~= nil then want(type(o.on_step) == "function", "on_step must be a function", o.on_step) end
+end
+
 -- (level: where an unknown option's error points, 2 = the caller of sift.trainer; sift.train passes 3)
 function M.trainer(opts, level)
-  sift_ref._check_options(opts, "sift.train", TRAIN_OPTIONS, level or 2)
-  local model, set = assert(opts.model, "sift.train: model is required"), opts.method
-  assert(set, "sift.train: method (a set from sift.sparse / sift.lora / sift.full) is required")
-  local data = assert(opts.data, "sift.train: data is required")
+  level = level or 2
+  if type(opts) ~= "table" then error("sift.train: expected a table of options, got " .. type(opts), level) end
+  sift_ref._check_options(opts, "sift.train", TRAIN_OPTIONS, level)
+  check_train_values(opts, level)
+  local model, set = opts.model, opts.method
+  if not model then error("sift.train: model is required", level) end
+  if not set then error("sift.train: method (a set from sift.sparse / sift.lora / sift.full) is required", level) end
+  local data = opts.data
+  if not data then error("sift.train: data is required", level) end
   check_head(model, data, "sift.train")
   if opts.eval then check_head(model, opts.eval, "sift.train (eval)") end
   local task = model.config.task
@@ -196,9 +242,12 @@ function M.trainer(opts, level)
   local per_epoch = math.ceil(#data / bs)
   local T = per_epoch * epochs
   if opts.max_steps then T = math.min(T, opts.max_steps) end
-  if T < 1 then error("sift.train: no steps to run (empty data?)", 2) end
-  if opts.mask_prompt and task ~= "lm" then error("sift.train: mask_prompt is for language models (this one classifies)", 2) end
-  local enc_opts = { tokenizer = assert(opts.tokenizer, "sift.train: tokenizer is required"), max_len = opts.max_len or 64,
+  if T < 1 then error("sift.train: no steps to run (empty data?)", level) end
+  if opts.mask_prompt and task ~= "lm" then
+    error("sift.train: mask_prompt is for language models (this one classifies)", level)
+  end
+  if not opts.tokenizer then error("sift.train: tokenizer is required", level) end
+  local enc_opts = { tokenizer = opts.tokenizer, max_len = opts.max_len or 64,
     pad_id = opts.pad_id or default_pad(model), bos = opts.bos == nil and default_bos(model) or opts.bos,
     mask_prompt = opts.mask_prompt and true or nil }
   local lr = opts.lr or 1e-3
@@ -210,7 +259,7 @@ function M.trainer(opts, level)
   local quiet = opts.quiet or sift.dist.rank() ~= 0
   local micro = opts.micro_batch
   if micro ~= nil and (math.type(micro) ~= "integer" or micro < 1) then
-    error("sift.train: micro_batch must be a positive integer (rows per forward + backward)", 2)
+    error("sift.train: micro_batch must be a positive integer (rows per forward + backward)", level)
   end
   local tr = { history = { loss = {}, lr = {}, eval = {}, grad_norm = {}, bytes_sent = {}, method = set:kind(),
     trainable = nil, steps = 0, ranks = ranks }, step_no = 0, total = T, optimizer = opt }
@@ -223,9 +272,9 @@ function M.trainer(opts, level)
     steps = T, mask_prompt = enc_opts.mask_prompt }
   -- checkpoint = path: saved every checkpoint_every steps (default: each epoch), at the end and on Ctrl-C
   local ckpt, ckpt_every = opts.checkpoint, opts.checkpoint_every or per_epoch
-  if ckpt ~= nil and type(ckpt) ~= "string" then error("sift.train: checkpoint must be a file path", 2) end
+  if ckpt ~= nil and type(ckpt) ~= "string" then error("sift.train: checkpoint must be a file path", level) end
   if math.type(ckpt_every) ~= "integer" or ckpt_every < 1 then
-    error("sift.train: checkpoint_every must be a positive integer (steps)", 2)
+    error("sift.train: checkpoint_every must be a positive integer (steps)", level)
   end
   if opts.resume then
     local r = checkpoint.load(opts.resume, set, opt, fingerprint)

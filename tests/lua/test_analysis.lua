@@ -353,6 +353,8 @@ test("an option or field a function does not know is refused by name, with the n
     { function() local r = m:forward({ input_ids = b.input_ids, lables = b.labels }) return r end,
       "forward: batch: unknown field 'lables' (did you mean 'labels'?)" },
     { function() local r = m:forward(b, { grads = false }) return r end, "forward: unknown option 'grads'" },
+    { function() local r = m:forward(b, { grad = "no" }) return r end, "forward: grad must be true or false, got no" },
+    { function() local r = m:forward(b, { pack = 0 }) return r end, "forward: pack must be true or false, got 0" },
     { function() local r = m:generate({ 1 }, { topk = 5 }) return r end,
       "generate: unknown option 'topk'; known: max_new, temperature, seed, stop_at_eos" },
     { function() local r = sift.sparse(m, { rat = 0.5 }) return r end,

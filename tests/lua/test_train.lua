@@ -71,6 +71,62 @@ end
 -- head (input and weight gradients) + attention's four; SIFT skips exactly the block weight gradients
 -- (its k entries are dot products), the frozen head's weight gradient and block 0's qkv input gradient
 -- (frozen embeddings and norm). These are the counts behind docs/performance.md's 0.656 floor.
+test("sift.train's and sift.evaluate's option values are refused by name at the caller's line", function()
+  -- they ran silently before: batch = 2.5, max_len = 0, warmup = 5, clip = 0 (every gradient scaled to 0),
+  -- schedule = "cosin"; on_step = 5 failed after a step had run; batch = 0 was reported as a bad checkpoint_every
+  local m, tok = gpt2_4m("classify")
+  local data = sift.data.load("sst2", { split = "train" }):take(8)
+  local base = { model = m, data = data, tokenizer = tok, max_steps = 1, quiet = true }
+  for _, case in ipairs {
+    { { batch = 0 }, "batch must be a whole number >= 1, got 0" },
+    { { batch = 2.5 }, "batch must be a whole number >= 1, got 2.5" },
+    { { epochs = -1 }, "epochs must be a whole number >= 1, got -1" },
+    { { max_len = 0 }, "max_len must be a whole number >= 1, got 0" },
+    { { max_steps = 0 }, "max_steps must be a whole number >= 1, got 0" },
+    { { eval_batch = "8" }, "eval_batch must be a whole number >= 1, got 8" },
+    { { seed = 1.5 }, "seed must be a whole number, got 1.5" },
+    { { lr = 0 / 0 }, "lr must be a finite number >= 0" },
+    { { warmup = 5 }, "warmup must be a fraction of the steps in [0, 1], got 5" },
+    { { schedule = "cosin" }, "schedule must be \"linear\", \"cosine\" or \"constant\", got cosin" },
+    { { clip = 0 }, "clip must be a number > 0 (the largest gradient norm; false: none), got 0" },
+    { { quiet = "no" }, "quiet must be true or false, got no" },
+    { { pack = 0 }, "pack must be true or false, got 0" },
+    { { on_step = 5 }, "on_step must be a function, got 5" },
+  } do
+    local o = {}
+    for k, v in pairs(base) do o[k] = v end
+    for k, v in pairs(case[1]) do o[k] = v end
+    o.method = sift.head(m)
+    local line = debug.getinfo(1, "l").currentline + 1
+    local ok, err = pcall(function() local h = sift.train(o) return h end)
+    o.method:close()
+    check(not ok and tostring(err):find("test_train.lua:" .. line .. ": sift.train: " .. case[2], 1, true),
+      "%s: %s", case[2], tostring(err))
+  end
+  local set = sift.head(m)
+  local line = debug.getinfo(1, "l").currentline + 1
+  local ok, err = pcall(function() local t = sift.trainer({ model = m, method = set, data = data, tokenizer = tok, batch = 0 }) return t end)
+  check(not ok and tostring(err):find("test_train.lua:" .. line .. ": sift.train: batch must be", 1, true),
+    "sift.trainer names its caller: %s", tostring(err))
+  set:close()
+  for _, case in ipairs { { { batch = 0 }, "batch must be a whole number >= 1, got 0" },
+    { { max_len = -1 }, "max_len must be a whole number >= 1, got -1" } } do
+    case[1].tokenizer = tok
+    line = debug.getinfo(1, "l").currentline + 1
+    ok, err = pcall(function() local r = sift.evaluate(m, data, case[1]) return r end)
+    check(not ok and tostring(err):find("test_train.lua:" .. line .. ": sift.evaluate: " .. case[2], 1, true), "%s: %s",
+      case[2], tostring(err))
+  end
+  -- what is allowed still runs: clip = false (none), a whole float batch, every schedule
+  for _, sched in ipairs { "linear", "cosine", "constant" } do
+    local o = { model = m, method = sift.head(m), data = data, tokenizer = tok, max_steps = 1, quiet = true, batch = 4.0,
+      clip = false, schedule = sched, warmup = 0 }
+    local h = sift.train(o)
+    o.method:close()
+    check(#h.loss == 1 and h.loss[1] == h.loss[1], "schedule %s with clip = false runs", sched)
+  end
+end)
+
 test("products per step: full's exact counts, and exactly what SIFT skips", function()
   local B, T, d, L, V = 4, 16, 256, 4, 4096
   local batch = lm_batch(B, T, V)
