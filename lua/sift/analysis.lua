@@ -142,12 +142,12 @@ local function with_gradients(model, batch, targets, who, each)
   return loss
 end
 
--- sift.coverage(model, batch, opts) -> { fractions, names, tensors = {[name] = {norm = {...}, sq = {...}}},
--- mean, mean_sq, loss }. The model's gradients are zeroed before and after.
 -- Refuses unknown keys in a public function's options (sift._check_options, lua/l_options.c); level 3 names
 -- the line that called the public function.
 local function checked(opts, who, known) return package.loaded.sift._check_options(opts, who, known, 3) end
 
+-- sift.coverage(model, batch, opts) -> { fractions, names, tensors = {[name] = {norm = {...}, sq = {...}}},
+-- mean, mean_sq, loss }. The model's gradients are zeroed before and after.
 function M.coverage(model, batch, opts)
   opts = checked(opts, "sift.coverage", { "fractions", "targets" }) or {}
   local who = "sift.coverage"

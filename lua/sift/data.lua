@@ -616,12 +616,12 @@ function M.resolve(name_or_path, opts)
   return file, format, split, name, note
 end
 
--- M.load(name_or_path, {split =, format =, all = bool}) → dataset (see the top of this file).
--- jsonl: only rows with "status": "ok" (or without a status) unless opts.all.
 -- Refuses unknown keys in a public function's options (sift._check_options, lua/l_options.c); level 3 names
 -- the line that called the public function.
 local function checked(opts, who, known) return package.loaded.sift._check_options(opts, who, known, 3) end
 
+-- M.load(name_or_path, {split =, format =, all = bool}) → dataset (see the top of this file).
+-- jsonl: only rows with "status": "ok" (or without a status) unless opts.all.
 function M.load(name_or_path, opts)
   if opts ~= nil and type(opts) ~= "table" then error("sift.data.load: opts must be a table", 2) end
   opts = checked(opts, "sift.data.load", { "split", "format", "all" }) or {}

@@ -28,7 +28,8 @@ local function def(name, sig, doc, example)
 end
 
 ---------------------------------------------------------------------------------------------------
-section("Module", "The `sift` table: `local sift = require \"sift\"` (preloaded as the global `sift` in sift-repl).\n" ..
+section("Module",
+  "The `sift` table: `local sift = require \"sift\"` (preloaded as the global `sift` in sift-repl).\n" ..
   "Option tables, model:forward's batch and sift.build's config are checked: a key the function does not\n" ..
   "know is an error naming it and the nearest known one (\"sift.sparse: unknown option 'rat' (did you mean\n" ..
   "'rate'?)\"), not ignored.")

@@ -708,8 +708,8 @@ end
 -- the line that called the public function.
 local function checked(opts, who, known) return package.loaded.sift._check_options(opts, who, known, 3) end
 local SIZE_OPTIONS = { "width", "height" }
-local LINE_OPTIONS = { "width", "height", "title", "labels", "xlabel", "ylabel", "xmin", "xmax", "ymin", "ymax", "x", "y",
-  "logx", "logy", "color", "legend", "xfmt", "yfmt", "svg_width", "svg_height" }
+local LINE_OPTIONS = { "width", "height", "title", "labels", "xlabel", "ylabel", "xmin", "xmax", "ymin", "ymax",
+  "x", "y", "logx", "logy", "color", "legend", "xfmt", "yfmt", "svg_width", "svg_height" }
 local CURVE_OPTIONS = { "sq", "tensors", "label", table.unpack(LINE_OPTIONS) }
 local HEATMAP_OPTIONS = { "title", "min", "max", "color", "cell_width", "max_width", "name", "xlabel", "ylabel",
   "svg_width", "svg_height" }

@@ -224,8 +224,8 @@ function M.show(v, opts)
   local o = { max_items = M.max_items, max_depth = M.max_depth, width = M.width }
   if type(opts) == "table" then
     package.loaded.sift._check_options(opts, "sift.show", { "max_items", "max_depth", "width", "stdout" })
+    for k, x in pairs(opts) do o[k] = x end
   end
-  if type(opts) == "table" then for k, x in pairs(opts) do o[k] = x end end
   local out = {}
   render(v, o, 0, "", {}, out)
   return table.concat(out)

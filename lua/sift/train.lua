@@ -125,8 +125,8 @@ end
 local function whole(v) return type(v) == "number" and v == math.floor(v) and math.abs(v) < 2 ^ 53 end
 
 function M.evaluate(model, ds, opts)
-  opts = sift_ref._check_options(opts, "sift.evaluate", { "tokenizer", "batch", "max_len", "pad_id", "bos", "mask_prompt" })
-    or {}
+  opts = sift_ref._check_options(opts, "sift.evaluate",
+    { "tokenizer", "batch", "max_len", "pad_id", "bos", "mask_prompt" }) or {}
   for _, k in ipairs { "batch", "max_len" } do
     if opts[k] ~= nil and not (whole(opts[k]) and opts[k] >= 1) then
       error(("sift.evaluate: %s must be a whole number >= 1, got %s"):format(k, tostring(opts[k])), 2)
@@ -187,9 +187,10 @@ end
 
 -- The trainer: sift.train(opts) runs it to the end; sift.trainer(opts) returns it for trainer:step(n).
 -- the options of sift.train / sift.trainer (help.lua's "sift.train" lists them)
-local TRAIN_OPTIONS = { "model", "method", "data", "tokenizer", "max_len", "epochs", "batch", "lr", "warmup", "schedule",
-  "clip", "seed", "max_steps", "eval", "eval_batch", "on_step", "quiet", "pack", "micro_batch", "mask_prompt", "pad_id",
-  "bos", "betas", "eps", "weight_decay", "decay", "sparse_weight_decay", "checkpoint", "checkpoint_every", "resume" }
+local TRAIN_OPTIONS = { "model", "method", "data", "tokenizer", "max_len", "epochs", "batch", "lr", "warmup",
+  "schedule", "clip", "seed", "max_steps", "eval", "eval_batch", "on_step", "quiet", "pack", "micro_batch",
+  "mask_prompt", "pad_id", "bos", "betas", "eps", "weight_decay", "decay", "sparse_weight_decay", "checkpoint",
+  "checkpoint_every", "resume" }
 
 -- The values of sift.train's options that are not checked where they are used (or only after a step had run):
 -- each refused by name at `level` (as M.trainer's: 2 = the caller of M.trainer). Before, batch = 2.5, max_len
