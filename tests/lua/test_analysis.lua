@@ -359,7 +359,8 @@ test("an option or field a function does not know is refused by name, with the n
       "generate: unknown option 'topk'; known: max_new, temperature, seed, stop_at_eos" },
     { function() local r = sift.sparse(m, { rat = 0.5 }) return r end,
       "sift.sparse: unknown option 'rat' (did you mean 'rate'?)" },
-    { function() local r = sift.lora(m, { rank = 4 }) return r end, "sift.lora: unknown option 'rank'; known: r, alpha" },
+    { function() local r = sift.lora(m, { rank = 4 }) return r end,
+      "sift.lora: unknown option 'rank'; known: r, alpha" },
     { function() local r = sift.full(m, { param = {} }) return r end, "sift.full: unknown option 'param'" },
     { function() local r = sift.AdamW(sift.head(m), { learning_rate = 1 }) return r end,
       "sift.AdamW: unknown option 'learning_rate'" },
@@ -422,8 +423,9 @@ test("an option or field a function does not know is refused by name, with the n
   local m5 = sift.build({ arch = "gpt2", vocab_size = 32, n_layer = 1, n_head = 2, d_model = 16, task = "classify",
     num_labels = 3 })
   check(m5.config.task == "classify" and m5.config.num_labels == 3, "task and num_labels in a config written by hand")
-  check(tostring(sift.plot.curve({ x = { 0.1, 0.5 }, y = { 0.3, 0.9 } }, { sq = true, label = "a", title = "t", ymax = 1 }))
-    :find("t", 1, true), "a curve with curve's own and line's options draws")
+  local curve = sift.plot.curve({ x = { 0.1, 0.5 }, y = { 0.3, 0.9 } },
+    { sq = true, label = "a", title = "t", ymax = 1 })
+  check(tostring(curve):find("t", 1, true), "a curve with curve's own and line's options draws")
   local out = m2:forward(b, { grad = false, logits = true, pack = true })
   check(out.loss and out.loss == out.loss, "known options and fields run: %s", tostring(out.loss))
 end)
@@ -440,9 +442,10 @@ test("ids and labels in a float tensor must be whole numbers; generate refuses a
   check(not ok and tostring(err):find("forward: batch.input_ids: a f32 tensor holds " .. rows[1][2]
     .. " at flat position 1, not a whole number", 1, true), "a fractional id is refused: %s", tostring(err))
   ok, err = pcall(m.forward, m, { input_ids = tiny_batch().input_ids, labels = sift.tensor({ 0.5, 1, 1, 0 }) })
-  check(not ok and tostring(err):find("forward: batch.labels: a f32 tensor holds 0.5", 1, true), "a fractional label: %s",
-    tostring(err))
-  local lm = sift.build({ arch = "gpt2", vocab_size = 32, n_layer = 1, n_head = 2, d_model = 16, max_pos = 16 }, { seed = 1 })
+  check(not ok and tostring(err):find("forward: batch.labels: a f32 tensor holds 0.5", 1, true),
+    "a fractional label: %s", tostring(err))
+  local lm = sift.build({ arch = "gpt2", vocab_size = 32, n_layer = 1, n_head = 2, d_model = 16, max_pos = 16 },
+    { seed = 1 })
   for _, t in ipairs { math.huge, -math.huge, 0 / 0, -1 } do
     ok, err = pcall(lm.generate, lm, { 1, 2 }, { max_new = 2, temperature = t })
     check(not ok and tostring(err):find("generate: temperature must be a finite number >= 0", 1, true),

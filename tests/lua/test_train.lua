@@ -65,12 +65,6 @@ local function lm_batch(B, T, V)
   return { input_ids = sift.tensor(ids, { dtype = "i64" }), labels = sift.tensor(ids, { dtype = "i64" }) }
 end
 
--- sift.gemm_flops counts every product; on gpt2-4m (d 256, 4 layers, vocab 4096, tied head) a step's
--- counts follow from the shapes exactly: forward = blocks (12 d^2 per layer per token) + head (V d) +
--- attention's two products (2 T^2 d per sequence per layer); full backward = twice the blocks and the
--- head (input and weight gradients) + attention's four; SIFT skips exactly the block weight gradients
--- (its k entries are dot products), the frozen head's weight gradient and block 0's qkv input gradient
--- (frozen embeddings and norm). These are the counts behind docs/performance.md's 0.656 floor.
 test("sift.train's and sift.evaluate's option values are refused by name at the caller's line", function()
   -- they ran silently before: batch = 2.5, max_len = 0, warmup = 5, clip = 0 (every gradient scaled to 0),
   -- schedule = "cosin"; on_step = 5 failed after a step had run; batch = 0 was reported as a bad checkpoint_every
@@ -104,8 +98,9 @@ test("sift.train's and sift.evaluate's option values are refused by name at the 
       "%s: %s", case[2], tostring(err))
   end
   local set = sift.head(m)
-  local line = debug.getinfo(1, "l").currentline + 1
-  local ok, err = pcall(function() local t = sift.trainer({ model = m, method = set, data = data, tokenizer = tok, batch = 0 }) return t end)
+  local line = debug.getinfo(1, "l").currentline + 2
+  local ok, err = pcall(function()
+    local t = sift.trainer({ model = m, method = set, data = data, tokenizer = tok, batch = 0 }) return t end)
   check(not ok and tostring(err):find("test_train.lua:" .. line .. ": sift.train: batch must be", 1, true),
     "sift.trainer names its caller: %s", tostring(err))
   set:close()
@@ -119,14 +114,20 @@ test("sift.train's and sift.evaluate's option values are refused by name at the 
   end
   -- what is allowed still runs: clip = false (none), a whole float batch, every schedule
   for _, sched in ipairs { "linear", "cosine", "constant" } do
-    local o = { model = m, method = sift.head(m), data = data, tokenizer = tok, max_steps = 1, quiet = true, batch = 4.0,
-      clip = false, schedule = sched, warmup = 0 }
+    local o = { model = m, method = sift.head(m), data = data, tokenizer = tok, max_steps = 1, quiet = true,
+      batch = 4.0, clip = false, schedule = sched, warmup = 0 }
     local h = sift.train(o)
     o.method:close()
     check(#h.loss == 1 and h.loss[1] == h.loss[1], "schedule %s with clip = false runs", sched)
   end
 end)
 
+-- sift.gemm_flops counts every product; on gpt2-4m (d 256, 4 layers, vocab 4096, tied head) a step's
+-- counts follow from the shapes exactly: forward = blocks (12 d^2 per layer per token) + head (V d) +
+-- attention's two products (2 T^2 d per sequence per layer); full backward = twice the blocks and the
+-- head (input and weight gradients) + attention's four; SIFT skips exactly the block weight gradients
+-- (its k entries are dot products), the frozen head's weight gradient and block 0's qkv input gradient
+-- (frozen embeddings and norm). These are the counts behind docs/performance.md's 0.656 floor.
 test("products per step: full's exact counts, and exactly what SIFT skips", function()
   local B, T, d, L, V = 4, 16, 256, 4, 4096
   local batch = lm_batch(B, T, V)
