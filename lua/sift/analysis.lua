@@ -19,6 +19,7 @@
 local sets = require "sift.sets"
 
 local M = {}
+local checked = require "sift.options" -- refuses option keys a public function does not know
 
 M.default_fractions = { 0.001, 0.01, 0.1 }
 
@@ -141,10 +142,6 @@ local function with_gradients(model, batch, targets, who, each)
   if not ok then error(err, 3) end
   return loss
 end
-
--- Refuses unknown keys in a public function's options (sift._check_options, lua/l_options.c); level 3 names
--- the line that called the public function.
-local function checked(opts, who, known) return package.loaded.sift._check_options(opts, who, known, 3) end
 
 -- sift.coverage(model, batch, opts) -> { fractions, names, tensors = {[name] = {norm = {...}, sq = {...}}},
 -- mean, mean_sq, loss }. The model's gradients are zeroed before and after.

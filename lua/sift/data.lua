@@ -9,6 +9,7 @@
 -- label_names, path and note, and the methods shuffle(seed), take(n), slice(i, j), batches(size),
 -- labels(), count_labels(), filter(fn). Everything here is pure Lua 5.4.
 local M = {}
+local checked = require "sift.options" -- refuses option keys a public function does not know
 
 M.formats = { "sst2", "cola", "rte", "mrpc", "stsb", "trec", "jsonl" }
 
@@ -615,10 +616,6 @@ function M.resolve(name_or_path, opts)
   end
   return file, format, split, name, note
 end
-
--- Refuses unknown keys in a public function's options (sift._check_options, lua/l_options.c); level 3 names
--- the line that called the public function.
-local function checked(opts, who, known) return package.loaded.sift._check_options(opts, who, known, 3) end
 
 -- M.load(name_or_path, {split =, format =, all = bool}) → dataset (see the top of this file).
 -- jsonl: only rows with "status": "ok" (or without a status) unless opts.all.

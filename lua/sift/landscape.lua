@@ -18,9 +18,7 @@
 local sets = require "sift.sets"
 
 local S -- the sift module, set by install
--- Refuses unknown keys in a public function's options (sift._check_options, lua/l_options.c); level 3 names
--- the line that called the public function.
-local function checked(opts, who, known) return package.loaded.sift._check_options(opts, who, known, 3) end
+local checked = require "sift.options" -- refuses option keys a public function does not know
 
 local M = {}
 

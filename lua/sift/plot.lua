@@ -9,6 +9,7 @@
 -- SVG text, fig:save(path) writes it. Line plots: opts.width / opts.height are the plot area in character
 -- cells (default 64 x 16), so the figure is title + height rows + axis + tick labels + legend.
 local M = {}
+local checked = require "sift.options" -- refuses option keys a public function does not know
 
 local Figure = {}
 Figure.__index = Figure
@@ -704,9 +705,6 @@ local function svg_heatmap(fig, W)
   return out, y
 end
 
--- Refuses unknown keys in a figure function's options (sift._check_options, lua/l_options.c); level 3 names
--- the line that called the public function.
-local function checked(opts, who, known) return package.loaded.sift._check_options(opts, who, known, 3) end
 local SIZE_OPTIONS = { "width", "height" }
 local LINE_OPTIONS = { "width", "height", "title", "labels", "xlabel", "ylabel", "xmin", "xmax", "ymin", "ymax",
   "x", "y", "logx", "logy", "color", "legend", "xfmt", "yfmt", "svg_width", "svg_height" }
